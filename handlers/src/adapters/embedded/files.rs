@@ -1,0 +1,193 @@
+//! Invoices as files under the data directory.
+//!
+//! An upload is written to `invoices/tmp/{random}.part` and renamed into
+//! `invoices/{productId}/invoice-v{version}.{ext}` on commit, so a reader never sees a half
+//! file and a crash mid-upload leaves only a `.part` file, which the next start removes.
+//! Names come from ids only; nothing the client sends reaches the file system.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+
+use crate::domain::ProductId;
+use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
+
+const BACKEND: &str = "invoice store";
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable::new(BACKEND, e)
+}
+
+#[derive(Debug, Clone)]
+pub struct FileInvoiceStore {
+    root: PathBuf,
+}
+
+impl FileInvoiceStore {
+    /// Uses `root` (created if needed) and removes `.part` files left by an earlier crash.
+    pub fn open(root: &Path) -> Result<Self, Unavailable> {
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(unavailable)?;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&tmp).map_err(unavailable)?.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "part")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed unfinished uploads left by an earlier run");
+        }
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Maps a location back to a path, refusing anything that could escape the root.
+    fn path_of(&self, location: &str) -> Result<PathBuf, Unavailable> {
+        let ok = !location.is_empty()
+            && location.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+        if !ok {
+            return Err(unavailable(format!(
+                "not an invoice location: {location:?}"
+            )));
+        }
+        Ok(self.root.join(location))
+    }
+}
+
+struct FileUpload {
+    file: Option<tokio::fs::File>,
+    tmp: PathBuf,
+    final_dir: PathBuf,
+    final_path: PathBuf,
+    location: String,
+    done: bool,
+}
+
+impl Drop for FileUpload {
+    /// Last resort when an upload is dropped without commit or abort (a panic, a cancelled
+    /// task): remove the partial file synchronously.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[async_trait]
+impl InvoiceUpload for FileUpload {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), Unavailable> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| unavailable("upload already closed"))?;
+        file.write_all(chunk).await.map_err(unavailable)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<String, Unavailable> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| unavailable("upload already closed"))?;
+        file.flush().await.map_err(unavailable)?;
+        file.sync_data().await.map_err(unavailable)?;
+        drop(file);
+        tokio::fs::create_dir_all(&self.final_dir)
+            .await
+            .map_err(unavailable)?;
+        tokio::fs::rename(&self.tmp, &self.final_path)
+            .await
+            .map_err(unavailable)?;
+        self.done = true;
+        Ok(std::mem::take(&mut self.location))
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        self.file.take();
+        if let Err(e) = tokio::fs::remove_file(&self.tmp).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "could not remove a partial upload");
+        }
+        self.done = true;
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for FileInvoiceStore {
+    async fn begin(
+        &self,
+        product: ProductId,
+        version: u32,
+        ext: &str,
+    ) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await
+            .map_err(unavailable)?;
+        let location = format!("{product}/invoice-v{version}.{ext}");
+        let final_dir = self.root.join(product.to_string());
+        let final_path = self.root.join(&location);
+        Ok(Box::new(FileUpload {
+            file: Some(file),
+            tmp,
+            final_dir,
+            final_path,
+            location,
+            done: false,
+        }))
+    }
+
+    async fn delete(&self, location: &str) -> Result<(), Unavailable> {
+        let path = self.path_of(location)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        // The per-product directory goes too when it is empty; a non-empty one stays.
+        if let Some(dir) = path.parent()
+            && dir != self.root
+        {
+            let _ = tokio::fs::remove_dir(dir).await;
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, location: &str) -> Result<bool, Unavailable> {
+        tokio::fs::try_exists(self.path_of(location)?)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn health(&self) -> Result<(), Unavailable> {
+        let meta = tokio::fs::metadata(self.root.join("tmp"))
+            .await
+            .map_err(unavailable)?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(unavailable("the upload directory is not a directory"))
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The embedded default: SQLite (WAL) for products, idempotent answers and the OCR outbox;
+//! the local file system for invoices. No cloud account, no containers.
+
+mod files;
+mod sqlite;
+
+pub use files::FileInvoiceStore;
+pub use sqlite::SqliteProductRepository;

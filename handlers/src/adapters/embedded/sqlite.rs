@@ -1,0 +1,318 @@
+//! Products, idempotent answers and the OCR queue in one SQLite database.
+//!
+//! The product row and its OCR event are written in the same transaction (the transactional
+//! outbox), so a product never exists without the event that gets its invoice read. SQLite is
+//! synchronous; every call runs on the blocking pool so it never stalls the async workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use crate::domain::{OcrRequested, ProductId, ProductRecord, UserId};
+use crate::ports::{
+    IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable,
+};
+
+const BACKEND: &str = "product store";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS products (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    brand_key     TEXT NOT NULL,
+    serial_number TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    doc           TEXT NOT NULL,
+    CONSTRAINT products_user_brand_serial UNIQUE (user_id, brand_key, serial_number)
+);
+CREATE INDEX IF NOT EXISTS products_by_user_newest ON products (user_id, created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS ocr_queue (
+    message_id     TEXT PRIMARY KEY,
+    product_id     TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    enqueued_at    TEXT NOT NULL,
+    visible_at_ms  INTEGER NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ocr_queue_visible ON ocr_queue (visible_at_ms);
+CREATE TABLE IF NOT EXISTS idempotency (
+    user_id     TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    location    TEXT,
+    body        TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+";
+
+/// Timestamps are stored as fixed-width RFC 3339 UTC strings so text order is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[derive(Clone)]
+pub struct SqliteProductRepository {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable::new(BACKEND, e)
+}
+
+impl SqliteProductRepository {
+    /// Opens (creating if needed) the database at `path`. `busy_timeout` bounds how long a
+    /// write waits for a lock before the request fails with 503.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, Unavailable> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.busy_timeout(busy_timeout).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        // NORMAL is durable across application crashes in WAL mode; only an OS crash or power
+        // loss can lose the last transactions.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)
+    }
+
+    /// Number of OCR events waiting (for tests and health).
+    pub async fn ocr_queue_len(&self) -> Result<u64, Unavailable> {
+        self.with_conn(|c| {
+            c.query_row("SELECT COUNT(*) FROM ocr_queue", [], |r| r.get::<_, i64>(0))
+        })
+        .await?
+        .map(|n| n as u64)
+        .map_err(unavailable)
+    }
+
+    /// The queued OCR event bodies, oldest first.
+    pub async fn ocr_events(&self) -> Result<Vec<OcrRequested>, Unavailable> {
+        let rows = self
+            .with_conn(|c| {
+                let mut stmt =
+                    c.prepare("SELECT body FROM ocr_queue ORDER BY enqueued_at, message_id")?;
+                stmt.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|b| serde_json::from_str(b).map_err(unavailable))
+            .collect()
+    }
+}
+
+fn decode(doc: &str) -> Result<ProductRecord, Unavailable> {
+    serde_json::from_str(doc).map_err(|e| unavailable(format!("stored product is unreadable: {e}")))
+}
+
+#[async_trait]
+impl ProductRepository for SqliteProductRepository {
+    async fn insert_registration(
+        &self,
+        product: &ProductRecord,
+        event: &OcrRequested,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), InsertError> {
+        let product = product.clone();
+        let event = event.clone();
+        let idempotency = idempotency.cloned();
+        self.with_conn(move |c| -> Result<(), InsertError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            if let Some(rec) = &idempotency {
+                let r = tx.execute(
+                    "INSERT INTO idempotency (user_id, key, fingerprint, status, location, body, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (user_id, key) DO UPDATE SET
+                       fingerprint = excluded.fingerprint, status = excluded.status,
+                       location = excluded.location, body = excluded.body, expires_at = excluded.expires_at
+                     WHERE idempotency.expires_at <= ?8",
+                    params![
+                        product.user_id.as_str(),
+                        rec.key,
+                        rec.response.fingerprint,
+                        rec.response.status,
+                        rec.response.location,
+                        rec.response.body,
+                        ts(rec.expires_at),
+                        ts(product.created_at),
+                    ],
+                );
+                match r {
+                    Ok(0) => return Err(InsertError::IdempotencyKeyTaken),
+                    Ok(_) => {}
+                    Err(e) => return Err(unavailable(e).into()),
+                }
+            }
+            let doc = serde_json::to_string(&product).map_err(unavailable)?;
+            let inserted = tx.execute(
+                "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    product.id.to_string(),
+                    product.user_id.as_str(),
+                    product.brand_key,
+                    product.serial_number,
+                    ts(product.created_at),
+                    doc
+                ],
+            );
+            if let Err(e) = inserted {
+                if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                    let existing = tx
+                        .query_row(
+                            "SELECT id FROM products WHERE user_id = ?1 AND brand_key = ?2 AND serial_number = ?3",
+                            params![product.user_id.as_str(), product.brand_key, product.serial_number],
+                            |r| r.get::<_, String>(0),
+                        )
+                        .optional()
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.parse().ok());
+                    return Err(InsertError::DuplicateProduct { existing });
+                }
+                return Err(unavailable(e).into());
+            }
+            let body = serde_json::to_string(&event).map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO ocr_queue (message_id, product_id, body, enqueued_at, visible_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (message_id) DO NOTHING",
+                params![
+                    event.message_id,
+                    event.product_id.to_string(),
+                    body,
+                    ts(event.requested_at),
+                    event.requested_at.timestamp_millis()
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn get(
+        &self,
+        user: &UserId,
+        id: ProductId,
+    ) -> Result<Option<ProductRecord>, Unavailable> {
+        let user = user.clone();
+        let doc = self
+            .with_conn(move |c| {
+                c.query_row(
+                    "SELECT doc FROM products WHERE id = ?1 AND user_id = ?2",
+                    params![id.to_string(), user.as_str()],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+            })
+            .await?
+            .map_err(unavailable)?;
+        doc.as_deref().map(decode).transpose()
+    }
+
+    async fn list(
+        &self,
+        user: &UserId,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<ProductRecord>, Unavailable> {
+        let user = user.clone();
+        let after = after.cloned();
+        let docs = self
+            .with_conn(move |c| -> rusqlite::Result<Vec<String>> {
+                let limit = limit as i64;
+                match after {
+                    None => {
+                        let mut stmt = c.prepare_cached(
+                            "SELECT doc FROM products WHERE user_id = ?1
+                             ORDER BY created_at DESC, id DESC LIMIT ?2",
+                        )?;
+                        stmt.query_map(params![user.as_str(), limit], |r| r.get(0))?
+                            .collect()
+                    }
+                    Some(cur) => {
+                        let mut stmt = c.prepare_cached(
+                            "SELECT doc FROM products WHERE user_id = ?1
+                               AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
+                             ORDER BY created_at DESC, id DESC LIMIT ?4",
+                        )?;
+                        stmt.query_map(
+                            params![user.as_str(), ts(cur.created_at), cur.id.to_string(), limit],
+                            |r| r.get(0),
+                        )?
+                        .collect()
+                    }
+                }
+            })
+            .await?
+            .map_err(unavailable)?;
+        docs.iter().map(|d| decode(d)).collect()
+    }
+
+    async fn idempotent_response(
+        &self,
+        user: &UserId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredResponse>, Unavailable> {
+        let user = user.clone();
+        let key = key.to_owned();
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT fingerprint, status, location, body FROM idempotency
+                 WHERE user_id = ?1 AND key = ?2 AND expires_at > ?3",
+                params![user.as_str(), key, ts(now)],
+                |r| {
+                    Ok(StoredResponse {
+                        fingerprint: r.get(0)?,
+                        status: r.get(1)?,
+                        location: r.get(2)?,
+                        body: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await?
+        .map_err(unavailable)
+    }
+
+    async fn health(&self) -> Result<(), Unavailable> {
+        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await?
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per technology. The binary chooses which by configuration.
+
+pub mod embedded;

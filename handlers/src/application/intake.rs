@@ -1,0 +1,143 @@
+//! Receiving an invoice while it streams in: magic-byte check on the first bytes, the size cap
+//! on every chunk, SHA-256 as it goes. Nothing is buffered beyond the first few bytes.
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::invoice::{SNIFF_BYTES, display_file_name};
+use crate::domain::{INVOICE_MAX_BYTES, InvoiceKind, ProductId, Sniffed};
+use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the invoice must be smaller than {INVOICE_MAX_BYTES} bytes")]
+    TooLarge,
+    #[error("the invoice is not a PDF, JPEG or PNG file")]
+    Unsupported,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+/// An invoice fully received but not yet committed to its final location.
+pub struct ReceivedInvoice {
+    pub kind: InvoiceKind,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub file_name: String,
+    pub version: u32,
+    pub(crate) upload: Box<dyn InvoiceUpload>,
+}
+
+impl ReceivedInvoice {
+    pub async fn abort(self) {
+        self.upload.abort().await;
+    }
+}
+
+/// Result of a finished intake: a file, or "the part was empty".
+pub enum Finished {
+    Received(ReceivedInvoice),
+    Empty,
+}
+
+pub struct InvoiceIntake<'a> {
+    store: &'a dyn InvoiceStore,
+    product: ProductId,
+    version: u32,
+    client_name: Option<String>,
+    head: Vec<u8>,
+    kind: Option<InvoiceKind>,
+    upload: Option<Box<dyn InvoiceUpload>>,
+    size: u64,
+    hasher: Sha256,
+}
+
+impl<'a> InvoiceIntake<'a> {
+    pub fn new(
+        store: &'a dyn InvoiceStore,
+        product: ProductId,
+        client_name: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            product,
+            version: 1,
+            client_name,
+            head: Vec::with_capacity(SNIFF_BYTES),
+            kind: None,
+            upload: None,
+            size: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Feeds the next chunk. On error the partial upload is already removed.
+    pub async fn push(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+        let result = self.push_inner(chunk).await;
+        if result.is_err() {
+            self.discard().await;
+        }
+        result
+    }
+
+    async fn push_inner(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.size += chunk.len() as u64;
+        if self.size >= INVOICE_MAX_BYTES {
+            return Err(IntakeError::TooLarge);
+        }
+        self.hasher.update(chunk);
+        if self.upload.is_none() {
+            let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            match InvoiceKind::sniff(&self.head) {
+                Sniffed::Unsupported => return Err(IntakeError::Unsupported),
+                Sniffed::NeedMore => return Ok(()),
+                Sniffed::Kind(kind) => {
+                    let mut upload = self
+                        .store
+                        .begin(self.product, self.version, kind.extension())
+                        .await?;
+                    self.kind = Some(kind);
+                    // The head bytes seen so far, then whatever of this chunk came after them.
+                    let already = self.head.len() - take;
+                    upload.write(&self.head[..already]).await?;
+                    upload.write(chunk).await?;
+                    self.upload = Some(upload);
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(upload) = self.upload.as_mut() {
+            upload.write(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// The part ended.
+    pub async fn finish(mut self) -> Result<Finished, IntakeError> {
+        if self.size == 0 {
+            return Ok(Finished::Empty);
+        }
+        let (Some(kind), Some(upload)) = (self.kind, self.upload.take()) else {
+            // Fewer bytes than a signature: whatever it is, it is not an invoice we accept.
+            return Err(IntakeError::Unsupported);
+        };
+        Ok(Finished::Received(ReceivedInvoice {
+            kind,
+            size_bytes: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+            file_name: display_file_name(self.client_name.as_deref(), kind),
+            version: self.version,
+            upload,
+        }))
+    }
+
+    /// Gives up: removes whatever was written.
+    pub async fn discard(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.abort().await;
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Register a product with its invoice (SEQ-UJ-001).
+//!
+//! Order: the invoice has been streamed into the store (uncommitted) by the caller → fields
+//! are parsed into domain types → an earlier answer for the same `Idempotency-Key` is replayed
+//! → the invoice is committed → product, OCR event and idempotent answer are stored in one
+//! atomic write. If that write fails, the committed invoice is deleted again (compensation), so
+//! no product exists without its invoice and OCR event, and no invoice without its product.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::Services;
+use super::intake::ReceivedInvoice;
+use crate::domain::text_field::BoundedText;
+use crate::domain::{
+    FieldError, InvoiceRef, OcrRequested, OcrStatus, ProductId, ProductRecord, PurchaseDate,
+    SerialNumber, UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
+};
+use crate::ports::{IdempotencyRecord, InsertError, StoredResponse, Unavailable};
+
+pub const BRAND_MAX_CHARS: usize = 64;
+pub const MODEL_MAX_CHARS: usize = 100;
+
+/// The text fields as the client sent them (already decoded from multipart).
+#[derive(Debug, Default, Clone)]
+pub struct RegistrationForm {
+    pub brand: Option<String>,
+    pub model: Option<String>,
+    pub serial_number: Option<String>,
+    pub purchase_date: Option<String>,
+    /// Problems with fields found while reading the form (duplicated, too long, not UTF-8).
+    pub transport_errors: Vec<FieldError>,
+}
+
+/// Order in which field errors are reported: the form's order.
+const FIELD_ORDER: [&str; 5] = ["brand", "model", "serialNumber", "purchaseDate", "invoice"];
+
+/// Keeps one error per field (the first reported) and sorts them in form order, so the
+/// top-level `code` of a response is predictable.
+pub fn normalize_field_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert(e.field));
+    errors.sort_by_key(|e| {
+        FIELD_ORDER
+            .iter()
+            .position(|f| *f == e.field)
+            .unwrap_or(FIELD_ORDER.len())
+    });
+    errors
+}
+
+/// A validated registration, ready to store.
+struct ValidRegistration {
+    brand: String,
+    model: String,
+    serial: SerialNumber,
+    purchase: PurchaseDate,
+    warranty_months: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("invalid registration")]
+    Invalid(Vec<FieldError>),
+    #[error("this product is already registered")]
+    Duplicate { existing: Option<ProductId> },
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+pub enum Registered {
+    Created {
+        card: Box<WarrantyCard>,
+        location: String,
+    },
+    /// An earlier answer to the same idempotency key.
+    Replayed(StoredResponse),
+}
+
+/// Parses every field and reports every problem at once, in form order.
+pub fn validate(
+    services: &Services,
+    form: &RegistrationForm,
+    invoice_error: Option<FieldError>,
+    now: DateTime<Utc>,
+) -> Result<(String, String, SerialNumber, PurchaseDate, u32), Vec<FieldError>> {
+    // Problems found while reading the form (duplicated, too long) come first so they win
+    // over whatever parsing the surviving value says.
+    let mut errors = form.transport_errors.clone();
+    let brand = BoundedText::parse(
+        "brand",
+        "brand_missing",
+        form.brand.as_deref(),
+        BRAND_MAX_CHARS,
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let model = BoundedText::parse(
+        "model",
+        "model_missing",
+        form.model.as_deref(),
+        MODEL_MAX_CHARS,
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let (canonical, serial, months) = match (&brand, &model) {
+        (Some(b), m) => {
+            let terms = services
+                .catalog
+                .terms(b.as_str(), m.as_ref().map(|m| m.as_str()).unwrap_or(""));
+            let serial = SerialNumber::parse(form.serial_number.as_deref(), &terms)
+                .map_err(|e| errors.push(e))
+                .ok();
+            let name = terms
+                .canonical_brand
+                .map(str::to_owned)
+                .unwrap_or_else(|| b.as_str().to_owned());
+            (Some(name), serial, terms.warranty_months)
+        }
+        (None, _) => {
+            // Without a brand no serial rule applies; still report a missing serial.
+            if form
+                .serial_number
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                errors.push(FieldError::new(
+                    "serialNumber",
+                    "serial_number_missing",
+                    "`serialNumber` is required",
+                ));
+            }
+            (None, None, 0)
+        }
+    };
+    let purchase = PurchaseDate::parse(form.purchase_date.as_deref(), now)
+        .map_err(|e| errors.push(e))
+        .ok();
+    if let Some(e) = invoice_error {
+        errors.push(e);
+    }
+    let errors = normalize_field_errors(errors);
+    match (canonical, model, serial, purchase) {
+        (Some(b), Some(m), Some(s), Some(p)) if errors.is_empty() => {
+            Ok((b, m.into_inner(), s, p, months))
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Hash of what makes two registrations "the same request" for idempotency.
+fn fingerprint(v: &ValidRegistration, invoice_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        v.brand.as_str(),
+        v.model.as_str(),
+        v.serial.as_str(),
+        &v.purchase.date().to_string(),
+        invoice_sha256,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Registers `invoice` with `form` for `user`. Consumes the invoice: on every path it is
+/// either committed and referenced by a stored product, or removed.
+pub async fn register(
+    services: &Services,
+    user: &UserId,
+    product_id: ProductId,
+    form: &RegistrationForm,
+    invoice: Result<ReceivedInvoice, FieldError>,
+    idempotency_key: Option<&str>,
+) -> Result<Registered, RegisterError> {
+    let now = services.clock.now();
+    let (invoice, invoice_error) = match invoice {
+        Ok(i) => (Some(i), None),
+        Err(e) => (None, Some(e)),
+    };
+    let valid = match validate(services, form, invoice_error, now) {
+        Ok((brand, model, serial, purchase, warranty_months)) => ValidRegistration {
+            brand,
+            model,
+            serial,
+            purchase,
+            warranty_months,
+        },
+        Err(errors) => {
+            if let Some(i) = invoice {
+                i.abort().await;
+            }
+            return Err(RegisterError::Invalid(errors));
+        }
+    };
+    let invoice = invoice.expect("validation fails without an invoice");
+    let print = fingerprint(&valid, &invoice.sha256);
+
+    if let Some(key) = idempotency_key {
+        match services.products.idempotent_response(user, key, now).await {
+            Ok(Some(stored)) => {
+                invoice.abort().await;
+                return replay_or_refuse(stored, &print);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                invoice.abort().await;
+                return Err(e.into());
+            }
+        }
+    }
+
+    let kind = invoice.kind;
+    let (size_bytes, sha256, file_name, version) = (
+        invoice.size_bytes,
+        invoice.sha256.clone(),
+        invoice.file_name.clone(),
+        invoice.version,
+    );
+    let location = invoice.upload.commit().await?;
+
+    let product = ProductRecord {
+        id: product_id,
+        user_id: user.clone(),
+        brand_key: brand_key(&valid.brand),
+        brand: valid.brand,
+        model: valid.model,
+        serial_number: valid.serial.as_str().to_owned(),
+        purchase_date: valid.purchase.date(),
+        warranty_months: valid.warranty_months,
+        warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
+        invoice: InvoiceRef {
+            file_name,
+            kind,
+            size_bytes,
+            sha256,
+            location: location.clone(),
+            version,
+        },
+        ocr_status: OcrStatus::Queued,
+        created_at: now,
+    };
+    let card = product.card(now.date_naive());
+    let href = format!("/api/products/{}", product.id);
+    let idempotency = idempotency_key.map(|key| IdempotencyRecord {
+        key: key.to_owned(),
+        response: StoredResponse {
+            fingerprint: print.clone(),
+            status: 201,
+            location: Some(href.clone()),
+            body: serde_json::to_string(&card).expect("a card serialises"),
+        },
+        expires_at: now + services.idempotency_ttl,
+    });
+    let event = OcrRequested::for_product(&product);
+    let stored = services
+        .products
+        .insert_registration(&product, &event, idempotency.as_ref())
+        .await;
+    if let Err(e) = stored {
+        compensate(services, &location).await;
+        return match e {
+            InsertError::DuplicateProduct { existing } => {
+                Err(RegisterError::Duplicate { existing })
+            }
+            InsertError::Unavailable(u) => Err(u.into()),
+            InsertError::IdempotencyKeyTaken => {
+                // A concurrent request with the same key won: answer what it answered.
+                let key = idempotency_key.unwrap_or_default();
+                match services
+                    .products
+                    .idempotent_response(user, key, now)
+                    .await?
+                {
+                    Some(stored) => replay_or_refuse(stored, &print),
+                    None => {
+                        Err(Unavailable::new("product store", "idempotency record vanished").into())
+                    }
+                }
+            }
+        };
+    }
+    Ok(Registered::Created {
+        card: Box::new(card),
+        location: href,
+    })
+}
+
+fn replay_or_refuse(stored: StoredResponse, print: &str) -> Result<Registered, RegisterError> {
+    if stored.fingerprint == print {
+        Ok(Registered::Replayed(stored))
+    } else {
+        Err(RegisterError::IdempotencyKeyReused)
+    }
+}
+
+/// Removes an invoice whose product could not be stored. If even that fails, the invoice is
+/// logged for the operator; it is unreachable (no product references it) but not lost silently.
+async fn compensate(services: &Services, location: &str) {
+    if let Err(e) = services.invoices.delete(location).await {
+        tracing::error!(location, error = %e, "could not remove the invoice of a failed registration");
+    }
+}
+
+/// A fresh product id.
+pub fn new_product_id() -> ProductId {
+    Uuid::now_v7()
+}

@@ -1,0 +1,152 @@
+//! The registered product and its warranty card.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{InvoiceKind, WarrantyStatus};
+
+/// Products are identified by UUIDv7: unguessable enough with auth in front, and time-ordered
+/// so that storage indexes stay append-mostly.
+pub type ProductId = Uuid;
+
+/// The authenticated caller, from the token's user claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub String);
+
+impl UserId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the invoice went and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceRef {
+    pub file_name: String,
+    pub kind: InvoiceKind,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// Store-specific location (a relative path, a blob name). Never shown to clients.
+    pub location: String,
+    /// Bumped when the invoice is replaced; part of the OCR message id.
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OcrStatus {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+/// The stored document. Serialised as-is into the embedded store and into Cosmos DB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductRecord {
+    pub id: ProductId,
+    pub user_id: UserId,
+    pub brand: String,
+    /// Lower-cased, whitespace-collapsed brand: the uniqueness key with the serial number.
+    pub brand_key: String,
+    pub model: String,
+    pub serial_number: String,
+    pub purchase_date: NaiveDate,
+    pub warranty_months: u32,
+    pub warranty_expires_on: NaiveDate,
+    pub invoice: InvoiceRef,
+    pub ocr_status: OcrStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the mobile app sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarrantyCard {
+    pub id: ProductId,
+    pub brand: String,
+    pub model: String,
+    pub serial_number: String,
+    pub purchase_date: NaiveDate,
+    pub warranty_months: u32,
+    pub warranty_expires_on: NaiveDate,
+    pub warranty_status: WarrantyStatus,
+    pub invoice: InvoiceView,
+    pub ocr: OcrView,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    pub file_name: String,
+    pub content_type: &'static str,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcrView {
+    pub status: OcrStatus,
+}
+
+impl ProductRecord {
+    /// The card as of `today` (UTC): the status is computed, never stored, so it cannot go stale.
+    pub fn card(&self, today: NaiveDate) -> WarrantyCard {
+        WarrantyCard {
+            id: self.id,
+            brand: self.brand.clone(),
+            model: self.model.clone(),
+            serial_number: self.serial_number.clone(),
+            purchase_date: self.purchase_date,
+            warranty_months: self.warranty_months,
+            warranty_expires_on: self.warranty_expires_on,
+            warranty_status: WarrantyStatus::on(self.warranty_expires_on, today),
+            invoice: InvoiceView {
+                file_name: self.invoice.file_name.clone(),
+                content_type: self.invoice.kind.content_type(),
+                size_bytes: self.invoice.size_bytes,
+                sha256: self.invoice.sha256.clone(),
+            },
+            ocr: OcrView {
+                status: self.ocr_status,
+            },
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The event that asks for the invoice to be read. Its `message_id` is derived from the product
+/// and the invoice version, so publishing it twice is deduplicated by the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcrRequested {
+    pub message_id: String,
+    pub product_id: ProductId,
+    pub user_id: UserId,
+    pub invoice_location: String,
+    pub invoice_content_type: String,
+    pub invoice_sha256: String,
+    pub invoice_version: u32,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl OcrRequested {
+    pub fn for_product(p: &ProductRecord) -> Self {
+        Self {
+            message_id: format!("{}:invoice:{}", p.id, p.invoice.version),
+            product_id: p.id,
+            user_id: p.user_id.clone(),
+            invoice_location: p.invoice.location.clone(),
+            invoice_content_type: p.invoice.kind.content_type().to_owned(),
+            invoice_sha256: p.invoice.sha256.clone(),
+            invoice_version: p.invoice.version,
+            requested_at: p.created_at,
+        }
+    }
+}

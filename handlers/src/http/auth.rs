@@ -1,0 +1,355 @@
+//! Bearer-token authentication.
+//!
+//! Two modes, chosen by configuration:
+//! - **JWKS** (production, Entra ID): RS256 or ES256 tokens whose `kid` is looked up in a JSON
+//!   Web Key Set fetched from a URL (or read from a file). An unknown `kid` triggers a refetch,
+//!   at most once per `min_refresh`, so signing-key rotation needs no restart while a flood of
+//!   forged `kid`s cannot hammer the identity provider. HMAC tokens are refused in this mode.
+//! - **Shared secret** (the embedded default): HS256 with a local secret, for `warranty
+//!   dev-token`.
+//!
+//! In both, issuer and audience are required and checked, `exp` is required, and a token with
+//! `alg: none` or any algorithm outside the mode's list is refused before any key is touched.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+use crate::domain::UserId;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 60;
+pub const DEV_ISSUER: &str = "warranty-dev";
+pub const DEV_AUDIENCE: &str = "warranty-api";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    /// The reason is logged, never sent: it would help an attacker tune forgeries.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+pub enum KeySource {
+    Url(String),
+    File(PathBuf),
+}
+
+struct KeyCache {
+    keys: JwkSet,
+    fetched_at: Option<Instant>,
+}
+
+enum Mode {
+    Shared(DecodingKey),
+    Jwks {
+        source: KeySource,
+        client: reqwest::Client,
+        cache: RwLock<KeyCache>,
+        min_refresh: Duration,
+    },
+}
+
+pub struct Authenticator {
+    mode: Mode,
+    issuer: String,
+    audience: String,
+    user_claim: String,
+}
+
+impl Authenticator {
+    pub fn shared_secret(secret: &[u8], issuer: &str, audience: &str, user_claim: &str) -> Self {
+        Self {
+            mode: Mode::Shared(DecodingKey::from_secret(secret)),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            user_claim: user_claim.to_owned(),
+        }
+    }
+
+    pub fn jwks(
+        source: KeySource,
+        min_refresh: Duration,
+        issuer: &str,
+        audience: &str,
+        user_claim: &str,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a TLS client can be built");
+        Self {
+            mode: Mode::Jwks {
+                source,
+                client,
+                cache: RwLock::new(KeyCache {
+                    keys: JwkSet { keys: Vec::new() },
+                    fetched_at: None,
+                }),
+                min_refresh,
+            },
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            user_claim: user_claim.to_owned(),
+        }
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Shared(_) => "shared-secret",
+            Mode::Jwks { .. } => "jwks",
+        }
+    }
+
+    /// Checks an `Authorization` header value and returns the caller.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<UserId, AuthError> {
+        let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(format!("header: {e}")))?;
+        let key = match &self.mode {
+            Mode::Shared(key) => {
+                if header.alg != Algorithm::HS256 {
+                    return Err(AuthError::Invalid(format!(
+                        "algorithm {:?} not accepted",
+                        header.alg
+                    )));
+                }
+                key.clone()
+            }
+            Mode::Jwks { .. } => {
+                if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+                    return Err(AuthError::Invalid(format!(
+                        "algorithm {:?} not accepted",
+                        header.alg
+                    )));
+                }
+                let kid = header
+                    .kid
+                    .as_deref()
+                    .ok_or_else(|| AuthError::Invalid("no kid".into()))?;
+                self.key_for(kid, header.alg).await?
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let user = data
+            .claims
+            .get(&self.user_claim)
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty() && u.len() <= 256 && !u.chars().any(char::is_control))
+            .ok_or_else(|| {
+                AuthError::Invalid(format!("claim {} missing or not a string", self.user_claim))
+            })?;
+        Ok(UserId(user.to_owned()))
+    }
+
+    async fn key_for(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let Mode::Jwks {
+            source,
+            client,
+            cache,
+            min_refresh,
+        } = &self.mode
+        else {
+            unreachable!("key_for is only called in JWKS mode");
+        };
+        if let Some(k) = find(&cache.read().await.keys, kid, alg)? {
+            return Ok(k);
+        }
+        let mut guard = cache.write().await;
+        // Someone else may have refreshed while we waited for the lock.
+        if let Some(k) = find(&guard.keys, kid, alg)? {
+            return Ok(k);
+        }
+        if guard.fetched_at.is_some_and(|t| t.elapsed() < *min_refresh) {
+            return Err(AuthError::Invalid(format!("unknown kid {kid}")));
+        }
+        let fetched = fetch(source, client).await;
+        guard.fetched_at = Some(Instant::now());
+        match fetched {
+            Ok(keys) => {
+                tracing::info!(keys = keys.keys.len(), "refreshed the signing keys");
+                guard.keys = keys;
+            }
+            Err(e) if guard.keys.keys.is_empty() => return Err(AuthError::KeysUnavailable(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not refresh the signing keys; keeping the old ones")
+            }
+        }
+        find(&guard.keys, kid, alg)?.ok_or_else(|| AuthError::Invalid(format!("unknown kid {kid}")))
+    }
+}
+
+fn find(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>, AuthError> {
+    let Some(jwk) = keys.find(kid) else {
+        return Ok(None);
+    };
+    // A key that declares its algorithm may only be used with it.
+    if let Some(declared) = jwk.common.key_algorithm
+        && !declared_matches(declared, alg)
+    {
+        return Err(AuthError::Invalid(format!(
+            "kid {kid} is not a {alg:?} key"
+        )));
+    }
+    DecodingKey::from_jwk(jwk)
+        .map(Some)
+        .map_err(|e| AuthError::Invalid(format!("unusable key {kid}: {e}")))
+}
+
+fn declared_matches(declared: jsonwebtoken::jwk::KeyAlgorithm, alg: Algorithm) -> bool {
+    use jsonwebtoken::jwk::KeyAlgorithm as K;
+    matches!(
+        (declared, alg),
+        (K::RS256, Algorithm::RS256) | (K::ES256, Algorithm::ES256)
+    )
+}
+
+async fn fetch(source: &KeySource, client: &reqwest::Client) -> Result<JwkSet, String> {
+    let text = match source {
+        KeySource::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| e.to_string())?,
+        KeySource::Url(url) => {
+            let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("JWKS endpoint answered {}", resp.status()));
+            }
+            resp.text().await.map_err(|e| e.to_string())?
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| format!("not a JWKS: {e}"))
+}
+
+fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let value = authorization?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Signs a development token for the shared-secret mode.
+pub fn dev_token(secret: &[u8], user: &str, ttl: Duration) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
+        "sub": user,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl.as_secs(),
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// The development secret: `configured` if given, else the one stored under the data
+/// directory, created (32 random bytes, mode 0600) on first use.
+pub fn dev_secret(
+    configured: Option<&str>,
+    data_dir: &std::path::Path,
+) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = configured.filter(|s| !s.is_empty()) {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = data_dir.join("dev-jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret = hex::encode(raw);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(&path) {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(secret.as_bytes())?;
+            Ok(secret.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(Some("Basic abc")), None);
+        assert_eq!(bearer_token(Some("Bearer ")), None);
+        assert_eq!(bearer_token(None), None);
+    }
+
+    #[tokio::test]
+    async fn dev_tokens_are_accepted_and_tampering_is_not() {
+        let auth = Authenticator::shared_secret(b"s3cret", DEV_ISSUER, DEV_AUDIENCE, "sub");
+        let token = dev_token(b"s3cret", "alice", Duration::from_secs(60));
+        let user = auth
+            .authenticate(Some(&format!("Bearer {token}")))
+            .await
+            .unwrap();
+        assert_eq!(user.as_str(), "alice");
+        let other = dev_token(b"other", "alice", Duration::from_secs(60));
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {other}"))).await,
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(None).await,
+            Err(AuthError::Missing)
+        ));
+    }
+
+    #[test]
+    fn the_dev_secret_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dev_secret(None, dir.path()).unwrap();
+        let b = dev_secret(None, dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(dev_secret(Some("given"), dir.path()).unwrap(), b"given");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("dev-jwt-secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Every error the API returns, mapped to RFC 9457 problem details in one place.
+//!
+//! Each variant documents its status. The body always carries a stable machine `code` (listed
+//! in `docs/openapi.json` and the README), a human `detail`, the `requestId` to quote to
+//! support, and for validation failures one entry per offending field. Internal causes are
+//! logged, never sent.
+
+use bytes::Bytes;
+use serde::Serialize;
+use warp::http::{HeaderValue, Response, StatusCode, header};
+
+use crate::domain::{FieldError, ProductId};
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422: one or more fields are missing or invalid.
+    Validation(Vec<FieldError>),
+    /// 413: the invoice is 10 MiB or larger (or the request body is far too big to hold one).
+    InvoiceTooLarge,
+    /// 415: the invoice is not a PDF, JPEG or PNG by its content.
+    InvoiceTypeUnsupported,
+    /// 415: the request body is not `multipart/form-data`.
+    ContentTypeUnsupported(String),
+    /// 400: a malformed request (broken multipart, bad query parameter, bad header).
+    BadRequest { code: &'static str, detail: String },
+    /// 401: no token, or a token we do not accept. `token_present` selects the challenge.
+    Unauthorized { token_present: bool },
+    /// 404: no such resource for this caller (other users' products included).
+    NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed { allow: &'static str },
+    /// 409: this user already registered this brand + serial number.
+    AlreadyRegistered { existing: Option<ProductId> },
+    /// 422: an `Idempotency-Key` reused with a different request.
+    IdempotencyKeyReused,
+    /// 503: a backend is unavailable; the client may retry.
+    Unavailable { code: &'static str },
+    /// 500: a bug. Logged with the request id.
+    Internal,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    instance: &'a str,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldProblem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    existing_product_id: Option<ProductId>,
+}
+
+#[derive(Serialize)]
+struct FieldProblem<'a> {
+    field: &'a str,
+    code: &'a str,
+    detail: &'a str,
+}
+
+/// Base of the problem `type` URIs; each code has its own.
+pub const PROBLEM_TYPE_BASE: &str = "https://warranty.example.com/problems/";
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvoiceTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AlreadyRegistered { .. } => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code of this error (for validation: the first field's).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(errors) => errors
+                .first()
+                .map(|e| e.code)
+                .unwrap_or("validation_failed"),
+            Self::InvoiceTooLarge => "invoice_too_large",
+            Self::InvoiceTypeUnsupported => "invoice_type_unsupported",
+            Self::ContentTypeUnsupported(_) => "content_type_unsupported",
+            Self::BadRequest { code, .. } => code,
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::AlreadyRegistered { .. } => "product_already_registered",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::Unavailable { code } => code,
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "The registration is not valid",
+            Self::InvoiceTooLarge => "The invoice is too large",
+            Self::InvoiceTypeUnsupported => "The invoice is not a PDF, JPEG or PNG file",
+            Self::ContentTypeUnsupported(_) => "Unsupported request content type",
+            Self::BadRequest { .. } => "Malformed request",
+            Self::Unauthorized { .. } => "Authentication required",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed { .. } => "Method not allowed",
+            Self::AlreadyRegistered { .. } => "Product already registered",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::Internal => "Internal error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Validation(errors) => match errors.as_slice() {
+                [one] => one.detail.clone(),
+                many => format!("{} fields are invalid", many.len()),
+            },
+            Self::InvoiceTooLarge => "The invoice must be smaller than 10 MiB (10485760 bytes).".into(),
+            Self::InvoiceTypeUnsupported => {
+                "The invoice must be a PDF, JPEG or PNG file; its content was recognised as none of them.".into()
+            }
+            Self::ContentTypeUnsupported(got) => {
+                format!("Send multipart/form-data with a boundary; got {got:?}.")
+            }
+            Self::BadRequest { detail, .. } => detail.clone(),
+            Self::Unauthorized { token_present: false } => "Send a bearer token in the Authorization header.".into(),
+            Self::Unauthorized { token_present: true } => "The bearer token is invalid or expired.".into(),
+            Self::NotFound => "There is nothing here for you.".into(),
+            Self::MethodNotAllowed { allow } => format!("Allowed methods: {allow}."),
+            Self::AlreadyRegistered { .. } => {
+                "You have already registered a product of this brand with this serial number.".into()
+            }
+            Self::IdempotencyKeyReused => {
+                "This Idempotency-Key was already used for a different registration; use a new key.".into()
+            }
+            Self::Unavailable { .. } => "A storage backend is unavailable. Retry later; nothing was stored.".into(),
+            Self::Internal => "Something went wrong on our side. Quote the request id to support.".into(),
+        }
+    }
+
+    /// The problem+json response. `instance` is the request path.
+    pub fn to_response(&self, instance: &str, request_id: &str) -> Response<Bytes> {
+        let status = self.status();
+        let code = self.code();
+        let errors = match self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| FieldProblem {
+                    field: e.field,
+                    code: e.code,
+                    detail: &e.detail,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{code}"),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code,
+            instance,
+            request_id,
+            errors,
+            existing_product_id: match self {
+                Self::AlreadyRegistered { existing } => *existing,
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem serialises");
+        let mut resp = Response::new(Bytes::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            Self::Unauthorized { token_present } => {
+                let challenge = if *token_present {
+                    r#"Bearer realm="warranty", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="warranty""#
+                };
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            Self::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unavailable { .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<crate::ports::Unavailable> for ApiError {
+    fn from(e: crate::ports::Unavailable) -> Self {
+        tracing::error!(backend = e.backend, error = %e.message, "backend unavailable");
+        Self::Unavailable {
+            code: "storage_unavailable",
+        }
+    }
+}
+
+/// Every code the API can return, for the OpenAPI document test and the README.
+pub const ALL_CODES: &[&str] = &[
+    "brand_missing",
+    "model_missing",
+    "serial_number_missing",
+    "purchase_date_missing",
+    "invoice_missing",
+    "invoice_empty",
+    "field_too_long",
+    "field_invalid_characters",
+    "field_invalid_encoding",
+    "field_duplicated",
+    "serial_format_invalid",
+    "purchase_date_invalid",
+    "purchase_date_in_future",
+    "purchase_date_too_old",
+    "invoice_too_large",
+    "invoice_type_unsupported",
+    "content_type_unsupported",
+    "multipart_malformed",
+    "idempotency_key_invalid",
+    "idempotency_key_reused",
+    "limit_invalid",
+    "query_invalid",
+    "continuation_token_invalid",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "product_already_registered",
+    "storage_unavailable",
+    "auth_unavailable",
+    "internal_error",
+];

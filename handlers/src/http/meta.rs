@@ -1,0 +1,109 @@
+//! `/` (the host's readiness probe), `/api/health` and `/api/brands`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::{HeaderValue, Response, StatusCode, header};
+
+use super::{AppState, HttpResponse, Request};
+use crate::domain::brand_catalog::GENERIC_SERIAL_PATTERN;
+
+/// Answers at once: the Functions host polls `/` until the handler answers anything.
+pub fn root() -> HttpResponse {
+    let mut resp = Response::new(Bytes::from_static(b"warranty handler ready\n"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn check(
+    result: Result<(), crate::ports::Unavailable>,
+    started: Instant,
+) -> (bool, serde_json::Value) {
+    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    match result {
+        Ok(()) => (true, json!({"status": "up", "latencyMs": latency_ms})),
+        Err(e) => {
+            tracing::warn!(backend = e.backend, error = %e.message, "health check failed");
+            (false, json!({"status": "down", "latencyMs": latency_ms}))
+        }
+    }
+}
+
+/// Version and whether each backend answers. 503 when one does not, so a slot swap or a
+/// load balancer can act on the status alone. Causes are logged, not exposed.
+pub async fn health(state: &AppState) -> HttpResponse {
+    let s = &state.services;
+    let t = Instant::now();
+    let (products_ok, products) = check(s.products.health().await, t);
+    let t = Instant::now();
+    let (invoices_ok, invoices) = check(s.invoices.health().await, t);
+    let healthy = products_ok && invoices_ok;
+    let body = json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "version": state.version,
+        "auth": state.auth.mode_name(),
+        "checks": { "productStore": products, "invoiceStore": invoices },
+    });
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The catalogue for the app's brand picker. Public, cacheable, with an ETag so the app can
+/// revalidate cheaply.
+pub fn brands(state: &AppState, req: &Request) -> HttpResponse {
+    let catalog = &state.services.catalog;
+    let etag = format!(
+        "\"brands-{}-{}\"",
+        catalog.version(),
+        catalog.default_months()
+    );
+    let cache = |resp: &mut HttpResponse| {
+        resp.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("ascii etag"),
+        );
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+    };
+    if req
+        .header("if-none-match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        let mut resp = Response::new(Bytes::new());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        cache(&mut resp);
+        return resp;
+    }
+    let body = json!({
+        "version": catalog.version(),
+        "brands": catalog.views(),
+        "otherBrands": {
+            "serialPattern": GENERIC_SERIAL_PATTERN,
+            "warrantyMonths": catalog.default_months(),
+        },
+    });
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    cache(&mut resp);
+    resp
+}

@@ -1,0 +1,272 @@
+//! The HTTP entry point: the mobile API behind the Functions host's forwarding proxy.
+//!
+//! One warp filter captures the whole request and hands it to [`dispatch`], which matches the
+//! route table below. Keeping routing in one table (rather than a tree of warp filters) gives
+//! every failure the same problem+json shape, makes 404 vs 405 exact, and lets tests compare
+//! the table with `function.json` files and the OpenAPI document.
+
+pub mod auth;
+pub mod error;
+mod meta;
+mod multipart;
+mod products;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use tracing::Instrument;
+use warp::Filter;
+use warp::http::{HeaderMap, HeaderValue, Method, Response};
+
+use crate::application::Services;
+use crate::domain::UserId;
+use auth::{AuthError, Authenticator};
+use error::ApiError;
+
+/// The request body as a stream of chunks.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Everything handlers share.
+pub struct AppState {
+    pub services: Services,
+    pub auth: Authenticator,
+    pub version: &'static str,
+}
+
+/// Per-request facts: ids for logs and responses.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub trace_id: String,
+    pub path: String,
+}
+
+/// The request without its body (shareable across awaits).
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub ctx: RequestContext,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The caller, or the 401/503 to send.
+    pub async fn user(&self, state: &AppState) -> Result<UserId, ApiError> {
+        let authorization = self.header("authorization");
+        match state.auth.authenticate(authorization).await {
+            Ok(user) => Ok(user),
+            Err(AuthError::Missing) => Err(ApiError::Unauthorized {
+                token_present: authorization.is_some(),
+            }),
+            Err(AuthError::Invalid(reason)) => {
+                tracing::info!(reason, "token refused");
+                Err(ApiError::Unauthorized {
+                    token_present: true,
+                })
+            }
+            Err(AuthError::KeysUnavailable(reason)) => {
+                tracing::error!(reason, "signing keys unavailable");
+                Err(ApiError::Unavailable {
+                    code: "auth_unavailable",
+                })
+            }
+        }
+    }
+}
+
+/// The routes this binary serves: method, path template, and the Functions function that
+/// forwards it (`None` for the host's readiness probe on `/`).
+pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/", None),
+    ("GET", "/api/health", Some("Health")),
+    ("GET", "/api/brands", Some("Brands")),
+    ("GET", "/api/products", Some("Products")),
+    ("POST", "/api/products", Some("Products")),
+    ("GET", "/api/products/{id}", Some("ProductById")),
+];
+
+pub type HttpResponse = Response<Bytes>;
+
+async fn dispatch(
+    state: Arc<AppState>,
+    req: Request,
+    body: BodyStream,
+) -> Result<HttpResponse, ApiError> {
+    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    match (segments.as_slice(), &req.method) {
+        ([""], &Method::GET) => Ok(meta::root()),
+        ([""], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "health"], &Method::GET) => Ok(meta::health(&state).await),
+        (["api", "health"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "brands"], &Method::GET) => Ok(meta::brands(&state, &req)),
+        (["api", "brands"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "products"], &Method::GET) => products::list(&state, &req).await,
+        (["api", "products"], &Method::POST) => products::register(state.clone(), req, body).await,
+        (["api", "products"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        (["api", "products", id], &Method::GET) if !id.is_empty() => {
+            products::get(&state, &req, id).await
+        }
+        (["api", "products", id], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A W3C `traceparent` trace id, if the header is well-formed and not all zeros.
+pub fn trace_id_from(traceparent: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = traceparent?.trim().split('-').collect();
+    let [version, trace, parent, flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = hex(version, 2)
+        && *version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    ok.then(|| trace.to_string())
+}
+
+fn request_id_from(header: Option<&str>) -> String {
+    header
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: BodyStream,
+) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request_id_from(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
+    let trace_id = trace_id_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace_id, method = %method, path = %path);
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        trace_id,
+        path: path.clone(),
+    };
+    let req = Request {
+        method,
+        path: path.clone(),
+        query,
+        headers,
+        ctx,
+    };
+    async move {
+        let mut resp = match dispatch(state, req, body).await {
+            Ok(resp) => resp,
+            Err(err) => err.to_response(&path, &request_id),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let status = resp.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else if path != "/" {
+            tracing::info!(status, latency_ms, "request");
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// The warp filter for the whole service.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (HttpResponse,), Error = std::convert::Infallible> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method, full: warp::path::FullPath, query, headers, body| {
+                let state = state.clone();
+                let body = body_stream(body);
+                handle(
+                    state,
+                    method,
+                    full.as_str().to_owned(),
+                    query,
+                    headers,
+                    body,
+                )
+            },
+        )
+        .recover(|_| async {
+            Ok::<_, std::convert::Infallible>(ApiError::Internal.to_response("", ""))
+        })
+        .unify()
+}
+
+fn body_stream<S, B>(s: S) -> BodyStream
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf + Send,
+{
+    Box::pin(s.map(|r| {
+        r.map(|mut b| b.copy_to_bytes(b.remaining()))
+            .map_err(std::io::Error::other)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_honoured_only_when_well_formed() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            trace_id_from(Some(tp)).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id_from(Some(
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+            )),
+            None
+        );
+        assert_eq!(
+            trace_id_from(Some(
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+            )),
+            None
+        );
+        assert_eq!(trace_id_from(Some("garbage")), None);
+        assert_eq!(trace_id_from(None), None);
+    }
+
+    #[test]
+    fn request_ids_are_taken_only_when_safe() {
+        assert_eq!(request_id_from(Some("abc-123")), "abc-123");
+        assert_ne!(request_id_from(Some("has space")), "has space");
+        assert_ne!(request_id_from(Some(&"x".repeat(200))).len(), 200);
+    }
+}

@@ -1,0 +1,13 @@
+//! Warranty registration backend: an Azure Functions custom handler.
+//!
+//! Layers (dependencies point down only): [`domain`] → [`ports`] → [`application`] →
+//! [`adapters`] and the entry points ([`http`]); [`startup`] wires them.
+
+pub mod adapters;
+pub mod application;
+pub mod configuration;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,144 @@
+//! Wiring: settings → adapters → services → HTTP server on a bound port.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
+use crate::application::Services;
+use crate::configuration::Settings;
+use crate::domain::BrandCatalog;
+use crate::http::auth::{self, Authenticator, KeySource};
+use crate::http::{self as api, AppState};
+use crate::ports::SystemClock;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot use the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("{0}")]
+    Store(#[from] crate::ports::Unavailable),
+    #[error("{0}")]
+    Catalog(#[from] crate::domain::brand_catalog::CatalogError),
+    #[error("JWKS mode needs WARRANTY_JWT_ISSUER and WARRANTY_JWT_AUDIENCE")]
+    JwksNeedsIssuerAndAudience,
+    #[error("cannot listen on port {0}: {1}")]
+    Bind(u16, std::io::Error),
+}
+
+pub fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
+    let source = match (&settings.jwks_url, &settings.jwks_file) {
+        (Some(url), _) => Some(KeySource::Url(url.clone())),
+        (None, Some(file)) => Some(KeySource::File(file.clone())),
+        (None, None) => None,
+    };
+    match source {
+        Some(source) => {
+            let (Some(iss), Some(aud)) = (&settings.jwt_issuer, &settings.jwt_audience) else {
+                return Err(StartupError::JwksNeedsIssuerAndAudience);
+            };
+            Ok(Authenticator::jwks(
+                source,
+                Duration::from_secs(settings.jwks_min_refresh_secs),
+                iss,
+                aud,
+                &settings.jwt_user_claim,
+            ))
+        }
+        None => {
+            let secret = auth::dev_secret(settings.dev_jwt_secret.as_deref(), &settings.data_dir)
+                .map_err(|e| {
+                StartupError::DataDir(settings.data_dir.display().to_string(), e)
+            })?;
+            Ok(Authenticator::shared_secret(
+                &secret,
+                settings.jwt_issuer.as_deref().unwrap_or(auth::DEV_ISSUER),
+                settings
+                    .jwt_audience
+                    .as_deref()
+                    .unwrap_or(auth::DEV_AUDIENCE),
+                &settings.jwt_user_claim,
+            ))
+        }
+    }
+}
+
+/// A bound, not yet running, application.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
+        let products = SqliteProductRepository::open(
+            &dir.join("warranty.sqlite3"),
+            settings.sqlite_busy_timeout(),
+        )?;
+        let invoices = FileInvoiceStore::open(&dir.join("invoices"))?;
+        let services = Services {
+            products: Arc::new(products),
+            invoices: Arc::new(invoices),
+            clock: Arc::new(SystemClock),
+            catalog: Arc::new(BrandCatalog::bundled(settings.default_warranty_months)?),
+            idempotency_ttl: settings.idempotency_ttl(),
+        };
+        let auth = authenticator(settings)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartupError::Bind(settings.port, e))?;
+        Ok(Self {
+            listener,
+            state: Arc::new(AppState {
+                services,
+                auth,
+                version: VERSION,
+            }),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        tracing::info!(
+            port = self.port(),
+            auth = self.state.auth.mode_name(),
+            version = VERSION,
+            "listening"
+        );
+        warp::serve(api::routes(self.state))
+            .incoming(self.listener)
+            .graceful(shutdown)
+            .run()
+            .await;
+    }
+}
+
+/// Completes on SIGTERM (the host stopping the worker) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
