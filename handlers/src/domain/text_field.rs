@@ -29,7 +29,9 @@ impl BoundedText {
                 format!("`{field}` must not be blank"),
             ));
         }
-        if trimmed.chars().count() > max_chars {
+        // Collapse runs of inner whitespace so "Galaxy  S24" and "Galaxy S24" are one model.
+        let collapsed = trimmed.split_whitespace().collect::<Vec<_>>().join(" ");
+        if collapsed.chars().count() > max_chars {
             return Err(FieldError::new(
                 field,
                 "field_too_long",
@@ -43,8 +45,6 @@ impl BoundedText {
                 format!("`{field}` must not contain control characters"),
             ));
         }
-        // Collapse runs of inner whitespace so "Galaxy  S24" and "Galaxy S24" are one model.
-        let collapsed = trimmed.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(Self(collapsed))
     }
 

@@ -1,0 +1,184 @@
+//! Shared test support: the real server on a random loopback port, real HTTP, real files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use warranty::configuration::Settings;
+use warranty::http::auth;
+use warranty::startup::Application;
+
+pub const SECRET: &str = "test-secret-not-for-production";
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::for_tests(dir.path().to_owned());
+    configure(&mut settings);
+    let app = Application::build(&settings).await.expect("app builds");
+    let port = app.port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        dir,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        shutdown: Some(tx),
+    }
+}
+
+pub fn token(user: &str) -> String {
+    auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(600))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).expect("fixture")
+}
+
+/// A multipart/form-data body built by hand, byte for byte as a browser or OkHttp sends it.
+pub struct Form {
+    pub boundary: String,
+    body: Vec<u8>,
+}
+
+impl Form {
+    pub fn new() -> Self {
+        Self { boundary: "----warrantyTestBoundary7MA4YWxkTrZu0gW".into(), body: Vec::new() }
+    }
+
+    pub fn text(mut self, name: &str, value: &str) -> Self {
+        self.body.extend_from_slice(
+            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n", self.boundary).as_bytes(),
+        );
+        self
+    }
+
+    pub fn file(mut self, name: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> Self {
+        self.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn finish(mut self) -> (String, Vec<u8>) {
+        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (format!("multipart/form-data; boundary={}", self.boundary), self.body)
+    }
+
+    /// A valid registration for `serial` with the given invoice.
+    pub fn registration(brand: &str, model: &str, serial: &str, date: &str, invoice: &[u8]) -> Self {
+        Self::new()
+            .text("brand", brand)
+            .text("model", model)
+            .text("serialNumber", serial)
+            .text("purchaseDate", date)
+            .file("invoice", "invoice.pdf", "application/pdf", invoice)
+    }
+}
+
+impl TestApp {
+    pub async fn post_form(&self, user: &str, form: Form) -> reqwest::Response {
+        self.post_form_with(user, form, None).await
+    }
+
+    pub async fn post_form_with(&self, user: &str, form: Form, idempotency_key: Option<&str>) -> reqwest::Response {
+        let (ct, body) = form.finish();
+        let mut req = self
+            .client
+            .post(format!("{}/api/products", self.base))
+            .bearer_auth(token(user))
+            .header("content-type", ct)
+            .body(body);
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).bearer_auth(token(user)).send().await.expect("request sent")
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("warranty.sqlite3")).expect("db opens")
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.db().query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+
+    pub fn invoices_root(&self) -> PathBuf {
+        self.dir.path().join("invoices")
+    }
+
+    /// Every file under the invoice root (committed and temporary).
+    pub fn invoice_files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() { walk(&path, out) } else { out.push(path) }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.invoices_root(), &mut out);
+        out
+    }
+}
+
+pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body: serde_json::Value = resp.json().await.expect("json body");
+    assert_eq!(ct, "application/problem+json", "status {status}: {body}");
+    (status, body)
+}
+
+/// Today's date in UTC as YYYY-MM-DD, offset by `days`.
+pub fn day(days: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(days)).format("%Y-%m-%d").to_string()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Waits for `cond` with a deadline, checking after each yield. For state that settles
+/// asynchronously (a background task removing a file after a disconnect).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
