@@ -1,0 +1,408 @@
+//! Bearer-token authentication against a JSON Web Key Set, as Entra ID issues tokens.
+//!
+//! Entra ID cannot run here, so the identity provider's documented wire contract stands in: a
+//! loopback HTTP server serves the JWKS document (`{"keys":[{kty,kid,n,e|crv,x,y,...}]}`) and
+//! tokens are signed in the test with aws-lc-rs, independently of the `jsonwebtoken` code
+//! under test.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::*;
+use serde_json::{Value, json};
+use warp::Filter;
+
+const ISSUER: &str = "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0";
+const AUDIENCE: &str = "api://warranty";
+
+enum Signer {
+    Rsa(signature::RsaKeyPair),
+    Ec(signature::EcdsaKeyPair),
+}
+
+struct TestKey {
+    kid: String,
+    signer: Signer,
+}
+
+impl TestKey {
+    fn rsa(kid: &str) -> Self {
+        let kp = signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        Self {
+            kid: kid.into(),
+            signer: Signer::Rsa(kp),
+        }
+    }
+
+    fn ec(kid: &str) -> Self {
+        let kp =
+            signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self {
+            kid: kid.into(),
+            signer: Signer::Ec(kp),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        match &self.signer {
+            Signer::Rsa(kp) => {
+                let public = kp.public_key();
+                json!({
+                    "kty": "RSA", "use": "sig", "kid": self.kid, "alg": "RS256",
+                    "n": B64.encode(public.modulus().big_endian_without_leading_zero()),
+                    "e": B64.encode(public.exponent().big_endian_without_leading_zero()),
+                })
+            }
+            Signer::Ec(kp) => {
+                let point = kp.public_key().as_ref();
+                assert_eq!(point[0], 4, "uncompressed point");
+                json!({
+                    "kty": "EC", "use": "sig", "kid": self.kid, "crv": "P-256",
+                    "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+                })
+            }
+        }
+    }
+
+    fn alg(&self) -> &'static str {
+        match self.signer {
+            Signer::Rsa(_) => "RS256",
+            Signer::Ec(_) => "ES256",
+        }
+    }
+
+    fn sign_with_header(&self, header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig = match &self.signer {
+            Signer::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+                sig
+            }
+            Signer::Ec(kp) => kp
+                .sign(&SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+        };
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    fn sign(&self, claims: Value) -> String {
+        self.sign_with_header(
+            json!({"typ": "JWT", "alg": self.alg(), "kid": self.kid}),
+            claims,
+        )
+    }
+}
+
+fn claims(sub: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "oid": format!("oid-{sub}"), "iat": now, "nbf": now, "exp": now + 600})
+}
+
+/// A loopback JWKS endpoint whose key set the test can change, counting fetches.
+struct Jwks {
+    url: String,
+    keys: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn jwks_server(keys: Vec<Value>) -> Jwks {
+    let keys = Arc::new(Mutex::new(keys));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (k, f) = (keys.clone(), fetches.clone());
+    let route = warp::path!("discovery" / "v2.0" / "keys").map(move || {
+        f.fetch_add(1, Ordering::SeqCst);
+        warp::reply::json(&json!({ "keys": *k.lock().unwrap() }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(route)
+            .incoming(listener)
+            .graceful(async {
+                let _ = rx.await;
+            })
+            .run(),
+    );
+    Jwks {
+        url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"),
+        keys,
+        fetches,
+        _stop: tx,
+    }
+}
+
+async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
+    let url = jwks.url.clone();
+    spawn_with(move |s| {
+        s.jwks_url = Some(url);
+        s.jwt_issuer = Some(ISSUER.into());
+        s.jwt_audience = Some(AUDIENCE.into());
+        s.jwks_min_refresh_secs = min_refresh_secs;
+        s.dev_jwt_secret = None;
+    })
+    .await
+}
+
+async fn list_status(app: &TestApp, token: &str) -> (u16, Option<String>) {
+    let resp = app
+        .client
+        .get(format!("{}/api/products", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), challenge)
+}
+
+#[tokio::test]
+async fn rs256_and_es256_tokens_from_the_key_set_are_accepted() {
+    let rsa = TestKey::rsa("rsa-1");
+    let ec = TestKey::ec("ec-1");
+    let jwks = jwks_server(vec![rsa.jwk(), ec.jwk()]).await;
+    let app = app_for(&jwks, 300).await;
+    assert_eq!(list_status(&app, &rsa.sign(claims("alice"))).await.0, 200);
+    assert_eq!(list_status(&app, &ec.sign(claims("alice"))).await.0, 200);
+    // Keys are cached: two tokens, one fetch.
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_a_bearer_challenge() {
+    let key = TestKey::rsa("rsa-1");
+    let jwks = jwks_server(vec![key.jwk()]).await;
+    let app = app_for(&jwks, 300).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut expired = claims("alice");
+    expired["exp"] = json!(now - 3600);
+    let mut other_aud = claims("alice");
+    other_aud["aud"] = json!("api://someone-else");
+    let mut other_iss = claims("alice");
+    other_iss["iss"] = json!("https://evil.example.com/");
+    let mut not_yet = claims("alice");
+    not_yet["nbf"] = json!(now + 3600);
+    let mut no_exp = claims("alice");
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let mut no_sub = claims("alice");
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let stranger = TestKey::rsa("rsa-1"); // same kid, different key: a forgery
+    let unsigned = format!(
+        "{}.{}.",
+        B64.encode(json!({"alg": "none", "typ": "JWT", "kid": "rsa-1"}).to_string()),
+        B64.encode(claims("alice").to_string())
+    );
+    // An HS256 token "signed" with the public key material: the classic algorithm confusion.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some("rsa-1".into()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        &claims("alice"),
+        &jsonwebtoken::EncodingKey::from_secret(key.jwk()["n"].as_str().unwrap().as_bytes()),
+    )
+    .unwrap();
+    let cases = [
+        ("expired", key.sign(expired)),
+        ("other audience", key.sign(other_aud)),
+        ("other issuer", key.sign(other_iss)),
+        ("not yet valid", key.sign(not_yet)),
+        ("no exp", key.sign(no_exp)),
+        ("no sub", key.sign(no_sub)),
+        ("forged", stranger.sign(claims("alice"))),
+        ("alg none", unsigned),
+        ("hs256 in jwks mode", hs),
+        ("garbage", "not.a.jwt".to_owned()),
+        (
+            "no kid",
+            key.sign_with_header(json!({"alg": "RS256"}), claims("alice")),
+        ),
+    ];
+    for (what, token) in cases {
+        let (status, challenge) = list_status(&app, &token).await;
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(r#"Bearer realm="warranty", error="invalid_token""#),
+            "{what}"
+        );
+    }
+    let resp = app
+        .client
+        .get(format!("{}/api/products", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        r#"Bearer realm="warranty""#
+    );
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (401, "unauthorized"));
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up_without_a_restart() {
+    let old = TestKey::rsa("2026-10");
+    let jwks = jwks_server(vec![old.jwk()]).await;
+    let app = app_for(&jwks, 0).await;
+    assert_eq!(list_status(&app, &old.sign(claims("alice"))).await.0, 200);
+    // The provider publishes a new key and starts signing with it.
+    let new = TestKey::ec("2026-11");
+    jwks.keys.lock().unwrap().push(new.jwk());
+    assert_eq!(list_status(&app, &new.sign(claims("alice"))).await.0, 200);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+    // The old key is retired: tokens signed with it stop working after the next refresh.
+    jwks.keys.lock().unwrap().remove(0);
+    let newer = TestKey::rsa("2026-12");
+    jwks.keys.lock().unwrap().push(newer.jwk());
+    assert_eq!(list_status(&app, &newer.sign(claims("alice"))).await.0, 200);
+    assert_eq!(list_status(&app, &old.sign(claims("alice"))).await.0, 401);
+}
+
+#[tokio::test]
+async fn unknown_key_ids_cannot_make_the_service_hammer_the_provider() {
+    let key = TestKey::rsa("k1");
+    let jwks = jwks_server(vec![key.jwk()]).await;
+    let app = app_for(&jwks, 300).await;
+    assert_eq!(list_status(&app, &key.sign(claims("alice"))).await.0, 200);
+    for i in 0..20 {
+        let forged = TestKey::rsa(&format!("made-up-{i}"));
+        assert_eq!(
+            list_status(&app, &forged.sign(claims("alice"))).await.0,
+            401
+        );
+    }
+    // One fetch at start, at most one refresh inside the minimum interval.
+    assert!(
+        jwks.fetches.load(Ordering::SeqCst) <= 2,
+        "{} fetches",
+        jwks.fetches.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn the_user_claim_is_configurable_and_scopes_the_data() {
+    let key = TestKey::ec("k1");
+    let jwks = jwks_server(vec![key.jwk()]).await;
+    let url = jwks.url.clone();
+    let app = spawn_with(move |s| {
+        s.jwks_url = Some(url);
+        s.jwt_issuer = Some(ISSUER.into());
+        s.jwt_audience = Some(AUDIENCE.into());
+        s.jwt_user_claim = "oid".into();
+    })
+    .await;
+    let (ct, body) = Form::registration(
+        "Apple",
+        "iPhone",
+        "C02XK0ABJGH5",
+        "2024-01-01",
+        &fixture("invoice.pdf"),
+    )
+    .finish();
+    let resp = app
+        .client
+        .post(format!("{}/api/products", app.base))
+        .bearer_auth(key.sign(claims("alice")))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let owner: String = app
+        .db()
+        .query_row("SELECT user_id FROM products", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, "oid-alice");
+}
+
+#[tokio::test]
+async fn a_jwks_file_works_without_a_network() {
+    let key = TestKey::rsa("file-key");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, json!({"keys": [key.jwk()]}).to_string()).unwrap();
+    let app = spawn_with(move |s| {
+        s.jwks_file = Some(path);
+        s.jwt_issuer = Some(ISSUER.into());
+        s.jwt_audience = Some(AUDIENCE.into());
+    })
+    .await;
+    assert_eq!(list_status(&app, &key.sign(claims("alice"))).await.0, 200);
+    // A dev token (HS256) is not accepted once JWKS mode is on.
+    assert_eq!(list_status(&app, &token("alice")).await.0, 401);
+}
+
+#[tokio::test]
+async fn an_unreachable_key_set_is_a_503_not_a_401() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let app = spawn_with(move |s| {
+        s.jwks_url = Some(format!("http://127.0.0.1:{port}/keys"));
+        s.jwt_issuer = Some(ISSUER.into());
+        s.jwt_audience = Some(AUDIENCE.into());
+    })
+    .await;
+    let key = TestKey::rsa("k");
+    let resp = app
+        .client
+        .get(format!("{}/api/products", app.base))
+        .bearer_auth(key.sign(claims("a")))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!(
+        (status, p["code"].as_str().unwrap()),
+        (503, "auth_unavailable")
+    );
+}
+
+#[tokio::test]
+async fn dev_tokens_work_in_the_embedded_default_and_expire() {
+    let app = spawn_app().await;
+    assert_eq!(list_status(&app, &token("alice")).await.0, 200);
+    let expired = {
+        let now = chrono::Utc::now().timestamp();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"iss": "warranty-dev", "aud": "warranty-api", "sub": "alice", "exp": now - 120}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    assert_eq!(list_status(&app, &expired).await.0, 401);
+    let wrong_aud = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": "warranty-dev", "aud": "other", "sub": "alice", "exp": chrono::Utc::now().timestamp() + 60}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(list_status(&app, &wrong_aud).await.0, 401);
+}
