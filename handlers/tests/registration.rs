@@ -62,10 +62,7 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
         assert_eq!(again, card);
         let id = card["id"].as_str().unwrap();
         let ext = file.rsplit('.').next().unwrap();
-        let stored = app
-            .invoices_root()
-            .join(id)
-            .join(format!("invoice-v1.{ext}"));
+        let stored = app.invoices_root().join(format!("{id}.v1.{ext}"));
         assert_eq!(std::fs::read(&stored).unwrap(), bytes);
 
         // The OCR event was written with the product, with a message id derived from both.
@@ -80,7 +77,7 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
         assert_eq!(product, id);
         let event: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(event["userId"], "alice");
-        assert_eq!(event["invoiceLocation"], format!("{id}/invoice-v1.{ext}"));
+        assert_eq!(event["invoiceLocation"], format!("{id}.v1.{ext}"));
         assert_eq!(event["invoiceSha256"], sha256_hex(&bytes));
     }
     assert_eq!(app.count("products"), 3);

@@ -186,7 +186,7 @@ impl BrandCatalog {
                 });
             }
             // Longest prefix first, so "Galaxy Tab" can override "Galaxy".
-            overrides.sort_by(|a, b| b.prefix_key.len().cmp(&a.prefix_key.len()));
+            overrides.sort_by_key(|o| std::cmp::Reverse(o.prefix_key.len()));
             brands.push(Brand {
                 name: entry.name,
                 keys,
