@@ -53,6 +53,76 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_JWT_USER_CLAIM", default_value = "sub")]
     pub jwt_user_claim: String,
 
+    /// OCR engine for scans, photos and PDFs without a text layer: `local` (Tesseract) or
+    /// `document-intelligence`. Embedded e-invoice XML is always read first.
+    #[arg(long, env = "WARRANTY_OCR_ENGINE", default_value = "local", value_parser = ["local", "document-intelligence"])]
+    pub ocr_engine: String,
+
+    /// The tesseract binary.
+    #[arg(long, env = "WARRANTY_TESSERACT_PATH", default_value = "tesseract")]
+    pub tesseract_path: PathBuf,
+
+    /// poppler's pdftoppm (renders scanned PDFs for Tesseract).
+    #[arg(long, env = "WARRANTY_PDFTOPPM_PATH", default_value = "pdftoppm")]
+    pub pdftoppm_path: PathBuf,
+
+    /// Tesseract languages.
+    #[arg(long, env = "WARRANTY_OCR_LANGUAGES", default_value = "eng+deu+fra")]
+    pub ocr_languages: String,
+
+    /// Time limit for one OCR process (render or recognise), in seconds.
+    #[arg(long, env = "WARRANTY_OCR_TIMEOUT_SECS", default_value_t = 60)]
+    pub ocr_timeout_secs: u64,
+
+    /// Pages read from one invoice.
+    #[arg(long, env = "WARRANTY_OCR_MAX_PAGES", default_value_t = 5)]
+    pub ocr_max_pages: usize,
+
+    /// Pixels per image or rendered page.
+    #[arg(long, env = "WARRANTY_OCR_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub ocr_max_pixels: u64,
+
+    /// Resolution scanned PDFs are rendered at.
+    #[arg(long, env = "WARRANTY_OCR_DPI", default_value_t = 200)]
+    pub ocr_dpi: u32,
+
+    /// Days the invoice date may differ from the purchase date and still match.
+    #[arg(long, env = "WARRANTY_OCR_DATE_TOLERANCE_DAYS", default_value_t = 3)]
+    pub ocr_date_tolerance_days: u32,
+
+    /// Document Intelligence endpoint, e.g. https://<name>.cognitiveservices.azure.com.
+    #[arg(long, env = "WARRANTY_DOCINTEL_ENDPOINT")]
+    pub docintel_endpoint: Option<String>,
+
+    /// Document Intelligence key (local use; in Azure use managed identity).
+    #[arg(long, env = "WARRANTY_DOCINTEL_KEY", hide_env_values = true)]
+    pub docintel_key: Option<String>,
+
+    /// Deliver the local OCR queue to /ProcessInvoiceOcr (the embedded default's stand-in for
+    /// Service Bus). Off when the Functions host delivers Service Bus messages.
+    #[arg(long, env = "WARRANTY_OCR_DISPATCHER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ocr_dispatcher: bool,
+
+    /// Lock (visibility timeout) of a delivered message, in seconds.
+    #[arg(long, env = "WARRANTY_OCR_LOCK_SECS", default_value_t = 300)]
+    pub ocr_lock_secs: u64,
+
+    /// Deliveries before a message is dead-lettered.
+    #[arg(long, env = "WARRANTY_OCR_MAX_DELIVERY_COUNT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ocr_max_delivery_count: u32,
+
+    /// First retry delay after a failed delivery, in milliseconds (doubles per delivery).
+    #[arg(long, env = "WARRANTY_OCR_RETRY_BASE_MS", default_value_t = 2000)]
+    pub ocr_retry_base_ms: u64,
+
+    /// Longest retry delay, in seconds.
+    #[arg(long, env = "WARRANTY_OCR_RETRY_MAX_SECS", default_value_t = 300)]
+    pub ocr_retry_max_secs: u64,
+
+    /// Messages handled at once.
+    #[arg(long, env = "WARRANTY_OCR_WORKERS", default_value_t = 1)]
+    pub ocr_workers: usize,
+
     /// HS256 secret for the embedded default. Unset: a random one is kept in the data dir.
     #[arg(long, env = "WARRANTY_DEV_JWT_SECRET", hide_env_values = true)]
     pub dev_jwt_secret: Option<String>,
@@ -82,6 +152,23 @@ impl Settings {
             jwt_audience: None,
             jwt_user_claim: "sub".into(),
             dev_jwt_secret: Some("test-secret-not-for-production".into()),
+            ocr_engine: "local".into(),
+            tesseract_path: "tesseract".into(),
+            pdftoppm_path: "pdftoppm".into(),
+            ocr_languages: "eng+deu+fra".into(),
+            ocr_timeout_secs: 60,
+            ocr_max_pages: 5,
+            ocr_max_pixels: 40_000_000,
+            ocr_dpi: 200,
+            ocr_date_tolerance_days: 3,
+            docintel_endpoint: None,
+            docintel_key: None,
+            ocr_dispatcher: true,
+            ocr_lock_secs: 300,
+            ocr_max_delivery_count: 10,
+            ocr_retry_base_ms: 2000,
+            ocr_retry_max_secs: 300,
+            ocr_workers: 1,
         }
     }
 }

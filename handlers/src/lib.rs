@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod application;
 pub mod configuration;
 pub mod domain;
+pub mod functions;
 pub mod http;
 pub mod ports;
 pub mod startup;

@@ -9,11 +9,7 @@ use warranty::http::auth;
 use warranty::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
-#[command(
-    name = "warranty",
-    version,
-    about = "Warranty registration backend (Azure Functions custom handler)"
-)]
+#[command(name = "warranty", version, about = "Warranty registration backend (Azure Functions custom handler)")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -39,9 +35,7 @@ enum Command {
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m, 1h or 7d"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30m, 1h or 7d"))?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,
@@ -60,15 +54,10 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::DevToken { user, ttl } => {
             if cli.settings.jwks_url.is_some() || cli.settings.jwks_file.is_some() {
-                eprintln!(
-                    "dev-token only works in shared-secret mode (unset WARRANTY_JWKS_URL / WARRANTY_JWKS_FILE)"
-                );
+                eprintln!("dev-token only works in shared-secret mode (unset WARRANTY_JWKS_URL / WARRANTY_JWKS_FILE)");
                 return ExitCode::FAILURE;
             }
-            match auth::dev_secret(
-                cli.settings.dev_jwt_secret.as_deref(),
-                &cli.settings.data_dir,
-            ) {
+            match auth::dev_secret(cli.settings.dev_jwt_secret.as_deref(), &cli.settings.data_dir) {
                 Ok(secret) => {
                     println!("{}", auth::dev_token(&secret, &user, ttl));
                     ExitCode::SUCCESS
@@ -81,10 +70,7 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             warranty::telemetry::init();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");

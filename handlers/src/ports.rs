@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{OcrRequested, ProductId, ProductRecord, UserId};
+use crate::domain::extraction::TextLine;
+use crate::domain::ocr::{InvoiceFields, OcrEngineKind};
+use crate::domain::{InvoiceKind, OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 
 /// A backend is down, slow or refusing: the client may retry (503). The message is for logs
 /// only and never reaches a response body.
@@ -17,10 +19,7 @@ pub struct Unavailable {
 
 impl Unavailable {
     pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
-        Self {
-            backend,
-            message: message.to_string(),
-        }
+        Self { backend, message: message.to_string() }
     }
 }
 
@@ -72,8 +71,7 @@ pub trait ProductRepository: Send + Sync {
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), InsertError>;
 
-    async fn get(&self, user: &UserId, id: ProductId)
-    -> Result<Option<ProductRecord>, Unavailable>;
+    async fn get(&self, user: &UserId, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
 
     /// Up to `limit` of the user's products, newest first, strictly after `after`.
     async fn list(
@@ -91,6 +89,13 @@ pub trait ProductRepository: Send + Sync {
     ) -> Result<Option<StoredResponse>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
+
+    /// A product by id whoever owns it (for the OCR handler, which acts for the system).
+    async fn get_any(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
+
+    /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
+    /// Returns false when the product is gone or its invoice was replaced meanwhile.
+    async fn update_ocr(&self, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
 }
 
 /// An invoice being written. Dropping it without `commit` must leave nothing behind
@@ -106,17 +111,15 @@ pub trait InvoiceUpload: Send {
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
     /// Starts writing the invoice of `product` (version `version`) with extension `ext`.
-    async fn begin(
-        &self,
-        product: ProductId,
-        version: u32,
-        ext: &str,
-    ) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
+    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
 
     /// Removes a committed invoice (compensation when the product could not be stored).
     async fn delete(&self, location: &str) -> Result<(), Unavailable>;
 
     async fn exists(&self, location: &str) -> Result<bool, Unavailable>;
+
+    /// The whole invoice (at most 10 MiB), or `None` when there is nothing at `location`.
+    async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
 }
@@ -132,4 +135,57 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// What an OCR engine read.
+#[derive(Debug, Clone)]
+pub enum Reading {
+    /// Exact fields from structured data (an embedded e-invoice, Document Intelligence), with
+    /// the text the verification searches.
+    Structured { fields: InvoiceFields, text: String },
+    /// Lines of text, to be parsed by `domain::extraction`.
+    Text { lines: Vec<TextLine>, pages: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineReading {
+    pub engine: OcrEngineKind,
+    pub reading: Reading,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The invoice itself can never be read (corrupt, encrypted, no pages, too big to render):
+    /// record it and stop. `reason` is a stable code shown on the card.
+    #[error("{reason}: {detail}")]
+    Permanent { reason: &'static str, detail: String },
+    /// The engine this invoice needs is not installed or not configured. Retried, then
+    /// dead-lettered; replayable once the engine is there.
+    #[error("OCR engine unavailable: {0}")]
+    EngineUnavailable(String),
+    /// Worth retrying (a timeout, a remote 5xx).
+    #[error("transient OCR failure: {0}")]
+    Transient(String),
+}
+
+impl ReadError {
+    pub fn permanent(reason: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::Permanent { reason, detail: detail.to_string() }
+    }
+}
+
+/// One engine's availability, for `/api/health`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineHealth {
+    pub name: &'static str,
+    pub available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[async_trait]
+pub trait InvoiceReader: Send + Sync {
+    async fn read(&self, kind: InvoiceKind, bytes: bytes::Bytes) -> Result<EngineReading, ReadError>;
+    fn health(&self) -> Vec<EngineHealth>;
 }

@@ -4,7 +4,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::embedded::dispatcher::{Dispatcher, DispatcherConfig};
+use crate::adapters::embedded::queue::SqliteOcrQueue;
 use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
+use crate::adapters::ocr::docintel::{Credential, DocumentIntelligence};
+use crate::adapters::ocr::tesseract::TesseractConfig;
+use crate::adapters::ocr::{InvoiceReaders, ReaderLimits};
 use crate::application::Services;
 use crate::configuration::Settings;
 use crate::domain::BrandCatalog;
@@ -24,6 +29,8 @@ pub enum StartupError {
     Catalog(#[from] crate::domain::brand_catalog::CatalogError),
     #[error("JWKS mode needs WARRANTY_JWT_ISSUER and WARRANTY_JWT_AUDIENCE")]
     JwksNeedsIssuerAndAudience,
+    #[error("WARRANTY_OCR_ENGINE=document-intelligence needs WARRANTY_DOCINTEL_ENDPOINT and WARRANTY_DOCINTEL_KEY")]
+    DocIntelNeedsEndpoint,
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
 }
@@ -49,16 +56,11 @@ pub fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError>
         }
         None => {
             let secret = auth::dev_secret(settings.dev_jwt_secret.as_deref(), &settings.data_dir)
-                .map_err(|e| {
-                StartupError::DataDir(settings.data_dir.display().to_string(), e)
-            })?;
+                .map_err(|e| StartupError::DataDir(settings.data_dir.display().to_string(), e))?;
             Ok(Authenticator::shared_secret(
                 &secret,
                 settings.jwt_issuer.as_deref().unwrap_or(auth::DEV_ISSUER),
-                settings
-                    .jwt_audience
-                    .as_deref()
-                    .unwrap_or(auth::DEV_AUDIENCE),
+                settings.jwt_audience.as_deref().unwrap_or(auth::DEV_AUDIENCE),
                 &settings.jwt_user_claim,
             ))
         }
@@ -69,38 +71,67 @@ pub fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError>
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    readers: Arc<InvoiceReaders>,
+    dispatcher: Option<(SqliteOcrQueue, DispatcherConfig)>,
+}
+
+fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
+    let tesseract = TesseractConfig {
+        tesseract: settings.tesseract_path.clone(),
+        pdftoppm: settings.pdftoppm_path.clone(),
+        languages: settings.ocr_languages.clone(),
+        timeout: Duration::from_secs(settings.ocr_timeout_secs),
+        dpi: settings.ocr_dpi,
+        scratch: settings.data_dir.join("ocr-scratch"),
+    };
+    let docintel = if settings.ocr_engine == "document-intelligence" {
+        let (Some(endpoint), Some(key)) = (&settings.docintel_endpoint, &settings.docintel_key) else {
+            return Err(StartupError::DocIntelNeedsEndpoint);
+        };
+        Some(DocumentIntelligence::new(endpoint, Credential::Key(key.clone()), Duration::from_secs(120)))
+    } else {
+        None
+    };
+    let limits =
+        ReaderLimits { max_pages: settings.ocr_max_pages, max_pixels: settings.ocr_max_pixels, dpi: settings.ocr_dpi };
+    Ok(InvoiceReaders::new(tesseract, docintel, limits))
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let dir = &settings.data_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
-        let products = SqliteProductRepository::open(
-            &dir.join("warranty.sqlite3"),
-            settings.sqlite_busy_timeout(),
-        )?;
+        std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
+        let products = SqliteProductRepository::open(&dir.join("warranty.sqlite3"), settings.sqlite_busy_timeout())?;
         let invoices = FileInvoiceStore::open(&dir.join("invoices"))?;
+        let readers = Arc::new(readers(settings)?);
+        let queue = products.ocr_queue();
         let services = Services {
             products: Arc::new(products),
             invoices: Arc::new(invoices),
             clock: Arc::new(SystemClock),
             catalog: Arc::new(BrandCatalog::bundled(settings.default_warranty_months)?),
             idempotency_ttl: settings.idempotency_ttl(),
+            reader: readers.clone(),
+            ocr_date_tolerance_days: settings.ocr_date_tolerance_days,
+            ocr_wake: Arc::new(tokio::sync::Notify::new()),
         };
+        let dispatcher = settings.ocr_dispatcher.then(|| {
+            (
+                queue,
+                DispatcherConfig {
+                    lock: Duration::from_secs(settings.ocr_lock_secs.max(1)),
+                    max_delivery_count: settings.ocr_max_delivery_count,
+                    retry_base: Duration::from_millis(settings.ocr_retry_base_ms),
+                    retry_max: Duration::from_secs(settings.ocr_retry_max_secs),
+                    workers: settings.ocr_workers.max(1),
+                    binding: "message".into(),
+                },
+            )
+        });
         let auth = authenticator(settings)?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartupError::Bind(settings.port, e))?;
-        Ok(Self {
-            listener,
-            state: Arc::new(AppState {
-                services,
-                auth,
-                version: VERSION,
-            }),
-        })
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartupError::Bind(settings.port, e))?;
+        Ok(Self { listener, state: Arc::new(AppState { services, auth, version: VERSION }), readers, dispatcher })
     }
 
     pub fn port(&self) -> u16 {
@@ -109,17 +140,27 @@ impl Application {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        tracing::info!(
-            port = self.port(),
-            auth = self.state.auth.mode_name(),
-            version = VERSION,
-            "listening"
-        );
+        let port = self.port();
+        tracing::info!(port, auth = self.state.auth.mode_name(), version = VERSION, "listening");
+        // Probe the OCR tools after the listener is up: start-up is not slowed by it.
+        let readers = self.readers.clone();
+        tokio::spawn(async move { readers.probe().await });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let dispatcher = self.dispatcher.map(|(queue, cfg)| {
+            let wake = self.state.services.ocr_wake.clone();
+            tokio::spawn(Dispatcher::new(queue, cfg, port, wake).run(stop_rx))
+        });
         warp::serve(api::routes(self.state))
             .incoming(self.listener)
-            .graceful(shutdown)
+            .graceful(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
             .run()
             .await;
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+        }
     }
 }
 

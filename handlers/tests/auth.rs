@@ -34,19 +34,12 @@ struct TestKey {
 impl TestKey {
     fn rsa(kid: &str) -> Self {
         let kp = signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        Self {
-            kid: kid.into(),
-            signer: Signer::Rsa(kp),
-        }
+        Self { kid: kid.into(), signer: Signer::Rsa(kp) }
     }
 
     fn ec(kid: &str) -> Self {
-        let kp =
-            signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        Self {
-            kid: kid.into(),
-            signer: Signer::Ec(kp),
-        }
+        let kp = signature::EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        Self { kid: kid.into(), signer: Signer::Ec(kp) }
     }
 
     fn jwk(&self) -> Value {
@@ -78,37 +71,20 @@ impl TestKey {
     }
 
     fn sign_with_header(&self, header: Value, claims: Value) -> String {
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let sig = match &self.signer {
             Signer::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &SystemRandom::new(),
-                    input.as_bytes(),
-                    &mut sig,
-                )
-                .unwrap();
+                kp.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
                 sig
             }
-            Signer::Ec(kp) => kp
-                .sign(&SystemRandom::new(), input.as_bytes())
-                .unwrap()
-                .as_ref()
-                .to_vec(),
+            Signer::Ec(kp) => kp.sign(&SystemRandom::new(), input.as_bytes()).unwrap().as_ref().to_vec(),
         };
         format!("{input}.{}", B64.encode(sig))
     }
 
     fn sign(&self, claims: Value) -> String {
-        self.sign_with_header(
-            json!({"typ": "JWT", "alg": self.alg(), "kid": self.kid}),
-            claims,
-        )
+        self.sign_with_header(json!({"typ": "JWT", "alg": self.alg(), "kid": self.kid}), claims)
     }
 }
 
@@ -144,12 +120,7 @@ async fn jwks_server(keys: Vec<Value>) -> Jwks {
             })
             .run(),
     );
-    Jwks {
-        url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"),
-        keys,
-        fetches,
-        _stop: tx,
-    }
+    Jwks { url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"), keys, fetches, _stop: tx }
 }
 
 async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
@@ -165,17 +136,8 @@ async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
 }
 
 async fn list_status(app: &TestApp, token: &str) -> (u16, Option<String>) {
-    let resp = app
-        .client
-        .get(format!("{}/api/products", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let resp = app.client.get(format!("{}/api/products", app.base)).bearer_auth(token).send().await.unwrap();
+    let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
     (resp.status().as_u16(), challenge)
 }
 
@@ -236,30 +198,15 @@ async fn bad_tokens_are_refused_with_a_bearer_challenge() {
         ("alg none", unsigned),
         ("hs256 in jwks mode", hs),
         ("garbage", "not.a.jwt".to_owned()),
-        (
-            "no kid",
-            key.sign_with_header(json!({"alg": "RS256"}), claims("alice")),
-        ),
+        ("no kid", key.sign_with_header(json!({"alg": "RS256"}), claims("alice"))),
     ];
     for (what, token) in cases {
         let (status, challenge) = list_status(&app, &token).await;
         assert_eq!(status, 401, "{what}");
-        assert_eq!(
-            challenge.as_deref(),
-            Some(r#"Bearer realm="warranty", error="invalid_token""#),
-            "{what}"
-        );
+        assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="warranty", error="invalid_token""#), "{what}");
     }
-    let resp = app
-        .client
-        .get(format!("{}/api/products", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.headers()["www-authenticate"],
-        r#"Bearer realm="warranty""#
-    );
+    let resp = app.client.get(format!("{}/api/products", app.base)).send().await.unwrap();
+    assert_eq!(resp.headers()["www-authenticate"], r#"Bearer realm="warranty""#);
     let (status, p) = problem(resp).await;
     assert_eq!((status, p["code"].as_str().unwrap()), (401, "unauthorized"));
 }
@@ -291,17 +238,10 @@ async fn unknown_key_ids_cannot_make_the_service_hammer_the_provider() {
     assert_eq!(list_status(&app, &key.sign(claims("alice"))).await.0, 200);
     for i in 0..20 {
         let forged = TestKey::rsa(&format!("made-up-{i}"));
-        assert_eq!(
-            list_status(&app, &forged.sign(claims("alice"))).await.0,
-            401
-        );
+        assert_eq!(list_status(&app, &forged.sign(claims("alice"))).await.0, 401);
     }
     // One fetch at start, at most one refresh inside the minimum interval.
-    assert!(
-        jwks.fetches.load(Ordering::SeqCst) <= 2,
-        "{} fetches",
-        jwks.fetches.load(Ordering::SeqCst)
-    );
+    assert!(jwks.fetches.load(Ordering::SeqCst) <= 2, "{} fetches", jwks.fetches.load(Ordering::SeqCst));
 }
 
 #[tokio::test]
@@ -316,14 +256,8 @@ async fn the_user_claim_is_configurable_and_scopes_the_data() {
         s.jwt_user_claim = "oid".into();
     })
     .await;
-    let (ct, body) = Form::registration(
-        "Apple",
-        "iPhone",
-        "C02XK0ABJGH5",
-        "2024-01-01",
-        &fixture("invoice.pdf"),
-    )
-    .finish();
+    let (ct, body) =
+        Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")).finish();
     let resp = app
         .client
         .post(format!("{}/api/products", app.base))
@@ -334,10 +268,7 @@ async fn the_user_claim_is_configurable_and_scopes_the_data() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let owner: String = app
-        .db()
-        .query_row("SELECT user_id FROM products", [], |r| r.get(0))
-        .unwrap();
+    let owner: String = app.db().query_row("SELECT user_id FROM products", [], |r| r.get(0)).unwrap();
     assert_eq!(owner, "oid-alice");
 }
 
@@ -370,18 +301,10 @@ async fn an_unreachable_key_set_is_a_503_not_a_401() {
     })
     .await;
     let key = TestKey::rsa("k");
-    let resp = app
-        .client
-        .get(format!("{}/api/products", app.base))
-        .bearer_auth(key.sign(claims("a")))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.client.get(format!("{}/api/products", app.base)).bearer_auth(key.sign(claims("a"))).send().await.unwrap();
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (503, "auth_unavailable")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (503, "auth_unavailable"));
 }
 
 #[tokio::test]

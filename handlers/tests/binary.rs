@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_warranty");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status and the whole response.
@@ -39,11 +35,7 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
         .env_remove("WARRANTY_DEV_JWT_SECRET")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
 
@@ -59,16 +51,10 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
     // Poll `/` like the host (it retries every 25 ms); the loop ends on the first answer.
     let started = Instant::now();
     let (status, _) = loop {
-        if let Some(answer) = http(
-            port,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        ) {
+        if let Some(answer) = http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") {
             break answer;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the binary never answered on /"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "the binary never answered on /");
         std::thread::sleep(Duration::from_millis(25));
     };
     assert_eq!(status, 200);
@@ -86,13 +72,7 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
 
     // SIGTERM: the host stopping the worker. The process exits cleanly.
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit}");
 
@@ -124,11 +104,7 @@ fn a_bad_setting_stops_start_up_with_a_message() {
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("WARRANTY_JWT_ISSUER"), "{stdout}");
-    let out = Command::new(BIN)
-        .env("WARRANTY_DEFAULT_MONTHS", "0")
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).env("WARRANTY_DEFAULT_MONTHS", "0").arg("serve").output().unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("default-warranty-months"),

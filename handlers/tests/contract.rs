@@ -15,25 +15,17 @@ use warranty::http::ROUTES;
 use warranty::http::error::ALL_CODES;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// (METHOD, /path) for every route the binary serves.
 fn served() -> BTreeSet<(String, String)> {
-    ROUTES
-        .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
-        .collect()
+    ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect()
 }
 
 /// Registers one product and returns the path with `{id}` filled in.
@@ -44,19 +36,10 @@ async fn concrete(app: &TestApp, path: &str) -> String {
     let resp = app
         .post_form(
             "alice",
-            Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &fixture("invoice.pdf"),
-            ),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
         )
         .await;
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     path.replace("{id}", &id)
 }
 
@@ -65,14 +48,8 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
     let req = match method {
         "GET" => app.client.get(url),
         "POST" => {
-            let (ct, body) = Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH9",
-                "2024-01-01",
-                &fixture("invoice.png"),
-            )
-            .finish();
+            let (ct, body) =
+                Form::registration("Apple", "iPhone", "C02XK0ABJGH9", "2024-01-01", &fixture("invoice.png")).finish();
             app.client.post(url).header("content-type", ct).body(body)
         }
         other => panic!("no request recipe for {other}"),
@@ -86,49 +63,26 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
     let handler = &host["customHandler"];
     assert_eq!(handler["enableForwardingHttpRequest"], true);
     assert_eq!(handler["description"]["defaultExecutablePath"], "warranty");
-    assert!(
-        handler["description"]["arguments"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("serve"))
-    );
-    let prefix = host["extensions"]["http"]["routePrefix"]
-        .as_str()
-        .unwrap_or("api");
+    assert!(handler["description"]["arguments"].as_array().unwrap().contains(&Value::from("serve")));
+    let prefix = host["extensions"]["http"]["routePrefix"].as_str().unwrap_or("api");
     let cargo = std::fs::read_to_string(repo().join("handlers/Cargo.toml")).unwrap();
-    assert!(
-        cargo.contains("name = \"warranty\""),
-        "the binary the host starts exists"
-    );
+    assert!(cargo.contains("name = \"warranty\""), "the binary the host starts exists");
 
     let app = spawn_app().await;
     let mut forwarded: HashMap<String, BTreeSet<(String, String)>> = HashMap::new();
-    for entry in std::fs::read_dir(repo().join("function-app"))
-        .unwrap()
-        .flatten()
-    {
+    for entry in std::fs::read_dir(repo().join("function-app")).unwrap().flatten() {
         let fj = entry.path().join("function.json");
         if !fj.exists() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let bindings = read_json(&fj)["bindings"].as_array().unwrap().clone();
-        let triggers: Vec<&Value> = bindings
-            .iter()
-            .filter(|b| b["type"] == "httpTrigger")
-            .collect();
+        let triggers: Vec<&Value> = bindings.iter().filter(|b| b["type"] == "httpTrigger").collect();
         if triggers.is_empty() {
             continue; // Not an HTTP function (later issues add queue and timer triggers).
         }
-        assert_eq!(
-            triggers.len(),
-            1,
-            "{name}: forwarding needs exactly one httpTrigger"
-        );
-        let outs: Vec<&Value> = bindings
-            .iter()
-            .filter(|b| b["type"] == "http" && b["direction"] == "out")
-            .collect();
+        assert_eq!(triggers.len(), 1, "{name}: forwarding needs exactly one httpTrigger");
+        let outs: Vec<&Value> = bindings.iter().filter(|b| b["type"] == "http" && b["direction"] == "out").collect();
         assert_eq!(
             (outs.len(), bindings.len()),
             (1, 2),
@@ -139,30 +93,18 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
         let path = format!("/{prefix}/{}", t["route"].as_str().unwrap());
         for m in t["methods"].as_array().unwrap() {
             let method = m.as_str().unwrap().to_uppercase();
-            assert!(
-                served().contains(&(method.clone(), path.clone())),
-                "{name}: {method} {path} is not served"
-            );
-            forwarded
-                .entry(name.clone())
-                .or_default()
-                .insert((method.clone(), path.clone()));
+            assert!(served().contains(&(method.clone(), path.clone())), "{name}: {method} {path} is not served");
+            forwarded.entry(name.clone()).or_default().insert((method.clone(), path.clone()));
             // The binary answers it with something other than "no such route".
             let concrete_path = concrete(&app, &path).await;
             let resp = call(&app, &method, &concrete_path).await;
-            assert!(
-                resp.status().is_success(),
-                "{name}: {method} {concrete_path} answered {}",
-                resp.status()
-            );
+            assert!(resp.status().is_success(), "{name}: {method} {concrete_path} answered {}", resp.status());
         }
     }
     // And every API route has its function.
     for (method, path, function) in ROUTES {
         if let Some(function) = function {
-            let set = forwarded
-                .get(*function)
-                .unwrap_or_else(|| panic!("no function.json for {function}"));
+            let set = forwarded.get(*function).unwrap_or_else(|| panic!("no function.json for {function}"));
             assert!(
                 set.contains(&(method.to_string(), path.to_string())),
                 "{function} does not forward {method} {path}"
@@ -181,24 +123,16 @@ async fn the_openapi_document_matches_the_routes_and_error_codes() {
             documented.insert((method.to_uppercase(), path.clone()));
         }
     }
-    assert_eq!(
-        documented,
-        served(),
-        "documented routes differ from served routes"
-    );
+    assert_eq!(documented, served(), "documented routes differ from served routes");
 
-    let enum_codes: BTreeSet<String> =
-        doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap().to_owned())
-            .collect();
+    let enum_codes: BTreeSet<String> = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
     let known: BTreeSet<String> = ALL_CODES.iter().map(|c| c.to_string()).collect();
-    assert_eq!(
-        enum_codes, known,
-        "the documented code list differs from the code list"
-    );
+    assert_eq!(enum_codes, known, "the documented code list differs from the code list");
 
     // Every code the source can produce is in the list.
     let patterns = [
@@ -224,20 +158,13 @@ async fn the_openapi_document_matches_the_routes_and_error_codes() {
     }
     assert!(used.len() > 15, "the scan found the codes: {used:?}");
     let undocumented: Vec<_> = used.difference(&known).collect();
-    assert!(
-        undocumented.is_empty(),
-        "codes used in the source but not documented: {undocumented:?}"
-    );
+    assert!(undocumented.is_empty(), "codes used in the source but not documented: {undocumented:?}");
 
     // Every code an operation's responses mention is a known code.
     let mentioned = regex::Regex::new(r"`([a-z]+(?:_[a-z]+)+)`").unwrap();
     let text = doc["paths"].to_string();
     for c in mentioned.captures_iter(&text) {
-        assert!(
-            known.contains(&c[1]),
-            "the document mentions an unknown code {}",
-            &c[1]
-        );
+        assert!(known.contains(&c[1]), "the document mentions an unknown code {}", &c[1]);
     }
 }
 
@@ -251,12 +178,8 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             let concrete_path = concrete(&app, path).await;
             let resp = call(&app, &method, &concrete_path).await;
             let status = resp.status().as_u16().to_string();
-            assert!(
-                op["responses"].get(&status).is_some(),
-                "{method} {path} answered undocumented {status}"
-            );
-            if let Some(schema_ref) =
-                op["responses"][&status]["content"]["application/json"]["schema"]["$ref"].as_str()
+            assert!(op["responses"].get(&status).is_some(), "{method} {path} answered undocumented {status}");
+            if let Some(schema_ref) = op["responses"][&status]["content"]["application/json"]["schema"]["$ref"].as_str()
             {
                 let name = schema_ref.rsplit('/').next().unwrap();
                 let schema = &doc["components"]["schemas"][name];

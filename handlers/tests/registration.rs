@@ -26,27 +26,18 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
             .text("serialNumber", &format!("  {} ", serial.to_lowercase()))
             .text("purchaseDate", &date)
             // The declared type is deliberately wrong: only the content decides.
-            .file(
-                "invoice",
-                &format!("My Scans/{file}"),
-                "application/octet-stream",
-                &bytes,
-            );
+            .file("invoice", &format!("My Scans/{file}"), "application/octet-stream", &bytes);
         let resp = app.post_form("alice", form).await;
         assert_eq!(resp.status(), 201, "{file}");
         let location = resp.headers()["location"].to_str().unwrap().to_owned();
         let card: Value = resp.json().await.unwrap();
-        assert_eq!(
-            location,
-            format!("/api/products/{}", card["id"].as_str().unwrap())
-        );
+        assert_eq!(location, format!("/api/products/{}", card["id"].as_str().unwrap()));
         assert_eq!(card["brand"], "Apple");
         assert_eq!(card["model"], "MacBook Air 13");
         assert_eq!(card["serialNumber"], serial);
         assert_eq!(card["purchaseDate"], date.as_str());
         assert_eq!(card["warrantyMonths"], 12);
-        let expected_end =
-            chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap() + chrono::Months::new(12);
+        let expected_end = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap() + chrono::Months::new(12);
         assert_eq!(card["warrantyExpiresOn"], expected_end.to_string());
         assert_eq!(card["warrantyStatus"], "active");
         assert_eq!(card["invoice"]["fileName"], file);
@@ -88,23 +79,13 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
 async fn model_overrides_and_unknown_brands_set_the_warranty_length() {
     let app = spawn_with(|s| s.default_warranty_months = 18).await;
     let pdf = fixture("invoice.pdf");
-    let resp = app
-        .post_form(
-            "u",
-            Form::registration("Dell", "Latitude 7440", "7xk9jh2", "2024-01-31", &pdf),
-        )
-        .await;
+    let resp = app.post_form("u", Form::registration("Dell", "Latitude 7440", "7xk9jh2", "2024-01-31", &pdf)).await;
     assert_eq!(resp.status(), 201);
     let card: Value = resp.json().await.unwrap();
     assert_eq!(card["warrantyMonths"], 36);
     assert_eq!(card["warrantyExpiresOn"], "2027-01-31");
 
-    let resp = app
-        .post_form(
-            "u",
-            Form::registration("Acme Rockets", "R-1", "ab-12/3.4", "2024-02-29", &pdf),
-        )
-        .await;
+    let resp = app.post_form("u", Form::registration("Acme Rockets", "R-1", "ab-12/3.4", "2024-02-29", &pdf)).await;
     assert_eq!(resp.status(), 201);
     let card: Value = resp.json().await.unwrap();
     assert_eq!(card["brand"], "Acme Rockets");
@@ -113,40 +94,17 @@ async fn model_overrides_and_unknown_brands_set_the_warranty_length() {
     // Leap day + 18 months lands on 29 August; + 12 would clamp to 28 February.
     assert_eq!(card["warrantyExpiresOn"], "2025-08-29");
 
-    let resp = app
-        .post_form(
-            "u",
-            Form::registration(
-                "Samsung",
-                "Galaxy S24",
-                "0B7X3CAR500123K",
-                "2024-05-01",
-                &pdf,
-            ),
-        )
-        .await;
+    let resp =
+        app.post_form("u", Form::registration("Samsung", "Galaxy S24", "0B7X3CAR500123K", "2024-05-01", &pdf)).await;
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (422, "serial_format_invalid")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (422, "serial_format_invalid"));
 }
 
 #[tokio::test]
 async fn an_expired_warranty_is_reported_as_expired() {
     let app = spawn_app().await;
-    let resp = app
-        .post_form(
-            "u",
-            Form::registration(
-                "Nikon",
-                "Z6",
-                "6012345",
-                "2020-01-10",
-                &fixture("invoice.jpg"),
-            ),
-        )
-        .await;
+    let resp =
+        app.post_form("u", Form::registration("Nikon", "Z6", "6012345", "2020-01-10", &fixture("invoice.jpg"))).await;
     assert_eq!(resp.status(), 201);
     let card: Value = resp.json().await.unwrap();
     assert_eq!(card["warrantyExpiresOn"], "2021-01-10");
@@ -184,32 +142,10 @@ async fn every_field_rule_is_reported_with_its_code_and_nothing_is_stored() {
             "purchaseDate",
             "purchase_date_too_old",
         ),
-        (
-            Form::registration("Apple", "iPhone", "C02-XK0", "2024-01-01", &pdf),
-            "serialNumber",
-            "serial_format_invalid",
-        ),
-        (
-            Form::registration("Acme", "X", "a b c d", "2024-01-01", &pdf),
-            "serialNumber",
-            "serial_format_invalid",
-        ),
-        (
-            Form::registration(" ", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf),
-            "brand",
-            "brand_missing",
-        ),
-        (
-            Form::registration(
-                "Apple",
-                &"m".repeat(101),
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &pdf,
-            ),
-            "model",
-            "field_too_long",
-        ),
+        (Form::registration("Apple", "iPhone", "C02-XK0", "2024-01-01", &pdf), "serialNumber", "serial_format_invalid"),
+        (Form::registration("Acme", "X", "a b c d", "2024-01-01", &pdf), "serialNumber", "serial_format_invalid"),
+        (Form::registration(" ", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf), "brand", "brand_missing"),
+        (Form::registration("Apple", &"m".repeat(101), "C02XK0ABJGH5", "2024-01-01", &pdf), "model", "field_too_long"),
         (
             Form::new()
                 .text("brand", "Apple")
@@ -230,8 +166,7 @@ async fn every_field_rule_is_reported_with_its_code_and_nothing_is_stored() {
             "invoice_empty",
         ),
         (
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf)
-                .text("brand", "Samsung"),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf).text("brand", "Samsung"),
             "brand",
             "field_duplicated",
         ),
@@ -253,10 +188,7 @@ async fn every_field_rule_is_reported_with_its_code_and_nothing_is_stored() {
         assert_eq!(p["errors"][0]["field"], field, "{p}");
         assert_eq!(p["errors"][0]["code"], code, "{p}");
         assert!(p["requestId"].as_str().is_some_and(|r| !r.is_empty()));
-        assert_eq!(
-            p["type"],
-            format!("https://warranty.example.com/problems/{code}")
-        );
+        assert_eq!(p["type"], format!("https://warranty.example.com/problems/{code}"));
     }
     assert_nothing_stored(&app).await;
 }
@@ -266,21 +198,10 @@ async fn all_missing_fields_are_reported_at_once_in_form_order() {
     let app = spawn_app().await;
     let (status, p) = problem(app.post_form("alice", Form::new()).await).await;
     assert_eq!(status, 422);
-    let codes: Vec<&str> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["code"].as_str().unwrap())
-        .collect();
+    let codes: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
     assert_eq!(
         codes,
-        [
-            "brand_missing",
-            "model_missing",
-            "serial_number_missing",
-            "purchase_date_missing",
-            "invoice_missing"
-        ]
+        ["brand_missing", "model_missing", "serial_number_missing", "purchase_date_missing", "invoice_missing"]
     );
     assert_eq!(p["code"], "brand_missing");
 }
@@ -290,11 +211,7 @@ async fn an_executable_renamed_pdf_is_refused_with_415_and_nothing_is_stored() {
     let app = spawn_app().await;
     let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
     exe.extend(std::iter::repeat_n(0u8, 4096));
-    for bytes in [
-        exe,
-        b"<html><script>alert(1)</script></html>".to_vec(),
-        b"%PD".to_vec(),
-    ] {
+    for bytes in [exe, b"<html><script>alert(1)</script></html>".to_vec(), b"%PD".to_vec()] {
         let form = Form::new()
             .text("brand", "Apple")
             .text("model", "iPhone")
@@ -302,10 +219,7 @@ async fn an_executable_renamed_pdf_is_refused_with_415_and_nothing_is_stored() {
             .text("purchaseDate", "2024-01-01")
             .file("invoice", "invoice.pdf", "application/pdf", &bytes);
         let (status, p) = problem(app.post_form("alice", form).await).await;
-        assert_eq!(
-            (status, p["code"].as_str().unwrap()),
-            (415, "invoice_type_unsupported")
-        );
+        assert_eq!((status, p["code"].as_str().unwrap()), (415, "invoice_type_unsupported"));
     }
     assert_nothing_stored(&app).await;
 }
@@ -320,34 +234,18 @@ fn pdf_of_size(n: usize) -> Vec<u8> {
 async fn invoices_must_be_strictly_smaller_than_10_mib() {
     let app = spawn_app().await;
     let ok = pdf_of_size(10 * MIB - 1);
-    let resp = app
-        .post_form(
-            "alice",
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &ok),
-        )
-        .await;
+    let resp = app.post_form("alice", Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &ok)).await;
     assert_eq!(resp.status(), 201);
     let card: Value = resp.json().await.unwrap();
     assert_eq!(card["invoice"]["sizeBytes"], 10 * MIB - 1);
 
     let too_big = pdf_of_size(10 * MIB);
-    let resp = app
-        .post_form(
-            "alice",
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH6", "2024-01-01", &too_big),
-        )
-        .await;
+    let resp =
+        app.post_form("alice", Form::registration("Apple", "iPhone", "C02XK0ABJGH6", "2024-01-01", &too_big)).await;
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (413, "invoice_too_large")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (413, "invoice_too_large"));
     assert_eq!(app.count("products"), 1);
-    assert_eq!(
-        app.invoice_files().len(),
-        1,
-        "only the accepted invoice is on disk"
-    );
+    assert_eq!(app.invoice_files().len(), 1, "only the accepted invoice is on disk");
 }
 
 /// Reads one HTTP/1.1 response head and returns (status, head text).
@@ -356,11 +254,7 @@ async fn read_response_head(stream: &mut tokio::net::TcpStream) -> (u16, String)
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).await.expect("read");
-        assert!(
-            n > 0,
-            "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
+        assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&buf));
         buf.push(byte[0]);
     }
     let head = String::from_utf8(buf).unwrap();
@@ -371,9 +265,7 @@ async fn read_response_head(stream: &mut tokio::net::TcpStream) -> (u16, String)
 #[tokio::test]
 async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
     let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let boundary = "b0undary";
     let head = format!(
         "POST /api/products HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
@@ -395,12 +287,7 @@ async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
             chunks.push(filler.clone());
             sent += filler.len();
             for c in chunks.drain(..) {
-                let framed = [
-                    format!("{:x}\r\n", c.len()).into_bytes(),
-                    c,
-                    b"\r\n".to_vec(),
-                ]
-                .concat();
+                let framed = [format!("{:x}\r\n", c.len()).into_bytes(), c, b"\r\n".to_vec()].concat();
                 if writer.write_all(&framed).await.is_err() {
                     return sent;
                 }
@@ -418,10 +305,7 @@ async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
     }
     let head = String::from_utf8(buf).unwrap();
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    assert!(
-        head.to_lowercase()
-            .contains("content-type: application/problem+json")
-    );
+    assert!(head.to_lowercase().contains("content-type: application/problem+json"));
     let _ = sender.await;
     assert_nothing_stored(&app).await;
 }
@@ -429,9 +313,7 @@ async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
 #[tokio::test]
 async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
     let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let head = format!(
         "POST /api/products HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 52428800\r\nExpect: 100-continue\r\n\r\n",
@@ -447,9 +329,7 @@ async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
 #[tokio::test]
 async fn a_client_that_disconnects_mid_upload_leaves_no_file_behind() {
     let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let part = "--xx\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"a.pdf\"\r\n\r\n%PDF-1.7\n";
     let head = format!(
         "POST /api/products HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
@@ -459,15 +339,9 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_file_behind() {
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&vec![b'A'; 1_000_000]).await.unwrap();
     // The partial upload reached the store.
-    eventually("a partial upload exists", || {
-        !app.invoice_files().is_empty()
-    })
-    .await;
+    eventually("a partial upload exists", || !app.invoice_files().is_empty()).await;
     drop(stream);
-    eventually("the partial upload is removed", || {
-        app.invoice_files().is_empty()
-    })
-    .await;
+    eventually("the partial upload is removed", || app.invoice_files().is_empty()).await;
     assert_eq!(app.count("products"), 0);
 }
 
@@ -475,42 +349,21 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_file_behind() {
 async fn the_same_user_cannot_register_the_same_brand_and_serial_twice() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
-    let first = app
-        .post_form(
-            "alice",
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf),
-        )
-        .await;
+    let first = app.post_form("alice", Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf)).await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     // Same serial typed differently, brand in another case: still the same product.
-    let resp = app
-        .post_form(
-            "alice",
-            Form::registration("APPLE", "iPhone 15", " c02xk0abjgh5", "2024-02-01", &pdf),
-        )
-        .await;
+    let resp =
+        app.post_form("alice", Form::registration("APPLE", "iPhone 15", " c02xk0abjgh5", "2024-02-01", &pdf)).await;
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (409, "product_already_registered")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (409, "product_already_registered"));
     assert_eq!(p["existingProductId"], first["id"]);
     // Another user may register the same serial (a resold device is re-registered).
-    let resp = app
-        .post_form(
-            "bob",
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf),
-        )
-        .await;
+    let resp = app.post_form("bob", Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &pdf)).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(app.count("products"), 2);
     assert_eq!(app.count("ocr_queue"), 2);
-    assert_eq!(
-        app.invoice_files().len(),
-        2,
-        "the refused duplicate's invoice was removed"
-    );
+    assert_eq!(app.invoice_files().len(), 2, "the refused duplicate's invoice was removed");
 }
 
 #[tokio::test]
@@ -533,26 +386,15 @@ async fn an_idempotency_key_replays_the_first_answer() {
     // The same key with a different registration is an error, not a silent replay.
     let other = Form::registration("Apple", "iPhone", "C02XK0ABJGH9", "2024-01-01", &pdf);
     let (status, p) = problem(app.post_form_with("alice", other, Some("retry-1")).await).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (422, "idempotency_key_reused")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (422, "idempotency_key_reused"));
     // Keys are per user: bob's "retry-1" is his own.
-    assert_eq!(
-        app.post_form_with("bob", form(), Some("retry-1"))
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(app.post_form_with("bob", form(), Some("retry-1")).await.status(), 201);
 
     assert_eq!(app.count("products"), 2);
     assert_eq!(app.invoice_files().len(), 2);
 
     let (status, p) = problem(app.post_form_with("alice", form(), Some("has space")).await).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (400, "idempotency_key_invalid")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (400, "idempotency_key_invalid"));
 }
 
 #[tokio::test]
@@ -587,66 +429,24 @@ async fn malformed_requests_get_4xx_problems() {
     let app = spawn_app().await;
     let url = format!("{}/api/products", app.base);
     let send = |ct: &'static str, body: &'static [u8]| {
-        app.client
-            .post(&url)
-            .bearer_auth(token("alice"))
-            .header("content-type", ct)
-            .body(body)
-            .send()
+        app.client.post(&url).bearer_auth(token("alice")).header("content-type", ct).body(body).send()
     };
+    let (s, p) = problem(send("application/json", b"{\"brand\":\"Apple\"}").await.unwrap()).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (415, "content_type_unsupported"));
+    let (s, p) = problem(send("multipart/form-data", b"--x\r\n").await.unwrap()).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (415, "content_type_unsupported"));
+    let (s, p) = problem(send("multipart/form-data; boundary=x", b"garbage without a boundary").await.unwrap()).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (400, "multipart_malformed"));
     let (s, p) = problem(
-        send("application/json", b"{\"brand\":\"Apple\"}")
+        send("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"brand\"\r\n\r\nApple")
             .await
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (s, p["code"].as_str().unwrap()),
-        (415, "content_type_unsupported")
-    );
-    let (s, p) = problem(send("multipart/form-data", b"--x\r\n").await.unwrap()).await;
-    assert_eq!(
-        (s, p["code"].as_str().unwrap()),
-        (415, "content_type_unsupported")
-    );
-    let (s, p) = problem(
-        send(
-            "multipart/form-data; boundary=x",
-            b"garbage without a boundary",
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, p["code"].as_str().unwrap()),
-        (400, "multipart_malformed")
-    );
-    let (s, p) = problem(
-        send(
-            "multipart/form-data; boundary=x",
-            b"--x\r\nContent-Disposition: form-data; name=\"brand\"\r\n\r\nApple",
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (s, p["code"].as_str().unwrap()),
-        (400, "multipart_malformed")
-    );
-    let resp = app
-        .client
-        .post(&url)
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((s, p["code"].as_str().unwrap()), (400, "multipart_malformed"));
+    let resp = app.client.post(&url).bearer_auth(token("alice")).send().await.unwrap();
     let (s, p) = problem(resp).await;
-    assert_eq!(
-        (s, p["code"].as_str().unwrap()),
-        (415, "content_type_unsupported")
-    );
+    assert_eq!((s, p["code"].as_str().unwrap()), (415, "content_type_unsupported"));
     assert_nothing_stored(&app).await;
 }
 
@@ -659,38 +459,20 @@ async fn a_failing_database_gives_503_and_removes_the_stored_invoice() {
     let resp = app
         .post_form(
             "alice",
-            Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &fixture("invoice.pdf"),
-            ),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
         )
         .await;
     assert_eq!(resp.headers()["retry-after"], "5");
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (503, "storage_unavailable")
-    );
-    assert!(
-        !p["detail"].as_str().unwrap().contains("locked"),
-        "no internals in the body: {p}"
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
+    assert!(!p["detail"].as_str().unwrap().contains("locked"), "no internals in the body: {p}");
     blocker.execute_batch("ROLLBACK").unwrap();
     assert_nothing_stored(&app).await;
     // Once the database is back, the same registration succeeds.
     let resp = app
         .post_form(
             "alice",
-            Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &fixture("invoice.pdf"),
-            ),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
         )
         .await;
     assert_eq!(resp.status(), 201);
@@ -705,27 +487,13 @@ async fn a_failing_invoice_store_gives_503_and_an_unhealthy_health_check() {
     let resp = app
         .post_form(
             "alice",
-            Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &fixture("invoice.pdf"),
-            ),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
         )
         .await;
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (503, "storage_unavailable")
-    );
+    assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
     assert_eq!(app.count("products"), 0);
-    let health = app
-        .client
-        .get(format!("{}/api/health", app.base))
-        .send()
-        .await
-        .unwrap();
+    let health = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap();
     assert_eq!(health.status(), 503);
     let h: Value = health.json().await.unwrap();
     assert_eq!(h["checks"]["invoiceStore"]["status"], "down");
@@ -738,33 +506,18 @@ async fn users_only_ever_see_their_own_products() {
     let resp = app
         .post_form(
             "alice",
-            Form::registration(
-                "Apple",
-                "iPhone",
-                "C02XK0ABJGH5",
-                "2024-01-01",
-                &fixture("invoice.pdf"),
-            ),
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
         )
         .await;
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(app.get("alice", &location).await.status(), 200);
     let (status, p) = problem(app.get("mallory", &location).await).await;
     assert_eq!((status, p["code"].as_str().unwrap()), (404, "not_found"));
-    let list: Value = app
-        .get("mallory", "/api/products")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get("mallory", "/api/products").await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     let (status, _) = problem(app.get("alice", "/api/products/not-a-uuid").await).await;
     assert_eq!(status, 404);
-    let (status, _) = problem(
-        app.get("alice", &format!("/api/products/{}", uuid::Uuid::now_v7()))
-            .await,
-    )
-    .await;
+    let (status, _) = problem(app.get("alice", &format!("/api/products/{}", uuid::Uuid::now_v7())).await).await;
     assert_eq!(status, 404);
 }
 
@@ -774,19 +527,10 @@ async fn listing_pages_newest_first_with_a_continuation_token() {
     let pdf = fixture("invoice.pdf");
     let mut created = Vec::new();
     for i in 0..5 {
-        let resp = app
-            .post_form(
-                "alice",
-                Form::registration("Dell", "XPS", &format!("ABCDE0{i}"), "2024-01-01", &pdf),
-            )
-            .await;
+        let resp =
+            app.post_form("alice", Form::registration("Dell", "XPS", &format!("ABCDE0{i}"), "2024-01-01", &pdf)).await;
         assert_eq!(resp.status(), 201);
-        created.push(
-            resp.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        created.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
     created.reverse();
     let mut seen = Vec::new();
@@ -795,13 +539,7 @@ async fn listing_pages_newest_first_with_a_continuation_token() {
     loop {
         let page: Value = app.get("alice", &path).await.json().await.unwrap();
         pages += 1;
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
         match page["continuationToken"].as_str() {
             Some(t) => path = format!("/api/products?limit=2&continuationToken={t}"),
             None => break,
@@ -809,12 +547,7 @@ async fn listing_pages_newest_first_with_a_continuation_token() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, created);
-    let all: Value = app
-        .get("alice", "/api/products")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get("alice", "/api/products").await.json().await.unwrap();
     assert_eq!(all["items"].as_array().unwrap().len(), 5);
     assert!(all["continuationToken"].is_null());
 
@@ -832,34 +565,16 @@ async fn listing_pages_newest_first_with_a_continuation_token() {
 #[tokio::test]
 async fn unknown_paths_and_methods_get_problems_and_the_probe_answers() {
     let app = spawn_app().await;
-    let root = app
-        .client
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let root = app.client.get(format!("{}/", app.base)).send().await.unwrap();
     assert_eq!(root.status(), 200);
     let (status, p) = problem(app.get("alice", "/api/nope").await).await;
     assert_eq!((status, p["code"].as_str().unwrap()), (404, "not_found"));
-    let resp = app
-        .client
-        .delete(format!("{}/api/products", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.delete(format!("{}/api/products", app.base)).send().await.unwrap();
     assert_eq!(resp.headers()["allow"], "GET, POST");
     let (status, p) = problem(resp).await;
-    assert_eq!(
-        (status, p["code"].as_str().unwrap()),
-        (405, "method_not_allowed")
-    );
-    let resp = app
-        .client
-        .get(format!("{}/api/health", app.base))
-        .header("x-request-id", "trace-me-1")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, p["code"].as_str().unwrap()), (405, "method_not_allowed"));
+    let resp =
+        app.client.get(format!("{}/api/health", app.base)).header("x-request-id", "trace-me-1").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "trace-me-1");
     let h: Value = resp.json().await.unwrap();
@@ -870,12 +585,7 @@ async fn unknown_paths_and_methods_get_problems_and_the_probe_answers() {
 #[tokio::test]
 async fn the_brand_catalogue_is_served_with_an_etag() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(format!("{}/api/brands", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(format!("{}/api/brands", app.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     let body: Value = resp.json().await.unwrap();
@@ -888,12 +598,7 @@ async fn the_brand_catalogue_is_served_with_an_etag() {
         assert!(!b["name"].as_str().unwrap().is_empty());
     }
     assert_eq!(body["otherBrands"]["warrantyMonths"], 24);
-    let cached = app
-        .client
-        .get(format!("{}/api/brands", app.base))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let cached =
+        app.client.get(format!("{}/api/brands", app.base)).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(cached.status(), 304);
 }

@@ -1,3 +1,4 @@
 //! One module per technology. The binary chooses which by configuration.
 
 pub mod embedded;
+pub mod ocr;

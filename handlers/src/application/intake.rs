@@ -52,11 +52,7 @@ pub struct InvoiceIntake<'a> {
 }
 
 impl<'a> InvoiceIntake<'a> {
-    pub fn new(
-        store: &'a dyn InvoiceStore,
-        product: ProductId,
-        client_name: Option<String>,
-    ) -> Self {
+    pub fn new(store: &'a dyn InvoiceStore, product: ProductId, client_name: Option<String>) -> Self {
         Self {
             store,
             product,
@@ -95,10 +91,7 @@ impl<'a> InvoiceIntake<'a> {
                 Sniffed::Unsupported => return Err(IntakeError::Unsupported),
                 Sniffed::NeedMore => return Ok(()),
                 Sniffed::Kind(kind) => {
-                    let mut upload = self
-                        .store
-                        .begin(self.product, self.version, kind.extension())
-                        .await?;
+                    let mut upload = self.store.begin(self.product, self.version, kind.extension()).await?;
                     self.kind = Some(kind);
                     // The head bytes seen so far, then whatever of this chunk came after them.
                     let already = self.head.len() - take;

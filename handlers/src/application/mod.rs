@@ -1,13 +1,14 @@
 //! Use cases, written against the ports only. Ordering, idempotency and compensation live here.
 
 pub mod intake;
+pub mod ocr;
 pub mod products;
 pub mod register;
 
 use std::sync::Arc;
 
 use crate::domain::BrandCatalog;
-use crate::ports::{Clock, InvoiceStore, ProductRepository};
+use crate::ports::{Clock, InvoiceReader, InvoiceStore, ProductRepository};
 
 /// Everything a use case may touch.
 #[derive(Clone)]
@@ -18,4 +19,10 @@ pub struct Services {
     pub catalog: Arc<BrandCatalog>,
     /// How long an `Idempotency-Key` answer is remembered.
     pub idempotency_ttl: chrono::Duration,
+    /// Reads invoices (e-invoice XML, PDF text, Tesseract, Document Intelligence).
+    pub reader: Arc<dyn InvoiceReader>,
+    /// How far the invoice date may be from the purchase date and still match.
+    pub ocr_date_tolerance_days: u32,
+    /// Woken after a registration queues an OCR event (the local dispatcher waits on it).
+    pub ocr_wake: Arc<tokio::sync::Notify>,
 }

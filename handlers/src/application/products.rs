@@ -12,17 +12,9 @@ pub const MAX_PAGE: usize = 100;
 
 /// The card of one of the caller's products. Another user's product is "not found": its
 /// existence is not revealed.
-pub async fn card(
-    services: &Services,
-    user: &UserId,
-    id: ProductId,
-) -> Result<Option<WarrantyCard>, Unavailable> {
+pub async fn card(services: &Services, user: &UserId, id: ProductId) -> Result<Option<WarrantyCard>, Unavailable> {
     let today = services.clock.now().date_naive();
-    Ok(services
-        .products
-        .get(user, id)
-        .await?
-        .map(|p| p.card(today)))
+    Ok(services.products.get(user, id).await?.map(|p| p.card(today)))
 }
 
 pub struct Page {
@@ -55,16 +47,11 @@ pub async fn list(
     let mut rows = services.products.list(user, after, limit + 1).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let continuation_token = more.then(|| rows.last()).flatten().map(|last| {
-        encode_token(&ListCursor {
-            created_at: last.created_at,
-            id: last.id,
-        })
-    });
-    Ok(Page {
-        items: rows.iter().map(|p| p.card(today)).collect(),
-        continuation_token,
-    })
+    let continuation_token = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| encode_token(&ListCursor { created_at: last.created_at, id: last.id }));
+    Ok(Page { items: rows.iter().map(|p| p.card(today)).collect(), continuation_token })
 }
 
 #[cfg(test)]
@@ -73,10 +60,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_garbage_is_refused() {
-        let c = ListCursor {
-            created_at: chrono::Utc::now(),
-            id: uuid::Uuid::now_v7(),
-        };
+        let c = ListCursor { created_at: chrono::Utc::now(), id: uuid::Uuid::now_v7() };
         assert_eq!(decode_token(&encode_token(&c)).unwrap(), c);
         assert!(decode_token("not a token").is_err());
         assert!(decode_token(&URL_SAFE_NO_PAD.encode(b"{\"x\":1}")).is_err());

@@ -14,8 +14,8 @@ use super::Services;
 use super::intake::ReceivedInvoice;
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    FieldError, InvoiceRef, OcrRequested, OcrStatus, ProductId, ProductRecord, PurchaseDate,
-    SerialNumber, UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
+    FieldError, InvoiceRef, OcrRequested, OcrState, ProductId, ProductRecord, PurchaseDate, SerialNumber, UserId,
+    WarrantyCard, brand_catalog::brand_key, expiry_date,
 };
 use crate::ports::{IdempotencyRecord, InsertError, StoredResponse, Unavailable};
 
@@ -41,12 +41,7 @@ const FIELD_ORDER: [&str; 5] = ["brand", "model", "serialNumber", "purchaseDate"
 pub fn normalize_field_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
     let mut seen = std::collections::HashSet::new();
     errors.retain(|e| seen.insert(e.field));
-    errors.sort_by_key(|e| {
-        FIELD_ORDER
-            .iter()
-            .position(|f| *f == e.field)
-            .unwrap_or(FIELD_ORDER.len())
-    });
+    errors.sort_by_key(|e| FIELD_ORDER.iter().position(|f| *f == e.field).unwrap_or(FIELD_ORDER.len()));
     errors
 }
 
@@ -90,63 +85,34 @@ pub fn validate(
     // Problems found while reading the form (duplicated, too long) come first so they win
     // over whatever parsing the surviving value says.
     let mut errors = form.transport_errors.clone();
-    let brand = BoundedText::parse(
-        "brand",
-        "brand_missing",
-        form.brand.as_deref(),
-        BRAND_MAX_CHARS,
-    )
-    .map_err(|e| errors.push(e))
-    .ok();
-    let model = BoundedText::parse(
-        "model",
-        "model_missing",
-        form.model.as_deref(),
-        MODEL_MAX_CHARS,
-    )
-    .map_err(|e| errors.push(e))
-    .ok();
+    let brand = BoundedText::parse("brand", "brand_missing", form.brand.as_deref(), BRAND_MAX_CHARS)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let model = BoundedText::parse("model", "model_missing", form.model.as_deref(), MODEL_MAX_CHARS)
+        .map_err(|e| errors.push(e))
+        .ok();
     let (canonical, serial, months) = match (&brand, &model) {
         (Some(b), m) => {
-            let terms = services
-                .catalog
-                .terms(b.as_str(), m.as_ref().map(|m| m.as_str()).unwrap_or(""));
-            let serial = SerialNumber::parse(form.serial_number.as_deref(), &terms)
-                .map_err(|e| errors.push(e))
-                .ok();
-            let name = terms
-                .canonical_brand
-                .map(str::to_owned)
-                .unwrap_or_else(|| b.as_str().to_owned());
+            let terms = services.catalog.terms(b.as_str(), m.as_ref().map(|m| m.as_str()).unwrap_or(""));
+            let serial = SerialNumber::parse(form.serial_number.as_deref(), &terms).map_err(|e| errors.push(e)).ok();
+            let name = terms.canonical_brand.map(str::to_owned).unwrap_or_else(|| b.as_str().to_owned());
             (Some(name), serial, terms.warranty_months)
         }
         (None, _) => {
             // Without a brand no serial rule applies; still report a missing serial.
-            if form
-                .serial_number
-                .as_deref()
-                .is_none_or(|s| s.trim().is_empty())
-            {
-                errors.push(FieldError::new(
-                    "serialNumber",
-                    "serial_number_missing",
-                    "`serialNumber` is required",
-                ));
+            if form.serial_number.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                errors.push(FieldError::new("serialNumber", "serial_number_missing", "`serialNumber` is required"));
             }
             (None, None, 0)
         }
     };
-    let purchase = PurchaseDate::parse(form.purchase_date.as_deref(), now)
-        .map_err(|e| errors.push(e))
-        .ok();
+    let purchase = PurchaseDate::parse(form.purchase_date.as_deref(), now).map_err(|e| errors.push(e)).ok();
     if let Some(e) = invoice_error {
         errors.push(e);
     }
     let errors = normalize_field_errors(errors);
     match (canonical, model, serial, purchase) {
-        (Some(b), Some(m), Some(s), Some(p)) if errors.is_empty() => {
-            Ok((b, m.into_inner(), s, p, months))
-        }
+        (Some(b), Some(m), Some(s), Some(p)) if errors.is_empty() => Ok((b, m.into_inner(), s, p, months)),
         _ => Err(errors),
     }
 }
@@ -154,13 +120,8 @@ pub fn validate(
 /// Hash of what makes two registrations "the same request" for idempotency.
 fn fingerprint(v: &ValidRegistration, invoice_sha256: &str) -> String {
     let mut h = Sha256::new();
-    for part in [
-        v.brand.as_str(),
-        v.model.as_str(),
-        v.serial.as_str(),
-        &v.purchase.date().to_string(),
-        invoice_sha256,
-    ] {
+    for part in [v.brand.as_str(), v.model.as_str(), v.serial.as_str(), &v.purchase.date().to_string(), invoice_sha256]
+    {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -183,13 +144,9 @@ pub async fn register(
         Err(e) => (None, Some(e)),
     };
     let valid = match validate(services, form, invoice_error, now) {
-        Ok((brand, model, serial, purchase, warranty_months)) => ValidRegistration {
-            brand,
-            model,
-            serial,
-            purchase,
-            warranty_months,
-        },
+        Ok((brand, model, serial, purchase, warranty_months)) => {
+            ValidRegistration { brand, model, serial, purchase, warranty_months }
+        }
         Err(errors) => {
             if let Some(i) = invoice {
                 i.abort().await;
@@ -215,12 +172,8 @@ pub async fn register(
     }
 
     let kind = invoice.kind;
-    let (size_bytes, sha256, file_name, version) = (
-        invoice.size_bytes,
-        invoice.sha256.clone(),
-        invoice.file_name.clone(),
-        invoice.version,
-    );
+    let (size_bytes, sha256, file_name, version) =
+        (invoice.size_bytes, invoice.sha256.clone(), invoice.file_name.clone(), invoice.version);
     let location = invoice.upload.commit().await?;
 
     let product = ProductRecord {
@@ -233,15 +186,8 @@ pub async fn register(
         purchase_date: valid.purchase.date(),
         warranty_months: valid.warranty_months,
         warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
-        invoice: InvoiceRef {
-            file_name,
-            kind,
-            size_bytes,
-            sha256,
-            location: location.clone(),
-            version,
-        },
-        ocr_status: OcrStatus::Queued,
+        invoice: InvoiceRef { file_name, kind, size_bytes, sha256, location: location.clone(), version },
+        ocr: OcrState::queued(version),
         created_at: now,
     };
     let card = product.card(now.date_naive());
@@ -257,37 +203,23 @@ pub async fn register(
         expires_at: now + services.idempotency_ttl,
     });
     let event = OcrRequested::for_product(&product);
-    let stored = services
-        .products
-        .insert_registration(&product, &event, idempotency.as_ref())
-        .await;
+    let stored = services.products.insert_registration(&product, &event, idempotency.as_ref()).await;
     if let Err(e) = stored {
         compensate(services, &location).await;
         return match e {
-            InsertError::DuplicateProduct { existing } => {
-                Err(RegisterError::Duplicate { existing })
-            }
+            InsertError::DuplicateProduct { existing } => Err(RegisterError::Duplicate { existing }),
             InsertError::Unavailable(u) => Err(u.into()),
             InsertError::IdempotencyKeyTaken => {
                 // A concurrent request with the same key won: answer what it answered.
                 let key = idempotency_key.unwrap_or_default();
-                match services
-                    .products
-                    .idempotent_response(user, key, now)
-                    .await?
-                {
+                match services.products.idempotent_response(user, key, now).await? {
                     Some(stored) => replay_or_refuse(stored, &print),
-                    None => {
-                        Err(Unavailable::new("product store", "idempotency record vanished").into())
-                    }
+                    None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
                 }
             }
         };
     }
-    Ok(Registered::Created {
-        card: Box::new(card),
-        location: href,
-    })
+    Ok(Registered::Created { card: Box::new(card), location: href })
 }
 
 fn replay_or_refuse(stored: StoredResponse, print: &str) -> Result<Registered, RegisterError> {

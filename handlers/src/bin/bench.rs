@@ -36,21 +36,15 @@ const SECRET: &str = "bench-secret";
 
 fn server_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "warranty"])
-        .status()
-        .expect("cargo runs");
+    let status =
+        Command::new(cargo).args(["build", "--release", "--quiet", "--bin", "warranty"]).status().expect("cargo runs");
     assert!(status.success(), "building the server failed");
     let exe = std::env::current_exe().expect("own path");
     exe.parent().expect("target dir").join("warranty")
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Server {
@@ -95,17 +89,13 @@ fn start(bin: &PathBuf) -> (Server, Duration) {
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
             let mut buf = [0u8; 12];
             if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
                 break;
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "server did not start");
         std::thread::sleep(Duration::from_micros(500));
     }
     (Server { child, port, dir }, started.elapsed())
@@ -146,15 +136,9 @@ fn pdf(size: usize) -> Vec<u8> {
 fn form(serial: &str, invoice: &[u8]) -> (String, Vec<u8>) {
     let b = "----benchBoundary";
     let mut body = Vec::with_capacity(invoice.len() + 1024);
-    for (k, v) in [
-        ("brand", "Acme"),
-        ("model", "Bench 1"),
-        ("serialNumber", serial),
-        ("purchaseDate", "2026-01-15"),
-    ] {
+    for (k, v) in [("brand", "Acme"), ("model", "Bench 1"), ("serialNumber", serial), ("purchaseDate", "2026-01-15")] {
         body.extend_from_slice(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
         );
     }
     body.extend_from_slice(
@@ -174,14 +158,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn main() {
     let args = Args::parse();
     let bin = server_binary();
-    let token =
-        warranty::http::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
-    println!(
-        "# warranty benchmark ({} cores)",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
+    let token = warranty::http::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
+    println!("# warranty benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!(
         "command: cargo run --release --bin bench -- --seconds {} --clients {} --starts {}",
         args.seconds, args.clients, args.starts
@@ -206,21 +184,11 @@ async fn main() {
     let (server, _) = start(&bin);
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     for _ in 0..3 {
-        client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .unwrap();
+        client.get(format!("{base}/api/health")).send().await.unwrap();
     }
-    println!(
-        "idle RSS: {:.1} MiB",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0
-    );
+    println!("idle RSS: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
 
     // 3. Sustained registrations with 1 MB invoices.
     let invoice = Arc::new(pdf(1_000_000));
@@ -228,13 +196,8 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (client, base, token, invoice, latencies) = (
-            client.clone(),
-            base.clone(),
-            token.clone(),
-            invoice.clone(),
-            latencies.clone(),
-        );
+        let (client, base, token, invoice, latencies) =
+            (client.clone(), base.clone(), token.clone(), invoice.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut n = 0u64;
@@ -281,14 +244,9 @@ async fn main() {
         "server CPU during the load: {:.1} s of {:.1} s wall on {} cores (the rest is the load generator and the kernel)",
         cpu_seconds(pid) - cpu_before,
         elapsed,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!(
-        "RSS after sustained load: {:.1} MiB",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0
-    );
+    println!("RSS after sustained load: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
     drop(server);
 
     // 4. Peak RSS with 32 simultaneous 9.9 MB uploads, on a fresh process.
@@ -301,13 +259,8 @@ async fn main() {
     let mut tasks = Vec::new();
     let t = Instant::now();
     for c in 0..32 {
-        let (client, base, token, big, barrier) = (
-            client.clone(),
-            base.clone(),
-            token.clone(),
-            big.clone(),
-            barrier.clone(),
-        );
+        let (client, base, token, big, barrier) =
+            (client.clone(), base.clone(), token.clone(), big.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let (ct, body) = form(&format!("BIG{c:04}"), &big);
             barrier.wait().await;

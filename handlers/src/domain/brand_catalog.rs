@@ -20,11 +20,7 @@ pub enum CatalogError {
     #[error("the brand catalogue is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("brand {brand}: serial pattern {pattern:?} does not compile: {source}")]
-    Pattern {
-        brand: String,
-        pattern: String,
-        source: regex::Error,
-    },
+    Pattern { brand: String, pattern: String, source: regex::Error },
     #[error("brand {brand}: the example serial {example:?} does not match its own pattern")]
     ExampleMismatch { brand: String, example: String },
     #[error("brand {0} is listed twice (by name or alias)")]
@@ -137,10 +133,7 @@ pub struct BrandCatalog {
 
 /// Case- and spacing-insensitive key for brand names and model prefixes.
 pub fn brand_key(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 impl BrandCatalog {
@@ -168,10 +161,7 @@ impl BrandCatalog {
                     (p, _) => {
                         return Err(CatalogError::ExampleMismatch {
                             brand: entry.name.clone(),
-                            example: format!(
-                                "override {} needs both pattern and example ({p:?})",
-                                o.model_prefix
-                            ),
+                            example: format!("override {} needs both pattern and example ({p:?})", o.model_prefix),
                         });
                     }
                 };
@@ -187,13 +177,7 @@ impl BrandCatalog {
             }
             // Longest prefix first, so "Galaxy Tab" can override "Galaxy".
             overrides.sort_by_key(|o| std::cmp::Reverse(o.prefix_key.len()));
-            brands.push(Brand {
-                name: entry.name,
-                keys,
-                rule,
-                warranty_months: entry.warranty_months,
-                overrides,
-            });
+            brands.push(Brand { name: entry.name, keys, rule, warranty_months: entry.warranty_months, overrides });
         }
         Ok(Self {
             version: file.version,
@@ -236,19 +220,14 @@ impl BrandCatalog {
             };
         };
         let model_key = brand_key(model);
-        let ov = b
-            .overrides
-            .iter()
-            .find(|o| model_key.starts_with(&o.prefix_key));
+        let ov = b.overrides.iter().find(|o| model_key.starts_with(&o.prefix_key));
         let rule = ov.and_then(|o| o.rule.as_ref()).unwrap_or(&b.rule);
         WarrantyTerms {
             canonical_brand: Some(&b.name),
             serial_pattern: &rule.pattern,
             serial_example: Some(&rule.example),
             serial_regex: &rule.regex,
-            warranty_months: ov
-                .and_then(|o| o.warranty_months)
-                .unwrap_or(b.warranty_months),
+            warranty_months: ov.and_then(|o| o.warranty_months).unwrap_or(b.warranty_months),
         }
     }
 
@@ -277,36 +256,22 @@ impl BrandCatalog {
 }
 
 fn check_months(brand: &str, months: u32) -> Result<(), CatalogError> {
-    if (1..=240).contains(&months) {
-        Ok(())
-    } else {
-        Err(CatalogError::Months(brand.to_owned()))
-    }
+    if (1..=240).contains(&months) { Ok(()) } else { Err(CatalogError::Months(brand.to_owned())) }
 }
 
 fn compile(brand: &str, pattern: String, example: String) -> Result<SerialRule, CatalogError> {
     // Anchor defensively: a pattern without ^…$ would accept any string containing a match.
-    let anchored = if pattern.starts_with('^') && pattern.ends_with('$') {
-        pattern.clone()
-    } else {
-        format!("^(?:{pattern})$")
-    };
+    let anchored =
+        if pattern.starts_with('^') && pattern.ends_with('$') { pattern.clone() } else { format!("^(?:{pattern})$") };
     let regex = Regex::new(&anchored).map_err(|source| CatalogError::Pattern {
         brand: brand.to_owned(),
         pattern: pattern.clone(),
         source,
     })?;
     if !regex.is_match(&example) {
-        return Err(CatalogError::ExampleMismatch {
-            brand: brand.to_owned(),
-            example,
-        });
+        return Err(CatalogError::ExampleMismatch { brand: brand.to_owned(), example });
     }
-    Ok(SerialRule {
-        pattern: anchored,
-        regex,
-        example,
-    })
+    Ok(SerialRule { pattern: anchored, regex, example })
 }
 
 #[cfg(test)]
@@ -363,24 +328,13 @@ mod tests {
     #[test]
     fn broken_catalogues_are_refused() {
         let bad_example = r#"{"version":"x","brands":[{"name":"A","serialPattern":"^[0-9]{3}$","serialExample":"12","warrantyMonths":12}]}"#;
-        assert!(matches!(
-            BrandCatalog::from_json(bad_example, 24),
-            Err(CatalogError::ExampleMismatch { .. })
-        ));
+        assert!(matches!(BrandCatalog::from_json(bad_example, 24), Err(CatalogError::ExampleMismatch { .. })));
         let bad_regex = r#"{"version":"x","brands":[{"name":"A","serialPattern":"^[0-9$","serialExample":"12","warrantyMonths":12}]}"#;
-        assert!(matches!(
-            BrandCatalog::from_json(bad_regex, 24),
-            Err(CatalogError::Pattern { .. })
-        ));
+        assert!(matches!(BrandCatalog::from_json(bad_regex, 24), Err(CatalogError::Pattern { .. })));
         let dup = r#"{"version":"x","brands":[{"name":"A","serialPattern":"^1$","serialExample":"1","warrantyMonths":12},{"name":"a","serialPattern":"^1$","serialExample":"1","warrantyMonths":12}]}"#;
-        assert!(matches!(
-            BrandCatalog::from_json(dup, 24),
-            Err(CatalogError::Duplicate(_))
-        ));
-        let months = r#"{"version":"x","brands":[{"name":"A","serialPattern":"^1$","serialExample":"1","warrantyMonths":0}]}"#;
-        assert!(matches!(
-            BrandCatalog::from_json(months, 24),
-            Err(CatalogError::Months(_))
-        ));
+        assert!(matches!(BrandCatalog::from_json(dup, 24), Err(CatalogError::Duplicate(_))));
+        let months =
+            r#"{"version":"x","brands":[{"name":"A","serialPattern":"^1$","serialExample":"1","warrantyMonths":0}]}"#;
+        assert!(matches!(BrandCatalog::from_json(months, 24), Err(CatalogError::Months(_))));
     }
 }

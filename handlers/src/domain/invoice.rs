@@ -32,10 +32,7 @@ impl InvoiceKind {
         const SIGNATURES: [(&[u8], InvoiceKind); 3] = [
             (b"%PDF-", InvoiceKind::Pdf),
             (&[0xFF, 0xD8, 0xFF], InvoiceKind::Jpeg),
-            (
-                &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A],
-                InvoiceKind::Png,
-            ),
+            (&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A], InvoiceKind::Png),
         ];
         let mut undecided = false;
         for (sig, kind) in SIGNATURES {
@@ -47,11 +44,7 @@ impl InvoiceKind {
                 undecided = true;
             }
         }
-        if undecided {
-            Sniffed::NeedMore
-        } else {
-            Sniffed::Unsupported
-        }
+        if undecided { Sniffed::NeedMore } else { Sniffed::Unsupported }
     }
 
     pub fn content_type(self) -> &'static str {
@@ -101,14 +94,8 @@ mod tests {
 
     #[test]
     fn recognises_the_three_formats_by_magic_bytes() {
-        assert_eq!(
-            InvoiceKind::sniff(b"%PDF-1.7\n"),
-            Sniffed::Kind(InvoiceKind::Pdf)
-        );
-        assert_eq!(
-            InvoiceKind::sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
-            Sniffed::Kind(InvoiceKind::Jpeg)
-        );
+        assert_eq!(InvoiceKind::sniff(b"%PDF-1.7\n"), Sniffed::Kind(InvoiceKind::Pdf));
+        assert_eq!(InvoiceKind::sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]), Sniffed::Kind(InvoiceKind::Jpeg));
         assert_eq!(
             InvoiceKind::sniff(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0]),
             Sniffed::Kind(InvoiceKind::Png)
@@ -117,18 +104,9 @@ mod tests {
 
     #[test]
     fn refuses_executables_archives_and_text() {
-        assert_eq!(
-            InvoiceKind::sniff(b"MZ\x90\x00\x03\x00\x00\x00"),
-            Sniffed::Unsupported
-        );
-        assert_eq!(
-            InvoiceKind::sniff(b"\x7fELF\x02\x01\x01\x00"),
-            Sniffed::Unsupported
-        );
-        assert_eq!(
-            InvoiceKind::sniff(b"PK\x03\x04\x14\x00\x06\x00"),
-            Sniffed::Unsupported
-        );
+        assert_eq!(InvoiceKind::sniff(b"MZ\x90\x00\x03\x00\x00\x00"), Sniffed::Unsupported);
+        assert_eq!(InvoiceKind::sniff(b"\x7fELF\x02\x01\x01\x00"), Sniffed::Unsupported);
+        assert_eq!(InvoiceKind::sniff(b"PK\x03\x04\x14\x00\x06\x00"), Sniffed::Unsupported);
         assert_eq!(InvoiceKind::sniff(b"<html><body>"), Sniffed::Unsupported);
         assert_eq!(InvoiceKind::sniff(b" %PDF-1.7"), Sniffed::Unsupported);
     }
@@ -143,26 +121,11 @@ mod tests {
 
     #[test]
     fn display_names_are_sanitised() {
-        assert_eq!(
-            display_file_name(Some("../../etc/passwd"), InvoiceKind::Pdf),
-            "passwd"
-        );
-        assert_eq!(
-            display_file_name(Some("C:\\Users\\me\\bill.pdf"), InvoiceKind::Pdf),
-            "bill.pdf"
-        );
-        assert_eq!(
-            display_file_name(Some("a\u{0}b\nc.png"), InvoiceKind::Png),
-            "abc.png"
-        );
+        assert_eq!(display_file_name(Some("../../etc/passwd"), InvoiceKind::Pdf), "passwd");
+        assert_eq!(display_file_name(Some("C:\\Users\\me\\bill.pdf"), InvoiceKind::Pdf), "bill.pdf");
+        assert_eq!(display_file_name(Some("a\u{0}b\nc.png"), InvoiceKind::Png), "abc.png");
         assert_eq!(display_file_name(None, InvoiceKind::Jpeg), "invoice.jpg");
-        assert_eq!(
-            display_file_name(Some(".."), InvoiceKind::Pdf),
-            "invoice.pdf"
-        );
-        assert_eq!(
-            display_file_name(Some(&"x".repeat(500)), InvoiceKind::Pdf).len(),
-            200
-        );
+        assert_eq!(display_file_name(Some(".."), InvoiceKind::Pdf), "invoice.pdf");
+        assert_eq!(display_file_name(Some(&"x".repeat(500)), InvoiceKind::Pdf).len(), 200);
     }
 }

@@ -4,18 +4,20 @@
 //! [`SerialNumber`] or a [`PurchaseDate`] holds a valid one.
 
 pub mod brand_catalog;
+pub mod extraction;
 pub mod invoice;
+pub mod ocr;
 pub mod product;
 pub mod purchase_date;
 pub mod serial_number;
 pub mod text_field;
+pub mod verification;
 pub mod warranty;
 
 pub use brand_catalog::{BrandCatalog, WarrantyTerms};
 pub use invoice::{INVOICE_MAX_BYTES, InvoiceKind, Sniffed};
-pub use product::{
-    InvoiceRef, OcrRequested, OcrStatus, ProductId, ProductRecord, UserId, WarrantyCard,
-};
+pub use ocr::{OcrState, OcrStatus};
+pub use product::{InvoiceRef, OcrRequested, ProductId, ProductRecord, UserId, WarrantyCard};
 pub use purchase_date::PurchaseDate;
 pub use serial_number::SerialNumber;
 pub use warranty::{WarrantyStatus, expiry_date};
@@ -30,10 +32,6 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            field,
-            code,
-            detail: detail.into(),
-        }
+        Self { field, code, detail: detail.into() }
     }
 }

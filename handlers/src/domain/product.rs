@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::ocr::OcrState;
 use super::{InvoiceKind, WarrantyStatus};
 
 /// Products are identified by UUIDv7: unguessable enough with auth in front, and time-ordered
@@ -35,17 +36,8 @@ pub struct InvoiceRef {
     pub version: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OcrStatus {
-    Queued,
-    Processing,
-    Completed,
-    Failed,
-}
-
 /// The stored document. Serialised as-is into the embedded store and into Cosmos DB.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductRecord {
     pub id: ProductId,
@@ -59,12 +51,12 @@ pub struct ProductRecord {
     pub warranty_months: u32,
     pub warranty_expires_on: NaiveDate,
     pub invoice: InvoiceRef,
-    pub ocr_status: OcrStatus,
+    pub ocr: OcrState,
     pub created_at: DateTime<Utc>,
 }
 
 /// What the mobile app sees.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WarrantyCard {
     pub id: ProductId,
@@ -76,7 +68,7 @@ pub struct WarrantyCard {
     pub warranty_expires_on: NaiveDate,
     pub warranty_status: WarrantyStatus,
     pub invoice: InvoiceView,
-    pub ocr: OcrView,
+    pub ocr: OcrState,
     pub created_at: DateTime<Utc>,
 }
 
@@ -87,12 +79,6 @@ pub struct InvoiceView {
     pub content_type: &'static str,
     pub size_bytes: u64,
     pub sha256: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OcrView {
-    pub status: OcrStatus,
 }
 
 impl ProductRecord {
@@ -113,9 +99,7 @@ impl ProductRecord {
                 size_bytes: self.invoice.size_bytes,
                 sha256: self.invoice.sha256.clone(),
             },
-            ocr: OcrView {
-                status: self.ocr_status,
-            },
+            ocr: self.ocr.clone(),
             created_at: self.created_at,
         }
     }

@@ -22,11 +22,7 @@ impl PurchaseDate {
     pub fn parse(raw: Option<&str>, now: DateTime<Utc>) -> Result<Self, FieldError> {
         const FIELD: &str = "purchaseDate";
         let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Err(FieldError::new(
-                FIELD,
-                "purchase_date_missing",
-                "`purchaseDate` is required",
-            ));
+            return Err(FieldError::new(FIELD, "purchase_date_missing", "`purchaseDate` is required"));
         };
         // chrono's %Y accepts signs and more than four digits; insist on the documented shape.
         let shaped = raw.len() == 10
@@ -34,16 +30,13 @@ impl PurchaseDate {
                 4 | 7 => b == b'-',
                 _ => b.is_ascii_digit(),
             });
-        let date = shaped
-            .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
-            .flatten()
-            .ok_or_else(|| {
-                FieldError::new(
-                    FIELD,
-                    "purchase_date_invalid",
-                    format!("`{raw}` is not a calendar date in the form YYYY-MM-DD"),
-                )
-            })?;
+        let date = shaped.then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()).flatten().ok_or_else(|| {
+            FieldError::new(
+                FIELD,
+                "purchase_date_invalid",
+                format!("`{raw}` is not a calendar date in the form YYYY-MM-DD"),
+            )
+        })?;
         let latest = latest_date_on_earth(now);
         if date > latest {
             return Err(FieldError::new(
@@ -52,9 +45,8 @@ impl PurchaseDate {
                 format!("the purchase date {date} is in the future"),
             ));
         }
-        let earliest = latest
-            .checked_sub_months(chrono::Months::new(12 * MAX_AGE_YEARS as u32))
-            .unwrap_or(NaiveDate::MIN);
+        let earliest =
+            latest.checked_sub_months(chrono::Months::new(12 * MAX_AGE_YEARS as u32)).unwrap_or(NaiveDate::MIN);
         if date < earliest {
             return Err(FieldError::new(
                 FIELD,
@@ -128,14 +120,8 @@ mod tests {
             let e = PurchaseDate::parse(Some(raw), now).unwrap_err();
             assert_eq!(e.code, "purchase_date_invalid", "{raw}");
         }
-        assert_eq!(
-            PurchaseDate::parse(None, now).unwrap_err().code,
-            "purchase_date_missing"
-        );
-        assert_eq!(
-            PurchaseDate::parse(Some(""), now).unwrap_err().code,
-            "purchase_date_missing"
-        );
+        assert_eq!(PurchaseDate::parse(None, now).unwrap_err().code, "purchase_date_missing");
+        assert_eq!(PurchaseDate::parse(Some(""), now).unwrap_err().code, "purchase_date_missing");
     }
 
     #[test]
@@ -144,12 +130,7 @@ mod tests {
         assert!(PurchaseDate::parse(Some("1976-11-24"), now).is_ok());
         let e = PurchaseDate::parse(Some("1976-11-23"), now).unwrap_err();
         assert_eq!(e.code, "purchase_date_too_old");
-        assert_eq!(
-            PurchaseDate::parse(Some("0001-01-01"), now)
-                .unwrap_err()
-                .code,
-            "purchase_date_too_old"
-        );
+        assert_eq!(PurchaseDate::parse(Some("0001-01-01"), now).unwrap_err().code, "purchase_date_too_old");
     }
 
     proptest! {

@@ -13,11 +13,7 @@ impl SerialNumber {
     pub fn parse(raw: Option<&str>, terms: &WarrantyTerms<'_>) -> Result<Self, FieldError> {
         const FIELD: &str = "serialNumber";
         let Some(trimmed) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Err(FieldError::new(
-                FIELD,
-                "serial_number_missing",
-                "`serialNumber` is required",
-            ));
+            return Err(FieldError::new(FIELD, "serial_number_missing", "`serialNumber` is required"));
         };
         if trimmed.chars().count() > MAX_SERIAL_CHARS {
             return Err(FieldError::new(
@@ -29,10 +25,7 @@ impl SerialNumber {
         let normalized = trimmed.to_uppercase();
         if !terms.serial_matches(&normalized) {
             let brand = terms.canonical_brand.unwrap_or("this brand");
-            let hint = terms
-                .serial_example
-                .map(|e| format!(", for example {e}"))
-                .unwrap_or_default();
+            let hint = terms.serial_example.map(|e| format!(", for example {e}")).unwrap_or_default();
             return Err(FieldError::new(
                 FIELD,
                 "serial_format_invalid",
@@ -77,16 +70,9 @@ mod tests {
         // A Dell service tag is exactly seven characters.
         assert!(SerialNumber::parse(Some("7XK9JH2"), &c.terms("Dell", "XPS")).is_ok());
         assert!(SerialNumber::parse(Some("7XK9JH22"), &c.terms("Dell", "XPS")).is_err());
+        assert_eq!(SerialNumber::parse(Some(" "), &c.terms("Dell", "XPS")).unwrap_err().code, "serial_number_missing");
         assert_eq!(
-            SerialNumber::parse(Some(" "), &c.terms("Dell", "XPS"))
-                .unwrap_err()
-                .code,
-            "serial_number_missing"
-        );
-        assert_eq!(
-            SerialNumber::parse(Some(&"A".repeat(65)), &c.terms("Acme", "x"))
-                .unwrap_err()
-                .code,
+            SerialNumber::parse(Some(&"A".repeat(65)), &c.terms("Acme", "x")).unwrap_err().code,
             "field_too_long"
         );
     }

@@ -15,19 +15,11 @@ impl BoundedText {
         max_chars: usize,
     ) -> Result<Self, FieldError> {
         let Some(raw) = raw else {
-            return Err(FieldError::new(
-                field,
-                missing_code,
-                format!("`{field}` is required"),
-            ));
+            return Err(FieldError::new(field, missing_code, format!("`{field}` is required")));
         };
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            return Err(FieldError::new(
-                field,
-                missing_code,
-                format!("`{field}` must not be blank"),
-            ));
+            return Err(FieldError::new(field, missing_code, format!("`{field}` must not be blank")));
         }
         // Collapse runs of inner whitespace so "Galaxy  S24" and "Galaxy S24" are one model.
         let collapsed = trimmed.split_whitespace().collect::<Vec<_>>().join(" ");

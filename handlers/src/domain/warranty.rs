@@ -13,9 +13,7 @@ use serde::Serialize;
 /// `chrono`'s month arithmetic already clamps to the last day of the target month; this
 /// function exists to name the rule and pin it down with tests.
 pub fn expiry_date(purchase: NaiveDate, months: u32) -> NaiveDate {
-    purchase
-        .checked_add_months(Months::new(months))
-        .unwrap_or(NaiveDate::MAX)
+    purchase.checked_add_months(Months::new(months)).unwrap_or(NaiveDate::MAX)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,18 +26,13 @@ pub enum WarrantyStatus {
 impl WarrantyStatus {
     /// `today` is the UTC calendar date: the card says "expired" from the day after the end date.
     pub fn on(expires_on: NaiveDate, today: NaiveDate) -> Self {
-        if today <= expires_on {
-            Self::Active
-        } else {
-            Self::Expired
-        }
+        if today <= expires_on { Self::Active } else { Self::Expired }
     }
 }
 
 /// Whether `date` is the last day of its month (used by tests and by callers that print rules).
 pub fn is_month_end(date: NaiveDate) -> bool {
-    date.succ_opt()
-        .is_none_or(|next| next.month() != date.month())
+    date.succ_opt().is_none_or(|next| next.month() != date.month())
 }
 
 #[cfg(test)]
@@ -74,15 +67,9 @@ mod tests {
     #[test]
     fn active_through_the_end_date_inclusive() {
         let end = d(2026, 3, 15);
-        assert_eq!(
-            WarrantyStatus::on(end, d(2026, 3, 14)),
-            WarrantyStatus::Active
-        );
+        assert_eq!(WarrantyStatus::on(end, d(2026, 3, 14)), WarrantyStatus::Active);
         assert_eq!(WarrantyStatus::on(end, end), WarrantyStatus::Active);
-        assert_eq!(
-            WarrantyStatus::on(end, d(2026, 3, 16)),
-            WarrantyStatus::Expired
-        );
+        assert_eq!(WarrantyStatus::on(end, d(2026, 3, 16)), WarrantyStatus::Expired);
     }
 
     proptest! {

@@ -49,12 +49,7 @@ struct KeyCache {
 
 enum Mode {
     Shared(DecodingKey),
-    Jwks {
-        source: KeySource,
-        client: reqwest::Client,
-        cache: RwLock<KeyCache>,
-        min_refresh: Duration,
-    },
+    Jwks { source: KeySource, client: reqwest::Client, cache: RwLock<KeyCache>, min_refresh: Duration },
 }
 
 pub struct Authenticator {
@@ -74,25 +69,14 @@ impl Authenticator {
         }
     }
 
-    pub fn jwks(
-        source: KeySource,
-        min_refresh: Duration,
-        issuer: &str,
-        audience: &str,
-        user_claim: &str,
-    ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("a TLS client can be built");
+    pub fn jwks(source: KeySource, min_refresh: Duration, issuer: &str, audience: &str, user_claim: &str) -> Self {
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a TLS client can be built");
         Self {
             mode: Mode::Jwks {
                 source,
                 client,
-                cache: RwLock::new(KeyCache {
-                    keys: JwkSet { keys: Vec::new() },
-                    fetched_at: None,
-                }),
+                cache: RwLock::new(KeyCache { keys: JwkSet { keys: Vec::new() }, fetched_at: None }),
                 min_refresh,
             },
             issuer: issuer.to_owned(),
@@ -111,29 +95,19 @@ impl Authenticator {
     /// Checks an `Authorization` header value and returns the caller.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<UserId, AuthError> {
         let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::Invalid(format!("header: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(format!("header: {e}")))?;
         let key = match &self.mode {
             Mode::Shared(key) => {
                 if header.alg != Algorithm::HS256 {
-                    return Err(AuthError::Invalid(format!(
-                        "algorithm {:?} not accepted",
-                        header.alg
-                    )));
+                    return Err(AuthError::Invalid(format!("algorithm {:?} not accepted", header.alg)));
                 }
                 key.clone()
             }
             Mode::Jwks { .. } => {
                 if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-                    return Err(AuthError::Invalid(format!(
-                        "algorithm {:?} not accepted",
-                        header.alg
-                    )));
+                    return Err(AuthError::Invalid(format!("algorithm {:?} not accepted", header.alg)));
                 }
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .ok_or_else(|| AuthError::Invalid("no kid".into()))?;
+                let kid = header.kid.as_deref().ok_or_else(|| AuthError::Invalid("no kid".into()))?;
                 self.key_for(kid, header.alg).await?
             }
         };
@@ -143,27 +117,19 @@ impl Authenticator {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let user = data
             .claims
             .get(&self.user_claim)
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty() && u.len() <= 256 && !u.chars().any(char::is_control))
-            .ok_or_else(|| {
-                AuthError::Invalid(format!("claim {} missing or not a string", self.user_claim))
-            })?;
+            .ok_or_else(|| AuthError::Invalid(format!("claim {} missing or not a string", self.user_claim)))?;
         Ok(UserId(user.to_owned()))
     }
 
     async fn key_for(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
-        let Mode::Jwks {
-            source,
-            client,
-            cache,
-            min_refresh,
-        } = &self.mode
-        else {
+        let Mode::Jwks { source, client, cache, min_refresh } = &self.mode else {
             unreachable!("key_for is only called in JWKS mode");
         };
         if let Some(k) = find(&cache.read().await.keys, kid, alg)? {
@@ -201,28 +167,19 @@ fn find(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>,
     if let Some(declared) = jwk.common.key_algorithm
         && !declared_matches(declared, alg)
     {
-        return Err(AuthError::Invalid(format!(
-            "kid {kid} is not a {alg:?} key"
-        )));
+        return Err(AuthError::Invalid(format!("kid {kid} is not a {alg:?} key")));
     }
-    DecodingKey::from_jwk(jwk)
-        .map(Some)
-        .map_err(|e| AuthError::Invalid(format!("unusable key {kid}: {e}")))
+    DecodingKey::from_jwk(jwk).map(Some).map_err(|e| AuthError::Invalid(format!("unusable key {kid}: {e}")))
 }
 
 fn declared_matches(declared: jsonwebtoken::jwk::KeyAlgorithm, alg: Algorithm) -> bool {
     use jsonwebtoken::jwk::KeyAlgorithm as K;
-    matches!(
-        (declared, alg),
-        (K::RS256, Algorithm::RS256) | (K::ES256, Algorithm::ES256)
-    )
+    matches!((declared, alg), (K::RS256, Algorithm::RS256) | (K::ES256, Algorithm::ES256))
 }
 
 async fn fetch(source: &KeySource, client: &reqwest::Client) -> Result<JwkSet, String> {
     let text = match source {
-        KeySource::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| e.to_string())?,
+        KeySource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| e.to_string())?,
         KeySource::Url(url) => {
             let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
@@ -252,20 +209,13 @@ pub fn dev_token(secret: &[u8], user: &str, ttl: Duration) -> String {
         "nbf": now,
         "exp": now + ttl.as_secs(),
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("HS256 signing cannot fail")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+        .expect("HS256 signing cannot fail")
 }
 
 /// The development secret: `configured` if given, else the one stored under the data
 /// directory, created (32 random bytes, mode 0600) on first use.
-pub fn dev_secret(
-    configured: Option<&str>,
-    data_dir: &std::path::Path,
-) -> std::io::Result<Vec<u8>> {
+pub fn dev_secret(configured: Option<&str>, data_dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
     if let Some(s) = configured.filter(|s| !s.is_empty()) {
         return Ok(s.as_bytes().to_vec());
     }
@@ -318,20 +268,11 @@ mod tests {
     async fn dev_tokens_are_accepted_and_tampering_is_not() {
         let auth = Authenticator::shared_secret(b"s3cret", DEV_ISSUER, DEV_AUDIENCE, "sub");
         let token = dev_token(b"s3cret", "alice", Duration::from_secs(60));
-        let user = auth
-            .authenticate(Some(&format!("Bearer {token}")))
-            .await
-            .unwrap();
+        let user = auth.authenticate(Some(&format!("Bearer {token}"))).await.unwrap();
         assert_eq!(user.as_str(), "alice");
         let other = dev_token(b"other", "alice", Duration::from_secs(60));
-        assert!(matches!(
-            auth.authenticate(Some(&format!("Bearer {other}"))).await,
-            Err(AuthError::Invalid(_))
-        ));
-        assert!(matches!(
-            auth.authenticate(None).await,
-            Err(AuthError::Missing)
-        ));
+        assert!(matches!(auth.authenticate(Some(&format!("Bearer {other}"))).await, Err(AuthError::Invalid(_))));
+        assert!(matches!(auth.authenticate(None).await, Err(AuthError::Missing)));
     }
 
     #[test]
@@ -345,10 +286,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("dev-jwt-secret"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("dev-jwt-secret")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -71,9 +71,7 @@ impl ApiError {
         match self {
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvoiceTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -87,10 +85,7 @@ impl ApiError {
     /// The stable code of this error (for validation: the first field's).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Validation(errors) => errors
-                .first()
-                .map(|e| e.code)
-                .unwrap_or("validation_failed"),
+            Self::Validation(errors) => errors.first().map(|e| e.code).unwrap_or("validation_failed"),
             Self::InvoiceTooLarge => "invoice_too_large",
             Self::InvoiceTypeUnsupported => "invoice_type_unsupported",
             Self::ContentTypeUnsupported(_) => "content_type_unsupported",
@@ -156,14 +151,9 @@ impl ApiError {
         let status = self.status();
         let code = self.code();
         let errors = match self {
-            Self::Validation(errors) => errors
-                .iter()
-                .map(|e| FieldProblem {
-                    field: e.field,
-                    code: e.code,
-                    detail: &e.detail,
-                })
-                .collect(),
+            Self::Validation(errors) => {
+                errors.iter().map(|e| FieldProblem { field: e.field, code: e.code, detail: &e.detail }).collect()
+            }
             _ => Vec::new(),
         };
         let problem = Problem {
@@ -184,10 +174,7 @@ impl ApiError {
         let mut resp = Response::new(Bytes::from(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             Self::Unauthorized { token_present } => {
@@ -196,10 +183,7 @@ impl ApiError {
                 } else {
                     r#"Bearer realm="warranty""#
                 };
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
             Self::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -216,9 +200,7 @@ impl ApiError {
 impl From<crate::ports::Unavailable> for ApiError {
     fn from(e: crate::ports::Unavailable) -> Self {
         tracing::error!(backend = e.backend, error = %e.message, "backend unavailable");
-        Self::Unavailable {
-            code: "storage_unavailable",
-        }
+        Self::Unavailable { code: "storage_unavailable" }
     }
 }
 

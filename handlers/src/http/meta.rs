@@ -12,17 +12,11 @@ use crate::domain::brand_catalog::GENERIC_SERIAL_PATTERN;
 /// Answers at once: the Functions host polls `/` until the handler answers anything.
 pub fn root() -> HttpResponse {
     let mut resp = Response::new(Bytes::from_static(b"warranty handler ready\n"));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
-fn check(
-    result: Result<(), crate::ports::Unavailable>,
-    started: Instant,
-) -> (bool, serde_json::Value) {
+fn check(result: Result<(), crate::ports::Unavailable>, started: Instant) -> (bool, serde_json::Value) {
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     match result {
         Ok(()) => (true, json!({"status": "up", "latencyMs": latency_ms})),
@@ -47,19 +41,15 @@ pub async fn health(state: &AppState) -> HttpResponse {
         "version": state.version,
         "auth": state.auth.mode_name(),
         "checks": { "productStore": products, "invoiceStore": invoices },
+        // OCR engines do not make the service unhealthy (registration works without them);
+        // a missing one is reported here and invoices that need it fail with
+        // `ocr_engine_unavailable` until it is installed.
+        "ocrEngines": s.reader.health(),
     });
     let mut resp = Response::new(Bytes::from(body.to_string()));
-    *resp.status_mut() = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    *resp.status_mut() = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -67,25 +57,12 @@ pub async fn health(state: &AppState) -> HttpResponse {
 /// revalidate cheaply.
 pub fn brands(state: &AppState, req: &Request) -> HttpResponse {
     let catalog = &state.services.catalog;
-    let etag = format!(
-        "\"brands-{}-{}\"",
-        catalog.version(),
-        catalog.default_months()
-    );
+    let etag = format!("\"brands-{}-{}\"", catalog.version(), catalog.default_months());
     let cache = |resp: &mut HttpResponse| {
-        resp.headers_mut().insert(
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("ascii etag"),
-        );
-        resp.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=3600"),
-        );
+        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii etag"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     };
-    if req
-        .header("if-none-match")
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if req.header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
         let mut resp = Response::new(Bytes::new());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         cache(&mut resp);
@@ -100,10 +77,7 @@ pub fn brands(state: &AppState, req: &Request) -> HttpResponse {
         },
     });
     let mut resp = Response::new(Bytes::from(body.to_string()));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     cache(&mut resp);
     resp
 }

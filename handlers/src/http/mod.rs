@@ -63,20 +63,14 @@ impl Request {
         let authorization = self.header("authorization");
         match state.auth.authenticate(authorization).await {
             Ok(user) => Ok(user),
-            Err(AuthError::Missing) => Err(ApiError::Unauthorized {
-                token_present: authorization.is_some(),
-            }),
+            Err(AuthError::Missing) => Err(ApiError::Unauthorized { token_present: authorization.is_some() }),
             Err(AuthError::Invalid(reason)) => {
                 tracing::info!(reason, "token refused");
-                Err(ApiError::Unauthorized {
-                    token_present: true,
-                })
+                Err(ApiError::Unauthorized { token_present: true })
             }
             Err(AuthError::KeysUnavailable(reason)) => {
                 tracing::error!(reason, "signing keys unavailable");
-                Err(ApiError::Unavailable {
-                    code: "auth_unavailable",
-                })
+                Err(ApiError::Unavailable { code: "auth_unavailable" })
             }
         }
     }
@@ -95,11 +89,7 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
 
 pub type HttpResponse = Response<Bytes>;
 
-async fn dispatch(
-    state: Arc<AppState>,
-    req: Request,
-    body: BodyStream,
-) -> Result<HttpResponse, ApiError> {
+async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &req.method) {
         ([""], &Method::GET) => Ok(meta::root()),
@@ -111,12 +101,11 @@ async fn dispatch(
         (["api", "products"], &Method::GET) => products::list(&state, &req).await,
         (["api", "products"], &Method::POST) => products::register(state.clone(), req, body).await,
         (["api", "products"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-        (["api", "products", id], &Method::GET) if !id.is_empty() => {
-            products::get(&state, &req, id).await
-        }
-        (["api", "products", id], _) if !id.is_empty() => {
-            Err(ApiError::MethodNotAllowed { allow: "GET" })
-        }
+        (["api", "products", id], &Method::GET) if !id.is_empty() => products::get(&state, &req, id).await,
+        (["api", "products", id], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        // Trigger invocations from the Functions host (loopback only; not part of the API).
+        (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::functions::process_invoice_ocr(&state, body).await),
+        (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -127,11 +116,7 @@ pub fn trace_id_from(traceparent: Option<&str>) -> Option<String> {
     let [version, trace, parent, flags] = parts.as_slice() else {
         return None;
     };
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let ok = hex(version, 2)
         && *version != "ff"
         && hex(trace, 32)
@@ -161,19 +146,10 @@ async fn handle(
     let request_id = request_id_from(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
     let trace_id = trace_id_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace_id, method = %method, path = %path);
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-        trace_id,
-        path: path.clone(),
-    };
-    let req = Request {
-        method,
-        path: path.clone(),
-        query,
-        headers,
-        ctx,
-    };
+    let span =
+        tracing::info_span!("request", request_id = %request_id, trace_id = %trace_id, method = %method, path = %path);
+    let ctx = RequestContext { request_id: request_id.clone(), trace_id, path: path.clone() };
+    let req = Request { method, path: path.clone(), query, headers, ctx };
     async move {
         let mut resp = match dispatch(state, req, body).await {
             Ok(resp) => resp,
@@ -205,23 +181,12 @@ pub fn routes(
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(
-            move |method, full: warp::path::FullPath, query, headers, body| {
-                let state = state.clone();
-                let body = body_stream(body);
-                handle(
-                    state,
-                    method,
-                    full.as_str().to_owned(),
-                    query,
-                    headers,
-                    body,
-                )
-            },
-        )
-        .recover(|_| async {
-            Ok::<_, std::convert::Infallible>(ApiError::Internal.to_response("", ""))
+        .then(move |method, full: warp::path::FullPath, query, headers, body| {
+            let state = state.clone();
+            let body = body_stream(body);
+            handle(state, method, full.as_str().to_owned(), query, headers, body)
         })
+        .recover(|_| async { Ok::<_, std::convert::Infallible>(ApiError::Internal.to_response("", "")) })
         .unify()
 }
 
@@ -230,10 +195,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf + Send,
 {
-    Box::pin(s.map(|r| {
-        r.map(|mut b| b.copy_to_bytes(b.remaining()))
-            .map_err(std::io::Error::other)
-    }))
+    Box::pin(s.map(|r| r.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(std::io::Error::other)))
 }
 
 #[cfg(test)]
@@ -243,22 +205,9 @@ mod tests {
     #[test]
     fn traceparent_is_honoured_only_when_well_formed() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(
-            trace_id_from(Some(tp)).as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(
-            trace_id_from(Some(
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
-            )),
-            None
-        );
-        assert_eq!(
-            trace_id_from(Some(
-                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
-            )),
-            None
-        );
+        assert_eq!(trace_id_from(Some(tp)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id_from(Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")), None);
+        assert_eq!(trace_id_from(Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")), None);
         assert_eq!(trace_id_from(Some("garbage")), None);
         assert_eq!(trace_id_from(None), None);
     }

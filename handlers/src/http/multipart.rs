@@ -59,9 +59,7 @@ pub fn pump(mut body: BodyStream) -> (BodyStream, Arc<AtomicBool>) {
                     if forwarding {
                         if total > MAX_BODY {
                             flag.store(true, Ordering::SeqCst);
-                            let _ = tx
-                                .send(Err(std::io::Error::other("request body too large")))
-                                .await;
+                            let _ = tx.send(Err(std::io::Error::other("request body too large"))).await;
                             forwarding = false;
                         } else if tx.send(Ok(chunk)).await.is_err() {
                             // The handler is done with the body; drain the rest.
@@ -80,9 +78,7 @@ pub fn pump(mut body: BodyStream) -> (BodyStream, Arc<AtomicBool>) {
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     (Box::pin(stream), too_large)
 }
 
@@ -167,11 +163,9 @@ pub async fn read_form(
                     }
                     invoice = Some(match intake.finish().await {
                         Ok(Finished::Received(r)) => Ok(r),
-                        Ok(Finished::Empty) => Err(FieldError::new(
-                            "invoice",
-                            "invoice_empty",
-                            "the invoice file is empty",
-                        )),
+                        Ok(Finished::Empty) => {
+                            Err(FieldError::new("invoice", "invoice_empty", "the invoice file is empty"))
+                        }
                         Err(IntakeError::Unsupported) => {
                             return Err(ApiError::InvoiceTypeUnsupported);
                         }
@@ -213,16 +207,9 @@ pub async fn read_form(
 
     match result {
         Ok(()) => Ok(ParsedForm {
-            form: RegistrationForm {
-                transport_errors: field_errors,
-                ..form
-            },
+            form: RegistrationForm { transport_errors: field_errors, ..form },
             invoice: invoice.unwrap_or_else(|| {
-                Err(FieldError::new(
-                    "invoice",
-                    "invoice_missing",
-                    "attach the invoice as the file field `invoice`",
-                ))
+                Err(FieldError::new("invoice", "invoice_missing", "attach the invoice as the file field `invoice`"))
             }),
         }),
         Err(e) => {
@@ -244,11 +231,7 @@ async fn read_text(
         match field.chunk().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > TEXT_FIELD_MAX {
-                    return Ok(Err(FieldError::new(
-                        name,
-                        "field_too_long",
-                        format!("`{name}` is too long"),
-                    )));
+                    return Ok(Err(FieldError::new(name, "field_too_long", format!("`{name}` is too long"))));
                 }
                 buf.extend_from_slice(&chunk);
             }
@@ -265,11 +248,6 @@ async fn read_text(
             }
         }
     }
-    Ok(String::from_utf8(buf).map_err(|_| {
-        FieldError::new(
-            name,
-            "field_invalid_encoding",
-            format!("`{name}` is not UTF-8 text"),
-        )
-    }))
+    Ok(String::from_utf8(buf)
+        .map_err(|_| FieldError::new(name, "field_invalid_encoding", format!("`{name}` is not UTF-8 text"))))
 }

@@ -14,12 +14,8 @@ use crate::application::register::{self, RegisterError, Registered};
 fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut resp = Response::new(Bytes::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -43,27 +39,19 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /api/products`.
-pub async fn register(
-    state: Arc<AppState>,
-    req: Request,
-    body: BodyStream,
-) -> Result<HttpResponse, ApiError> {
+pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let user = req.user(&state).await?;
     let key = idempotency_key(&req)?;
     let content_type = req.header("content-type").unwrap_or("").to_owned();
-    let is_form_data = content_type
-        .split(';')
-        .next()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
+    let is_form_data =
+        content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
     let boundary = is_form_data
         .then(|| multer::parse_boundary(&content_type).ok())
         .flatten()
         .ok_or_else(|| ApiError::ContentTypeUnsupported(content_type.clone()))?;
     // Refuse a declared oversize body before reading a byte of it: a client that sent
     // `Expect: 100-continue` never uploads at all.
-    if let Some(len) = req
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
         && len > MAX_BODY
     {
         return Err(ApiError::InvoiceTooLarge);
@@ -76,26 +64,13 @@ pub async fn register(
         let services = &task_state.services;
         let product_id = register::new_product_id();
         let parsed = read_form(body, boundary, services.invoices.as_ref(), product_id).await?;
-        let outcome = register::register(
-            services,
-            &user,
-            product_id,
-            &parsed.form,
-            parsed.invoice,
-            key.as_deref(),
-        )
-        .await;
+        let outcome =
+            register::register(services, &user, product_id, &parsed.form, parsed.invoice, key.as_deref()).await;
         match outcome {
             Ok(Registered::Created { card, location }) => {
                 tracing::info!(product_id = %card.id, "product registered");
-                let mut resp = json(
-                    StatusCode::CREATED,
-                    serde_json::to_vec(&card).expect("a card serialises"),
-                );
-                resp.headers_mut().insert(
-                    header::LOCATION,
-                    HeaderValue::from_str(&location).expect("ascii path"),
-                );
+                let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&card).expect("a card serialises"));
+                resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ascii path"));
                 Ok(resp)
             }
             Ok(Registered::Replayed(stored)) => {
@@ -104,14 +79,11 @@ pub async fn register(
                 if let Some(loc) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
                     resp.headers_mut().insert(header::LOCATION, loc);
                 }
-                resp.headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                 Ok(resp)
             }
             Err(RegisterError::Invalid(errors)) => Err(ApiError::Validation(errors)),
-            Err(RegisterError::Duplicate { existing }) => {
-                Err(ApiError::AlreadyRegistered { existing })
-            }
+            Err(RegisterError::Duplicate { existing }) => Err(ApiError::AlreadyRegistered { existing }),
             Err(RegisterError::IdempotencyKeyReused) => Err(ApiError::IdempotencyKeyReused),
             Err(RegisterError::Unavailable(u)) => Err(u.into()),
         }
@@ -132,10 +104,7 @@ pub async fn get(state: &AppState, req: &Request, id: &str) -> Result<HttpRespon
         return Err(ApiError::NotFound);
     };
     match products::card(&state.services, &user, id).await? {
-        Some(card) => Ok(json(
-            StatusCode::OK,
-            serde_json::to_vec(&card).expect("a card serialises"),
-        )),
+        Some(card) => Ok(json(StatusCode::OK, serde_json::to_vec(&card).expect("a card serialises"))),
         None => Err(ApiError::NotFound),
     }
 }
@@ -150,44 +119,26 @@ struct PageBody {
 /// `GET /api/products?limit=&continuationToken=`.
 pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let params: Vec<(String, String)> =
-        serde_urlencoded::from_str(&req.query).map_err(|_| ApiError::BadRequest {
-            code: "query_invalid",
-            detail: "The query string is malformed.".into(),
-        })?;
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(&req.query)
+        .map_err(|_| ApiError::BadRequest { code: "query_invalid", detail: "The query string is malformed.".into() })?;
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let limit = match param("limit") {
         None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::BadRequest {
+        Some(raw) => {
+            raw.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::BadRequest {
                 code: "limit_invalid",
                 detail: format!("`limit` must be an integer from 1 to {MAX_PAGE}."),
-            })?,
+            })?
+        }
     };
     let cursor = match param("continuationToken").filter(|t| !t.is_empty()) {
         None => None,
-        Some(token) => Some(
-            products::decode_token(token).map_err(|_| ApiError::BadRequest {
-                code: "continuation_token_invalid",
-                detail: "The continuation token is not one this service issued.".into(),
-            })?,
-        ),
+        Some(token) => Some(products::decode_token(token).map_err(|_| ApiError::BadRequest {
+            code: "continuation_token_invalid",
+            detail: "The continuation token is not one this service issued.".into(),
+        })?),
     };
     let page = products::list(&state.services, &user, cursor.as_ref(), limit).await?;
-    let body = PageBody {
-        items: page.items,
-        continuation_token: page.continuation_token,
-    };
-    Ok(json(
-        StatusCode::OK,
-        serde_json::to_vec(&body).expect("a page serialises"),
-    ))
+    let body = PageBody { items: page.items, continuation_token: page.continuation_token };
+    Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
 }

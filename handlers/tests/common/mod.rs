@@ -44,10 +44,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
         dir,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         shutdown: Some(tx),
     }
 }
@@ -57,12 +54,7 @@ pub fn token(user: &str) -> String {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
-    .expect("fixture")
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).expect("fixture")
 }
 
 /// A multipart/form-data body built by hand, byte for byte as a browser or OkHttp sends it.
@@ -73,19 +65,13 @@ pub struct Form {
 
 impl Form {
     pub fn new() -> Self {
-        Self {
-            boundary: "----warrantyTestBoundary7MA4YWxkTrZu0gW".into(),
-            body: Vec::new(),
-        }
+        Self { boundary: "----warrantyTestBoundary7MA4YWxkTrZu0gW".into(), body: Vec::new() }
     }
 
     pub fn text(mut self, name: &str, value: &str) -> Self {
         self.body.extend_from_slice(
-            format!(
-                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
-                self.boundary
-            )
-            .as_bytes(),
+            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n", self.boundary)
+                .as_bytes(),
         );
         self
     }
@@ -104,22 +90,12 @@ impl Form {
     }
 
     pub fn finish(mut self) -> (String, Vec<u8>) {
-        self.body
-            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        (
-            format!("multipart/form-data; boundary={}", self.boundary),
-            self.body,
-        )
+        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (format!("multipart/form-data; boundary={}", self.boundary), self.body)
     }
 
     /// A valid registration for `serial` with the given invoice.
-    pub fn registration(
-        brand: &str,
-        model: &str,
-        serial: &str,
-        date: &str,
-        invoice: &[u8],
-    ) -> Self {
+    pub fn registration(brand: &str, model: &str, serial: &str, date: &str, invoice: &[u8]) -> Self {
         Self::new()
             .text("brand", brand)
             .text("model", model)
@@ -134,12 +110,7 @@ impl TestApp {
         self.post_form_with(user, form, None).await
     }
 
-    pub async fn post_form_with(
-        &self,
-        user: &str,
-        form: Form,
-        idempotency_key: Option<&str>,
-    ) -> reqwest::Response {
+    pub async fn post_form_with(&self, user: &str, form: Form, idempotency_key: Option<&str>) -> reqwest::Response {
         let (ct, body) = form.finish();
         let mut req = self
             .client
@@ -154,12 +125,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token(user))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(format!("{}{path}", self.base)).bearer_auth(token(user)).send().await.expect("request sent")
     }
 
     pub fn db(&self) -> rusqlite::Connection {
@@ -167,9 +133,7 @@ impl TestApp {
     }
 
     pub fn count(&self, table: &str) -> i64 {
-        self.db()
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+        self.db().query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
     }
 
     pub fn invoices_root(&self) -> PathBuf {
@@ -182,11 +146,7 @@ impl TestApp {
             if let Ok(rd) = std::fs::read_dir(p) {
                 for e in rd.flatten() {
                     let path = e.path();
-                    if path.is_dir() {
-                        walk(&path, out)
-                    } else {
-                        out.push(path)
-                    }
+                    if path.is_dir() { walk(&path, out) } else { out.push(path) }
                 }
             }
         }
@@ -198,12 +158,7 @@ impl TestApp {
 
 pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body: serde_json::Value = resp.json().await.expect("json body");
     assert_eq!(ct, "application/problem+json", "status {status}: {body}");
     (status, body)
@@ -211,9 +166,7 @@ pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
 
 /// Today's date in UTC as YYYY-MM-DD, offset by `days`.
 pub fn day(days: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(days))
-        .format("%Y-%m-%d")
-        .to_string()
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(days)).format("%Y-%m-%d").to_string()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -226,10 +179,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -33,18 +33,14 @@ impl FileInvoiceStore {
         std::fs::create_dir_all(&tmp).map_err(unavailable)?;
         let mut removed = 0;
         for entry in std::fs::read_dir(&tmp).map_err(unavailable)?.flatten() {
-            if entry.path().extension().is_some_and(|e| e == "part")
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
+            if entry.path().extension().is_some_and(|e| e == "part") && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
         if removed > 0 {
             tracing::info!(removed, "removed unfinished uploads left by an earlier run");
         }
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        Ok(Self { root: root.to_owned() })
     }
 
     pub fn root(&self) -> &Path {
@@ -58,14 +54,10 @@ impl FileInvoiceStore {
                 !seg.is_empty()
                     && seg != "."
                     && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             });
         if !ok {
-            return Err(unavailable(format!(
-                "not an invoice location: {location:?}"
-            )));
+            return Err(unavailable(format!("not an invoice location: {location:?}")));
         }
         Ok(self.root.join(location))
     }
@@ -92,24 +84,16 @@ impl Drop for FileUpload {
 #[async_trait]
 impl InvoiceUpload for FileUpload {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), Unavailable> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| unavailable("upload already closed"))?;
+        let file = self.file.as_mut().ok_or_else(|| unavailable("upload already closed"))?;
         file.write_all(chunk).await.map_err(unavailable)
     }
 
     async fn commit(mut self: Box<Self>) -> Result<String, Unavailable> {
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| unavailable("upload already closed"))?;
+        let mut file = self.file.take().ok_or_else(|| unavailable("upload already closed"))?;
         file.flush().await.map_err(unavailable)?;
         file.sync_data().await.map_err(unavailable)?;
         drop(file);
-        tokio::fs::rename(&self.tmp, &self.final_path)
-            .await
-            .map_err(unavailable)?;
+        tokio::fs::rename(&self.tmp, &self.final_path).await.map_err(unavailable)?;
         self.done = true;
         Ok(std::mem::take(&mut self.location))
     }
@@ -127,31 +111,12 @@ impl InvoiceUpload for FileUpload {
 
 #[async_trait]
 impl InvoiceStore for FileInvoiceStore {
-    async fn begin(
-        &self,
-        product: ProductId,
-        version: u32,
-        ext: &str,
-    ) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.part", uuid::Uuid::new_v4()));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .await
-            .map_err(unavailable)?;
+    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await.map_err(unavailable)?;
         let location = format!("{product}.v{version}.{ext}");
         let final_path = self.root.join(&location);
-        Ok(Box::new(FileUpload {
-            file: Some(file),
-            tmp,
-            final_path,
-            location,
-            done: false,
-        }))
+        Ok(Box::new(FileUpload { file: Some(file), tmp, final_path, location, done: false }))
     }
 
     async fn delete(&self, location: &str) -> Result<(), Unavailable> {
@@ -164,19 +129,19 @@ impl InvoiceStore for FileInvoiceStore {
     }
 
     async fn exists(&self, location: &str) -> Result<bool, Unavailable> {
-        tokio::fs::try_exists(self.path_of(location)?)
-            .await
-            .map_err(unavailable)
+        tokio::fs::try_exists(self.path_of(location)?).await.map_err(unavailable)
+    }
+
+    async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable> {
+        match tokio::fs::read(self.path_of(location)?).await {
+            Ok(data) => Ok(Some(bytes::Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn health(&self) -> Result<(), Unavailable> {
-        let meta = tokio::fs::metadata(self.root.join("tmp"))
-            .await
-            .map_err(unavailable)?;
-        if meta.is_dir() {
-            Ok(())
-        } else {
-            Err(unavailable("the upload directory is not a directory"))
-        }
+        let meta = tokio::fs::metadata(self.root.join("tmp")).await.map_err(unavailable)?;
+        if meta.is_dir() { Ok(()) } else { Err(unavailable("the upload directory is not a directory")) }
     }
 }

@@ -1,7 +1,9 @@
 //! The embedded default: SQLite (WAL) for products, idempotent answers and the OCR outbox;
 //! the local file system for invoices. No cloud account, no containers.
 
+pub mod dispatcher;
 mod files;
+pub mod queue;
 mod sqlite;
 
 pub use files::FileInvoiceStore;

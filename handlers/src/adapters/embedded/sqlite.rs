@@ -12,10 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use crate::domain::{OcrRequested, ProductId, ProductRecord, UserId};
-use crate::ports::{
-    IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable,
-};
+use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
+use crate::ports::{IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable};
 
 const BACKEND: &str = "product store";
 
@@ -36,9 +34,20 @@ CREATE TABLE IF NOT EXISTS ocr_queue (
     body           TEXT NOT NULL,
     enqueued_at    TEXT NOT NULL,
     visible_at_ms  INTEGER NOT NULL,
-    delivery_count INTEGER NOT NULL DEFAULT 0
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lock_token     TEXT,
+    last_error     TEXT
 );
 CREATE INDEX IF NOT EXISTS ocr_queue_visible ON ocr_queue (visible_at_ms);
+CREATE TABLE IF NOT EXISTS ocr_dead_letters (
+    message_id       TEXT PRIMARY KEY,
+    product_id       TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    enqueued_at      TEXT NOT NULL,
+    delivery_count   INTEGER NOT NULL,
+    reason           TEXT NOT NULL,
+    dead_lettered_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id     TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -52,7 +61,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ";
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC strings so text order is time order.
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
@@ -62,7 +71,7 @@ pub struct SqliteProductRepository {
     path: PathBuf,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> Unavailable {
     Unavailable::new(BACKEND, e)
 }
 
@@ -72,23 +81,23 @@ impl SqliteProductRepository {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, Unavailable> {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(busy_timeout).map_err(unavailable)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
         // NORMAL is durable across application crashes in WAL mode; only an OS crash or power
         // loss can lose the last transactions.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(unavailable)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The OCR queue stored in the same database (it shares the connection, so a queue write
+    /// and a product write are never interleaved inside one transaction).
+    pub fn ocr_queue(&self) -> super::queue::SqliteOcrQueue {
+        super::queue::SqliteOcrQueue::new(self.conn.clone())
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -106,28 +115,22 @@ impl SqliteProductRepository {
 
     /// Number of OCR events waiting (for tests and health).
     pub async fn ocr_queue_len(&self) -> Result<u64, Unavailable> {
-        self.with_conn(|c| {
-            c.query_row("SELECT COUNT(*) FROM ocr_queue", [], |r| r.get::<_, i64>(0))
-        })
-        .await?
-        .map(|n| n as u64)
-        .map_err(unavailable)
+        self.with_conn(|c| c.query_row("SELECT COUNT(*) FROM ocr_queue", [], |r| r.get::<_, i64>(0)))
+            .await?
+            .map(|n| n as u64)
+            .map_err(unavailable)
     }
 
     /// The queued OCR event bodies, oldest first.
     pub async fn ocr_events(&self) -> Result<Vec<OcrRequested>, Unavailable> {
         let rows = self
             .with_conn(|c| {
-                let mut stmt =
-                    c.prepare("SELECT body FROM ocr_queue ORDER BY enqueued_at, message_id")?;
-                stmt.query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()
+                let mut stmt = c.prepare("SELECT body FROM ocr_queue ORDER BY enqueued_at, message_id")?;
+                stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()
             })
             .await?
             .map_err(unavailable)?;
-        rows.iter()
-            .map(|b| serde_json::from_str(b).map_err(unavailable))
-            .collect()
+        rows.iter().map(|b| serde_json::from_str(b).map_err(unavailable)).collect()
     }
 }
 
@@ -222,11 +225,7 @@ impl ProductRepository for SqliteProductRepository {
         .await?
     }
 
-    async fn get(
-        &self,
-        user: &UserId,
-        id: ProductId,
-    ) -> Result<Option<ProductRecord>, Unavailable> {
+    async fn get(&self, user: &UserId, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
         let user = user.clone();
         let doc = self
             .with_conn(move |c| {
@@ -259,8 +258,7 @@ impl ProductRepository for SqliteProductRepository {
                             "SELECT doc FROM products WHERE user_id = ?1
                              ORDER BY created_at DESC, id DESC LIMIT ?2",
                         )?;
-                        stmt.query_map(params![user.as_str(), limit], |r| r.get(0))?
-                            .collect()
+                        stmt.query_map(params![user.as_str(), limit], |r| r.get(0))?.collect()
                     }
                     Some(cur) => {
                         let mut stmt = c.prepare_cached(
@@ -268,10 +266,9 @@ impl ProductRepository for SqliteProductRepository {
                                AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
                              ORDER BY created_at DESC, id DESC LIMIT ?4",
                         )?;
-                        stmt.query_map(
-                            params![user.as_str(), ts(cur.created_at), cur.id.to_string(), limit],
-                            |r| r.get(0),
-                        )?
+                        stmt.query_map(params![user.as_str(), ts(cur.created_at), cur.id.to_string(), limit], |r| {
+                            r.get(0)
+                        })?
                         .collect()
                     }
                 }
@@ -310,9 +307,34 @@ impl ProductRepository for SqliteProductRepository {
     }
 
     async fn health(&self) -> Result<(), Unavailable> {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn get_any(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
+        let doc = self
+            .with_conn(move |c| {
+                c.query_row("SELECT doc FROM products WHERE id = ?1", params![id.to_string()], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()
+            })
             .await?
-            .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        doc.as_deref().map(decode).transpose()
+    }
+
+    async fn update_ocr(&self, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {
+        let state_json = serde_json::to_string(state).map_err(unavailable)?;
+        let version = state.invoice_version;
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE products SET doc = json_set(doc, '$.ocr', json(?1))
+                 WHERE id = ?2 AND json_extract(doc, '$.invoice.version') = ?3",
+                params![state_json, id.to_string(), version],
+            )
+        })
+        .await?
+        .map(|n| n == 1)
+        .map_err(unavailable)
     }
 }

@@ -1,0 +1,191 @@
+//! Invoice readers behind the `InvoiceReader` port.
+//!
+//! Order for a PDF: an embedded e-invoice XML (exact, no OCR) → the PDF's text layer → the
+//! pages rendered and OCRed (Tesseract) or sent to Document Intelligence when configured.
+//! Images go to Tesseract or Document Intelligence.
+
+pub mod docintel;
+pub mod einvoice;
+pub mod pdf;
+pub mod tesseract;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::InvoiceKind;
+use crate::domain::ocr::OcrEngineKind;
+use crate::ports::{EngineHealth, EngineReading, InvoiceReader, ReadError, Reading};
+use docintel::DocumentIntelligence;
+use pdf::Pdf;
+use tesseract::{Tesseract, TesseractConfig, image_dimensions};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderLimits {
+    /// Pages read from one invoice; more is refused (`invoice_too_many_pages`).
+    pub max_pages: usize,
+    /// Pixels per rendered page or image; more is refused (`invoice_image_too_large`).
+    pub max_pixels: u64,
+    /// Resolution scanned PDFs are rendered at.
+    pub dpi: u32,
+}
+
+impl Default for ReaderLimits {
+    fn default() -> Self {
+        Self { max_pages: 5, max_pixels: 40_000_000, dpi: 200 }
+    }
+}
+
+/// Fewer letters and digits than this in the text layer means "scanned": OCR instead.
+const MIN_TEXT_LAYER_CHARS: usize = 30;
+
+enum PdfStep {
+    Done(EngineReading),
+    Render { pages: usize },
+}
+
+pub struct InvoiceReaders {
+    /// Probed once, in the background at start-up (so start-up stays fast) or on first use.
+    tesseract: tokio::sync::OnceCell<Result<Tesseract, String>>,
+    tesseract_config: TesseractConfig,
+    docintel: Option<DocumentIntelligence>,
+    limits: ReaderLimits,
+}
+
+impl InvoiceReaders {
+    pub fn new(tesseract: TesseractConfig, docintel: Option<DocumentIntelligence>, limits: ReaderLimits) -> Self {
+        Self { tesseract: tokio::sync::OnceCell::new(), tesseract_config: tesseract, docintel, limits }
+    }
+
+    /// Probes Tesseract now (idempotent).
+    pub async fn probe(&self) {
+        let _ = self.tesseract_probe().await;
+    }
+
+    async fn tesseract_probe(&self) -> &Result<Tesseract, String> {
+        self.tesseract
+            .get_or_init(|| async {
+                let probed = Tesseract::probe(self.tesseract_config.clone()).await;
+                if let Err(e) = &probed {
+                    tracing::warn!(reason = %e, "tesseract unavailable: scanned and photographed invoices fail with ocr_engine_unavailable");
+                }
+                probed
+            })
+            .await
+    }
+
+    async fn tesseract(&self) -> Result<&Tesseract, ReadError> {
+        self.tesseract_probe().await.as_ref().map_err(|e| ReadError::EngineUnavailable(e.clone()))
+    }
+
+    fn check_pixels(&self, w: u64, h: u64) -> Result<(), ReadError> {
+        if w.saturating_mul(h) > self.limits.max_pixels {
+            return Err(ReadError::permanent(
+                "invoice_image_too_large",
+                format!("{w}×{h} pixels is more than the {} allowed", self.limits.max_pixels),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_pdf(&self, bytes: Bytes) -> Result<EngineReading, ReadError> {
+        let limits = self.limits;
+        let use_text_layer = self.docintel.is_none();
+        let b = bytes.clone();
+        let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
+            let pdf = Pdf::load(&b)?;
+            let pages = pdf.page_count();
+            if pages > limits.max_pages {
+                return Err(ReadError::permanent(
+                    "invoice_too_many_pages",
+                    format!("{pages} pages; at most {} are read", limits.max_pages),
+                ));
+            }
+            for (name, xml) in pdf.xml_attachments() {
+                if let Some((fields, text)) = einvoice::parse(&xml) {
+                    tracing::info!(attachment = %name, "read the embedded e-invoice");
+                    return Ok(PdfStep::Done(EngineReading {
+                        engine: OcrEngineKind::EmbeddedXml,
+                        reading: Reading::Structured { fields, text },
+                    }));
+                }
+            }
+            if use_text_layer {
+                let lines = pdf.text_lines();
+                let chars: usize = lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum();
+                if chars >= MIN_TEXT_LAYER_CHARS {
+                    return Ok(PdfStep::Done(EngineReading {
+                        engine: OcrEngineKind::PdfText,
+                        reading: Reading::Text { lines, pages: pages as u32 },
+                    }));
+                }
+            }
+            for size in pdf.page_sizes() {
+                let scale = f64::from(limits.dpi) / 72.0;
+                let (w, h) = ((f64::from(size.width) * scale) as u64, (f64::from(size.height) * scale) as u64);
+                if w.saturating_mul(h) > limits.max_pixels {
+                    return Err(ReadError::permanent(
+                        "invoice_image_too_large",
+                        format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels),
+                    ));
+                }
+            }
+            Ok(PdfStep::Render { pages })
+        })
+        .await
+        .map_err(|e| ReadError::Transient(format!("PDF reader task failed: {e}")))??;
+        match step {
+            PdfStep::Done(r) => Ok(r),
+            PdfStep::Render { .. } if self.docintel.is_some() => {
+                self.docintel.as_ref().expect("checked").analyze(bytes, "application/pdf").await
+            }
+            PdfStep::Render { pages } => {
+                let (lines, pages) = self.tesseract().await?.pdf(&bytes, pages).await?;
+                Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl InvoiceReader for InvoiceReaders {
+    async fn read(&self, kind: InvoiceKind, bytes: Bytes) -> Result<EngineReading, ReadError> {
+        match kind {
+            InvoiceKind::Pdf => self.read_pdf(bytes).await,
+            InvoiceKind::Jpeg | InvoiceKind::Png => {
+                let (w, h) = image_dimensions(&bytes)
+                    .ok_or_else(|| ReadError::permanent("invoice_unreadable", "the image header is damaged"))?;
+                if w == 0 || h == 0 {
+                    return Err(ReadError::permanent("invoice_unreadable", "the image has no pixels"));
+                }
+                self.check_pixels(u64::from(w), u64::from(h))?;
+                if let Some(di) = &self.docintel {
+                    return di.analyze(bytes, kind.content_type()).await;
+                }
+                let lines = self.tesseract().await?.image(&bytes, kind.extension()).await?;
+                Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages: 1 } })
+            }
+        }
+    }
+
+    fn health(&self) -> Vec<EngineHealth> {
+        let mut out = vec![
+            EngineHealth { name: "embeddedXml", available: true, detail: None },
+            EngineHealth { name: "pdfText", available: true, detail: None },
+            match self.tesseract.get() {
+                Some(Ok(t)) => {
+                    EngineHealth { name: "tesseract", available: true, detail: Some(t.version().to_owned()) }
+                }
+                Some(Err(e)) => EngineHealth { name: "tesseract", available: false, detail: Some(e.clone()) },
+                None => EngineHealth { name: "tesseract", available: false, detail: Some("not probed yet".into()) },
+            },
+        ];
+        if let Some(di) = &self.docintel {
+            out.push(EngineHealth {
+                name: "documentIntelligence",
+                available: true,
+                detail: Some(di.endpoint().to_owned()),
+            });
+        }
+        out
+    }
+}

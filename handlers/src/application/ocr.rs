@@ -1,0 +1,142 @@
+//! Read a registered invoice and record the result on the product (the consumer of the OCR
+//! event). Idempotent per (product, invoice version): a redelivered message for an invoice
+//! already read does nothing.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::Services;
+use crate::domain::extraction::{self, TextLine};
+use crate::domain::ocr::{OcrState, OcrStatus};
+use crate::domain::verification::{self, Registered};
+use crate::domain::{OcrRequested, ProductRecord};
+use crate::ports::{ReadError, Reading, Unavailable};
+
+/// What handling one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OcrOutcome {
+    /// The reading (or its permanent failure) was recorded with this status.
+    Recorded(OcrStatus),
+    /// Nothing to do: `product_deleted`, `invoice_replaced`, `already_processed`.
+    Skipped(&'static str),
+}
+
+/// Failures that should make the message come back later.
+#[derive(Debug, thiserror::Error)]
+pub enum OcrRetry {
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// Recorded on the product as `failed` / `ocr_engine_unavailable`, and retried so that
+    /// it dead-letters and can be replayed once the engine is installed.
+    #[error("OCR engine unavailable: {0}")]
+    EngineUnavailable(String),
+    #[error("transient OCR failure: {0}")]
+    Transient(String),
+}
+
+pub const ENGINE_UNAVAILABLE: &str = "ocr_engine_unavailable";
+
+/// Whether a state is final for its invoice version (an engine that was missing is not final:
+/// the invoice is read once the engine is there).
+fn done(state: &OcrState, version: u32) -> bool {
+    state.invoice_version == version
+        && state.status.is_final()
+        && state.failure_reason.as_deref() != Some(ENGINE_UNAVAILABLE)
+}
+
+pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOutcome, OcrRetry> {
+    let Some(product) = services.products.get_any(event.product_id).await? else {
+        return Ok(OcrOutcome::Skipped("product_deleted"));
+    };
+    if product.invoice.version != event.invoice_version {
+        return Ok(OcrOutcome::Skipped("invoice_replaced"));
+    }
+    if done(&product.ocr, event.invoice_version) {
+        return Ok(OcrOutcome::Skipped("already_processed"));
+    }
+    let mut state = product.ocr.clone();
+    state.invoice_version = event.invoice_version;
+    state.status = OcrStatus::Processing;
+    state.attempts += 1;
+    state.failure_reason = None;
+    if !services.products.update_ocr(product.id, &state).await? {
+        return Ok(OcrOutcome::Skipped("product_deleted"));
+    }
+
+    let record = |mut state: OcrState, status: OcrStatus, reason: Option<String>| {
+        state.status = status;
+        state.failure_reason = reason;
+        state.processed_at = Some(services.clock.now());
+        state
+    };
+
+    let bytes = match services.invoices.read(&product.invoice.location).await? {
+        Some(b) => b,
+        None => {
+            let s = record(state, OcrStatus::Failed, Some("invoice_missing".into()));
+            services.products.update_ocr(product.id, &s).await?;
+            return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
+        }
+    };
+    if hex::encode(Sha256::digest(&bytes)) != product.invoice.sha256 {
+        let s = record(state, OcrStatus::Failed, Some("invoice_corrupt".into()));
+        services.products.update_ocr(product.id, &s).await?;
+        return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
+    }
+
+    match read_and_verify(services, &product, bytes).await {
+        Ok((engine, fields, matches)) => {
+            let status = if matches.all_matched() { OcrStatus::Completed } else { OcrStatus::NeedsReview };
+            state.engine = Some(engine);
+            state.fields = Some(fields);
+            state.matches = Some(matches);
+            let s = record(state, status, None);
+            services.products.update_ocr(product.id, &s).await?;
+            tracing::info!(product_id = %product.id, ?status, ?engine, "invoice read");
+            Ok(OcrOutcome::Recorded(status))
+        }
+        Err(ReadError::Permanent { reason, detail }) => {
+            tracing::warn!(product_id = %product.id, reason, detail, "invoice cannot be read");
+            let s = record(state, OcrStatus::Failed, Some(reason.to_owned()));
+            services.products.update_ocr(product.id, &s).await?;
+            Ok(OcrOutcome::Recorded(OcrStatus::Failed))
+        }
+        Err(ReadError::EngineUnavailable(e)) => {
+            let s = record(state, OcrStatus::Failed, Some(ENGINE_UNAVAILABLE.to_owned()));
+            services.products.update_ocr(product.id, &s).await?;
+            Err(OcrRetry::EngineUnavailable(e))
+        }
+        Err(ReadError::Transient(e)) => {
+            state.status = OcrStatus::Queued;
+            services.products.update_ocr(product.id, &state).await?;
+            Err(OcrRetry::Transient(e))
+        }
+    }
+}
+
+async fn read_and_verify(
+    services: &Services,
+    product: &ProductRecord,
+    bytes: Bytes,
+) -> Result<
+    (crate::domain::ocr::OcrEngineKind, crate::domain::ocr::InvoiceFields, crate::domain::ocr::MatchResults),
+    ReadError,
+> {
+    let reading = services.reader.read(product.invoice.kind, bytes).await?;
+    let (fields, text) = match reading.reading {
+        Reading::Structured { fields, text } => (fields, text),
+        Reading::Text { lines, .. } => (extraction::extract(&lines), join(&lines)),
+    };
+    let registered = Registered {
+        brand: &product.brand,
+        model: &product.model,
+        serial_number: &product.serial_number,
+        purchase_date: product.purchase_date,
+    };
+    let matches = verification::verify(&registered, &fields, &text, services.ocr_date_tolerance_days);
+    Ok((reading.engine, fields, matches))
+}
+
+fn join(lines: &[TextLine]) -> String {
+    lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+}

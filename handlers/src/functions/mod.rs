@@ -1,0 +1,142 @@
+//! The custom-handler invocation protocol for non-HTTP triggers.
+//!
+//! The Functions host POSTs `/{FunctionName}` with `{"Data":{…},"Metadata":{…}}` (PascalCase,
+//! often chunked) and expects `{"Outputs":{},"Logs":[…],"ReturnValue":null}`. Any non-2xx status
+//! fails the invocation: for Service Bus the message is abandoned, redelivered, and
+//! dead-lettered after `maxDeliveryCount`.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use warp::http::{HeaderValue, Response, StatusCode, header};
+
+use crate::application::ocr::{self, OcrOutcome, OcrRetry};
+use crate::domain::OcrRequested;
+use crate::http::{AppState, BodyStream, HttpResponse};
+
+/// Trigger functions this binary serves: (function name, path).
+pub const TRIGGER_ROUTES: &[(&str, &str)] = &[("ProcessInvoiceOcr", "/ProcessInvoiceOcr")];
+
+/// Largest invocation payload read (an OCR event is a few hundred bytes).
+const MAX_PAYLOAD: usize = 1024 * 1024;
+
+fn reply(status: StatusCode, logs: &[String]) -> HttpResponse {
+    let body = json!({ "Outputs": {}, "Logs": logs, "ReturnValue": null });
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A metadata scalar: the host sends `"DeliveryCount":"1"` and `"MessageId":"\"abc\""`.
+pub fn metadata_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(match serde_json::from_str::<Value>(s) {
+            Ok(Value::String(inner)) => inner,
+            Ok(Value::Number(n)) => n.to_string(),
+            _ => s.clone(),
+        }),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The message body from `Data`: a JSON object, a string holding JSON (encoded once or
+/// twice), or base64 of the bytes (`dataType: binary`).
+pub fn decode_message(v: &Value, depth: u8) -> Result<OcrRequested, String> {
+    if depth > 3 {
+        return Err("the message is encoded too many times".into());
+    }
+    match v {
+        Value::Object(_) => serde_json::from_value(v.clone()).map_err(|e| format!("not an OCR request: {e}")),
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(inner) => decode_message(&inner, depth + 1),
+            Err(_) => {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .map_err(|_| "the message is neither JSON nor base64".to_owned())?;
+                let inner: Value = serde_json::from_slice(&raw).map_err(|e| format!("base64 body is not JSON: {e}"))?;
+                decode_message(&inner, depth + 1)
+            }
+        },
+        _ => Err("the message is not an object or a string".into()),
+    }
+}
+
+async fn read_body(mut body: BodyStream) -> Result<Bytes, StatusCode> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+        if buf.len() + chunk.len() > MAX_PAYLOAD {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `POST /ProcessInvoiceOcr`: one Service Bus message from queue `invoice-ocr`.
+pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResponse {
+    let raw = match read_body(body).await {
+        Ok(b) => b,
+        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
+    };
+    let invocation: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, &[format!("invocation payload is not JSON: {e}")]),
+    };
+    let meta = &invocation["Metadata"];
+    let delivery_count = metadata_scalar(&meta["DeliveryCount"]).and_then(|s| s.parse::<u32>().ok()).unwrap_or(1);
+    let message_id = metadata_scalar(&meta["MessageId"]).unwrap_or_default();
+    let enqueued = metadata_scalar(&meta["EnqueuedTimeUtc"]).unwrap_or_default();
+    // The binding is named `message`; accept a single binding of any name too.
+    let data = &invocation["Data"];
+    let message =
+        data.get("message").or_else(|| data.as_object().filter(|o| o.len() == 1).and_then(|o| o.values().next()));
+    let event = match message.map(|m| decode_message(m, 0)) {
+        Some(Ok(e)) => e,
+        // Not retryable, but not droppable either: fail so Service Bus dead-letters it where
+        // an operator can see it.
+        Some(Err(e)) => {
+            tracing::error!(message_id, error = %e, "malformed OCR message");
+            return reply(StatusCode::BAD_REQUEST, &[format!("malformed message: {e}")]);
+        }
+        None => return reply(StatusCode::BAD_REQUEST, &["no message in Data".into()]),
+    };
+    let span = tracing::info_span!("ocr", message_id = %message_id, product_id = %event.product_id, delivery_count, enqueued = %enqueued);
+    let _ = span.enter();
+    match ocr::process(&state.services, &event).await {
+        Ok(OcrOutcome::Recorded(status)) => reply(StatusCode::OK, &[format!("invoice read: {status:?}")]),
+        Ok(OcrOutcome::Skipped(why)) => {
+            tracing::info!(why, "OCR message skipped");
+            reply(StatusCode::OK, &[format!("skipped: {why}")])
+        }
+        Err(OcrRetry::Unavailable(e)) => {
+            tracing::error!(error = %e, "OCR deferred: storage unavailable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &["storage unavailable; retry".into()])
+        }
+        Err(OcrRetry::EngineUnavailable(e)) => {
+            tracing::error!(error = %e, "OCR engine unavailable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{}: {e}", ocr::ENGINE_UNAVAILABLE)])
+        }
+        Err(OcrRetry::Transient(e)) => {
+            tracing::warn!(error = %e, "OCR failed transiently");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &["transient OCR failure; retry".into()])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_scalars_are_unwrapped() {
+        assert_eq!(metadata_scalar(&json!("1")).as_deref(), Some("1"));
+        assert_eq!(metadata_scalar(&json!("\"abc\"")).as_deref(), Some("abc"));
+        assert_eq!(metadata_scalar(&json!(3)).as_deref(), Some("3"));
+        assert_eq!(metadata_scalar(&json!("plain")).as_deref(), Some("plain"));
+        assert_eq!(metadata_scalar(&json!(null)), None);
+    }
+}
