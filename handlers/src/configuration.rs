@@ -67,7 +67,7 @@ pub struct Settings {
     pub pdftoppm_path: PathBuf,
 
     /// Tesseract languages.
-    #[arg(long, env = "WARRANTY_OCR_LANGUAGES", default_value = "eng+deu+fra")]
+    #[arg(long, env = "WARRANTY_OCR_LANGUAGES", default_value = "deu+fra+eng")]
     pub ocr_languages: String,
 
     /// Time limit for one OCR process (render or recognise), in seconds.
@@ -155,7 +155,7 @@ impl Settings {
             ocr_engine: "local".into(),
             tesseract_path: "tesseract".into(),
             pdftoppm_path: "pdftoppm".into(),
-            ocr_languages: "eng+deu+fra".into(),
+            ocr_languages: "deu+fra+eng".into(),
             ocr_timeout_secs: 60,
             ocr_max_pages: 5,
             ocr_max_pixels: 40_000_000,
@@ -163,7 +163,8 @@ impl Settings {
             ocr_date_tolerance_days: 3,
             docintel_endpoint: None,
             docintel_key: None,
-            ocr_dispatcher: true,
+            // Tests that exercise the dispatcher turn it on; the rest inspect the queue undisturbed.
+            ocr_dispatcher: false,
             ocr_lock_secs: 300,
             ocr_max_delivery_count: 10,
             ocr_retry_base_ms: 2000,

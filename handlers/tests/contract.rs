@@ -79,7 +79,14 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
         let bindings = read_json(&fj)["bindings"].as_array().unwrap().clone();
         let triggers: Vec<&Value> = bindings.iter().filter(|b| b["type"] == "httpTrigger").collect();
         if triggers.is_empty() {
-            continue; // Not an HTTP function (later issues add queue and timer triggers).
+            // A trigger function: the host POSTs /{FunctionName}; the binary must serve it.
+            assert!(
+                warranty::functions::TRIGGER_ROUTES.iter().any(|(f, p)| *f == name && *p == format!("/{name}")),
+                "{name}: no trigger route in the binary"
+            );
+            let resp = app.client.post(format!("{}/{name}", app.base)).body("{}").send().await.unwrap();
+            assert_ne!(resp.status(), 404, "{name}: the binary does not serve /{name}");
+            continue;
         }
         assert_eq!(triggers.len(), 1, "{name}: forwarding needs exactly one httpTrigger");
         let outs: Vec<&Value> = bindings.iter().filter(|b| b["type"] == "http" && b["direction"] == "out").collect();
@@ -100,6 +107,10 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
             let resp = call(&app, &method, &concrete_path).await;
             assert!(resp.status().is_success(), "{name}: {method} {concrete_path} answered {}", resp.status());
         }
+    }
+    // Every trigger route has its function.json.
+    for (function, _) in warranty::functions::TRIGGER_ROUTES {
+        assert!(repo().join("function-app").join(function).join("function.json").exists(), "{function}");
     }
     // And every API route has its function.
     for (method, path, function) in ROUTES {

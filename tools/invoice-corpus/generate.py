@@ -6,8 +6,9 @@ page rendered to an image inside a PDF), JPEG photo-like (rotation, noise, blur,
 artefacts) and PNG. Output: handlers/tests/corpus/*.{pdf,jpg,png} and ground-truth.json.
 
 Usage: python3 tools/invoice-corpus/generate.py [--out handlers/tests/corpus]
-Needs Pillow >= 10.1 (pip install pillow) for its bundled scalable font. Deterministic: a fixed
-seed per invoice, so rerunning with the same Pillow gives the same files.
+Needs Pillow (pip install pillow) and the DejaVu fonts (Debian: fonts-dejavu-core), which have the
+€, £ and accented glyphs European invoices use. Deterministic: a fixed seed per invoice, so
+rerunning with the same Pillow and fonts gives the same files.
 """
 import argparse
 import datetime as dt
@@ -266,17 +267,27 @@ def xml_escape(s: str) -> str:
 
 # ---- Raster rendering (scans, photos, PNG)
 
+FONT_DIR = "/usr/share/fonts/truetype/dejavu"
+# One typeface per layout, as real senders differ: receipts come from thermal printers in a
+# monospaced face, some letters are set in a serif.
+FONTS = {"classic": "DejaVuSans.ttf", "modern": "DejaVuSans.ttf", "receipt": "DejaVuSansMono.ttf", "compact": "DejaVuSerif.ttf"}
+
+
+def font(layout: str, size: int):
+    return ImageFont.truetype(os.path.join(FONT_DIR, FONTS[layout]), size)
+
+
 def render(inv, scale=2.5) -> Image.Image:
     """The page at 180 dpi (595 pt * 2.5 = 1488 px wide)."""
     w, h = int(595 * scale), int(842 * scale)
     img = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=int(10 * scale))
-    big = ImageFont.load_default(size=int(14 * scale))
+    font_ = font(inv["layout"], int(9 * scale))
+    big = font(inv["layout"], int(14 * scale))
     y = 42
     for row in text_rows(inv):
         for x, text in row:
-            f = big if text == LABELS[inv["lang"]]["title"] else font
+            f = big if text == LABELS[inv["lang"]]["title"] else font_
             draw.text((x * scale, y * scale), text, fill=0, font=f)
         y += 16
     return img

@@ -72,11 +72,6 @@ static SELLER_LABEL_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)^(?:seller|sold\s*by|vendor|verk[äa]ufer|vendeur)\s*:?\s*(?P<v>.+)$"));
 static HEADER_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(?:description|item|beschreibung|bezeichnung|artikel|d[ée]signation|article)\b"));
-static TABLE_ROW_RE: LazyLock<Regex> = LazyLock::new(|| {
-    re(&format!(
-        r"^(?P<desc>.*?[^\d\s].*?)\s+(?P<qty>\d{{1,3}})\s+(?:(?P<unit>{AMOUNT})\s*(?:[€£$]|[A-Z]{{3}})?\s+)?(?P<amt>{AMOUNT})\s*(?:[€£$]|[A-Z]{{3}})?$"
-    ))
-});
 static RECEIPT_ROW_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(r"^(?P<qty>\d{{1,3}})\s*[x×X*]\s*(?P<unit>{AMOUNT})\s+(?P<amt>{AMOUNT})\s*(?:[€£$])?$"))
 });
@@ -144,10 +139,10 @@ fn month_number(name: &str) -> Option<u32> {
 /// The first date in `s`. `month_first` decides ambiguous `a/b/yyyy` (US invoices).
 pub fn parse_date(s: &str, month_first: bool) -> Option<NaiveDate> {
     let mut found: Vec<(usize, NaiveDate)> = Vec::new();
-    if let Some(c) = ISO_DATE_RE.captures(s) {
-        if let Some(d) = NaiveDate::from_ymd_opt(c["y"].parse().ok()?, c["m"].parse().ok()?, c["d"].parse().ok()?) {
-            found.push((c.get(0).map_or(0, |m| m.start()), d));
-        }
+    if let Some(c) = ISO_DATE_RE.captures(s)
+        && let Some(d) = NaiveDate::from_ymd_opt(c["y"].parse().ok()?, c["m"].parse().ok()?, c["d"].parse().ok()?)
+    {
+        found.push((c.get(0).map_or(0, |m| m.start()), d));
     }
     if let Some(c) = NUMERIC_DATE_RE.captures(s) {
         let (a, b, y): (u32, u32, i32) = (c["a"].parse().ok()?, c["b"].parse().ok()?, c["y"].parse().ok()?);
@@ -275,9 +270,102 @@ pub fn extract(lines: &[TextLine]) -> InvoiceFields {
     fields
 }
 
+/// One way to read a table row: description, quantity, unit price, line amount.
+#[derive(Debug, Clone, PartialEq)]
+struct RowParse {
+    description: String,
+    quantity: Option<u32>,
+    amount: Amount,
+    /// How well the numbers agree (quantity × unit = amount scores highest).
+    score: i32,
+}
+
+fn is_plain_amount(t: &str) -> bool {
+    static ONE: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:\d{1,3}(?:[.,']\d{3})+|\d+)[.,]\d{2}$"));
+    ONE.is_match(t)
+}
+
+/// Amounts that end right before token `end`: one token ("1.199,00") or a thousands group
+/// split by a space ("1 199,00"). Returns (first token index, amount).
+fn amounts_ending_at(tokens: &[&str], end: usize) -> Vec<(usize, Amount)> {
+    let mut out = Vec::new();
+    if end >= 1 && is_plain_amount(tokens[end - 1]) {
+        if end >= 2
+            && tokens[end - 2].len() <= 3
+            && tokens[end - 2].bytes().all(|b| b.is_ascii_digit())
+            && tokens[end - 1].len() == 6
+            && let Some(a) = parse_amount(&format!("{}{}", tokens[end - 2], tokens[end - 1]))
+        {
+            out.push((end - 2, a));
+        }
+        if let Some(a) = parse_amount(tokens[end - 1]) {
+            out.push((end - 1, a));
+        }
+    }
+    out
+}
+
+/// Every plausible reading of a table row, best first. Quantity × unit price = amount decides
+/// between readings ("Miele WWD 320 1 999,00 999,00" is one Miele at 999,00, not 320 at
+/// 1 999,00) and repairs a misread quantity ("Protective case a 29.90 29.90").
+fn table_row_candidates(line: &str) -> Vec<RowParse> {
+    let mut tokens: Vec<&str> = line.split_whitespace().collect();
+    while let Some(last) = tokens.last() {
+        let stripped = last.trim_end_matches(['€', '£', '$']);
+        if stripped.is_empty() || matches!(*last, "EUR" | "GBP" | "USD" | "CHF") {
+            tokens.pop();
+        } else {
+            if stripped.len() != last.len() {
+                let n = tokens.len();
+                tokens[n - 1] = stripped;
+            }
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (amt_start, amount) in amounts_ending_at(&tokens, tokens.len()) {
+        let mut units: Vec<(usize, Option<Amount>)> =
+            amounts_ending_at(&tokens, amt_start).into_iter().map(|(s, a)| (s, Some(a))).collect();
+        units.push((amt_start, None));
+        for (unit_start, unit) in units {
+            if unit_start == 0 {
+                continue;
+            }
+            let qty_token = tokens[unit_start - 1];
+            let qty: Option<u32> = (qty_token.len() <= 3 && qty_token.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| qty_token.parse().ok())
+                .flatten();
+            // A short non-numeric token where the quantity should be is a misread quantity,
+            // usable only when the unit price lets us recompute it.
+            let garbled = qty.is_none() && qty_token.chars().count() <= 2 && unit.is_some();
+            if qty.is_none() && !garbled {
+                continue;
+            }
+            let desc_tokens = &tokens[..unit_start - 1];
+            if !desc_tokens.iter().any(|t| t.chars().any(char::is_alphabetic)) {
+                continue;
+            }
+            let (quantity, score) = match (qty, unit) {
+                (Some(q), Some(u)) if i64::from(q) * u.0 == amount.0 => (Some(q), 4),
+                (_, Some(u)) if u.0 > 0 && amount.0 % u.0 == 0 && amount.0 / u.0 <= 999 => {
+                    (Some((amount.0 / u.0) as u32), 2)
+                }
+                (Some(q), None) => (Some(q), 3),
+                (q, Some(_)) => (q, 0),
+                (None, None) => continue,
+            };
+            out.push(RowParse { description: clean_description(&desc_tokens.join(" ")), quantity, amount, score });
+        }
+    }
+    // Stable: among equal scores the earlier (grouped-thousands) reading stays first.
+    out.sort_by_key(|r| std::cmp::Reverse(r.score));
+    out
+}
+
 fn line_items(lines: &[TextLine]) -> Vec<LineItem> {
     let start = lines.iter().position(|l| HEADER_RE.is_match(&l.text)).map(|i| i + 1).unwrap_or(0);
     let mut items = Vec::new();
+    let mut candidates: Vec<(usize, Vec<RowParse>)> = Vec::new();
     let mut pending: Option<&TextLine> = None;
     for l in &lines[start..] {
         if is_summary_line(&l.text) {
@@ -301,13 +389,10 @@ fn line_items(lines: &[TextLine]) -> Vec<LineItem> {
             }
             continue;
         }
-        if let Some(c) = TABLE_ROW_RE.captures(&l.text) {
-            items.push(LineItem {
-                description: clean_description(&c["desc"]),
-                quantity: c["qty"].parse().ok(),
-                amount: parse_amount(&c["amt"]),
-                confidence: l.confidence,
-            });
+        let rows = table_row_candidates(&l.text);
+        if !rows.is_empty() {
+            candidates.push((items.len(), rows));
+            items.push(LineItem { description: String::new(), quantity: None, amount: None, confidence: l.confidence });
             pending = None;
             continue;
         }
@@ -316,7 +401,50 @@ fn line_items(lines: &[TextLine]) -> Vec<LineItem> {
         }
         pending = Some(l);
     }
+    let subtotal = lines.iter().find(|l| SUBTOTAL_RE.is_match(&l.text)).and_then(|l| last_amount(&l.text));
+    for (index, parse) in choose_rows(&items, &candidates, subtotal) {
+        let item = &mut items[index];
+        item.description = parse.description;
+        item.quantity = parse.quantity;
+        item.amount = Some(parse.amount);
+    }
     items
+}
+
+/// Picks one reading per table row: the best-scored ones, unless another combination (at
+/// most a few rows have alternatives) makes the rows add up to the subtotal.
+fn choose_rows(
+    items: &[LineItem],
+    candidates: &[(usize, Vec<RowParse>)],
+    subtotal: Option<Amount>,
+) -> Vec<(usize, RowParse)> {
+    let fixed: i64 = items.iter().filter_map(|i| i.amount.map(|a| a.0)).sum();
+    let best: Vec<usize> = vec![0; candidates.len()];
+    let total = |choice: &[usize]| fixed + candidates.iter().zip(choice).map(|((_, c), k)| c[*k].amount.0).sum::<i64>();
+    let mut chosen = best.clone();
+    if let Some(target) = subtotal
+        && total(&best) != target.0
+    {
+        let combos: usize = candidates.iter().map(|(_, c)| c.len().min(3)).product();
+        if combos <= 4096 {
+            for n in 0..combos {
+                let mut rest = n;
+                let choice: Vec<usize> = candidates
+                    .iter()
+                    .map(|(_, c)| {
+                        let k = rest % c.len().min(3);
+                        rest /= c.len().min(3);
+                        k
+                    })
+                    .collect();
+                if total(&choice) == target.0 {
+                    chosen = choice;
+                    break;
+                }
+            }
+        }
+    }
+    candidates.iter().zip(chosen).map(|((i, c), k)| (*i, c[k].clone())).collect()
 }
 
 /// Confidence from arithmetic: numbers that add up are right whatever the reader thought;

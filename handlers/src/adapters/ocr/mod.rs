@@ -39,7 +39,7 @@ impl Default for ReaderLimits {
 const MIN_TEXT_LAYER_CHARS: usize = 30;
 
 enum PdfStep {
-    Done(EngineReading),
+    Done(Box<EngineReading>),
     Render { pages: usize },
 }
 
@@ -103,20 +103,20 @@ impl InvoiceReaders {
             for (name, xml) in pdf.xml_attachments() {
                 if let Some((fields, text)) = einvoice::parse(&xml) {
                     tracing::info!(attachment = %name, "read the embedded e-invoice");
-                    return Ok(PdfStep::Done(EngineReading {
+                    return Ok(PdfStep::Done(Box::new(EngineReading {
                         engine: OcrEngineKind::EmbeddedXml,
                         reading: Reading::Structured { fields, text },
-                    }));
+                    })));
                 }
             }
             if use_text_layer {
                 let lines = pdf.text_lines();
                 let chars: usize = lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum();
                 if chars >= MIN_TEXT_LAYER_CHARS {
-                    return Ok(PdfStep::Done(EngineReading {
+                    return Ok(PdfStep::Done(Box::new(EngineReading {
                         engine: OcrEngineKind::PdfText,
                         reading: Reading::Text { lines, pages: pages as u32 },
-                    }));
+                    })));
                 }
             }
             for size in pdf.page_sizes() {
@@ -134,7 +134,7 @@ impl InvoiceReaders {
         .await
         .map_err(|e| ReadError::Transient(format!("PDF reader task failed: {e}")))??;
         match step {
-            PdfStep::Done(r) => Ok(r),
+            PdfStep::Done(r) => Ok(*r),
             PdfStep::Render { .. } if self.docintel.is_some() => {
                 self.docintel.as_ref().expect("checked").analyze(bytes, "application/pdf").await
             }

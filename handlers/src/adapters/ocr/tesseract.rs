@@ -19,7 +19,8 @@ use crate::ports::ReadError;
 pub struct TesseractConfig {
     pub tesseract: PathBuf,
     pub pdftoppm: PathBuf,
-    /// `eng+deu+fra`: the invoice languages we read.
+    /// `deu+fra+eng`: the invoice languages we read (German first: it keeps umlauts that the
+    /// English model drops).
     pub languages: String,
     pub timeout: Duration,
     pub dpi: u32,
@@ -152,7 +153,9 @@ impl Tesseract {
 /// Tesseract TSV: level, page, block, par, line, word, left, top, width, height, conf, text.
 /// Words (level 5) are joined into their lines; a line's confidence is its words' mean.
 pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
-    let mut lines: Vec<((u32, u32, u32, u32), Vec<(String, f32)>)> = Vec::new();
+    /// (page, block, paragraph, line) and the line's words with their confidences.
+    type Line = ((u32, u32, u32, u32), Vec<(String, f32)>);
+    let mut lines: Vec<Line> = Vec::new();
     for row in tsv.lines().skip(1) {
         let cols: Vec<&str> = row.split('\t').collect();
         if cols.len() < 12 || cols[0] != "5" {
