@@ -1,0 +1,205 @@
+//! `POST /ProcessInvoiceOcr` as the Functions host calls it for a Service Bus message.
+//!
+//! Neither the Functions host nor Service Bus can run here; these tests post the payloads the
+//! host documents and produces (`{"Data":{…},"Metadata":{…}}`, Metadata scalars as
+//! JSON-serialised strings, the body JSON-encoded once or twice or base64, chunked transfer)
+//! and assert the outcome rules: 2xx completes, non-2xx makes the host retry.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::{Value, json};
+
+/// Registers `invoice` with a registration that matches the fixture's content.
+async fn register(app: &TestApp, file: &str, bytes: &[u8], serial: &str) -> (String, Value) {
+    let form = Form::new()
+        .text("brand", "Apple")
+        .text("model", "MacBook Air")
+        .text("serialNumber", serial)
+        .text("purchaseDate", "2026-03-15")
+        .file("invoice", file, "application/octet-stream", bytes);
+    let resp = app.post_form("alice", form).await;
+    assert_eq!(resp.status(), 201);
+    let card: Value = resp.json().await.unwrap();
+    let id = card["id"].as_str().unwrap().to_owned();
+    let body: String =
+        app.db().query_row("SELECT body FROM ocr_queue WHERE product_id = ?1", [&id], |r| r.get(0)).unwrap();
+    (id, serde_json::from_str(&body).unwrap())
+}
+
+fn payload(data: Value, delivery: u32, message_id: &str) -> Value {
+    json!({
+        "Data": { "message": data },
+        "Metadata": {
+            "DeliveryCount": delivery.to_string(),
+            "MessageId": serde_json::to_string(message_id).unwrap(),
+            "EnqueuedTimeUtc": "\"2026-11-24T10:00:00Z\"",
+            "sys": { "MethodName": "ProcessInvoiceOcr", "UtcNow": "2026-11-24T10:00:01Z" }
+        }
+    })
+}
+
+/// Posts with chunked transfer encoding (a streamed body has no Content-Length).
+async fn invoke(app: &TestApp, payload: &Value) -> (u16, Value) {
+    let bytes = payload.to_string().into_bytes();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(7).map(|c| Ok(c.to_vec())).collect();
+    let resp = app
+        .client
+        .post(format!("{}/ProcessInvoiceOcr", app.base))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["Outputs"], json!({}), "{body}");
+    assert!(body["Logs"].is_array());
+    assert!(body["ReturnValue"].is_null());
+    (status, body)
+}
+
+async fn ocr_of(app: &TestApp, id: &str) -> Value {
+    app.get("alice", &format!("/api/products/{id}")).await.json::<Value>().await.unwrap()["ocr"].clone()
+}
+
+#[tokio::test]
+async fn every_body_encoding_the_host_uses_is_accepted() {
+    let app = spawn_app().await;
+    let pdf = fixture("invoice.pdf");
+    let encodings: Vec<(&str, Box<dyn Fn(&Value) -> Value>)> = vec![
+        ("object", Box::new(|e: &Value| e.clone())),
+        ("json once", Box::new(|e: &Value| Value::String(e.to_string()))),
+        ("json twice", Box::new(|e: &Value| Value::String(Value::String(e.to_string()).to_string()))),
+        (
+            "base64 (dataType binary)",
+            Box::new(|e: &Value| Value::String(base64::engine::general_purpose::STANDARD.encode(e.to_string()))),
+        ),
+    ];
+    for (i, (what, encode)) in encodings.iter().enumerate() {
+        let (id, event) = register(&app, "invoice.pdf", &pdf, &format!("C02XK0ABJGH{i}")).await;
+        let (status, body) = invoke(&app, &payload(encode(&event), 1, event["messageId"].as_str().unwrap())).await;
+        assert_eq!(status, 200, "{what}: {body}");
+        let ocr = ocr_of(&app, &id).await;
+        assert_eq!(ocr["engine"], "pdf-text", "{what}");
+        assert_eq!(ocr["attempts"], 1);
+        assert_eq!(ocr["fields"]["invoiceDate"]["value"], "2026-03-15", "{what}: {ocr}");
+        assert_eq!(ocr["fields"]["total"]["value"], "1199.00", "{what}: {ocr}");
+        assert!(ocr["processedAt"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
+    let app = spawn_app().await;
+    let pdf = fixture("invoice.pdf"); // Apple MacBook Air, C02XK0ABJGH5, 2026-03-15
+    let (id, event) = register(&app, "invoice.pdf", &pdf, "C02XK0ABJGH5").await;
+    assert_eq!(invoke(&app, &payload(event.clone(), 1, "m1")).await.0, 200);
+    let ocr = ocr_of(&app, &id).await;
+    assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert_eq!(
+        ocr["matches"],
+        json!({"purchaseDate": "matched", "serialNumber": "matched", "brand": "matched", "model": "matched"})
+    );
+
+    // Same invoice, registered with another serial number: it does not prove this product.
+    let (id2, event2) = register(&app, "invoice.pdf", &pdf, "C02XK0ZZZZZ9").await;
+    assert_eq!(invoke(&app, &payload(event2, 1, "m2")).await.0, 200);
+    let ocr = ocr_of(&app, &id2).await;
+    assert_eq!(ocr["status"], "needs_review");
+    assert_eq!(ocr["matches"]["serialNumber"], "not_found");
+}
+
+#[tokio::test]
+async fn a_redelivered_message_is_not_processed_twice() {
+    let app = spawn_app().await;
+    let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
+    assert_eq!(invoke(&app, &payload(event.clone(), 1, "m1")).await.0, 200);
+    let first = ocr_of(&app, &id).await;
+    let (status, body) = invoke(&app, &payload(event, 2, "m1")).await;
+    assert_eq!(status, 200);
+    assert!(body["Logs"][0].as_str().unwrap().contains("already_processed"), "{body}");
+    assert_eq!(ocr_of(&app, &id).await, first, "nothing changed, attempts included");
+}
+
+#[tokio::test]
+async fn unreadable_invoices_are_recorded_as_failed_and_not_retried() {
+    let app = spawn_app().await;
+    let mut corrupt = b"%PDF-1.7\n".to_vec();
+    corrupt.extend_from_slice(b"this is not a PDF body at all \x00\x01\x02");
+    let zero_pages = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec();
+    // The standard security handler with a user password we do not know.
+    let encrypted = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n\
+3 0 obj << /Filter /Standard /V 2 /R 3 /Length 128 /P -3904 /O <0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef> /U <fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210> >> endobj\n\
+trailer << /Root 1 0 R /Encrypt 3 0 R /ID [<00112233445566778899aabbccddeeff><00112233445566778899aabbccddeeff>] >>\n%%EOF\n"
+        .to_vec();
+    for (i, (bytes, reason)) in
+        [(corrupt, "invoice_unreadable"), (zero_pages, "invoice_no_pages"), (encrypted, "invoice_encrypted")]
+            .into_iter()
+            .enumerate()
+    {
+        let (id, event) = register(&app, "bad.pdf", &bytes, &format!("C02XK0ABJGH{i}")).await;
+        let (status, _) = invoke(&app, &payload(event, 1, "m")).await;
+        assert_eq!(status, 200, "{reason}: a permanent failure is not retried");
+        let ocr = ocr_of(&app, &id).await;
+        assert_eq!(ocr["status"], "failed", "{reason}");
+        assert_eq!(ocr["failureReason"], reason, "{ocr}");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_product_completes_the_message() {
+    let app = spawn_app().await;
+    let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
+    app.db().execute("DELETE FROM products WHERE id = ?1", [&id]).unwrap();
+    let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
+    assert_eq!(status, 200);
+    assert!(body["Logs"][0].as_str().unwrap().contains("product_deleted"));
+}
+
+#[tokio::test]
+async fn a_locked_database_is_transient_and_the_retry_succeeds() {
+    let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
+    let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
+    let blocker = app.db();
+    blocker.execute_batch("BEGIN EXCLUSIVE; UPDATE products SET user_id = user_id;").unwrap();
+    let (status, _) = invoke(&app, &payload(event.clone(), 1, "m")).await;
+    assert_eq!(status, 503, "the host must abandon and redeliver");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let (status, _) = invoke(&app, &payload(event, 2, "m")).await;
+    assert_eq!(status, 200);
+    assert_eq!(ocr_of(&app, &id).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
+    let app = spawn_with(|s| s.tesseract_path = "/nonexistent/tesseract".into()).await;
+    let (id, event) = register(&app, "invoice.png", &fixture("invoice.png"), "C02XK0ABJGH5").await;
+    let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
+    assert_eq!(status, 503, "{body}");
+    let ocr = ocr_of(&app, &id).await;
+    assert_eq!(ocr["status"], "failed");
+    assert_eq!(ocr["failureReason"], "ocr_engine_unavailable");
+    let health: Value = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap().json().await.unwrap();
+    let tesseract = health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "tesseract").unwrap().clone();
+    assert_eq!(tesseract["available"], false, "{health}");
+    // PDFs with a text layer still work without Tesseract.
+    let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH6").await;
+    assert_eq!(invoke(&app, &payload(event, 1, "m2")).await.0, 200);
+    assert_eq!(ocr_of(&app, &id).await["engine"], "pdf-text");
+}
+
+#[tokio::test]
+async fn malformed_invocations_are_refused_so_they_dead_letter() {
+    let app = spawn_app().await;
+    for bad in [
+        json!({"Data": {"message": "not json, not base64!"}}),
+        json!({"Data": {"message": {"foo": 1}}}),
+        json!({"Metadata": {}}),
+    ] {
+        let (status, _) = invoke(&app, &bad).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+}
