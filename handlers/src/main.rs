@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use warranty::adapters::embedded::queue::SqliteOcrQueue;
 use warranty::configuration::Settings;
 use warranty::http::auth;
 use warranty::startup::{Application, shutdown_signal};
@@ -30,6 +31,67 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Inspect and replay the embedded default's OCR queue (one JSON object per line).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Messages waiting or in flight.
+    List,
+    /// Messages that exhausted their deliveries, with the reason.
+    DeadLetters,
+    /// Moves a dead-lettered message back to the queue with a fresh delivery count.
+    Requeue {
+        /// The message id (`{productId}:invoice:{version}`).
+        message_id: String,
+    },
+}
+
+fn queue_command(settings: &Settings, action: QueueAction) -> ExitCode {
+    let db = settings.data_dir.join("warranty.sqlite3");
+    if !db.exists() {
+        eprintln!("no database at {} (set WARRANTY_DATA_DIR)", db.display());
+        return ExitCode::FAILURE;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let queue = match SqliteOcrQueue::open(&db) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = match action {
+            QueueAction::List => queue.list().await.map(|rows| {
+                rows.iter().for_each(|r| println!("{}", serde_json::to_string(r).expect("json")));
+                true
+            }),
+            QueueAction::DeadLetters => queue.dead_letters().await.map(|rows| {
+                rows.iter().for_each(|r| println!("{}", serde_json::to_string(r).expect("json")));
+                true
+            }),
+            QueueAction::Requeue { message_id } => queue.requeue(&message_id).await.inspect(|moved| {
+                if *moved {
+                    println!("requeued {message_id}");
+                } else {
+                    eprintln!("{message_id} is not in the dead-letter table");
+                }
+            }),
+        };
+        match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -68,6 +130,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Queue { action } => queue_command(&cli.settings, action),
         Command::Serve => {
             warranty::telemetry::init();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -3,6 +3,7 @@
 //! SIGTERM. The host itself cannot run here; this follows its documented contract.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -111,4 +112,115 @@ fn a_bad_setting_stops_start_up_with_a_message() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A crash while a message is in flight: the process is killed (SIGKILL, no shutdown code runs)
+/// while the OCR of a registered invoice is running; after a restart the message's lock expires
+/// and it is delivered again, and the card ends up read.
+#[test]
+fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marker = dir.path().join("ocr-started");
+    // Stands in for tesseract during the first run only: it records that OCR started, then
+    // hangs, so the kill lands mid-delivery. Probes (--version, --list-langs) go to the real one.
+    let hang = dir.path().join("hanging-tesseract");
+    std::fs::write(
+        &hang,
+        "#!/bin/sh\ncase \"$1\" in --version|--list-langs) exec tesseract \"$@\";; esac\necho $$ > \"$OCR_MARKER\"\nexec sleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let start = |tesseract: &Path, port: u16| {
+        Command::new(BIN)
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("WARRANTY_DATA_DIR", &data)
+            .env("WARRANTY_DEV_JWT_SECRET", "crash-test-secret")
+            .env("WARRANTY_TESSERACT_PATH", tesseract)
+            .env("WARRANTY_OCR_DISPATCHER", "true")
+            .env("WARRANTY_OCR_LOCK_SECS", "2")
+            .env("OCR_MARKER", &marker)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_ready = |port: u16| {
+        let t = Instant::now();
+        while http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_none() {
+            assert!(t.elapsed() < Duration::from_secs(30), "not ready");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    let token = warranty::http::auth::dev_token(b"crash-test-secret", "alice", Duration::from_secs(600));
+
+    let port = free_port();
+    let mut first = start(&hang, port);
+    wait_ready(port);
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/invoice.png")).unwrap();
+    let boundary = "crashBoundary";
+    let mut body = Vec::new();
+    for (k, v) in
+        [("brand", "Apple"), ("model", "MacBook Air"), ("serialNumber", "C02XK0ABJGH5"), ("purchaseDate", "2026-03-15")]
+    {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").bytes());
+    }
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"i.png\"\r\n\r\n").bytes(),
+    );
+    body.extend(&png);
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(
+        format!(
+            "POST /api/products HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let location = resp.lines().find_map(|l| l.strip_prefix("location: ")).unwrap().trim().to_owned();
+
+    // The delivery is in flight: OCR started.
+    let t = Instant::now();
+    while !marker.exists() || std::fs::read_to_string(&marker).unwrap().trim().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(30), "OCR never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let hung_pid = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
+    let _ = Command::new("kill").args(["-KILL", &hung_pid]).status();
+
+    let port = free_port();
+    let mut second = start(Path::new("tesseract"), port);
+    wait_ready(port);
+    let t = Instant::now();
+    let ocr = loop {
+        let (_, resp) = http(
+            port,
+            &format!(
+                "GET {location} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+            ),
+        )
+        .unwrap();
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        let card: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        if card["ocr"]["status"] == "completed" || card["ocr"]["status"] == "failed" {
+            break card["ocr"].clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "never redelivered: {card}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert_eq!(ocr["attempts"], 2, "one attempt died with the process, the redelivery finished: {ocr}");
 }

@@ -1,0 +1,115 @@
+//! The embedded default end to end: registration over HTTP → durable queue → local dispatcher
+//! → `/ProcessInvoiceOcr` → the card, observed through the public API only; plus retries,
+//! dead-lettering and replay through the `warranty queue` commands.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// Polls the card (public API only) until its OCR status is final.
+async fn final_ocr(app: &TestApp, user: &str, location: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let card: Value = app.get(user, location).await.json().await.unwrap();
+        let status = card["ocr"]["status"].as_str().unwrap_or_default().to_owned();
+        if matches!(status.as_str(), "completed" | "needs_review" | "failed") {
+            return card["ocr"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "OCR never finished: {card}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_registered_scan_moves_from_queued_to_completed() {
+    let app = spawn_with(|s| s.ocr_dispatcher = true).await;
+    let truth: Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/ground-truth.json")).unwrap(),
+    )
+    .unwrap();
+    let inv = truth["invoices"].as_array().unwrap().iter().find(|i| i["kind"] == "scanned").unwrap();
+    let bytes = std::fs::read(format!("{}/tests/corpus/{}", env!("CARGO_MANIFEST_DIR"), inv["file"].as_str().unwrap()))
+        .unwrap();
+    let r = &inv["registration"];
+    let form = Form::new()
+        .text("brand", r["brand"].as_str().unwrap())
+        .text("model", r["model"].as_str().unwrap())
+        .text("serialNumber", r["serialNumber"].as_str().unwrap())
+        .text("purchaseDate", r["purchaseDate"].as_str().unwrap())
+        .file("invoice", "scan.pdf", "application/pdf", &bytes);
+    let resp = app.post_form("alice", form).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let card: Value = resp.json().await.unwrap();
+    assert_eq!(card["ocr"]["status"], "queued");
+
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert_eq!(ocr["engine"], "tesseract");
+    assert_eq!(ocr["fields"]["invoiceDate"]["value"], inv["fields"]["invoiceDate"]);
+    assert_eq!(ocr["fields"]["total"]["value"], inv["fields"]["total"]);
+    assert!(ocr["fields"]["total"]["confidence"].as_f64().unwrap() >= 0.99, "cross-checked: {ocr}");
+    assert_eq!(ocr["attempts"], 1);
+    assert_eq!(app.count("ocr_queue"), 0, "the message was completed");
+}
+
+#[tokio::test]
+async fn failing_deliveries_back_off_dead_letter_and_replay() {
+    let app = spawn_with(|s| {
+        s.ocr_dispatcher = true;
+        s.tesseract_path = "/nonexistent/tesseract".into();
+        s.ocr_max_delivery_count = 3;
+        s.ocr_retry_base_ms = 20;
+    })
+    .await;
+    let resp = app
+        .post_form(
+            "alice",
+            Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.png")),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let dead = || {
+        app.db()
+            .query_row("SELECT delivery_count, reason FROM ocr_dead_letters WHERE product_id = ?1", [&id], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+            })
+            .ok()
+    };
+    eventually("the message is dead-lettered", || dead().is_some()).await;
+    let (deliveries, reason) = dead().unwrap();
+    assert_eq!(deliveries, 3);
+    assert!(reason.starts_with("MaxDeliveryCountExceeded"), "{reason}");
+    assert_eq!(app.count("ocr_queue"), 0);
+    let card: Value = app.get("alice", &format!("/api/products/{id}")).await.json().await.unwrap();
+    assert_eq!(card["ocr"]["failureReason"], "ocr_engine_unavailable");
+    assert_eq!(card["ocr"]["attempts"], 3);
+
+    // The operator sees it and replays it.
+    let bin = env!("CARGO_BIN_EXE_warranty");
+    let data = app.dir.path();
+    let out = Command::new(bin).args(["queue", "dead-letters"]).env("WARRANTY_DATA_DIR", data).output().unwrap();
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let message_id = format!("{id}:invoice:1");
+    assert!(listed.contains(&message_id), "{listed}");
+    let out =
+        Command::new(bin).args(["queue", "requeue", &message_id]).env("WARRANTY_DATA_DIR", data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(app.count("ocr_dead_letters"), 0);
+    // Requeuing something that is not dead-lettered is an error.
+    let out = Command::new(bin)
+        .args(["queue", "requeue", "no-such-message"])
+        .env("WARRANTY_DATA_DIR", data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Still no engine: it comes back to the dead-letter table after three more deliveries.
+    eventually("dead-lettered again", || dead().is_some()).await;
+    let out = Command::new(bin).args(["queue", "list"]).env("WARRANTY_DATA_DIR", data).output().unwrap();
+    assert!(out.status.success());
+}
