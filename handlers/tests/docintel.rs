@@ -1,0 +1,161 @@
+//! The Document Intelligence adapter against the documented REST contract of
+//! `prebuilt-invoice` (api-version 2024-11-30).
+//!
+//! No Document Intelligence service is reachable here. A loopback server plays it, answering
+//! with the documented shapes: `202 Accepted` + `Operation-Location` + `Retry-After` on
+//! analyze, then `running` and `succeeded` with `analyzeResult.documents[0].fields` on polls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use warp::Filter;
+use warp::http::{Response, StatusCode};
+use warranty::adapters::ocr::docintel::{Credential, DocumentIntelligence};
+use warranty::domain::ocr::{Amount, OcrEngineKind};
+use warranty::ports::{ReadError, Reading};
+
+fn succeeded() -> Value {
+    json!({
+        "status": "succeeded",
+        "createdDateTime": "2026-11-24T10:00:00Z",
+        "lastUpdatedDateTime": "2026-11-24T10:00:02Z",
+        "analyzeResult": {
+            "apiVersion": "2024-11-30",
+            "modelId": "prebuilt-invoice",
+            "content": "Elektro Becker GmbH\nRechnung RE-482913\nApple MacBook Air 13 S/N C02XK0ABJGH5\nGesamtbetrag 1.426,81 EUR",
+            "documents": [{
+                "docType": "invoice",
+                "confidence": 0.99,
+                "fields": {
+                    "InvoiceId": {"type": "string", "valueString": "RE-482913", "content": "RE-482913", "confidence": 0.97},
+                    "InvoiceDate": {"type": "date", "valueDate": "2026-03-15", "content": "15.03.2026", "confidence": 0.96},
+                    "VendorName": {"type": "string", "valueString": "Elektro Becker GmbH", "confidence": 0.93},
+                    "SubTotal": {"type": "currency", "valueCurrency": {"amount": 1199.0, "currencyCode": "EUR", "currencySymbol": "€"}, "confidence": 0.95},
+                    "TotalTax": {"type": "currency", "valueCurrency": {"amount": 227.81, "currencyCode": "EUR"}, "confidence": 0.94},
+                    "InvoiceTotal": {"type": "currency", "valueCurrency": {"amount": 1426.81, "currencyCode": "EUR"}, "confidence": 0.98},
+                    "Items": {"type": "array", "valueArray": [{
+                        "type": "object", "confidence": 0.9,
+                        "valueObject": {
+                            "Description": {"type": "string", "valueString": "Apple MacBook Air 13", "confidence": 0.9},
+                            "Quantity": {"type": "number", "valueNumber": 1, "confidence": 0.9},
+                            "Amount": {"type": "currency", "valueCurrency": {"amount": 1199.0, "currencyCode": "EUR"}, "confidence": 0.9}
+                        }
+                    }]}
+                }
+            }]
+        }
+    })
+}
+
+struct FakeService {
+    base: String,
+    polls: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// `analyze_status` is what the analyze call answers; polls answer `running` once, then `final_body`.
+async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let op = format!(
+        "{base}/documentintelligence/documentModels/prebuilt-invoice/analyzeResults/abc-123?api-version=2024-11-30"
+    );
+    let analyze = warp::post()
+        .and(warp::path!("documentintelligence" / "documentModels" / String))
+        .and(warp::query::raw())
+        .and(warp::header::optional::<String>("ocp-apim-subscription-key"))
+        .and(warp::body::json())
+        .map(move |model: String, query: String, key: Option<String>, body: Value| {
+            let mut r = Response::builder();
+            let ok = model == "prebuilt-invoice:analyze"
+                && query == "api-version=2024-11-30"
+                && key.as_deref() == Some("test-key")
+                && body["base64Source"].as_str().is_some_and(|b| !b.is_empty());
+            if !ok {
+                return r
+                    .status(StatusCode::BAD_REQUEST)
+                    .body(Bytes::from_static(b"{\"error\":{\"code\":\"InvalidRequest\"}}"))
+                    .unwrap();
+            }
+            r = r.status(StatusCode::from_u16(analyze_status).unwrap());
+            if analyze_status == 202 {
+                r = r.header("operation-location", op.clone()).header("retry-after", "0");
+            }
+            let body = if analyze_status == 202 {
+                Bytes::new()
+            } else {
+                Bytes::from(json!({"error": {"code": "Err", "innererror": {"code": "InvalidContent"}}}).to_string())
+            };
+            r.body(body).unwrap()
+        });
+    let p = polls.clone();
+    let poll = warp::get()
+        .and(warp::path!("documentintelligence" / "documentModels" / "prebuilt-invoice" / "analyzeResults" / String))
+        .map(move |_id: String| {
+            let n = p.fetch_add(1, Ordering::SeqCst);
+            let body = if n == 0 { json!({"status": "running"}) } else { final_body.clone() };
+            Response::builder().status(200).header("retry-after", "0").body(Bytes::from(body.to_string())).unwrap()
+        });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(analyze.or(poll))
+            .incoming(listener)
+            .graceful(async {
+                let _ = rx.await;
+            })
+            .run(),
+    );
+    FakeService { base, polls, _stop: tx }
+}
+
+fn client(base: &str) -> DocumentIntelligence {
+    DocumentIntelligence::new(base, Credential::Key("test-key".into()), Duration::from_secs(10))
+}
+
+#[tokio::test]
+async fn a_prebuilt_invoice_analysis_maps_to_our_fields() {
+    let svc = fake(202, succeeded()).await;
+    let reading = client(&svc.base).analyze(Bytes::from_static(b"%PDF-1.7 ..."), "application/pdf").await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::DocumentIntelligence);
+    assert_eq!(svc.polls.load(Ordering::SeqCst), 2, "polled until succeeded");
+    let Reading::Structured { fields, text } = reading.reading else { panic!("structured") };
+    assert_eq!(fields.invoice_number.as_ref().unwrap().value, "RE-482913");
+    assert!((fields.invoice_number.unwrap().confidence - 0.97).abs() < 1e-6);
+    assert_eq!(fields.invoice_date.unwrap().value.to_string(), "2026-03-15");
+    assert_eq!(fields.seller.unwrap().value, "Elektro Becker GmbH");
+    assert_eq!(fields.currency.unwrap().value, "EUR");
+    assert_eq!(fields.total.unwrap().value, Amount(142_681));
+    assert_eq!(fields.tax.unwrap().value, Amount(22_781));
+    assert_eq!(fields.line_items.len(), 1);
+    assert_eq!(fields.line_items[0].amount, Some(Amount(119_900)));
+    assert!(text.contains("C02XK0ABJGH5"));
+}
+
+#[tokio::test]
+async fn service_errors_are_classified_for_the_retry_rules() {
+    // 429 (throttled) and 5xx: transient, the message comes back.
+    let svc = fake(429, succeeded()).await;
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    assert!(matches!(e, ReadError::Transient(_)), "{e}");
+    // 400 InvalidContent: the file is the problem, permanent.
+    let svc = fake(400, succeeded()).await;
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    assert!(matches!(e, ReadError::Permanent { reason: "invoice_unreadable", .. }), "{e}");
+    // 401: misconfiguration, the engine is unavailable.
+    let svc = fake(401, succeeded()).await;
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    assert!(matches!(e, ReadError::EngineUnavailable(_)), "{e}");
+    // A failed analysis is permanent.
+    let svc = fake(202, json!({"status": "failed", "error": {"code": "InternalServerError"}})).await;
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    assert!(matches!(e, ReadError::Permanent { .. }), "{e}");
+    // A wrong key is refused by the service: our adapter must send the configured one.
+    let svc = fake(202, succeeded()).await;
+    let wrong = DocumentIntelligence::new(&svc.base, Credential::Key("other".into()), Duration::from_secs(5));
+    assert!(wrong.analyze(Bytes::from_static(b"x"), "image/png").await.is_err());
+}
