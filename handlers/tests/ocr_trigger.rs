@@ -69,7 +69,8 @@ async fn ocr_of(app: &TestApp, id: &str) -> Value {
 async fn every_body_encoding_the_host_uses_is_accepted() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
-    let encodings: Vec<(&str, Box<dyn Fn(&Value) -> Value>)> = vec![
+    type Encode = Box<dyn Fn(&Value) -> Value>;
+    let encodings: Vec<(&str, Encode)> = vec![
         ("object", Box::new(|e: &Value| e.clone())),
         ("json once", Box::new(|e: &Value| Value::String(e.to_string()))),
         ("json twice", Box::new(|e: &Value| Value::String(Value::String(e.to_string()).to_string()))),

@@ -30,6 +30,9 @@ struct Args {
     /// Process starts measured for the readiness figure.
     #[arg(long, default_value_t = 10)]
     starts: usize,
+    /// Skip the registration load and measure only OCR.
+    #[arg(long)]
+    ocr_only: bool,
 }
 
 const SECRET: &str = "bench-secret";
@@ -160,6 +163,12 @@ async fn main() {
     let bin = server_binary();
     let token = warranty::http::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
     println!("# warranty benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    if args.ocr_only {
+        println!("command: cargo run --release --bin bench -- --ocr-only");
+        ocr_bench(&bin).await;
+        return;
+    }
+
     println!(
         "command: cargo run --release --bin bench -- --seconds {} --clients {} --starts {}",
         args.seconds, args.clients, args.starts
@@ -283,6 +292,183 @@ async fn main() {
         t.elapsed().as_secs_f64(),
         status_kib(pid, "VmHWM:") as f64 / 1024.0,
         before as f64 / 1024.0
+    );
+    drop(server);
+
+    ocr_bench(&bin).await;
+}
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+/// Runs a command to completion, sampling its peak RSS (VmHWM) from /proc while it runs.
+fn run_sampling_peak(cmd: &mut Command) -> (Duration, u64) {
+    let t = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawns");
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(status_kib(pid, "VmHWM:"));
+        if child.try_wait().expect("waits").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (t.elapsed(), peak)
+}
+
+/// OCR figures: per-page latency by kind (in process, release build), the Tesseract child's
+/// peak RSS, and the whole corpus through a running server (register → queue → dispatcher →
+/// OCR → card) with the server's peak RSS.
+async fn ocr_bench(bin: &PathBuf) {
+    use warranty::adapters::ocr::tesseract::TesseractConfig;
+    use warranty::adapters::ocr::{InvoiceReaders, ReaderLimits};
+    use warranty::ports::InvoiceReader;
+
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(corpus_dir().join("ground-truth.json")).expect("ground truth"))
+            .expect("json");
+    let invoices = truth["invoices"].as_array().expect("invoices").clone();
+    let scratch = scratch_dir();
+    let readers = InvoiceReaders::new(
+        TesseractConfig {
+            tesseract: "tesseract".into(),
+            pdftoppm: "pdftoppm".into(),
+            languages: "deu+fra+eng".into(),
+            timeout: Duration::from_secs(60),
+            dpi: 200,
+            scratch: scratch.clone(),
+        },
+        None,
+        ReaderLimits::default(),
+    );
+    let mut per_kind: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    for inv in &invoices {
+        let file = inv["file"].as_str().expect("file");
+        let kind = match file.rsplit('.').next() {
+            Some("pdf") => warranty::domain::InvoiceKind::Pdf,
+            Some("jpg") => warranty::domain::InvoiceKind::Jpeg,
+            _ => warranty::domain::InvoiceKind::Png,
+        };
+        let bytes = bytes::Bytes::from(std::fs::read(corpus_dir().join(file)).expect("corpus file"));
+        let rounds = if matches!(inv["kind"].as_str(), Some("digital" | "facturx")) { 50 } else { 1 };
+        for _ in 0..rounds {
+            let t = Instant::now();
+            readers.read(kind, bytes.clone()).await.expect("readable");
+            per_kind.entry(inv["kind"].as_str().unwrap_or("?").to_owned()).or_default().push(t.elapsed());
+        }
+    }
+    for (kind, mut times) in per_kind {
+        times.sort();
+        println!(
+            "OCR latency per one-page invoice, {kind:<8}: median {:.2} ms, max {:.2} ms ({} runs)",
+            percentile(&times, 0.5),
+            times.last().expect("runs").as_secs_f64() * 1000.0,
+            times.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let photo = invoices.iter().find(|i| i["kind"] == "photo").expect("a photo");
+    let (took, peak) = run_sampling_peak(
+        Command::new("tesseract")
+            .arg(corpus_dir().join(photo["file"].as_str().expect("file")))
+            .args(["stdout", "-l", "deu+fra+eng", "--psm", "4", "tsv"])
+            .env("OMP_THREAD_LIMIT", "1"),
+    );
+    println!(
+        "tesseract child on a photo ({}): {:.0} ms, peak RSS {:.1} MiB",
+        photo["file"],
+        took.as_secs_f64() * 1000.0,
+        peak as f64 / 1024.0
+    );
+
+    // The corpus through a running server (the guard stops it even if an assertion fails).
+    let dir = scratch_dir();
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("WARRANTY_DATA_DIR", &dir)
+        .env("WARRANTY_DEV_JWT_SECRET", SECRET)
+        .env("WARRANTY_OCR_DISPATCHER", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("server");
+    let server = Server { child, port, dir };
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    while client.get(format!("{base}/")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = Instant::now();
+    // The corpus reuses products (invoice 12 is another Apple with the same serial): one
+    // user per invoice keeps them apart, as different buyers would be.
+    let users: Vec<String> = (0..invoices.len()).map(|i| format!("corpus-user-{i}")).collect();
+    for (inv, user) in invoices.iter().zip(&users) {
+        let token = &warranty::http::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
+        let r = &inv["registration"];
+        let file = inv["file"].as_str().expect("file");
+        let bytes = std::fs::read(corpus_dir().join(file)).expect("corpus file");
+        let b = "----ocrBench";
+        let mut body = Vec::new();
+        for k in ["brand", "model", "serialNumber", "purchaseDate"] {
+            body.extend(
+                format!(
+                    "--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{}\r\n",
+                    r[k].as_str().expect("field")
+                )
+                .bytes(),
+            );
+        }
+        body.extend(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"{file}\"\r\n\r\n").bytes(),
+        );
+        body.extend(bytes);
+        body.extend(format!("\r\n--{b}--\r\n").bytes());
+        let resp = client
+            .post(format!("{base}/api/products"))
+            .bearer_auth(token)
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(body)
+            .send()
+            .await
+            .expect("registers");
+        assert_eq!(resp.status(), 201, "{file}");
+    }
+    let (completed, all) = loop {
+        let mut statuses = Vec::new();
+        for user in &users {
+            let token = warranty::http::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
+            let page: serde_json::Value = client
+                .get(format!("{base}/api/products"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("lists")
+                .json()
+                .await
+                .expect("json");
+            statuses.extend(
+                page["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|c| c["ocr"]["status"].as_str().unwrap_or("").to_owned()),
+            );
+        }
+        if statuses.iter().all(|s| matches!(s.as_str(), "completed" | "needs_review" | "failed")) {
+            break (statuses.iter().filter(|s| *s == "completed").count(), statuses.len());
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "OCR did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "corpus through the server (register → queue → dispatcher → OCR → card): {all} invoices in {:.1} s, {completed} completed, server peak RSS {:.1} MiB",
+        t.elapsed().as_secs_f64(),
+        status_kib(server.child.id(), "VmHWM:") as f64 / 1024.0
     );
     drop(server);
 }
