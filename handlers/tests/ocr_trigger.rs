@@ -204,3 +204,76 @@ async fn malformed_invocations_are_refused_so_they_dead_letter() {
         assert_eq!(status, 400, "{bad}");
     }
 }
+
+/// A PNG whose header claims a 20000 × 20000 image: refused from the header alone.
+fn huge_png() -> Vec<u8> {
+    let mut png = fixture("invoice.png");
+    png[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+    png
+}
+
+/// A valid PDF with `n` empty pages.
+fn pdf_with_pages(n: usize) -> Vec<u8> {
+    let mut objs = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {n} >>",
+            (0..n).map(|i| format!("{} 0 R", i + 3)).collect::<Vec<_>>().join(" ")
+        ),
+    ];
+    for _ in 0..n {
+        objs.push("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>".into());
+    }
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).bytes());
+    for off in offsets {
+        out.extend(format!("{off:010} 00000 n \n").bytes());
+    }
+    out.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1).bytes());
+    out
+}
+
+#[tokio::test]
+async fn hostile_inputs_hit_the_limits_not_the_worker() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Stands in for a tesseract that never finishes (probes go to the real one).
+    let hang = dir.path().join("slow-tesseract");
+    std::fs::write(
+        &hang,
+        "#!/bin/sh\ncase \"$1\" in --version|--list-langs) exec tesseract \"$@\";; esac\nexec sleep 60\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = spawn_with(|s| {
+        s.ocr_max_pages = 5;
+        s.ocr_timeout_secs = 1;
+        s.tesseract_path = hang.clone();
+    })
+    .await;
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("huge.png", huge_png(), "invoice_image_too_large"),
+        ("pages.pdf", pdf_with_pages(6), "invoice_too_many_pages"),
+        ("slow.png", fixture("invoice.png"), "ocr_timeout"),
+    ];
+    for (i, (file, bytes, reason)) in cases.into_iter().enumerate() {
+        let (id, event) = register(&app, file, &bytes, &format!("C02XK0ABJGH{i}")).await;
+        let started = std::time::Instant::now();
+        let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
+        assert_eq!(status, 200, "{reason}: {body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{reason}: the limit cut it short");
+        let ocr = ocr_of(&app, &id).await;
+        assert_eq!((ocr["status"].as_str(), ocr["failureReason"].as_str()), (Some("failed"), Some(reason)), "{ocr}");
+    }
+    // A page count within the limit is not refused for its count (empty pages: nothing to read).
+    let (id, event) = register(&app, "five.pdf", &pdf_with_pages(5), "C02XK0ABJGH9").await;
+    invoke(&app, &payload(event, 1, "m")).await;
+    assert_ne!(ocr_of(&app, &id).await["failureReason"], "invoice_too_many_pages");
+}
