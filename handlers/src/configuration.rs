@@ -53,6 +53,24 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_JWT_USER_CLAIM", default_value = "sub")]
     pub jwt_user_claim: String,
 
+    /// Where invoices are stored: `files` (under the data directory) or `blob` (Azure Blob
+    /// Storage, or Azurite locally).
+    #[arg(long, env = "WARRANTY_INVOICE_STORE", default_value = "files", value_parser = ["files", "blob"])]
+    pub invoice_store: String,
+
+    /// Blob service URL for the managed identity (Functions identity-based connection
+    /// convention), e.g. https://<account>.blob.core.windows.net.
+    #[arg(long, env = "InvoiceStorage__blobServiceUri")]
+    pub blob_service_uri: Option<String>,
+
+    /// A storage connection string, for local use only (Azurite: `UseDevelopmentStorage=true`).
+    #[arg(long, env = "InvoiceStorage", hide_env_values = true)]
+    pub blob_connection_string: Option<String>,
+
+    /// The (private) container for invoices; created if missing.
+    #[arg(long, env = "WARRANTY_BLOB_CONTAINER", default_value = "invoices")]
+    pub blob_container: String,
+
     /// OCR engine for scans, photos and PDFs without a text layer: `local` (Tesseract) or
     /// `document-intelligence`. Embedded e-invoice XML is always read first.
     #[arg(long, env = "WARRANTY_OCR_ENGINE", default_value = "local", value_parser = ["local", "document-intelligence"])]
@@ -152,6 +170,10 @@ impl Settings {
             jwt_audience: None,
             jwt_user_claim: "sub".into(),
             dev_jwt_secret: Some("test-secret-not-for-production".into()),
+            invoice_store: "files".into(),
+            blob_service_uri: None,
+            blob_connection_string: None,
+            blob_container: "invoices".into(),
             ocr_engine: "local".into(),
             tesseract_path: "tesseract".into(),
             pdftoppm_path: "pdftoppm".into(),

@@ -31,6 +31,10 @@ pub enum StartupError {
     JwksNeedsIssuerAndAudience,
     #[error("WARRANTY_OCR_ENGINE=document-intelligence needs WARRANTY_DOCINTEL_ENDPOINT and WARRANTY_DOCINTEL_KEY")]
     DocIntelNeedsEndpoint,
+    #[error(
+        "WARRANTY_INVOICE_STORE=blob needs InvoiceStorage__blobServiceUri (managed identity) or InvoiceStorage (connection string, local only): {0}"
+    )]
+    BlobConfig(String),
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
 }
@@ -75,6 +79,35 @@ pub struct Application {
     dispatcher: Option<(SqliteOcrQueue, DispatcherConfig)>,
 }
 
+async fn invoice_store(settings: &Settings) -> Result<Arc<dyn crate::ports::InvoiceStore>, StartupError> {
+    use crate::adapters::blob::BlobInvoiceStore;
+    use crate::adapters::blob::sas::ConnectionString;
+    if settings.invoice_store == "files" {
+        return Ok(Arc::new(FileInvoiceStore::open(&settings.data_dir.join("invoices"))?));
+    }
+    let container = &settings.blob_container;
+    let store = if let Some(uri) = &settings.blob_service_uri {
+        // Production: the app's managed identity; no key anywhere.
+        let url = azure_core::http::Url::parse(&format!("{}/{container}", uri.trim_end_matches('/')))
+            .map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+        let credential = azure_identity::ManagedIdentityCredential::new(None)
+            .map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+        BlobInvoiceStore::new(url, Some(credential))?
+    } else if let Some(cs) = &settings.blob_connection_string {
+        let cs = ConnectionString::parse(cs).map_err(StartupError::BlobConfig)?;
+        // A SAS valid for a year, signed at start-up; restarting re-signs it.
+        let sas = cs
+            .container_sas_url(container, chrono::Utc::now() + chrono::Duration::days(365))
+            .map_err(StartupError::BlobConfig)?;
+        let url = azure_core::http::Url::parse(&sas).map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+        BlobInvoiceStore::new(url, None)?
+    } else {
+        return Err(StartupError::BlobConfig("neither is set".into()));
+    };
+    store.ensure_container().await?;
+    Ok(Arc::new(store))
+}
+
 fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
     let tesseract = TesseractConfig {
         tesseract: settings.tesseract_path.clone(),
@@ -102,12 +135,12 @@ impl Application {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
         let products = SqliteProductRepository::open(&dir.join("warranty.sqlite3"), settings.sqlite_busy_timeout())?;
-        let invoices = FileInvoiceStore::open(&dir.join("invoices"))?;
+        let invoices = invoice_store(settings).await?;
         let readers = Arc::new(readers(settings)?);
         let queue = products.ocr_queue();
         let services = Services {
             products: Arc::new(products),
-            invoices: Arc::new(invoices),
+            invoices,
             clock: Arc::new(SystemClock),
             catalog: Arc::new(BrandCatalog::bundled(settings.default_warranty_months)?),
             idempotency_ttl: settings.idempotency_ttl(),

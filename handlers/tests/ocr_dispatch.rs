@@ -4,6 +4,8 @@
 
 mod common;
 
+both_backends!(a_registered_scan_moves_from_queued_to_completed, failing_deliveries_back_off_dead_letter_and_replay,);
+
 use std::process::Command;
 
 use common::*;
@@ -23,7 +25,6 @@ async fn final_ocr(app: &TestApp, user: &str, location: &str) -> Value {
     }
 }
 
-#[tokio::test]
 async fn a_registered_scan_moves_from_queued_to_completed() {
     let app = spawn_with(|s| s.ocr_dispatcher = true).await;
     let truth: Value = serde_json::from_slice(
@@ -56,7 +57,6 @@ async fn a_registered_scan_moves_from_queued_to_completed() {
     assert_eq!(app.count("ocr_queue"), 0, "the message was completed");
 }
 
-#[tokio::test]
 async fn failing_deliveries_back_off_dead_letter_and_replay() {
     let app = spawn_with(|s| {
         s.ocr_dispatcher = true;

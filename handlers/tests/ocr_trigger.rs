@@ -7,6 +7,18 @@
 
 mod common;
 
+both_backends!(
+    every_body_encoding_the_host_uses_is_accepted,
+    a_matching_invoice_completes_and_a_mismatch_needs_review,
+    a_redelivered_message_is_not_processed_twice,
+    unreadable_invoices_are_recorded_as_failed_and_not_retried,
+    a_deleted_product_completes_the_message,
+    a_locked_database_is_transient_and_the_retry_succeeds,
+    a_missing_ocr_engine_fails_the_invocation_and_says_so,
+    malformed_invocations_are_refused_so_they_dead_letter,
+    hostile_inputs_hit_the_limits_not_the_worker,
+);
+
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
@@ -65,7 +77,6 @@ async fn ocr_of(app: &TestApp, id: &str) -> Value {
     app.get("alice", &format!("/api/products/{id}")).await.json::<Value>().await.unwrap()["ocr"].clone()
 }
 
-#[tokio::test]
 async fn every_body_encoding_the_host_uses_is_accepted() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
@@ -92,7 +103,6 @@ async fn every_body_encoding_the_host_uses_is_accepted() {
     }
 }
 
-#[tokio::test]
 async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf"); // Apple MacBook Air, C02XK0ABJGH5, 2026-03-15
@@ -113,7 +123,6 @@ async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
     assert_eq!(ocr["matches"]["serialNumber"], "not_found");
 }
 
-#[tokio::test]
 async fn a_redelivered_message_is_not_processed_twice() {
     let app = spawn_app().await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
@@ -125,7 +134,6 @@ async fn a_redelivered_message_is_not_processed_twice() {
     assert_eq!(ocr_of(&app, &id).await, first, "nothing changed, attempts included");
 }
 
-#[tokio::test]
 async fn unreadable_invoices_are_recorded_as_failed_and_not_retried() {
     let app = spawn_app().await;
     let mut corrupt = b"%PDF-1.7\n".to_vec();
@@ -150,7 +158,6 @@ trailer << /Root 1 0 R /Encrypt 3 0 R /ID [<00112233445566778899aabbccddeeff><00
     }
 }
 
-#[tokio::test]
 async fn a_deleted_product_completes_the_message() {
     let app = spawn_app().await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
@@ -160,7 +167,6 @@ async fn a_deleted_product_completes_the_message() {
     assert!(body["Logs"][0].as_str().unwrap().contains("product_deleted"));
 }
 
-#[tokio::test]
 async fn a_locked_database_is_transient_and_the_retry_succeeds() {
     let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
@@ -174,7 +180,6 @@ async fn a_locked_database_is_transient_and_the_retry_succeeds() {
     assert_eq!(ocr_of(&app, &id).await["status"], "completed");
 }
 
-#[tokio::test]
 async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
     let app = spawn_with(|s| s.tesseract_path = "/nonexistent/tesseract".into()).await;
     let (id, event) = register(&app, "invoice.png", &fixture("invoice.png"), "C02XK0ABJGH5").await;
@@ -192,7 +197,6 @@ async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
     assert_eq!(ocr_of(&app, &id).await["engine"], "pdf-text");
 }
 
-#[tokio::test]
 async fn malformed_invocations_are_refused_so_they_dead_letter() {
     let app = spawn_app().await;
     for bad in [
@@ -240,7 +244,6 @@ fn pdf_with_pages(n: usize) -> Vec<u8> {
     out
 }
 
-#[tokio::test]
 async fn hostile_inputs_hit_the_limits_not_the_worker() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

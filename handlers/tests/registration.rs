@@ -3,13 +3,33 @@
 
 mod common;
 
+both_backends!(
+    registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card,
+    model_overrides_and_unknown_brands_set_the_warranty_length,
+    an_expired_warranty_is_reported_as_expired,
+    every_field_rule_is_reported_with_its_code_and_nothing_is_stored,
+    all_missing_fields_are_reported_at_once_in_form_order,
+    an_executable_renamed_pdf_is_refused_with_415_and_nothing_is_stored,
+    invoices_must_be_strictly_smaller_than_10_mib,
+    a_50_mb_chunked_upload_is_refused_while_streaming,
+    a_declared_oversize_body_is_refused_before_it_is_sent,
+    the_same_user_cannot_register_the_same_brand_and_serial_twice,
+    an_idempotency_key_replays_the_first_answer,
+    concurrent_retries_with_one_key_create_one_product,
+    malformed_requests_get_4xx_problems,
+    a_failing_database_gives_503_and_removes_the_stored_invoice,
+    users_only_ever_see_their_own_products,
+    listing_pages_newest_first_with_a_continuation_token,
+    unknown_paths_and_methods_get_problems_and_the_probe_answers,
+    the_brand_catalogue_is_served_with_an_etag,
+);
+
 use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: usize = 1024 * 1024;
 
-#[tokio::test]
 async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
     let app = spawn_app().await;
     let cases = [
@@ -53,8 +73,7 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
         assert_eq!(again, card);
         let id = card["id"].as_str().unwrap();
         let ext = file.rsplit('.').next().unwrap();
-        let stored = app.invoices_root().join(format!("{id}.v1.{ext}"));
-        assert_eq!(std::fs::read(&stored).unwrap(), bytes);
+        assert_eq!(app.read_invoice(&format!("{id}.v1.{ext}")).unwrap(), bytes);
 
         // The OCR event was written with the product, with a message id derived from both.
         let (body, product): (String, String) = app
@@ -75,7 +94,6 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
     assert_eq!(app.count("ocr_queue"), 3);
 }
 
-#[tokio::test]
 async fn model_overrides_and_unknown_brands_set_the_warranty_length() {
     let app = spawn_with(|s| s.default_warranty_months = 18).await;
     let pdf = fixture("invoice.pdf");
@@ -100,7 +118,6 @@ async fn model_overrides_and_unknown_brands_set_the_warranty_length() {
     assert_eq!((status, p["code"].as_str().unwrap()), (422, "serial_format_invalid"));
 }
 
-#[tokio::test]
 async fn an_expired_warranty_is_reported_as_expired() {
     let app = spawn_app().await;
     let resp =
@@ -117,7 +134,6 @@ async fn assert_nothing_stored(app: &TestApp) {
     assert_eq!(app.invoice_files(), Vec::<std::path::PathBuf>::new());
 }
 
-#[tokio::test]
 async fn every_field_rule_is_reported_with_its_code_and_nothing_is_stored() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
@@ -193,7 +209,6 @@ async fn every_field_rule_is_reported_with_its_code_and_nothing_is_stored() {
     assert_nothing_stored(&app).await;
 }
 
-#[tokio::test]
 async fn all_missing_fields_are_reported_at_once_in_form_order() {
     let app = spawn_app().await;
     let (status, p) = problem(app.post_form("alice", Form::new()).await).await;
@@ -206,7 +221,6 @@ async fn all_missing_fields_are_reported_at_once_in_form_order() {
     assert_eq!(p["code"], "brand_missing");
 }
 
-#[tokio::test]
 async fn an_executable_renamed_pdf_is_refused_with_415_and_nothing_is_stored() {
     let app = spawn_app().await;
     let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
@@ -230,7 +244,6 @@ fn pdf_of_size(n: usize) -> Vec<u8> {
     v
 }
 
-#[tokio::test]
 async fn invoices_must_be_strictly_smaller_than_10_mib() {
     let app = spawn_app().await;
     let ok = pdf_of_size(10 * MIB - 1);
@@ -262,7 +275,6 @@ async fn read_response_head(stream: &mut tokio::net::TcpStream) -> (u16, String)
     (status, head)
 }
 
-#[tokio::test]
 async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
     let app = spawn_app().await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
@@ -310,7 +322,6 @@ async fn a_50_mb_chunked_upload_is_refused_while_streaming() {
     assert_nothing_stored(&app).await;
 }
 
-#[tokio::test]
 async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
     let app = spawn_app().await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
@@ -345,7 +356,6 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_file_behind() {
     assert_eq!(app.count("products"), 0);
 }
 
-#[tokio::test]
 async fn the_same_user_cannot_register_the_same_brand_and_serial_twice() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
@@ -366,7 +376,6 @@ async fn the_same_user_cannot_register_the_same_brand_and_serial_twice() {
     assert_eq!(app.invoice_files().len(), 2, "the refused duplicate's invoice was removed");
 }
 
-#[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
@@ -397,7 +406,6 @@ async fn an_idempotency_key_replays_the_first_answer() {
     assert_eq!((status, p["code"].as_str().unwrap()), (400, "idempotency_key_invalid"));
 }
 
-#[tokio::test]
 async fn concurrent_retries_with_one_key_create_one_product() {
     let app = std::sync::Arc::new(spawn_app().await);
     let pdf = fixture("invoice.png");
@@ -424,7 +432,6 @@ async fn concurrent_retries_with_one_key_create_one_product() {
     assert_eq!(app.invoice_files().len(), 1);
 }
 
-#[tokio::test]
 async fn malformed_requests_get_4xx_problems() {
     let app = spawn_app().await;
     let url = format!("{}/api/products", app.base);
@@ -450,7 +457,6 @@ async fn malformed_requests_get_4xx_problems() {
     assert_nothing_stored(&app).await;
 }
 
-#[tokio::test]
 async fn a_failing_database_gives_503_and_removes_the_stored_invoice() {
     let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
     // Another writer holds the database lock: our write times out like on a stuck disk.
@@ -500,7 +506,6 @@ async fn a_failing_invoice_store_gives_503_and_an_unhealthy_health_check() {
     assert_eq!(h["checks"]["productStore"]["status"], "up");
 }
 
-#[tokio::test]
 async fn users_only_ever_see_their_own_products() {
     let app = spawn_app().await;
     let resp = app
@@ -521,7 +526,6 @@ async fn users_only_ever_see_their_own_products() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
 async fn listing_pages_newest_first_with_a_continuation_token() {
     let app = spawn_app().await;
     let pdf = fixture("invoice.pdf");
@@ -562,7 +566,6 @@ async fn listing_pages_newest_first_with_a_continuation_token() {
     }
 }
 
-#[tokio::test]
 async fn unknown_paths_and_methods_get_problems_and_the_probe_answers() {
     let app = spawn_app().await;
     let root = app.client.get(format!("{}/", app.base)).send().await.unwrap();
@@ -582,7 +585,6 @@ async fn unknown_paths_and_methods_get_problems_and_the_probe_answers() {
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
 }
 
-#[tokio::test]
 async fn the_brand_catalogue_is_served_with_an_etag() {
     let app = spawn_app().await;
     let resp = app.client.get(format!("{}/api/brands", app.base)).send().await.unwrap();
@@ -601,4 +603,28 @@ async fn the_brand_catalogue_is_served_with_an_etag() {
     let cached =
         app.client.get(format!("{}/api/brands", app.base)).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(cached.status(), 304);
+}
+
+#[tokio::test]
+async fn a_failing_blob_store_gives_503_and_stores_no_product() {
+    BACKEND
+        .scope(Backend::Blob, async {
+            let app = spawn_app().await;
+            app.delete_blob_container();
+            let resp = app
+                .post_form(
+                    "alice",
+                    Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
+                )
+                .await;
+            let (status, p) = problem(resp).await;
+            assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
+            assert_eq!(app.count("products"), 0);
+            assert_eq!(app.count("ocr_queue"), 0);
+            let health = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap();
+            assert_eq!(health.status(), 503);
+            let h: Value = health.json().await.unwrap();
+            assert_eq!(h["checks"]["invoiceStore"]["status"], "down");
+        })
+        .await
 }

@@ -1,4 +1,5 @@
 //! One module per technology. The binary chooses which by configuration.
 
+pub mod blob;
 pub mod embedded;
 pub mod ocr;

@@ -10,7 +10,83 @@ use warranty::startup::Application;
 
 pub const SECRET: &str = "test-secret-not-for-production";
 
+/// Which adapters a test app runs on. The same test bodies run on each (see [`both_backends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite + files under the data directory.
+    Embedded,
+    /// Invoices in Blob Storage (Azurite, through the official crate).
+    Blob,
+}
+
+tokio::task_local! {
+    pub static BACKEND: Backend;
+}
+
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Embedded)
+}
+
+/// Runs each listed test body once per backend: `name::embedded` and `name::blob`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn embedded() {
+                    $crate::common::BACKEND.scope($crate::common::Backend::Embedded, super::$name()).await
+                }
+                #[tokio::test]
+                async fn blob() {
+                    $crate::common::BACKEND.scope($crate::common::Backend::Blob, super::$name()).await
+                }
+            }
+        )*
+    };
+}
+
+/// The blob endpoint of an Azurite for this test process: `WARRANTY_TEST_AZURITE` if set
+/// (CI starts one), else one started from `tools/azurite` on a free port, with a watchdog that
+/// stops it when this process exits.
+pub fn azurite() -> &'static str {
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(e) = std::env::var("WARRANTY_TEST_AZURITE") {
+            return e;
+        }
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/azurite/node_modules/.bin/azurite-blob");
+        assert!(bin.exists(), "Azurite is not installed: run `npm ci --prefix tools/azurite` (.ci/run does)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = format!(
+            "{} --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent --blobPort {port} & A=$!; \
+             while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill $A",
+            bin.display(),
+            std::process::id()
+        );
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Azurite starts");
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(60), "Azurite did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        format!("http://127.0.0.1:{port}/devstoreaccount1")
+    })
+}
+
+fn azurite_connection_string() -> String {
+    use warranty::adapters::blob::sas::{DEV_ACCOUNT, DEV_KEY};
+    format!("AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint={}", azurite())
+}
+
 pub struct TestApp {
+    pub backend: Backend,
+    blob_connection: Option<(String, String)>,
     pub base: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -33,7 +109,15 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_tests(dir.path().to_owned());
+    let backend = backend();
+    if backend == Backend::Blob {
+        settings.invoice_store = "blob".into();
+        settings.blob_connection_string = Some(azurite_connection_string());
+        // One container per test app: tests run in parallel against one Azurite.
+        settings.blob_container = format!("t{}", uuid::Uuid::new_v4().simple());
+    }
     configure(&mut settings);
+    let blob_connection = settings.blob_connection_string.clone().map(|c| (c, settings.blob_container.clone()));
     let app = Application::build(&settings).await.expect("app builds");
     let port = app.port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -41,6 +125,8 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = rx.await;
     }));
     TestApp {
+        backend,
+        blob_connection: (backend == Backend::Blob).then_some(blob_connection).flatten(),
         base: format!("http://127.0.0.1:{port}"),
         port,
         dir,
@@ -140,8 +226,60 @@ impl TestApp {
         self.dir.path().join("invoices")
     }
 
-    /// Every file under the invoice root (committed and temporary).
+    /// Deletes the blob container behind the app's back (a storage outage for the test).
+    pub fn delete_blob_container(&self) {
+        let (cs, container) = self.blob_connection.clone().expect("a blob backend");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
+                let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
+                let client = azure_storage_blob::BlobContainerClient::new(url.parse().unwrap(), None, None).unwrap();
+                client.delete(None).await.unwrap();
+            })
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The bytes stored under an invoice location, whichever backend holds them.
+    pub fn read_invoice(&self, location: &str) -> Option<Vec<u8>> {
+        let Some((cs, container)) = self.blob_connection.clone() else {
+            return std::fs::read(self.invoices_root().join(location)).ok();
+        };
+        let location = location.to_owned();
+        std::thread::spawn(move || {
+            use warranty::ports::InvoiceStore;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
+                let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
+                let store = warranty::adapters::blob::BlobInvoiceStore::new(url.parse().unwrap(), None).unwrap();
+                store.read(&location).await.unwrap().map(|b| b.to_vec())
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Every stored invoice: files under the invoice root (committed and temporary), or the
+    /// blobs of the container.
     pub fn invoice_files(&self) -> Vec<PathBuf> {
+        if let Some((cs, container)) = self.blob_connection.clone() {
+            // Listed from a thread of its own so this works from sync closures in any runtime.
+            return std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
+                    let url =
+                        cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
+                    let store = warranty::adapters::blob::BlobInvoiceStore::new(url.parse().unwrap(), None).unwrap();
+                    store.list().await.unwrap().into_iter().map(PathBuf::from).collect()
+                })
+            })
+            .join()
+            .unwrap();
+        }
         fn walk(p: &Path, out: &mut Vec<PathBuf>) {
             if let Ok(rd) = std::fs::read_dir(p) {
                 for e in rd.flatten() {

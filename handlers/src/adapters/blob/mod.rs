@@ -1,0 +1,177 @@
+//! Invoices in Azure Blob Storage, with the official `azure_storage_blob` crate.
+//!
+//! Uploads are streamed as blocks (`Put Block`, 1 MiB each) and made visible atomically with
+//! `Put Block List` on commit, so at most one block per upload is held in memory and a blob
+//! never exists half-written. An aborted upload leaves only uncommitted blocks, which the
+//! service discards after seven days; no blob is created. The SHA-256 and the content type are
+//! stored with the blob.
+//!
+//! Auth: a managed identity (Entra token) in Azure; locally (Azurite) a SAS in the container URL,
+//! signed with the account key from a connection string (see [`sas`]).
+
+pub mod sas;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{RequestContent, StatusCode, Url};
+use azure_storage_blob::BlobContainerClient;
+use azure_storage_blob::clients::BlockBlobClient;
+use azure_storage_blob::models::{BlockBlobClientCommitBlockListOptions, BlockLookupList};
+use bytes::{Bytes, BytesMut};
+
+use crate::domain::ProductId;
+use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
+
+const BACKEND: &str = "invoice store (blob)";
+/// Size of one staged block.
+pub const BLOCK_SIZE: usize = 1024 * 1024;
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable::new(BACKEND, e)
+}
+
+fn status(e: &azure_core::Error) -> Option<StatusCode> {
+    e.http_status()
+}
+
+#[derive(Clone)]
+pub struct BlobInvoiceStore {
+    container: Arc<BlobContainerClient>,
+}
+
+impl BlobInvoiceStore {
+    /// `container_url` may carry a SAS (then `credential` is `None`).
+    pub fn new(container_url: Url, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self, Unavailable> {
+        let container = BlobContainerClient::new(container_url, credential, None).map_err(unavailable)?;
+        Ok(Self { container: Arc::new(container) })
+    }
+
+    /// Creates the (private) container if it does not exist.
+    pub async fn ensure_container(&self) -> Result<(), Unavailable> {
+        match self.container.create(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Names of all blobs (tests and operators).
+    pub async fn list(&self) -> Result<Vec<String>, Unavailable> {
+        use futures_util::TryStreamExt;
+        let mut pager = self.container.list_blobs(None).map_err(unavailable)?;
+        let mut names = Vec::new();
+        while let Some(item) = pager.try_next().await.map_err(unavailable)? {
+            if let Some(name) = item.name {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+struct BlobUpload {
+    client: BlockBlobClient,
+    location: String,
+    content_type: &'static str,
+    buf: BytesMut,
+    blocks: Vec<Vec<u8>>,
+    hasher: sha2::Sha256,
+}
+
+impl BlobUpload {
+    async fn stage(&mut self, data: Bytes) -> Result<(), Unavailable> {
+        // Block ids must all have the same length within a blob.
+        let id = format!("block-{:06}", self.blocks.len()).into_bytes();
+        let len = data.len() as u64;
+        self.client.stage_block(&id, len, RequestContent::from(data.to_vec()), None).await.map_err(unavailable)?;
+        self.blocks.push(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InvoiceUpload for BlobUpload {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), Unavailable> {
+        use sha2::Digest;
+        self.hasher.update(chunk);
+        self.buf.extend_from_slice(chunk);
+        while self.buf.len() >= BLOCK_SIZE {
+            let block = self.buf.split_to(BLOCK_SIZE).freeze();
+            self.stage(block).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<String, Unavailable> {
+        use sha2::Digest;
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf).freeze();
+            self.stage(rest).await?;
+        }
+        let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let list = BlockLookupList { latest: Some(std::mem::take(&mut self.blocks)), ..Default::default() };
+        let options = BlockBlobClientCommitBlockListOptions {
+            blob_content_type: Some(self.content_type.to_owned()),
+            metadata: Some([("sha256".to_owned(), sha)].into_iter().collect()),
+            ..Default::default()
+        };
+        let body = RequestContent::try_from(list).map_err(unavailable)?;
+        self.client.commit_block_list(body, Some(options)).await.map_err(unavailable)?;
+        Ok(self.location.clone())
+    }
+
+    async fn abort(self: Box<Self>) {
+        // Nothing was committed: no blob exists; staged blocks expire on their own.
+    }
+}
+
+fn content_type_of(ext: &str) -> &'static str {
+    match ext {
+        "pdf" => "application/pdf",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        _ => "application/octet-stream",
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for BlobInvoiceStore {
+    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        let location = format!("{product}.v{version}.{ext}");
+        let client = self.container.blob_client(&location).block_blob_client();
+        Ok(Box::new(BlobUpload {
+            client,
+            location,
+            content_type: content_type_of(ext),
+            buf: BytesMut::with_capacity(BLOCK_SIZE),
+            blocks: Vec::new(),
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+        }))
+    }
+
+    async fn delete(&self, location: &str) -> Result<(), Unavailable> {
+        match self.container.blob_client(location).delete(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn exists(&self, location: &str) -> Result<bool, Unavailable> {
+        self.container.blob_client(location).exists().await.map_err(unavailable)
+    }
+
+    async fn read(&self, location: &str) -> Result<Option<Bytes>, Unavailable> {
+        match self.container.blob_client(location).download(None).await {
+            Ok(resp) => resp.body.collect().await.map(|b| Some(Bytes::from(b.to_vec()))).map_err(unavailable),
+            Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), Unavailable> {
+        self.container.get_properties(None).await.map(|_| ()).map_err(unavailable)
+    }
+}
