@@ -64,12 +64,16 @@ pub fn azurite() -> &'static str {
             bin.display(),
             std::process::id()
         );
-        std::process::Command::new("sh")
+        // Kept for the life of the process; the watchdog in the script stops Azurite and exits
+        // when this process does.
+        static WATCHDOG: std::sync::OnceLock<std::sync::Mutex<std::process::Child>> = std::sync::OnceLock::new();
+        let child = std::process::Command::new("sh")
             .args(["-c", &script])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("Azurite starts");
+        let _ = WATCHDOG.set(std::sync::Mutex::new(child));
         let t = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(t.elapsed() < Duration::from_secs(60), "Azurite did not start");
