@@ -121,6 +121,24 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_OCR_DISPATCHER", default_value_t = true, action = clap::ArgAction::Set)]
     pub ocr_dispatcher: bool,
 
+    /// Where the relay sends queued OCR events: `local` (this process's /ProcessInvoiceOcr) or
+    /// `servicebus` (the queue the Functions host's trigger reads).
+    #[arg(long, env = "WARRANTY_OCR_DELIVERY", default_value = "local", value_parser = ["local", "servicebus"])]
+    pub ocr_delivery: String,
+
+    /// Service Bus namespace for the managed identity (shared with the trigger's identity-based
+    /// connection), e.g. `<name>.servicebus.windows.net`.
+    #[arg(long, env = "ServiceBusConnection__fullyQualifiedNamespace")]
+    pub servicebus_namespace: Option<String>,
+
+    /// A Service Bus connection string with a send-only SAS policy, local use only.
+    #[arg(long, env = "ServiceBusConnection", hide_env_values = true)]
+    pub servicebus_connection_string: Option<String>,
+
+    /// The OCR queue.
+    #[arg(long, env = "WARRANTY_OCR_QUEUE", default_value = "invoice-ocr")]
+    pub ocr_queue: String,
+
     /// Lock (visibility timeout) of a delivered message, in seconds.
     #[arg(long, env = "WARRANTY_OCR_LOCK_SECS", default_value_t = 300)]
     pub ocr_lock_secs: u64,
@@ -187,6 +205,10 @@ impl Settings {
             docintel_key: None,
             // Tests that exercise the dispatcher turn it on; the rest inspect the queue undisturbed.
             ocr_dispatcher: false,
+            ocr_delivery: "local".into(),
+            servicebus_namespace: None,
+            servicebus_connection_string: None,
+            ocr_queue: "invoice-ocr".into(),
             ocr_lock_secs: 300,
             ocr_max_delivery_count: 10,
             ocr_retry_base_ms: 2000,

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::embedded::dispatcher::{Dispatcher, DispatcherConfig};
+use crate::adapters::embedded::dispatcher::{Dispatcher, DispatcherConfig, Sink};
 use crate::adapters::embedded::queue::SqliteOcrQueue;
 use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
 use crate::adapters::ocr::docintel::{Credential, DocumentIntelligence};
@@ -35,6 +35,10 @@ pub enum StartupError {
         "WARRANTY_INVOICE_STORE=blob needs InvoiceStorage__blobServiceUri (managed identity) or InvoiceStorage (connection string, local only): {0}"
     )]
     BlobConfig(String),
+    #[error(
+        "WARRANTY_OCR_DELIVERY=servicebus needs ServiceBusConnection__fullyQualifiedNamespace (managed identity) or ServiceBusConnection (connection string, local only): {0}"
+    )]
+    ServiceBusConfig(String),
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
 }
@@ -77,6 +81,31 @@ pub struct Application {
     state: Arc<AppState>,
     readers: Arc<InvoiceReaders>,
     dispatcher: Option<(SqliteOcrQueue, DispatcherConfig)>,
+    /// `Some` when queued events go to Service Bus instead of this process.
+    servicebus: Option<crate::adapters::servicebus::ServiceBusPublisher>,
+}
+
+fn servicebus(settings: &Settings) -> Result<Option<crate::adapters::servicebus::ServiceBusPublisher>, StartupError> {
+    use crate::adapters::servicebus::{SasKey, ServiceBusPublisher, entra_auth};
+    if settings.ocr_delivery != "servicebus" {
+        return Ok(None);
+    }
+    let queue = &settings.ocr_queue;
+    if let Some(cs) = &settings.servicebus_connection_string {
+        let key = SasKey::parse(cs).map_err(StartupError::ServiceBusConfig)?;
+        let namespace = key.endpoint.trim_start_matches("sb://").trim_end_matches('/').to_owned();
+        // A connection string may name a local endpoint for contract tests (`Endpoint=http://…`).
+        let namespace =
+            if key.endpoint.starts_with("http") { key.endpoint.trim_end_matches('/').to_owned() } else { namespace };
+        let resource = ServiceBusPublisher::resource_uri(&namespace, queue);
+        return Ok(Some(ServiceBusPublisher::new(&namespace, queue, key.auth_source(resource))));
+    }
+    let Some(namespace) = &settings.servicebus_namespace else {
+        return Err(StartupError::ServiceBusConfig("neither is set".into()));
+    };
+    let credential = azure_identity::ManagedIdentityCredential::new(None)
+        .map_err(|e| StartupError::ServiceBusConfig(e.to_string()))?;
+    Ok(Some(ServiceBusPublisher::new(namespace, queue, entra_auth(credential))))
 }
 
 async fn invoice_store(settings: &Settings) -> Result<Arc<dyn crate::ports::InvoiceStore>, StartupError> {
@@ -164,7 +193,13 @@ impl Application {
         let auth = authenticator(settings)?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartupError::Bind(settings.port, e))?;
-        Ok(Self { listener, state: Arc::new(AppState { services, auth, version: VERSION }), readers, dispatcher })
+        Ok(Self {
+            listener,
+            state: Arc::new(AppState { services, auth, version: VERSION }),
+            readers,
+            dispatcher,
+            servicebus: servicebus(settings)?,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -181,7 +216,11 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let dispatcher = self.dispatcher.map(|(queue, cfg)| {
             let wake = self.state.services.ocr_wake.clone();
-            tokio::spawn(Dispatcher::new(queue, cfg, port, wake).run(stop_rx))
+            let sink = match self.servicebus {
+                Some(publisher) => Sink::ServiceBus(publisher),
+                None => Sink::Local { port },
+            };
+            tokio::spawn(Dispatcher::new(queue, cfg, sink, wake).run(stop_rx))
         });
         warp::serve(api::routes(self.state))
             .incoming(self.listener)

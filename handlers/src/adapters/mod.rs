@@ -3,3 +3,4 @@
 pub mod blob;
 pub mod embedded;
 pub mod ocr;
+pub mod servicebus;

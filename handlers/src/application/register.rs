@@ -137,6 +137,7 @@ pub async fn register(
     form: &RegistrationForm,
     invoice: Result<ReceivedInvoice, FieldError>,
     idempotency_key: Option<&str>,
+    trace_id: Option<&str>,
 ) -> Result<Registered, RegisterError> {
     let now = services.clock.now();
     let (invoice, invoice_error) = match invoice {
@@ -202,7 +203,7 @@ pub async fn register(
         },
         expires_at: now + services.idempotency_ttl,
     });
-    let event = OcrRequested::for_product(&product);
+    let event = OcrRequested { trace_id: trace_id.map(str::to_owned), ..OcrRequested::for_product(&product) };
     let stored = services.products.insert_registration(&product, &event, idempotency.as_ref()).await;
     if let Err(e) = stored {
         compensate(services, &location).await;

@@ -118,6 +118,9 @@ pub struct OcrRequested {
     pub invoice_sha256: String,
     pub invoice_version: u32,
     pub requested_at: DateTime<Utc>,
+    /// W3C trace id of the registration request, carried as the message's correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl OcrRequested {
@@ -131,6 +134,7 @@ impl OcrRequested {
             invoice_sha256: p.invoice.sha256.clone(),
             invoice_version: p.invoice.version,
             requested_at: p.created_at,
+            trace_id: None,
         }
     }
 }

@@ -60,12 +60,21 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
     // The work runs in its own task: if the client disconnects and this future is dropped,
     // the registration still runs to a consistent end (stored, or compensated), never half.
     let task_state = state.clone();
+    let trace_id = req.ctx.trace_id.clone();
     let work = tokio::spawn(async move {
         let services = &task_state.services;
         let product_id = register::new_product_id();
         let parsed = read_form(body, boundary, services.invoices.as_ref(), product_id).await?;
-        let outcome =
-            register::register(services, &user, product_id, &parsed.form, parsed.invoice, key.as_deref()).await;
+        let outcome = register::register(
+            services,
+            &user,
+            product_id,
+            &parsed.form,
+            parsed.invoice,
+            key.as_deref(),
+            Some(&trace_id),
+        )
+        .await;
         match outcome {
             Ok(Registered::Created { card, location }) => {
                 tracing::info!(product_id = %card.id, "product registered");

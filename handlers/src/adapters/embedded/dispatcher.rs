@@ -1,8 +1,14 @@
-//! Delivers the local OCR queue to this process's own `/ProcessInvoiceOcr`, in the payload
-//! shape the Functions host uses for a Service Bus trigger, so local runs exercise the same
-//! protocol as Azure. The outcome rules are the host's: a 2xx completes the message, anything
-//! else abandons it (visible again after a backoff) until `max_delivery_count`, then it is
-//! dead-lettered.
+//! Relays the durable OCR queue (the outbox written with each registration) to where the OCR
+//! handler runs:
+//! - [`Sink::Local`]: this process's own `/ProcessInvoiceOcr`, in the payload shape the
+//!   Functions host uses for a Service Bus trigger, so local runs exercise the same protocol as
+//!   Azure. The outcome rules are the host's: a 2xx completes the message, anything else
+//!   abandons it (visible again after a backoff) until `max_delivery_count`, then it is
+//!   dead-lettered.
+//! - [`Sink::ServiceBus`]: the Service Bus queue, from which the Functions host delivers it.
+//!   The row is completed only after Service Bus answered 201, so an event is never lost
+//!   between the database and the broker; a crash after the send and before completion sends
+//!   it again with the same message id, which duplicate detection absorbs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,22 +77,56 @@ pub fn host_payload(d: &Delivery, binding: &str) -> serde_json::Value {
     })
 }
 
+/// Where queued OCR events go.
+pub enum Sink {
+    /// POST to this process's `/ProcessInvoiceOcr` on `port`.
+    Local {
+        port: u16,
+    },
+    ServiceBus(crate::adapters::servicebus::ServiceBusPublisher),
+}
+
 pub struct Dispatcher {
     queue: SqliteOcrQueue,
     cfg: DispatcherConfig,
-    url: String,
+    sink: Sink,
     client: reqwest::Client,
     wake: Arc<Notify>,
 }
 
 impl Dispatcher {
-    pub fn new(queue: SqliteOcrQueue, cfg: DispatcherConfig, port: u16, wake: Arc<Notify>) -> Self {
+    pub fn new(queue: SqliteOcrQueue, cfg: DispatcherConfig, sink: Sink, wake: Arc<Notify>) -> Self {
         let client = reqwest::Client::builder()
             // A handler that hangs longer than the lock loses it anyway.
             .timeout(cfg.lock)
             .build()
             .expect("an HTTP client");
-        Self { queue, cfg, url: format!("http://127.0.0.1:{port}/ProcessInvoiceOcr"), client, wake }
+        Self { queue, cfg, sink, client, wake }
+    }
+
+    /// Sends one delivery; `Err` carries the reason and, when the peer said, when to retry.
+    async fn send(&self, d: &Delivery) -> Result<(), (String, Option<Duration>)> {
+        match &self.sink {
+            Sink::Local { port } => {
+                let url = format!("http://127.0.0.1:{port}/ProcessInvoiceOcr");
+                match self.client.post(url).json(&host_payload(d, &self.cfg.binding)).send().await {
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    Ok(resp) => Err((format!("handler answered {}", resp.status()), None)),
+                    Err(e) => Err((format!("handler unreachable: {e}"), None)),
+                }
+            }
+            Sink::ServiceBus(publisher) => {
+                let event: crate::domain::OcrRequested =
+                    serde_json::from_str(&d.body).map_err(|e| (format!("unreadable event: {e}"), None))?;
+                let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
+                publisher.publish(&event, Some(&correlation)).await.map_err(|e| match e {
+                    crate::adapters::servicebus::PublishError::Transient { retry_after, detail } => {
+                        (detail, retry_after)
+                    }
+                    other => (other.to_string(), None),
+                })
+            }
+        }
     }
 
     /// Runs `workers` delivery loops until `stop` turns true.
@@ -132,12 +172,9 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, d: Delivery) {
-        let payload = host_payload(&d, &self.cfg.binding);
-        let outcome = self.client.post(&self.url).json(&payload).send().await;
-        let failure = match outcome {
-            Ok(resp) if resp.status().is_success() => None,
-            Ok(resp) => Some(format!("handler answered {}", resp.status())),
-            Err(e) => Some(format!("handler unreachable: {e}")),
+        let (failure, retry_after) = match self.send(&d).await {
+            Ok(()) => (None, None),
+            Err((reason, retry_after)) => (Some(reason), retry_after),
         };
         let result = match failure {
             None => self.queue.complete(&d).await.map(|_| ()),
@@ -146,7 +183,8 @@ impl Dispatcher {
                 self.queue.dead_letter(&d, &format!("MaxDeliveryCountExceeded: {reason}")).await.map(|_| ())
             }
             Some(reason) => {
-                let delay = backoff(&self.cfg, d.delivery_count);
+                // The peer's Retry-After wins when it asks for longer than our backoff.
+                let delay = backoff(&self.cfg, d.delivery_count).max(retry_after.unwrap_or_default());
                 tracing::info!(message_id = %d.message_id, deliveries = d.delivery_count, retry_in_ms = delay.as_millis() as u64, reason, "abandoned");
                 let at = chrono::Utc::now().timestamp_millis() + delay.as_millis() as i64;
                 self.queue.abandon(&d, at, &reason).await.map(|_| ())
