@@ -33,6 +33,45 @@ struct Args {
     /// Skip the registration load and measure only OCR.
     #[arg(long)]
     ocr_only: bool,
+    /// Invoice store for the registration figures: `files` or `blob` (an Azurite started from
+    /// tools/azurite for the run).
+    #[arg(long, default_value = "files", value_parser = ["files", "blob"])]
+    invoice_store: String,
+}
+
+/// Extra environment for the server (the invoice store choice).
+static SERVER_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Starts Azurite for the run on a free port; returns the child and its connection string.
+fn start_azurite() -> (std::process::Child, String) {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/azurite/node_modules/.bin/azurite-blob");
+    assert!(bin.exists(), "run `npm ci --prefix tools/azurite` first");
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+            "--blobPort",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Azurite starts");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(60), "Azurite did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cs = format!(
+        "AccountName={};AccountKey={};BlobEndpoint=http://127.0.0.1:{port}/{}",
+        warranty::adapters::blob::sas::DEV_ACCOUNT,
+        warranty::adapters::blob::sas::DEV_KEY,
+        warranty::adapters::blob::sas::DEV_ACCOUNT
+    );
+    (child, cs)
 }
 
 const SECRET: &str = "bench-secret";
@@ -84,6 +123,7 @@ fn start(bin: &PathBuf) -> (Server, Duration) {
         .env("WARRANTY_DATA_DIR", &dir)
         .env("WARRANTY_DEV_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
+        .envs(SERVER_ENV.get().cloned().unwrap_or_default())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -170,9 +210,20 @@ async fn main() {
     }
 
     println!(
-        "command: cargo run --release --bin bench -- --seconds {} --clients {} --starts {}",
-        args.seconds, args.clients, args.starts
+        "command: cargo run --release --bin bench -- --seconds {} --clients {} --starts {} --invoice-store {}",
+        args.seconds, args.clients, args.starts, args.invoice_store
     );
+    let mut azurite = None;
+    if args.invoice_store == "blob" {
+        let (child, cs) = start_azurite();
+        azurite = Some(child);
+        let _ = SERVER_ENV.set(vec![
+            ("WARRANTY_INVOICE_STORE".into(), "blob".into()),
+            ("InvoiceStorage".into(), cs),
+            // One container per server start.
+            ("WARRANTY_BLOB_CONTAINER".into(), format!("bench{}", std::process::id())),
+        ]);
+    }
 
     // 1. Readiness.
     let mut starts = Vec::new();
@@ -294,6 +345,11 @@ async fn main() {
         before as f64 / 1024.0
     );
     drop(server);
+    if let Some(mut a) = azurite {
+        let _ = a.kill();
+        let _ = a.wait();
+        return; // The OCR figures do not depend on the invoice store.
+    }
 
     ocr_bench(&bin).await;
 }

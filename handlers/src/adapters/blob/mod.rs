@@ -19,7 +19,7 @@ use azure_core::http::{RequestContent, StatusCode, Url};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::clients::BlockBlobClient;
 use azure_storage_blob::models::{BlockBlobClientCommitBlockListOptions, BlockLookupList};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::domain::ProductId;
 use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
@@ -75,17 +75,18 @@ struct BlobUpload {
     client: BlockBlobClient,
     location: String,
     content_type: &'static str,
-    buf: BytesMut,
+    /// The block being filled; handed to the request without a copy when full.
+    buf: Vec<u8>,
     blocks: Vec<Vec<u8>>,
     hasher: sha2::Sha256,
 }
 
 impl BlobUpload {
-    async fn stage(&mut self, data: Bytes) -> Result<(), Unavailable> {
+    async fn stage(&mut self, data: Vec<u8>) -> Result<(), Unavailable> {
         // Block ids must all have the same length within a blob.
         let id = format!("block-{:06}", self.blocks.len()).into_bytes();
         let len = data.len() as u64;
-        self.client.stage_block(&id, len, RequestContent::from(data.to_vec()), None).await.map_err(unavailable)?;
+        self.client.stage_block(&id, len, RequestContent::from(data), None).await.map_err(unavailable)?;
         self.blocks.push(id);
         Ok(())
     }
@@ -96,10 +97,16 @@ impl InvoiceUpload for BlobUpload {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), Unavailable> {
         use sha2::Digest;
         self.hasher.update(chunk);
-        self.buf.extend_from_slice(chunk);
-        while self.buf.len() >= BLOCK_SIZE {
-            let block = self.buf.split_to(BLOCK_SIZE).freeze();
-            self.stage(block).await?;
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let room = BLOCK_SIZE - self.buf.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.buf.extend_from_slice(now);
+            rest = later;
+            if self.buf.len() == BLOCK_SIZE {
+                let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_SIZE));
+                self.stage(block).await?;
+            }
         }
         Ok(())
     }
@@ -107,7 +114,7 @@ impl InvoiceUpload for BlobUpload {
     async fn commit(mut self: Box<Self>) -> Result<String, Unavailable> {
         use sha2::Digest;
         if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf).freeze();
+            let rest = std::mem::take(&mut self.buf);
             self.stage(rest).await?;
         }
         let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
@@ -145,7 +152,7 @@ impl InvoiceStore for BlobInvoiceStore {
             client,
             location,
             content_type: content_type_of(ext),
-            buf: BytesMut::with_capacity(BLOCK_SIZE),
+            buf: Vec::with_capacity(BLOCK_SIZE),
             blocks: Vec::new(),
             hasher: <sha2::Sha256 as sha2::Digest>::new(),
         }))
