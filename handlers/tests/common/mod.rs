@@ -233,17 +233,10 @@ impl TestApp {
     /// Deletes the blob container behind the app's back (a storage outage for the test).
     pub fn delete_blob_container(&self) {
         let (cs, container) = self.blob_connection.clone().expect("a blob backend");
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
-                let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
-                let client = azure_storage_blob::BlobContainerClient::new(url.parse().unwrap(), None, None).unwrap();
-                client.delete(None).await.unwrap();
-            })
-        })
-        .join()
-        .unwrap();
+        on_container(cs, container, |url| async move {
+            let client = azure_storage_blob::BlobContainerClient::new(url, None, None).unwrap();
+            client.delete(None).await.unwrap();
+        });
     }
 
     /// The bytes stored under an invoice location, whichever backend holds them.
@@ -252,18 +245,11 @@ impl TestApp {
             return std::fs::read(self.invoices_root().join(location)).ok();
         };
         let location = location.to_owned();
-        std::thread::spawn(move || {
+        on_container(cs, container, move |url| async move {
             use warranty::ports::InvoiceStore;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
-                let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
-                let store = warranty::adapters::blob::BlobInvoiceStore::new(url.parse().unwrap(), None).unwrap();
-                store.read(&location).await.unwrap().map(|b| b.to_vec())
-            })
+            let store = warranty::adapters::blob::BlobInvoiceStore::new(url, None).unwrap();
+            store.read(&location).await.unwrap().map(|b| b.to_vec())
         })
-        .join()
-        .unwrap()
     }
 
     /// Every stored invoice: files under the invoice root (committed and temporary), or the
@@ -271,18 +257,10 @@ impl TestApp {
     pub fn invoice_files(&self) -> Vec<PathBuf> {
         if let Some((cs, container)) = self.blob_connection.clone() {
             // Listed from a thread of its own so this works from sync closures in any runtime.
-            return std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
-                    let url =
-                        cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
-                    let store = warranty::adapters::blob::BlobInvoiceStore::new(url.parse().unwrap(), None).unwrap();
-                    store.list().await.unwrap().into_iter().map(PathBuf::from).collect()
-                })
-            })
-            .join()
-            .unwrap();
+            return on_container(cs, container, |url| async move {
+                let store = warranty::adapters::blob::BlobInvoiceStore::new(url, None).unwrap();
+                store.list().await.unwrap().into_iter().map(PathBuf::from).collect()
+            });
         }
         fn walk(p: &Path, out: &mut Vec<PathBuf>) {
             if let Ok(rd) = std::fs::read_dir(p) {
@@ -296,6 +274,24 @@ impl TestApp {
         walk(&self.invoices_root(), &mut out);
         out
     }
+}
+
+/// Runs `f` with a SAS URL of the test app's container, on a thread and runtime of its own, so
+/// it works from sync closures inside any test runtime.
+fn on_container<T, F, Fut>(cs: String, container: String, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(azure_core::http::Url) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
+        let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(f(url.parse().unwrap()))
+    })
+    .join()
+    .unwrap()
 }
 
 pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
