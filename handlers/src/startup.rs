@@ -29,8 +29,10 @@ pub enum StartupError {
     Catalog(#[from] crate::domain::brand_catalog::CatalogError),
     #[error("JWKS mode needs WARRANTY_JWT_ISSUER and WARRANTY_JWT_AUDIENCE")]
     JwksNeedsIssuerAndAudience,
-    #[error("WARRANTY_OCR_ENGINE=document-intelligence needs WARRANTY_DOCINTEL_ENDPOINT and WARRANTY_DOCINTEL_KEY")]
+    #[error("WARRANTY_OCR_ENGINE=document-intelligence needs WARRANTY_DOCINTEL_ENDPOINT")]
     DocIntelNeedsEndpoint,
+    #[error("no managed identity for Document Intelligence: {0}")]
+    DocIntelIdentity(String),
     #[error(
         "WARRANTY_INVOICE_STORE=blob needs InvoiceStorage__blobServiceUri (managed identity) or InvoiceStorage (connection string, local only): {0}"
     )]
@@ -147,10 +149,30 @@ fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
         scratch: settings.data_dir.join("ocr-scratch"),
     };
     let docintel = if settings.ocr_engine == "document-intelligence" {
-        let (Some(endpoint), Some(key)) = (&settings.docintel_endpoint, &settings.docintel_key) else {
+        let Some(endpoint) = &settings.docintel_endpoint else {
             return Err(StartupError::DocIntelNeedsEndpoint);
         };
-        Some(DocumentIntelligence::new(endpoint, Credential::Key(key.clone()), Duration::from_secs(120)))
+        let credential = match &settings.docintel_key {
+            // Local use only.
+            Some(key) => Credential::Key(key.clone()),
+            // In Azure: the app's managed identity (role Cognitive Services User on the resource).
+            None => {
+                let identity = azure_identity::ManagedIdentityCredential::new(None)
+                    .map_err(|e| StartupError::DocIntelIdentity(e.to_string()))?;
+                Credential::Token(std::sync::Arc::new(move || {
+                    let identity = identity.clone();
+                    Box::pin(async move {
+                        use azure_core::credentials::TokenCredential;
+                        let token = identity
+                            .get_token(&["https://cognitiveservices.azure.com/.default"], None)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(token.token.secret().to_owned())
+                    })
+                }))
+            }
+        };
+        Some(DocumentIntelligence::new(endpoint, credential, Duration::from_secs(120)))
     } else {
         None
     };
