@@ -109,17 +109,7 @@ async fn jwks_server(keys: Vec<Value>) -> Jwks {
         f.fetch_add(1, Ordering::SeqCst);
         warp::reply::json(&json!({ "keys": *k.lock().unwrap() }))
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        warp::serve(route)
-            .incoming(listener)
-            .graceful(async {
-                let _ = rx.await;
-            })
-            .run(),
-    );
+    let (port, tx) = serve_loopback(route).await;
     Jwks { url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"), keys, fetches, _stop: tx }
 }
 

@@ -107,17 +107,7 @@ async fn fake(script: Vec<(u16, Option<&'static str>)>) -> Fake {
             ns.accepted.entry(id).or_insert((broker, body));
             reply(201, None)
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        warp::serve(route)
-            .incoming(listener)
-            .graceful(async {
-                let _ = rx.await;
-            })
-            .run(),
-    );
+    let (port, tx) = serve_loopback(route).await;
     Fake { endpoint: format!("http://127.0.0.1:{port}"), state, _stop: tx }
 }
 

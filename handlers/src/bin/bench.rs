@@ -192,6 +192,27 @@ fn form(serial: &str, invoice: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={b}"), body)
 }
 
+/// One registration; returns the status after reading the whole answer.
+async fn post_registration(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    ct: String,
+    body: Vec<u8>,
+) -> reqwest::StatusCode {
+    let resp = client
+        .post(format!("{base}/api/products"))
+        .bearer_auth(token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = resp.status();
+    let _ = resp.bytes().await;
+    status
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx].as_secs_f64() * 1000.0
@@ -265,16 +286,7 @@ async fn main() {
                 let (ct, body) = form(&format!("C{c:02}N{n:08}"), &invoice);
                 n += 1;
                 let t = Instant::now();
-                let resp = client
-                    .post(format!("{base}/api/products"))
-                    .bearer_auth(&token)
-                    .header("content-type", ct)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                let _ = resp.bytes().await;
+                let status = post_registration(&client, &base, &token, ct, body).await;
                 assert_eq!(status, 201, "registration failed under load");
                 mine.push(t.elapsed());
             }
@@ -324,15 +336,7 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let (ct, body) = form(&format!("BIG{c:04}"), &big);
             barrier.wait().await;
-            let resp = client
-                .post(format!("{base}/api/products"))
-                .bearer_auth(&token)
-                .header("content-type", ct)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
+            assert_eq!(post_registration(&client, &base, &token, ct, body).await, 201);
         }));
     }
     for task in tasks {
@@ -484,15 +488,8 @@ async fn ocr_bench(bin: &PathBuf) {
         );
         body.extend(bytes);
         body.extend(format!("\r\n--{b}--\r\n").bytes());
-        let resp = client
-            .post(format!("{base}/api/products"))
-            .bearer_auth(token)
-            .header("content-type", format!("multipart/form-data; boundary={b}"))
-            .body(body)
-            .send()
-            .await
-            .expect("registers");
-        assert_eq!(resp.status(), 201, "{file}");
+        let status = post_registration(&client, &base, token, format!("multipart/form-data; boundary={b}"), body).await;
+        assert_eq!(status, 201, "{file}");
     }
     let (completed, all) = loop {
         let mut statuses = Vec::new();

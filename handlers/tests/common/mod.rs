@@ -294,6 +294,27 @@ where
     .unwrap()
 }
 
+/// Serves `filter` on a free loopback port until the returned sender is dropped: the stand-in
+/// for a remote service (identity provider, Service Bus, Document Intelligence).
+pub async fn serve_loopback<F>(filter: F) -> (u16, tokio::sync::oneshot::Sender<()>)
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(filter)
+            .incoming(listener)
+            .graceful(async {
+                let _ = rx.await;
+            })
+            .run(),
+    );
+    (port, tx)
+}
+
 pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
