@@ -116,8 +116,6 @@ pub trait InvoiceStore: Send + Sync {
     /// Removes a committed invoice (compensation when the product could not be stored).
     async fn delete(&self, location: &str) -> Result<(), Unavailable>;
 
-    async fn exists(&self, location: &str) -> Result<bool, Unavailable>;
-
     /// The whole invoice (at most 10 MiB), or `None` when there is nothing at `location`.
     async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable>;
 

@@ -166,10 +166,6 @@ impl InvoiceStore for BlobInvoiceStore {
         }
     }
 
-    async fn exists(&self, location: &str) -> Result<bool, Unavailable> {
-        self.container.blob_client(location).exists().await.map_err(unavailable)
-    }
-
     async fn read(&self, location: &str) -> Result<Option<Bytes>, Unavailable> {
         match self.container.blob_client(location).download(None).await {
             Ok(resp) => resp.body.collect().await.map(|b| Some(Bytes::from(b.to_vec()))).map_err(unavailable),

@@ -43,10 +43,6 @@ impl FileInvoiceStore {
         Ok(Self { root: root.to_owned() })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Maps a location back to a path, refusing anything that could escape the root.
     fn path_of(&self, location: &str) -> Result<PathBuf, Unavailable> {
         let ok = !location.is_empty()
@@ -126,10 +122,6 @@ impl InvoiceStore for FileInvoiceStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
-    }
-
-    async fn exists(&self, location: &str) -> Result<bool, Unavailable> {
-        tokio::fs::try_exists(self.path_of(location)?).await.map_err(unavailable)
     }
 
     async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable> {

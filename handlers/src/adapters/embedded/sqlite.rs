@@ -4,7 +4,7 @@
 //! outbox), so a product never exists without the event that gets its invoice read. SQLite is
 //! synchronous; every call runs on the blocking pool so it never stalls the async workers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,7 +68,6 @@ pub(super) fn ts(t: DateTime<Utc>) -> String {
 #[derive(Clone)]
 pub struct SqliteProductRepository {
     conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> Unavailable {
@@ -87,11 +86,7 @@ impl SqliteProductRepository {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// The OCR queue stored in the same database (it shares the connection, so a queue write
@@ -111,26 +106,6 @@ impl SqliteProductRepository {
         })
         .await
         .map_err(unavailable)
-    }
-
-    /// Number of OCR events waiting (for tests and health).
-    pub async fn ocr_queue_len(&self) -> Result<u64, Unavailable> {
-        self.with_conn(|c| c.query_row("SELECT COUNT(*) FROM ocr_queue", [], |r| r.get::<_, i64>(0)))
-            .await?
-            .map(|n| n as u64)
-            .map_err(unavailable)
-    }
-
-    /// The queued OCR event bodies, oldest first.
-    pub async fn ocr_events(&self) -> Result<Vec<OcrRequested>, Unavailable> {
-        let rows = self
-            .with_conn(|c| {
-                let mut stmt = c.prepare("SELECT body FROM ocr_queue ORDER BY enqueued_at, message_id")?;
-                stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()
-            })
-            .await?
-            .map_err(unavailable)?;
-        rows.iter().map(|b| serde_json::from_str(b).map_err(unavailable)).collect()
     }
 }
 
