@@ -22,18 +22,7 @@ fn corpus() -> std::path::PathBuf {
 }
 
 fn readers(scratch: &Path) -> InvoiceReaders {
-    InvoiceReaders::new(
-        TesseractConfig {
-            tesseract: "tesseract".into(),
-            pdftoppm: "pdftoppm".into(),
-            languages: "deu+fra+eng".into(),
-            timeout: Duration::from_secs(60),
-            dpi: 200,
-            scratch: scratch.to_owned(),
-        },
-        None,
-        ReaderLimits::default(),
-    )
+    InvoiceReaders::new(TesseractConfig::defaults(scratch.to_owned()), None, ReaderLimits::default())
 }
 
 /// (field name, right?) for every ground-truth field.

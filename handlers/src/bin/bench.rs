@@ -391,18 +391,7 @@ async fn ocr_bench(bin: &PathBuf) {
             .expect("json");
     let invoices = truth["invoices"].as_array().expect("invoices").clone();
     let scratch = scratch_dir();
-    let readers = InvoiceReaders::new(
-        TesseractConfig {
-            tesseract: "tesseract".into(),
-            pdftoppm: "pdftoppm".into(),
-            languages: "deu+fra+eng".into(),
-            timeout: Duration::from_secs(60),
-            dpi: 200,
-            scratch: scratch.clone(),
-        },
-        None,
-        ReaderLimits::default(),
-    );
+    let readers = InvoiceReaders::new(TesseractConfig::defaults(scratch.clone()), None, ReaderLimits::default());
     let mut per_kind: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
     for inv in &invoices {
         let file = inv["file"].as_str().expect("file");
@@ -444,25 +433,11 @@ async fn ocr_bench(bin: &PathBuf) {
         peak as f64 / 1024.0
     );
 
-    // The corpus through a running server (the guard stops it even if an assertion fails).
-    let dir = scratch_dir();
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg("serve")
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("WARRANTY_DATA_DIR", &dir)
-        .env("WARRANTY_DEV_JWT_SECRET", SECRET)
-        .env("WARRANTY_OCR_DISPATCHER", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server");
-    let server = Server { child, port, dir };
+    // The corpus through a running server, its local OCR dispatcher on (the binary's default);
+    // the guard stops it even if an assertion fails.
+    let (server, _) = start(bin);
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::new();
-    while client.get(format!("{base}/")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let t = Instant::now();
     // The corpus reuses products (invoice 12 is another Apple with the same serial): one
     // user per invoice keeps them apart, as different buyers would be.

@@ -28,6 +28,21 @@ pub struct TesseractConfig {
     pub scratch: PathBuf,
 }
 
+impl TesseractConfig {
+    /// The service's defaults (binaries on PATH, `deu+fra+eng`, 60 s, 200 dpi): the same
+    /// values as the settings' defaults, for the benchmark and the corpus test.
+    pub fn defaults(scratch: PathBuf) -> Self {
+        Self {
+            tesseract: "tesseract".into(),
+            pdftoppm: "pdftoppm".into(),
+            languages: "deu+fra+eng".into(),
+            timeout: Duration::from_secs(60),
+            dpi: 200,
+            scratch,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Tesseract {
     cfg: TesseractConfig,
