@@ -490,6 +490,12 @@ async fn a_failing_invoice_store_gives_503_and_an_unhealthy_health_check() {
     let tmp = app.invoices_root().join("tmp");
     std::fs::remove_dir(&tmp).unwrap();
     std::fs::write(&tmp, b"not a directory").unwrap();
+    assert_invoice_store_outage_is_refused(&app).await;
+}
+
+/// With the invoice store broken: a registration is refused with 503 and leaves no product
+/// and no OCR event, and the health check names the invoice store as down.
+async fn assert_invoice_store_outage_is_refused(app: &TestApp) {
     let resp = app
         .post_form(
             "alice",
@@ -499,6 +505,7 @@ async fn a_failing_invoice_store_gives_503_and_an_unhealthy_health_check() {
     let (status, p) = problem(resp).await;
     assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
     assert_eq!(app.count("products"), 0);
+    assert_eq!(app.count("ocr_queue"), 0);
     let health = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap();
     assert_eq!(health.status(), 503);
     let h: Value = health.json().await.unwrap();
@@ -611,20 +618,7 @@ async fn a_failing_blob_store_gives_503_and_stores_no_product() {
         .scope(Backend::Blob, async {
             let app = spawn_app().await;
             app.delete_blob_container();
-            let resp = app
-                .post_form(
-                    "alice",
-                    Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
-                )
-                .await;
-            let (status, p) = problem(resp).await;
-            assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
-            assert_eq!(app.count("products"), 0);
-            assert_eq!(app.count("ocr_queue"), 0);
-            let health = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap();
-            assert_eq!(health.status(), 503);
-            let h: Value = health.json().await.unwrap();
-            assert_eq!(h["checks"]["invoiceStore"]["status"], "down");
+            assert_invoice_store_outage_is_refused(&app).await;
         })
         .await
 }
