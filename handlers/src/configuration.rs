@@ -116,6 +116,34 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_DOCINTEL_KEY", hide_env_values = true)]
     pub docintel_key: Option<String>,
 
+    /// Where products live: `sqlite` (embedded, under the data directory) or `cosmos`.
+    #[arg(long, env = "WARRANTY_PRODUCT_STORE", default_value = "sqlite", value_parser = ["sqlite", "cosmos"])]
+    pub product_store: String,
+
+    /// Cosmos DB account endpoint for the managed identity (Functions' identity-based
+    /// connection convention), e.g. `https://<account>.documents.azure.com:443/`.
+    #[arg(long, env = "CosmosDb__accountEndpoint")]
+    pub cosmos_endpoint: Option<String>,
+
+    /// A Cosmos DB connection string (`AccountEndpoint=…;AccountKey=…;`), local use only.
+    #[arg(long, env = "CosmosDb", hide_env_values = true)]
+    pub cosmos_connection_string: Option<String>,
+
+    #[arg(long, env = "WARRANTY_COSMOS_DATABASE", default_value = "warranty")]
+    pub cosmos_database: String,
+
+    #[arg(long, env = "WARRANTY_COSMOS_CONTAINER", default_value = "products")]
+    pub cosmos_container: String,
+
+    /// Region the Cosmos DB client routes to first (nearest); defaults to the app's own region
+    /// (`REGION_NAME`, set by App Service), else East US.
+    #[arg(long, env = "WARRANTY_COSMOS_REGION")]
+    pub cosmos_region: Option<String>,
+
+    /// Age after which the `RepublishPendingOcr` timer sends an unconfirmed OCR event again.
+    #[arg(long, env = "WARRANTY_OCR_REPUBLISH_AFTER_SECS", default_value_t = 60)]
+    pub ocr_republish_after_secs: u64,
+
     /// Deliver the local OCR queue to /ProcessInvoiceOcr (the embedded default's stand-in for
     /// Service Bus). Off when the Functions host delivers Service Bus messages.
     #[arg(long, env = "WARRANTY_OCR_DISPATCHER", default_value_t = true, action = clap::ArgAction::Set)]
@@ -203,6 +231,13 @@ impl Settings {
             ocr_date_tolerance_days: 3,
             docintel_endpoint: None,
             docintel_key: None,
+            product_store: "sqlite".into(),
+            cosmos_endpoint: None,
+            cosmos_connection_string: None,
+            cosmos_database: "warranty".into(),
+            cosmos_container: "products".into(),
+            cosmos_region: None,
+            ocr_republish_after_secs: 60,
             // Tests that exercise the dispatcher turn it on; the rest inspect the queue undisturbed.
             ocr_dispatcher: false,
             ocr_delivery: "local".into(),

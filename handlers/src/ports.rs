@@ -90,12 +90,31 @@ pub trait ProductRepository: Send + Sync {
 
     async fn health(&self) -> Result<(), Unavailable>;
 
-    /// A product by id whoever owns it (for the OCR handler, which acts for the system).
-    async fn get_any(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
-
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.
-    async fn update_ocr(&self, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
+    async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
+}
+
+/// OCR events whose product is stored but whose publication to the queue is not confirmed
+/// (the marker written with the product where store and queue cannot share a transaction).
+#[async_trait]
+pub trait PendingOcrEvents: Send + Sync {
+    /// Up to `limit` events marked before `before`, oldest first.
+    async fn pending(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OcrRequested>, Unavailable>;
+    /// Clears the marker of `event` once the queue accepted it. A marker for another event
+    /// (the invoice was replaced meanwhile) or a deleted product is left alone.
+    async fn mark_published(&self, event: &OcrRequested) -> Result<(), Unavailable>;
+}
+
+/// Why a publication did not go through (the message is kept and retried by the sweeper).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishFailed(pub String);
+
+/// The queue OCR events go to.
+#[async_trait]
+pub trait OcrPublisher: Send + Sync {
+    async fn publish(&self, event: &OcrRequested) -> Result<(), PublishFailed>;
 }
 
 /// An invoice being written. Dropping it without `commit` must leave nothing behind

@@ -41,6 +41,12 @@ pub enum StartupError {
         "WARRANTY_OCR_DELIVERY=servicebus needs ServiceBusConnection__fullyQualifiedNamespace (managed identity) or ServiceBusConnection (connection string, local only): {0}"
     )]
     ServiceBusConfig(String),
+    #[error(
+        "WARRANTY_PRODUCT_STORE=cosmos needs CosmosDb__accountEndpoint (managed identity) or CosmosDb (connection string, local only), and an existing database and container: {0}"
+    )]
+    CosmosConfig(String),
+    #[error("WARRANTY_PRODUCT_STORE=cosmos needs WARRANTY_OCR_DELIVERY=servicebus: Cosmos DB has no local queue")]
+    CosmosNeedsServiceBus,
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
 }
@@ -139,6 +145,57 @@ async fn invoice_store(settings: &Settings) -> Result<Arc<dyn crate::ports::Invo
     Ok(Arc::new(store))
 }
 
+/// The Cosmos DB container of products: managed identity in Azure, a key locally.
+pub async fn cosmos_container(
+    settings: &Settings,
+) -> Result<azure_data_cosmos::clients::ContainerClient, StartupError> {
+    use azure_data_cosmos::{AccountEndpoint, AccountReference, CosmosClient, RoutingStrategy};
+    let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
+    let account = if let Some(endpoint) = &settings.cosmos_endpoint {
+        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
+        let credential = azure_identity::ManagedIdentityCredential::new(None).map_err(|e| err(&e))?;
+        AccountReference::with_credential(endpoint, credential)
+    } else if let Some(cs) = &settings.cosmos_connection_string {
+        let part = |name: &str| {
+            cs.split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let (Some(endpoint), Some(key)) = (part("AccountEndpoint"), part("AccountKey")) else {
+            return Err(err(&"the connection string needs AccountEndpoint and AccountKey"));
+        };
+        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
+        AccountReference::with_authentication_key(endpoint, azure_core::credentials::Secret::new(key))
+    } else {
+        return Err(err(&"neither is set"));
+    };
+    let region = settings
+        .cosmos_region
+        .clone()
+        .or_else(|| std::env::var("REGION_NAME").ok())
+        .unwrap_or_else(|| "East US".into());
+    let client = CosmosClient::builder()
+        .with_default_operation_options(crate::adapters::cosmos::operation_options())
+        .build(account, RoutingStrategy::ProximityTo(region.into()))
+        .await
+        .map_err(|e| err(&e))?;
+    // The database and container are infrastructure (Bicep): the app's identity may read and
+    // write items but not create containers.
+    client
+        .database_client(settings.cosmos_database.as_str())
+        .container_client(settings.cosmos_container.as_str(), None)
+        .await
+        .map_err(|e| err(&e))
+}
+
+/// What a caller may supply instead of building from settings (tests: the in-memory Cosmos DB
+/// emulator, whose client cannot be reached through an endpoint).
+#[derive(Default)]
+pub struct Overrides {
+    pub cosmos_container: Option<azure_data_cosmos::clients::ContainerClient>,
+}
+
 fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
     let tesseract = TesseractConfig {
         tesseract: settings.tesseract_path.clone(),
@@ -183,14 +240,40 @@ fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    pub async fn build_with(settings: &Settings, overrides: Overrides) -> Result<Self, StartupError> {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
-        let products = SqliteProductRepository::open(&dir.join("warranty.sqlite3"), settings.sqlite_busy_timeout())?;
+        let servicebus = servicebus(settings)?;
+        let (products, queue, relay): (Arc<dyn crate::ports::ProductRepository>, _, _) = if settings.product_store
+            == "cosmos"
+        {
+            let Some(publisher) = servicebus.clone() else {
+                return Err(StartupError::CosmosNeedsServiceBus);
+            };
+            let container = match overrides.cosmos_container {
+                Some(c) => c,
+                None => cosmos_container(settings).await?,
+            };
+            let repo = Arc::new(crate::adapters::cosmos::CosmosProductRepository::new(container));
+            let relay = crate::application::relay::Relay {
+                pending: repo.clone(),
+                publisher: Arc::new(publisher),
+                republish_after: chrono::Duration::seconds(settings.ocr_republish_after_secs as i64),
+            };
+            (repo, None, Some(Arc::new(relay)))
+        } else {
+            let repo = SqliteProductRepository::open(&dir.join("warranty.sqlite3"), settings.sqlite_busy_timeout())?;
+            let queue = repo.ocr_queue();
+            (Arc::new(repo), Some(queue), None)
+        };
         let invoices = invoice_store(settings).await?;
         let readers = Arc::new(readers(settings)?);
-        let queue = products.ocr_queue();
         let services = Services {
-            products: Arc::new(products),
+            relay,
+            products,
             invoices,
             clock: Arc::new(SystemClock),
             catalog: Arc::new(BrandCatalog::bundled(settings.default_warranty_months)?),
@@ -199,7 +282,7 @@ impl Application {
             ocr_date_tolerance_days: settings.ocr_date_tolerance_days,
             ocr_wake: Arc::new(tokio::sync::Notify::new()),
         };
-        let dispatcher = settings.ocr_dispatcher.then(|| {
+        let dispatcher = queue.filter(|_| settings.ocr_dispatcher).map(|queue| {
             (
                 queue,
                 DispatcherConfig {
@@ -220,7 +303,7 @@ impl Application {
             state: Arc::new(AppState { services, auth, version: VERSION }),
             readers,
             dispatcher,
-            servicebus: servicebus(settings)?,
+            servicebus,
         })
     }
 

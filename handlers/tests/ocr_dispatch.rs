@@ -4,26 +4,15 @@
 
 mod common;
 
-both_backends!(a_registered_scan_moves_from_queued_to_completed, failing_deliveries_back_off_dead_letter_and_replay,);
+embedded_backends!(
+    a_registered_scan_moves_from_queued_to_completed,
+    failing_deliveries_back_off_dead_letter_and_replay,
+);
 
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// Polls the card (public API only) until its OCR status is final.
-async fn final_ocr(app: &TestApp, user: &str, location: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let card: Value = app.get(user, location).await.json().await.unwrap();
-        let status = card["ocr"]["status"].as_str().unwrap_or_default().to_owned();
-        if matches!(status.as_str(), "completed" | "needs_review" | "failed") {
-            return card["ocr"].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "OCR never finished: {card}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
 
 async fn a_registered_scan_moves_from_queued_to_completed() {
     let app = spawn_with(|s| s.ocr_dispatcher = true).await;

@@ -35,9 +35,8 @@ async fn register(app: &TestApp, file: &str, bytes: &[u8], serial: &str) -> (Str
     assert_eq!(resp.status(), 201);
     let card: Value = resp.json().await.unwrap();
     let id = card["id"].as_str().unwrap().to_owned();
-    let body: String =
-        app.db().query_row("SELECT body FROM ocr_queue WHERE product_id = ?1", [&id], |r| r.get(0)).unwrap();
-    (id, serde_json::from_str(&body).unwrap())
+    let event = app.ocr_event_for(&id).await;
+    (id, event)
 }
 
 fn payload(data: Value, delivery: u32, message_id: &str) -> Value {
@@ -161,7 +160,7 @@ trailer << /Root 1 0 R /Encrypt 3 0 R /ID [<00112233445566778899aabbccddeeff><00
 async fn a_deleted_product_completes_the_message() {
     let app = spawn_app().await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
-    app.db().execute("DELETE FROM products WHERE id = ?1", [&id]).unwrap();
+    app.delete_product_directly("alice", &id).await;
     let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
     assert_eq!(status, 200);
     assert!(body["Logs"][0].as_str().unwrap().contains("product_deleted"));
@@ -170,11 +169,10 @@ async fn a_deleted_product_completes_the_message() {
 async fn a_locked_database_is_transient_and_the_retry_succeeds() {
     let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
-    let blocker = app.db();
-    blocker.execute_batch("BEGIN EXCLUSIVE; UPDATE products SET user_id = user_id;").unwrap();
+    app.start_product_store_outage();
     let (status, _) = invoke(&app, &payload(event.clone(), 1, "m")).await;
     assert_eq!(status, 503, "the host must abandon and redeliver");
-    blocker.execute_batch("ROLLBACK").unwrap();
+    app.end_product_store_outage();
     let (status, _) = invoke(&app, &payload(event, 2, "m")).await;
     assert_eq!(status, 200);
     assert_eq!(ocr_of(&app, &id).await["status"], "completed");

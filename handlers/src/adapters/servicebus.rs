@@ -150,6 +150,16 @@ impl ServiceBusPublisher {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::ports::OcrPublisher for ServiceBusPublisher {
+    async fn publish(&self, event: &OcrRequested) -> Result<(), crate::ports::PublishFailed> {
+        let correlation = event.trace_id.as_deref().unwrap_or(&event.message_id);
+        ServiceBusPublisher::publish(self, event, Some(correlation))
+            .await
+            .map_err(|e| crate::ports::PublishFailed(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ pub mod intake;
 pub mod ocr;
 pub mod products;
 pub mod register;
+pub mod relay;
 
 use std::sync::Arc;
 
@@ -25,4 +26,6 @@ pub struct Services {
     pub ocr_date_tolerance_days: u32,
     /// Woken after a registration queues an OCR event (the local dispatcher waits on it).
     pub ocr_wake: Arc<tokio::sync::Notify>,
+    /// Publishes OCR events where the product store has no outbox queue of its own (Cosmos DB).
+    pub relay: Option<Arc<relay::Relay>>,
 }

@@ -45,7 +45,7 @@ fn done(state: &OcrState, version: u32) -> bool {
 }
 
 pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOutcome, OcrRetry> {
-    let Some(product) = services.products.get_any(event.product_id).await? else {
+    let Some(product) = services.products.get(&event.user_id, event.product_id).await? else {
         return Ok(OcrOutcome::Skipped("product_deleted"));
     };
     if product.invoice.version != event.invoice_version {
@@ -59,7 +59,7 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
     state.status = OcrStatus::Processing;
     state.attempts += 1;
     state.failure_reason = None;
-    if !services.products.update_ocr(product.id, &state).await? {
+    if !services.products.update_ocr(&product.user_id, product.id, &state).await? {
         return Ok(OcrOutcome::Skipped("product_deleted"));
     }
 
@@ -74,13 +74,13 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
         Some(b) => b,
         None => {
             let s = record(state, OcrStatus::Failed, Some("invoice_missing".into()));
-            services.products.update_ocr(product.id, &s).await?;
+            services.products.update_ocr(&product.user_id, product.id, &s).await?;
             return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
         }
     };
     if hex::encode(Sha256::digest(&bytes)) != product.invoice.sha256 {
         let s = record(state, OcrStatus::Failed, Some("invoice_corrupt".into()));
-        services.products.update_ocr(product.id, &s).await?;
+        services.products.update_ocr(&product.user_id, product.id, &s).await?;
         return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
     }
 
@@ -91,24 +91,24 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
             state.fields = Some(fields);
             state.matches = Some(matches);
             let s = record(state, status, None);
-            services.products.update_ocr(product.id, &s).await?;
+            services.products.update_ocr(&product.user_id, product.id, &s).await?;
             tracing::info!(product_id = %product.id, ?status, ?engine, "invoice read");
             Ok(OcrOutcome::Recorded(status))
         }
         Err(ReadError::Permanent { reason, detail }) => {
             tracing::warn!(product_id = %product.id, reason, detail, "invoice cannot be read");
             let s = record(state, OcrStatus::Failed, Some(reason.to_owned()));
-            services.products.update_ocr(product.id, &s).await?;
+            services.products.update_ocr(&product.user_id, product.id, &s).await?;
             Ok(OcrOutcome::Recorded(OcrStatus::Failed))
         }
         Err(ReadError::EngineUnavailable(e)) => {
             let s = record(state, OcrStatus::Failed, Some(ENGINE_UNAVAILABLE.to_owned()));
-            services.products.update_ocr(product.id, &s).await?;
+            services.products.update_ocr(&product.user_id, product.id, &s).await?;
             Err(OcrRetry::EngineUnavailable(e))
         }
         Err(ReadError::Transient(e)) => {
             state.status = OcrStatus::Queued;
-            services.products.update_ocr(product.id, &state).await?;
+            services.products.update_ocr(&product.user_id, product.id, &state).await?;
             Err(OcrRetry::Transient(e))
         }
     }

@@ -220,6 +220,9 @@ pub async fn register(
             }
         };
     }
+    if let Some(relay) = &services.relay {
+        relay.publish_now(&event).await;
+    }
     Ok(Registered::Created { card: Box::new(card), location: href })
 }
 

@@ -15,13 +15,18 @@ use crate::domain::OcrRequested;
 use crate::http::{AppState, BodyStream, HttpResponse};
 
 /// Trigger functions this binary serves: (function name, path).
-pub const TRIGGER_ROUTES: &[(&str, &str)] = &[("ProcessInvoiceOcr", "/ProcessInvoiceOcr")];
+pub const TRIGGER_ROUTES: &[(&str, &str)] =
+    &[("ProcessInvoiceOcr", "/ProcessInvoiceOcr"), ("RepublishPendingOcr", "/RepublishPendingOcr")];
 
 /// Largest invocation payload read (an OCR event is a few hundred bytes).
 const MAX_PAYLOAD: usize = 1024 * 1024;
 
 fn reply(status: StatusCode, logs: &[String]) -> HttpResponse {
-    let body = json!({ "Outputs": {}, "Logs": logs, "ReturnValue": null });
+    reply_with(status, logs, Value::Null)
+}
+
+fn reply_with(status: StatusCode, logs: &[String], return_value: Value) -> HttpResponse {
+    let body = json!({ "Outputs": {}, "Logs": logs, "ReturnValue": return_value });
     let mut resp = Response::new(Bytes::from(body.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -123,6 +128,36 @@ pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResp
         Err(OcrRetry::Transient(e)) => {
             tracing::warn!(error = %e, "OCR failed transiently");
             reply(StatusCode::SERVICE_UNAVAILABLE, &["transient OCR failure; retry".into()])
+        }
+    }
+}
+
+/// `POST /RepublishPendingOcr`: the timer (every 5 minutes) that sends again every OCR event
+/// whose publication was not confirmed (see `application::relay`). The timer payload
+/// (`Data.timer` with `ScheduleStatus`, `IsPastDue`) carries nothing the sweep needs; it is read
+/// only to refuse what is not an invocation. On the embedded store the dispatcher relays its
+/// queue continuously, so there is nothing to sweep.
+pub async fn republish_pending_ocr(state: &AppState, body: BodyStream) -> HttpResponse {
+    let raw = match read_body(body).await {
+        Ok(b) => b,
+        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
+    };
+    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
+        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    }
+    let Some(relay) = &state.services.relay else {
+        return reply(StatusCode::OK, &["nothing to sweep: the embedded store relays its own queue".into()]);
+    };
+    match relay.sweep(state.services.clock.now()).await {
+        Ok(report) => {
+            tracing::info!(found = report.found, published = report.published, failed = report.failed, "OCR sweep");
+            let log = format!("found {} published {} failed {}", report.found, report.published, report.failed);
+            // Failed sends are retried on the next tick; the invocation itself succeeded.
+            reply_with(StatusCode::OK, &[log], json!(report))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "OCR sweep: product store unavailable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &["product store unavailable; the next tick retries".into()])
         }
     }
 }

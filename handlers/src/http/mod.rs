@@ -106,6 +106,8 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         // Trigger invocations from the Functions host (loopback only; not part of the API).
         (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::functions::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (["RepublishPendingOcr"], &Method::POST) => Ok(crate::functions::republish_pending_ocr(&state, body).await),
+        (["RepublishPendingOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound),
     }
 }

@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use warranty::configuration::Settings;
 use warranty::http::auth;
-use warranty::startup::Application;
+use warranty::startup::{Application, Overrides};
+
+mod cosmos;
+mod servicebus;
+pub use cosmos::*;
+pub use servicebus::*;
 
 pub const SECRET: &str = "test-secret-not-for-production";
 
@@ -17,6 +22,9 @@ pub enum Backend {
     Embedded,
     /// Invoices in Blob Storage (Azurite, through the official crate).
     Blob,
+    /// The Azure adapters: products in Cosmos DB (the SDK's in-memory emulator), invoices in
+    /// Blob Storage (Azurite), OCR events on Service Bus (a loopback namespace).
+    Azure,
 }
 
 tokio::task_local! {
@@ -27,9 +35,34 @@ pub fn backend() -> Backend {
     BACKEND.try_with(|b| *b).unwrap_or(Backend::Embedded)
 }
 
-/// Runs each listed test body once per backend: `name::embedded` and `name::blob`.
+/// Runs each listed test body once per backend: `name::embedded`, `name::blob` and
+/// `name::azure`.
 #[macro_export]
 macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn embedded() {
+                    $crate::common::BACKEND.scope($crate::common::Backend::Embedded, super::$name()).await
+                }
+                #[tokio::test]
+                async fn blob() {
+                    $crate::common::BACKEND.scope($crate::common::Backend::Blob, super::$name()).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn azure() {
+                    $crate::common::BACKEND.scope($crate::common::Backend::Azure, super::$name()).await
+                }
+            }
+        )*
+    };
+}
+
+/// For tests of the embedded store's own machinery (its SQLite outbox and dispatcher): each
+/// body runs with invoices in files and in Blob Storage.
+#[macro_export]
+macro_rules! embedded_backends {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
@@ -91,6 +124,12 @@ fn azurite_connection_string() -> String {
 pub struct TestApp {
     pub backend: Backend,
     blob_connection: Option<(String, String)>,
+    /// Azure backend: the products container (emulated) and its switchable faults.
+    pub cosmos: Option<CosmosFixture>,
+    /// Azure backend: the loopback Service Bus namespace.
+    pub bus: Option<ServiceBus>,
+    /// Embedded backend: a connection holding the database's write lock during an outage.
+    outage: std::sync::Mutex<Option<rusqlite::Connection>>,
     pub base: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -114,23 +153,43 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_tests(dir.path().to_owned());
     let backend = backend();
-    if backend == Backend::Blob {
+    if backend != Backend::Embedded {
         settings.invoice_store = "blob".into();
         settings.blob_connection_string = Some(azurite_connection_string());
         // One container per test app: tests run in parallel against one Azurite.
         settings.blob_container = format!("t{}", uuid::Uuid::new_v4().simple());
     }
+    let (cosmos, bus) = if backend == Backend::Azure {
+        let bus = service_bus(vec![]).await;
+        settings.product_store = "cosmos".into();
+        settings.ocr_delivery = "servicebus".into();
+        settings.servicebus_connection_string = Some(bus.connection_string());
+        (Some(CosmosFixture::new().await), Some(bus))
+    } else {
+        (None, None)
+    };
     configure(&mut settings);
     let blob_connection = settings.blob_connection_string.clone().map(|c| (c, settings.blob_container.clone()));
-    let app = Application::build(&settings).await.expect("app builds");
+    let overrides = Overrides { cosmos_container: cosmos.as_ref().map(|c| c.container.clone()) };
+    let app = Application::build_with(&settings, overrides).await.expect("app builds");
     let port = app.port();
+    if let Some(bus) = &bus {
+        // `ocr_dispatcher` means "deliver queued events" on every backend: here the loopback
+        // host delivers what the namespace accepted.
+        if settings.ocr_dispatcher {
+            bus.state.lock().unwrap().deliver_to = Some(port);
+        }
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
     TestApp {
         backend,
-        blob_connection: (backend == Backend::Blob).then_some(blob_connection).flatten(),
+        blob_connection: (backend != Backend::Embedded).then_some(blob_connection).flatten(),
+        cosmos,
+        bus,
+        outage: std::sync::Mutex::new(None),
         base: format!("http://127.0.0.1:{port}"),
         port,
         dir,
@@ -226,6 +285,69 @@ impl TestApp {
         self.db().query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
     }
 
+    /// Products stored, whichever store holds them.
+    pub async fn product_count(&self) -> usize {
+        match &self.cosmos {
+            Some(c) => c.product_ids().await.len(),
+            None => self.count("products") as usize,
+        }
+    }
+
+    /// OCR events produced: rows of the embedded outbox, or messages the namespace accepted.
+    pub async fn ocr_events(&self) -> Vec<serde_json::Value> {
+        match &self.bus {
+            Some(bus) => bus.bodies(),
+            None => {
+                let db = self.db();
+                let mut stmt = db.prepare("SELECT body FROM ocr_queue ORDER BY message_id").unwrap();
+                let rows: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+                rows.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+            }
+        }
+    }
+
+    /// The OCR event of a product.
+    pub async fn ocr_event_for(&self, product_id: &str) -> serde_json::Value {
+        self.ocr_events()
+            .await
+            .into_iter()
+            .find(|e| e["productId"] == product_id)
+            .unwrap_or_else(|| panic!("no OCR event for {product_id}"))
+    }
+
+    /// Removes a product behind the app's back.
+    pub async fn delete_product_directly(&self, user: &str, id: &str) {
+        match &self.cosmos {
+            Some(c) => c.delete(user, id).await,
+            None => assert_eq!(self.db().execute("DELETE FROM products WHERE id = ?1", [id]).unwrap(), 1),
+        }
+    }
+
+    /// Makes the product store fail every request until [`TestApp::end_product_store_outage`]:
+    /// the SQLite write lock held by another connection (writes time out after the busy
+    /// timeout), or Cosmos DB answering 503 to everything.
+    pub fn start_product_store_outage(&self) {
+        match &self.cosmos {
+            Some(c) => c.unavailable.enable(),
+            None => {
+                let blocker = self.db();
+                blocker.execute_batch("BEGIN EXCLUSIVE; UPDATE products SET user_id = user_id;").unwrap();
+                *self.outage.lock().unwrap() = Some(blocker);
+            }
+        }
+    }
+
+    pub fn end_product_store_outage(&self) {
+        match &self.cosmos {
+            Some(c) => c.unavailable.disable(),
+            None => {
+                if let Some(blocker) = self.outage.lock().unwrap().take() {
+                    blocker.execute_batch("ROLLBACK").unwrap();
+                }
+            }
+        }
+    }
+
     pub fn invoices_root(&self) -> PathBuf {
         self.dir.path().join("invoices")
     }
@@ -313,6 +435,20 @@ where
             .run(),
     );
     (port, tx)
+}
+
+/// Polls the card (public API only) until its OCR status is final.
+pub async fn final_ocr(app: &TestApp, user: &str, location: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let card: serde_json::Value = app.get(user, location).await.json().await.unwrap();
+        let status = card["ocr"]["status"].as_str().unwrap_or_default().to_owned();
+        if matches!(status.as_str(), "completed" | "needs_review" | "failed") {
+            return card["ocr"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "OCR never finished: {card}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn problem(resp: reqwest::Response) -> (u16, serde_json::Value) {

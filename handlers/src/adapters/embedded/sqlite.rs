@@ -285,27 +285,15 @@ impl ProductRepository for SqliteProductRepository {
         self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map(|_| ()).map_err(unavailable)
     }
 
-    async fn get_any(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
-        let doc = self
-            .with_conn(move |c| {
-                c.query_row("SELECT doc FROM products WHERE id = ?1", params![id.to_string()], |r| {
-                    r.get::<_, String>(0)
-                })
-                .optional()
-            })
-            .await?
-            .map_err(unavailable)?;
-        doc.as_deref().map(decode).transpose()
-    }
-
-    async fn update_ocr(&self, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {
+    async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {
         let state_json = serde_json::to_string(state).map_err(unavailable)?;
         let version = state.invoice_version;
+        let user = user.clone();
         self.with_conn(move |c| {
             c.execute(
                 "UPDATE products SET doc = json_set(doc, '$.ocr', json(?1))
-                 WHERE id = ?2 AND json_extract(doc, '$.invoice.version') = ?3",
-                params![state_json, id.to_string(), version],
+                 WHERE id = ?2 AND user_id = ?3 AND json_extract(doc, '$.invoice.version') = ?4",
+                params![state_json, id.to_string(), user.as_str(), version],
             )
         })
         .await?

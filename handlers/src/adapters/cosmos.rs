@@ -1,0 +1,422 @@
+//! Products and idempotent answers in Azure Cosmos DB (NoSQL API), through the official
+//! `azure_data_cosmos` crate.
+//!
+//! One container (`products` by default), partitioned by `/userId`: everything a request
+//! touches lives in the caller's partition, so every read is a point read or a single-partition
+//! query, and a registration with an `Idempotency-Key` is one transactional batch.
+//!
+//! Documents (schema version [`SCHEMA_VERSION`]):
+//! - `type: "product"`: the [`ProductRecord`] under `product`, a `serialKey` that the container's
+//!   unique-key policy (`/serialKey`, per partition, so per user) keeps unique, a `sortKey` for
+//!   newest-first paging, and — until the OCR event is confirmed published — `pendingOcr` with
+//!   the event and `pendingOcrSince` (the marker of the outbox; see [`PendingOcrEvents`]).
+//! - `type: "idempotency"`: the first answer to an `Idempotency-Key`, with its own `serialKey`
+//!   so it never collides with a product's.
+//!
+//! Every update is a read followed by a replace with `If-Match` on the read ETag; a `412` means
+//! another writer won, and the update is re-read and re-applied. Throttling (`429`) and
+//! unavailability (`503`) are retried by the SDK's own policy; what is left after that becomes
+//! [`Unavailable`], which the API answers with `503 storage_unavailable`.
+
+use async_trait::async_trait;
+use azure_core::http::{Etag, StatusCode};
+use azure_data_cosmos::clients::ContainerClient;
+use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
+use azure_data_cosmos::{CosmosError, FeedScope, Query, TransactionalBatch};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
+use crate::ports::{
+    IdempotencyRecord, InsertError, ListCursor, PendingOcrEvents, ProductRepository, StoredResponse, Unavailable,
+};
+
+const BACKEND: &str = "product store";
+
+/// Bumped when a document's shape changes incompatibly; readers refuse versions they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How often an update is re-applied after losing an ETag race before giving up.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    schema_version: u32,
+    serial_key: String,
+    sort_key: String,
+    product: ProductRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_ocr: Option<OcrRequested>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_ocr_since: Option<String>,
+    #[serde(default, rename = "_etag", skip_serializing)]
+    etag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    schema_version: u32,
+    serial_key: String,
+    fingerprint: String,
+    status: u16,
+    location: Option<String>,
+    body: String,
+    expires_at: DateTime<Utc>,
+    /// Seconds until Cosmos DB removes the document (needs the container's TTL switched on,
+    /// `defaultTtl: -1`; expiry is also checked on read, so correctness never depends on it).
+    ttl: i64,
+}
+
+/// Sortable fixed-width timestamp: lexical order is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn sort_key(created_at: DateTime<Utc>, id: ProductId) -> String {
+    format!("{}|{id}", ts(created_at))
+}
+
+/// Unique per user: the brand key and the serial number. The unit separator cannot occur in
+/// either (both are validated text).
+fn serial_key(p: &ProductRecord) -> String {
+    format!("product\u{1f}{}\u{1f}{}", p.brand_key, p.serial_number)
+}
+
+/// Idempotency keys may hold characters a Cosmos id may not (`/`, `\`, `?`, `#`): hash them.
+fn idempotency_id(key: &str) -> String {
+    format!("idem-{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable::new(BACKEND, e)
+}
+
+fn status(e: &CosmosError) -> StatusCode {
+    e.status().status_code()
+}
+
+fn is(e: &CosmosError, code: StatusCode) -> bool {
+    status(e) == code
+}
+
+fn if_match(etag: &str) -> ItemWriteOptions {
+    ItemWriteOptions::default().with_precondition(Precondition::IfMatch(Etag::from(etag.to_owned())))
+}
+
+/// Longest time one operation waits on throttling (429) before it is surfaced as unavailable.
+/// The SDK's default is 30 s, made for batch jobs; a phone waiting on a registration has given up
+/// long before, and the 503 it gets carries `Retry-After`.
+pub const MAX_THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The client-wide operation options this adapter is written for (production and tests alike).
+pub fn operation_options() -> azure_data_cosmos::options::OperationOptions {
+    use azure_data_cosmos::options::{OperationOptionsBuilder, ThrottlingRetryOptionsBuilder};
+    OperationOptionsBuilder::new()
+        .with_throttling_retry_options(
+            ThrottlingRetryOptionsBuilder::new()
+                .with_max_retry_count(9)
+                .with_max_retry_wait_time(MAX_THROTTLE_WAIT)
+                .build(),
+        )
+        .build()
+}
+
+pub struct CosmosProductRepository {
+    container: ContainerClient,
+}
+
+impl CosmosProductRepository {
+    pub fn new(container: ContainerClient) -> Self {
+        Self { container }
+    }
+
+    async fn read_doc(&self, user: &str, id: &str) -> Result<Option<ProductDoc>, Unavailable> {
+        match self.container.read_item(user.to_owned(), id, None).await {
+            Ok(resp) => {
+                let doc: serde_json::Value = resp.into_model().map_err(unavailable)?;
+                if doc["type"] != "product" {
+                    return Ok(None);
+                }
+                let version = doc["schemaVersion"].as_u64().unwrap_or(0);
+                if version != u64::from(SCHEMA_VERSION) {
+                    return Err(unavailable(format!("product {id} has unknown schema version {version}")));
+                }
+                serde_json::from_value(doc).map(Some).map_err(unavailable)
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Re-reads the document and applies `change` until a replace with `If-Match` succeeds.
+    /// `change` returns false to leave the document alone. Returns whether a change was stored.
+    async fn update(
+        &self,
+        user: &str,
+        id: &str,
+        mut change: impl FnMut(&mut ProductDoc) -> bool + Send,
+    ) -> Result<bool, Unavailable> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(mut doc) = self.read_doc(user, id).await? else {
+                return Ok(false);
+            };
+            if !change(&mut doc) {
+                return Ok(false);
+            }
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.replace_item(user.to_owned(), id, &doc, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(true),
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Ok(false),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")))
+    }
+
+    async fn existing_with_serial(&self, user: &str, serial_key: &str) -> Result<Option<ProductId>, Unavailable> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: ProductId,
+        }
+        let query = Query::from("SELECT c.id FROM c WHERE c.serialKey = @k")
+            .with_parameter("@k", serial_key)
+            .map_err(unavailable)?;
+        let mut items = self
+            .container
+            .query_items::<Id>(query, FeedScope::partition(user.to_owned()), None)
+            .await
+            .map_err(unavailable)?;
+        Ok(items.try_next().await.map_err(unavailable)?.map(|i| i.id))
+    }
+
+    /// Tells a refused registration apart: the idempotency key was taken by a concurrent
+    /// request, or the product already exists.
+    async fn explain_conflict(&self, product: &ProductRecord, idempotency: Option<&IdempotencyRecord>) -> InsertError {
+        let user = product.user_id.as_str();
+        if let Some(rec) = idempotency {
+            match self.container.read_item(user.to_owned(), &idempotency_id(&rec.key), None).await {
+                Ok(_) => return InsertError::IdempotencyKeyTaken,
+                Err(e) if is(&e, StatusCode::NotFound) => {}
+                Err(e) => return unavailable(e).into(),
+            }
+        }
+        match self.existing_with_serial(user, &serial_key(product)).await {
+            Ok(existing) => InsertError::DuplicateProduct { existing },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
+    ProductDoc {
+        id: product.id.to_string(),
+        user_id: product.user_id.0.clone(),
+        doc_type: "product".into(),
+        schema_version: SCHEMA_VERSION,
+        serial_key: serial_key(product),
+        sort_key: sort_key(product.created_at, product.id),
+        product: product.clone(),
+        pending_ocr: Some(event.clone()),
+        pending_ocr_since: Some(ts(product.created_at)),
+        etag: None,
+    }
+}
+
+#[async_trait]
+impl ProductRepository for CosmosProductRepository {
+    async fn insert_registration(
+        &self,
+        product: &ProductRecord,
+        event: &OcrRequested,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), InsertError> {
+        let user = product.user_id.as_str().to_owned();
+        let doc = product_doc(product, event);
+        let outcome = match idempotency {
+            None => self.container.create_item(user, &doc.id, &doc, None).await.map(|_| true),
+            Some(rec) => {
+                let id = idempotency_id(&rec.key);
+                let idem = IdempotencyDoc {
+                    serial_key: format!("idempotency\u{1f}{id}"),
+                    id,
+                    user_id: user.clone(),
+                    doc_type: "idempotency".into(),
+                    schema_version: SCHEMA_VERSION,
+                    fingerprint: rec.response.fingerprint.clone(),
+                    status: rec.response.status,
+                    location: rec.response.location.clone(),
+                    body: rec.response.body.clone(),
+                    expires_at: rec.expires_at,
+                    ttl: (rec.expires_at - product.created_at).num_seconds().max(1),
+                };
+                let batch = TransactionalBatch::new(user)
+                    .create_item(&doc)
+                    .and_then(|b| b.create_item(&idem))
+                    .map_err(unavailable)?;
+                match self.container.execute_transactional_batch(batch, None).await {
+                    Ok(resp) if resp.status().is_success() => {
+                        let results = resp.into_model().map_err(unavailable)?;
+                        Ok(results.results().iter().all(|r| r.is_success()))
+                    }
+                    // A failed batch reports the failing operation's status.
+                    Ok(resp) if resp.status().status_code() == StatusCode::Conflict => Ok(false),
+                    Ok(resp) => Err(unavailable(format!("batch refused with {:?}", resp.status().status_code())))?,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.explain_conflict(product, idempotency).await),
+            Err(e) if is(&e, StatusCode::Conflict) => Err(self.explain_conflict(product, idempotency).await),
+            Err(e) => Err(unavailable(e).into()),
+        }
+    }
+
+    async fn get(&self, user: &UserId, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
+        Ok(self.read_doc(user.as_str(), &id.to_string()).await?.map(|d| d.product))
+    }
+
+    async fn list(
+        &self,
+        user: &UserId,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<ProductRecord>, Unavailable> {
+        // Keyset paging on `sortKey` (creation time, then id), newest first: stable under
+        // concurrent inserts and never expiring, unlike a server continuation token.
+        let before = after.map(|c| sort_key(c.created_at, c.id)).unwrap_or_else(|| "~".into());
+        let query = Query::from(format!(
+            "SELECT TOP {limit} * FROM c WHERE c.type = 'product' AND c.sortKey < @before ORDER BY c.sortKey DESC"
+        ))
+        .with_parameter("@before", before)
+        .map_err(unavailable)?;
+        let docs: Vec<ProductDoc> = self
+            .container
+            .query_items::<ProductDoc>(query, FeedScope::partition(user.as_str().to_owned()), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(docs.into_iter().take(limit).map(|d| d.product).collect())
+    }
+
+    async fn idempotent_response(
+        &self,
+        user: &UserId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredResponse>, Unavailable> {
+        match self.container.read_item(user.as_str().to_owned(), &idempotency_id(key), None).await {
+            Ok(resp) => {
+                let doc: IdempotencyDoc = resp.into_model().map_err(unavailable)?;
+                Ok((doc.expires_at > now).then_some(StoredResponse {
+                    fingerprint: doc.fingerprint,
+                    status: doc.status,
+                    location: doc.location,
+                    body: doc.body,
+                }))
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn health(&self) -> Result<(), Unavailable> {
+        self.container.read(None).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {
+        self.update(user.as_str(), &id.to_string(), |doc| {
+            if doc.product.invoice.version != state.invoice_version {
+                return false;
+            }
+            doc.product.ocr = state.clone();
+            true
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PendingOcrEvents for CosmosProductRepository {
+    async fn pending(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OcrRequested>, Unavailable> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Pending {
+            pending_ocr: OcrRequested,
+        }
+        // Across partitions: the sweeper acts for every user. Only marked documents match, and
+        // a marker lives for the few milliseconds between the write and the publication.
+        let query = Query::from(format!(
+            "SELECT TOP {limit} c.pendingOcr FROM c WHERE c.type = 'product' AND c.pendingOcrSince < @before"
+        ))
+        .with_parameter("@before", ts(before))
+        .map_err(unavailable)?;
+        let mut found: Vec<OcrRequested> = self
+            .container
+            .query_items::<Pending>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .map_ok(|p| p.pending_ocr)
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        found.sort_by_key(|e| e.requested_at);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn mark_published(&self, event: &OcrRequested) -> Result<(), Unavailable> {
+        self.update(event.user_id.as_str(), &event.product_id.to_string(), |doc| {
+            if doc.pending_ocr.as_ref().map(|p| &p.message_id) != Some(&event.message_id) {
+                return false;
+            }
+            doc.pending_ocr = None;
+            doc.pending_ocr_since = None;
+            true
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_order_like_time_then_id() {
+        let t = DateTime::parse_from_rfc3339("2026-11-26T10:00:00.5Z").unwrap().to_utc();
+        let a = sort_key(t, uuid::Uuid::from_u128(1));
+        let b = sort_key(t, uuid::Uuid::from_u128(2));
+        let c = sort_key(t + chrono::Duration::nanoseconds(1), uuid::Uuid::from_u128(0));
+        let d = sort_key(t + chrono::Duration::seconds(10), uuid::Uuid::from_u128(0));
+        assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
+        assert!(d.as_str() < "~", "the first page's bound is above every key");
+    }
+
+    #[test]
+    fn idempotency_ids_are_valid_cosmos_ids_for_any_key() {
+        for key in ["a/b", "x\\y", "q?#", "ünïcødé", ""] {
+            let id = idempotency_id(key);
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{id}");
+            assert_eq!(id.len(), 5 + 64);
+        }
+        assert_ne!(idempotency_id("a"), idempotency_id("b"));
+    }
+}

@@ -1,0 +1,231 @@
+//! What only the Azure adapters do: the pending-publication marker on the Cosmos DB document,
+//! the `RepublishPendingOcr` sweeper, ETag-guarded updates, and throttling past the SDK's
+//! retries.
+//!
+//! Cosmos DB is the in-memory emulator inside `azure_data_cosmos`, with the SDK's fault
+//! injection; invoices go to Azurite. Service Bus and the Functions host cannot run here: a
+//! loopback namespace checks the documented "Send Message" request, keeps one message per
+//! `MessageId` as duplicate detection does, and plays the host by POSTing each new message to
+//! `/ProcessInvoiceOcr` (see `common/servicebus.rs`).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::{Value, json};
+use warranty::ports::{PendingOcrEvents, ProductRepository};
+
+async fn azure_app(configure: impl FnOnce(&mut warranty::configuration::Settings)) -> TestApp {
+    BACKEND.scope(Backend::Azure, spawn_with(configure)).await
+}
+
+/// The Functions host's payload for a timer trigger.
+fn timer_payload() -> Value {
+    json!({
+        "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
+        "Metadata": { "sys": { "MethodName": "RepublishPendingOcr", "UtcNow": chrono::Utc::now().to_rfc3339() } }
+    })
+}
+
+async fn sweep(app: &TestApp) -> Value {
+    let resp =
+        app.client.post(format!("{}/RepublishPendingOcr", app.base)).json(&timer_payload()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["ReturnValue"].clone()
+}
+
+async fn register(app: &TestApp, serial: &str) -> (String, String) {
+    let resp = app
+        .post_form("alice", Form::registration("Apple", "MacBook Air", serial, "2026-03-15", &fixture("invoice.pdf")))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let card: Value = resp.json().await.unwrap();
+    (card["id"].as_str().unwrap().to_owned(), location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_reaches_a_completed_card_through_service_bus_and_clears_its_marker() {
+    let app = azure_app(|s| s.ocr_dispatcher = true).await;
+    let (id, location) = register(&app, "C02XK0ABJGH5").await;
+    let cosmos = app.cosmos.as_ref().unwrap();
+    let doc = cosmos.document("alice", &id).await.unwrap();
+    assert_eq!(doc["type"], "product");
+    assert_eq!(doc["schemaVersion"], 1);
+    assert_eq!(doc["userId"], "alice");
+    assert!(doc.get("pendingOcr").is_none(), "published, so the marker was cleared: {doc}");
+
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert_eq!(ocr["engine"], "pdf-text");
+    let bus = app.bus.as_ref().unwrap().snapshot();
+    assert_eq!(bus.accepted.len(), 1);
+    let (broker, body) = &bus.accepted[&format!("{id}:invoice:1")];
+    assert_eq!(broker["ContentType"], "application/json");
+    assert_eq!(body["productId"], id.as_str());
+    assert_eq!(bus.deliveries, vec![(format!("{id}:invoice:1"), 1, 200)]);
+    assert!(bus.refused.is_empty(), "{:?}", bus.refused);
+}
+
+/// The publish step is killed between the write and the send (the namespace refuses it): the
+/// product is stored with its marker, the registration still succeeds, and the sweeper
+/// delivers the event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_queue_refused_is_republished_once_by_the_sweeper() {
+    let app = azure_app(|s| {
+        s.ocr_dispatcher = true;
+        s.ocr_republish_after_secs = 0;
+    })
+    .await;
+    let bus = app.bus.as_ref().unwrap();
+    bus.script(vec![(503, Some("30"))]);
+    let (id, location) = register(&app, "C02XK0ABJGH5").await;
+    let doc = app.cosmos.as_ref().unwrap().document("alice", &id).await.unwrap();
+    assert_eq!(doc["pendingOcr"]["messageId"], format!("{id}:invoice:1"), "{doc}");
+    assert!(bus.snapshot().accepted.is_empty());
+    let card: Value = app.get("alice", &location).await.json().await.unwrap();
+    assert_eq!(card["ocr"]["status"], "queued");
+
+    assert_eq!(sweep(&app).await, json!({ "found": 1, "published": 1, "failed": 0 }));
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert_eq!(ocr["attempts"], 1, "one effective OCR run");
+    let doc = app.cosmos.as_ref().unwrap().document("alice", &id).await.unwrap();
+    assert!(doc.get("pendingOcr").is_none(), "{doc}");
+
+    // Nothing is left to sweep, and a second tick sends nothing.
+    assert_eq!(sweep(&app).await, json!({ "found": 0, "published": 0, "failed": 0 }));
+    let state = bus.snapshot();
+    assert_eq!(state.requests, 2, "the refused send and the sweeper's");
+    assert_eq!(state.deliveries.len(), 1, "{:?}", state.deliveries);
+}
+
+/// The send went through but clearing the marker failed: the sweeper sends the same message
+/// id again and duplicate detection absorbs it, so the queue holds one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_event_whose_marker_stayed_is_absorbed_as_a_duplicate() {
+    let app = azure_app(|s| s.ocr_republish_after_secs = 0).await;
+    let cosmos = app.cosmos.as_ref().unwrap();
+    cosmos.replace_unavailable.enable();
+    let (id, _) = register(&app, "C02XK0ABJGH5").await;
+    cosmos.replace_unavailable.disable();
+    assert!(cosmos.document("alice", &id).await.unwrap().get("pendingOcr").is_some());
+
+    assert_eq!(sweep(&app).await, json!({ "found": 1, "published": 1, "failed": 0 }));
+    let state = app.bus.as_ref().unwrap().snapshot();
+    assert_eq!(state.requests, 2, "sent twice");
+    assert_eq!(state.accepted.len(), 1, "kept once");
+    assert!(cosmos.document("alice", &id).await.unwrap().get("pendingOcr").is_none());
+}
+
+/// A young marker belongs to a request that may still be publishing it: the sweeper leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_leaves_markers_younger_than_the_threshold() {
+    let app = azure_app(|s| s.ocr_republish_after_secs = 3600).await;
+    app.bus.as_ref().unwrap().script(vec![(503, None)]);
+    register(&app, "C02XK0ABJGH5").await;
+    assert_eq!(sweep(&app).await, json!({ "found": 0, "published": 0, "failed": 0 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_with_the_store_down_fails_so_the_next_tick_retries() {
+    let app = azure_app(|_| {}).await;
+    app.start_product_store_outage();
+    let resp =
+        app.client.post(format!("{}/RepublishPendingOcr", app.base)).json(&timer_payload()).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    app.end_product_store_outage();
+    let resp = app.client.post(format!("{}/RepublishPendingOcr", app.base)).body("not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn on_the_embedded_store_the_sweeper_has_nothing_to_do() {
+    let app = spawn_app().await;
+    let resp =
+        app.client.post(format!("{}/RepublishPendingOcr", app.base)).json(&timer_payload()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["Logs"][0].as_str().unwrap().contains("nothing to sweep"), "{body}");
+}
+
+/// Cosmos DB throttles every write (429) beyond the SDK's retry policy: the client gets
+/// `503 storage_unavailable` with `Retry-After`, nothing is stored, and the invoice is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_past_the_sdk_retries_is_503_and_loses_nothing() {
+    let app = azure_app(|_| {}).await;
+    let cosmos = app.cosmos.as_ref().unwrap();
+    cosmos.throttled.enable();
+    let resp = app
+        .post_form(
+            "alice",
+            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf")),
+        )
+        .await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (503, "storage_unavailable"));
+    assert!(cosmos.throttled.hit_count() > 1, "the SDK retried before giving up");
+    cosmos.throttled.disable();
+    assert_eq!(app.product_count().await, 0);
+    assert!(app.invoice_files().is_empty());
+    assert!(app.ocr_events().await.is_empty());
+    register(&app, "C02XK0ABJGH5").await;
+}
+
+/// Read-modify-write with `If-Match`: concurrent updates of one document (the OCR handler's
+/// state and the relay's marker) never overwrite each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_of_one_document_lose_nothing() {
+    let app = azure_app(|s| s.ocr_republish_after_secs = 0).await;
+    let cosmos = app.cosmos.as_ref().unwrap();
+    // Keep the markers: every publication is refused.
+    app.bus.as_ref().unwrap().script(vec![(503, None); 20]);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(register(&app, &format!("C02XK0ABJG{i:02}")).await.0);
+    }
+    let repo = Arc::new(warranty::adapters::cosmos::CosmosProductRepository::new(cosmos.container.clone()));
+    let user = warranty::domain::UserId("alice".into());
+    let events = repo.pending(chrono::Utc::now() + chrono::Duration::seconds(1), 100).await.unwrap();
+    assert_eq!(events.len(), 20);
+    let mut tasks = Vec::new();
+    for event in events {
+        let (repo, user) = (repo.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            let product = repo.get(&user, event.product_id).await.unwrap().unwrap();
+            let mut state = product.ocr.clone();
+            state.status = warranty::domain::ocr::OcrStatus::Processing;
+            state.attempts = 7;
+            let (updated, cleared) =
+                tokio::join!(repo.update_ocr(&user, event.product_id, &state), repo.mark_published(&event));
+            assert!(updated.unwrap());
+            cleared.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for id in &ids {
+        let doc = cosmos.document("alice", id).await.unwrap();
+        assert_eq!(doc["product"]["ocr"]["attempts"], 7, "{doc}");
+        assert_eq!(doc["product"]["ocr"]["status"], "processing", "{doc}");
+        assert!(doc.get("pendingOcr").is_none(), "{doc}");
+    }
+}
+
+#[tokio::test]
+async fn cosmos_without_a_connection_or_without_service_bus_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = warranty::configuration::Settings::for_tests(dir.path().to_owned());
+    settings.product_store = "cosmos".into();
+    let err = warranty::startup::Application::build(&settings).await.err().expect("refused");
+    assert!(err.to_string().contains("WARRANTY_OCR_DELIVERY=servicebus"), "{err}");
+    settings.ocr_delivery = "servicebus".into();
+    settings.servicebus_connection_string =
+        Some("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=eA==".into());
+    let err = warranty::startup::Application::build(&settings).await.err().expect("refused");
+    assert!(err.to_string().contains("CosmosDb__accountEndpoint"), "{err}");
+}
