@@ -116,6 +116,11 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_DOCINTEL_KEY", hide_env_values = true)]
     pub docintel_key: Option<String>,
 
+    /// Client id of the user-assigned managed identity the app authenticates to Azure services
+    /// with (both slots share one). Unset: the system-assigned identity.
+    #[arg(long, env = "AZURE_CLIENT_ID")]
+    pub managed_identity_client_id: Option<String>,
+
     /// Where products live: `sqlite` (embedded, under the data directory) or `cosmos`.
     #[arg(long, env = "WARRANTY_PRODUCT_STORE", default_value = "sqlite", value_parser = ["sqlite", "cosmos"])]
     pub product_store: String,
@@ -231,6 +236,7 @@ impl Settings {
             ocr_date_tolerance_days: 3,
             docintel_endpoint: None,
             docintel_key: None,
+            managed_identity_client_id: None,
             product_store: "sqlite".into(),
             cosmos_endpoint: None,
             cosmos_connection_string: None,

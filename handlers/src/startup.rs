@@ -19,6 +19,13 @@ use crate::ports::SystemClock;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The git commit the binary was built from (`WARRANTY_GIT_SHA` at build time; the container
+/// build sets it), so a deployment can check that the slot runs what it deployed.
+pub const REVISION: &str = match option_env!("WARRANTY_GIT_SHA") {
+    Some(sha) => sha,
+    None => "dev",
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot use the data directory {0}: {1}")]
@@ -49,6 +56,19 @@ pub enum StartupError {
     CosmosNeedsServiceBus,
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
+}
+
+/// The app's managed identity: the user-assigned one named by `AZURE_CLIENT_ID`, else the
+/// system-assigned one.
+pub fn managed_identity(
+    settings: &Settings,
+) -> azure_core::Result<std::sync::Arc<azure_identity::ManagedIdentityCredential>> {
+    use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+    let options = settings.managed_identity_client_id.as_ref().map(|id| ManagedIdentityCredentialOptions {
+        user_assigned_id: Some(UserAssignedId::ClientId(id.clone())),
+        ..Default::default()
+    });
+    ManagedIdentityCredential::new(options)
 }
 
 pub fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
@@ -111,8 +131,7 @@ fn servicebus(settings: &Settings) -> Result<Option<crate::adapters::servicebus:
     let Some(namespace) = &settings.servicebus_namespace else {
         return Err(StartupError::ServiceBusConfig("neither is set".into()));
     };
-    let credential = azure_identity::ManagedIdentityCredential::new(None)
-        .map_err(|e| StartupError::ServiceBusConfig(e.to_string()))?;
+    let credential = managed_identity(settings).map_err(|e| StartupError::ServiceBusConfig(e.to_string()))?;
     Ok(Some(ServiceBusPublisher::new(namespace, queue, entra_auth(credential))))
 }
 
@@ -127,8 +146,7 @@ async fn invoice_store(settings: &Settings) -> Result<Arc<dyn crate::ports::Invo
         // Production: the app's managed identity; no key anywhere.
         let url = azure_core::http::Url::parse(&format!("{}/{container}", uri.trim_end_matches('/')))
             .map_err(|e| StartupError::BlobConfig(e.to_string()))?;
-        let credential = azure_identity::ManagedIdentityCredential::new(None)
-            .map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+        let credential = managed_identity(settings).map_err(|e| StartupError::BlobConfig(e.to_string()))?;
         BlobInvoiceStore::new(url, Some(credential))?
     } else if let Some(cs) = &settings.blob_connection_string {
         let cs = ConnectionString::parse(cs).map_err(StartupError::BlobConfig)?;
@@ -153,7 +171,7 @@ pub async fn cosmos_container(
     let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
     let account = if let Some(endpoint) = &settings.cosmos_endpoint {
         let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
-        let credential = azure_identity::ManagedIdentityCredential::new(None).map_err(|e| err(&e))?;
+        let credential = managed_identity(settings).map_err(|e| err(&e))?;
         AccountReference::with_credential(endpoint, credential)
     } else if let Some(cs) = &settings.cosmos_connection_string {
         let part = |name: &str| {
@@ -214,8 +232,7 @@ fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
             Some(key) => Credential::Key(key.clone()),
             // In Azure: the app's managed identity (role Cognitive Services User on the resource).
             None => {
-                let identity = azure_identity::ManagedIdentityCredential::new(None)
-                    .map_err(|e| StartupError::DocIntelIdentity(e.to_string()))?;
+                let identity = managed_identity(settings).map_err(|e| StartupError::DocIntelIdentity(e.to_string()))?;
                 Credential::Token(std::sync::Arc::new(move || {
                     let identity = identity.clone();
                     Box::pin(async move {
