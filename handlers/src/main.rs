@@ -1,4 +1,5 @@
-//! The `warranty` binary: `serve` (the default) and `dev-token`.
+//! The `warranty` binary: `serve` (the default), `dev-token`, `queue …` and `ops …` (the
+//! release decisions the deploy and rollback workflows call).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,6 +37,97 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Release decisions for the deploy and rollback workflows.
+    Ops {
+        #[command(subcommand)]
+        action: OpsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpsAction {
+    /// Checks that an image tag is immutable (40-hex git SHA, v1.2.3, sha256 digest); prints its
+    /// kind as JSON. Exit 1 and the reason on stderr otherwise.
+    ValidateTag { tag: String },
+    /// Prints the last stable production release (JSON) from the deployment history the
+    /// workflow collected (a JSON array of deployments, each with its `statuses`). Exit 1 if none.
+    LastStable {
+        /// File with the history, or `-` for stdin.
+        #[arg(long)]
+        deployments: String,
+        #[arg(long, default_value = "production")]
+        environment: String,
+        /// The tag running now (the one being rolled back), never the answer.
+        #[arg(long)]
+        exclude_tag: Option<String>,
+    },
+    /// Judges production from an Application Insights query result (columns total, failed,
+    /// p95): prints the verdict as JSON; exit 0 healthy, 1 unhealthy, 2 inconclusive.
+    HealthVerdict {
+        /// File with the `az monitor app-insights query` output, or `-` for stdin.
+        #[arg(long)]
+        result: String,
+        #[arg(long, default_value_t = 500.0)]
+        max_p95_ms: f64,
+        #[arg(long, default_value_t = 0.05)]
+        max_failure_rate: f64,
+        #[arg(long, default_value_t = 20)]
+        min_requests: u64,
+    },
+}
+
+fn read_json(source: &str) -> Result<serde_json::Value, String> {
+    let text = if source == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}"))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{source}: not JSON: {e}"))
+}
+
+fn ops_command(action: OpsAction) -> ExitCode {
+    use warranty::ops;
+    let fail = |msg: String| {
+        eprintln!("{msg}");
+        ExitCode::FAILURE
+    };
+    match action {
+        OpsAction::ValidateTag { tag } => match ops::ImageTag::parse(&tag) {
+            Ok(t) => {
+                println!("{}", serde_json::to_string(&t).expect("json"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.to_string()),
+        },
+        OpsAction::LastStable { deployments, environment, exclude_tag } => {
+            let history: Vec<ops::Deployment> =
+                match read_json(&deployments).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+                    Ok(h) => h,
+                    Err(e) => return fail(format!("deployment history: {e}")),
+                };
+            match ops::last_stable(&history, &environment, exclude_tag.as_deref()) {
+                Some(s) => {
+                    println!("{}", serde_json::to_string(&s).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                None => fail(format!("no stable {environment} release in {} deployments", history.len())),
+            }
+        }
+        OpsAction::HealthVerdict { result, max_p95_ms, max_failure_rate, min_requests } => {
+            let limits = ops::HealthLimits { max_p95_ms, max_failure_rate, min_requests };
+            match read_json(&result).and_then(|v| ops::health_verdict(&v, &limits).map_err(|e| e.to_string())) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string(&v).expect("json"));
+                    ExitCode::from(v.exit_code())
+                }
+                // Unreadable evidence is not evidence of health.
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -131,6 +223,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Queue { action } => queue_command(&cli.settings, action),
+        Command::Ops { action } => ops_command(action),
         Command::Serve => {
             warranty::telemetry::init();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

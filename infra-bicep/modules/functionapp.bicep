@@ -1,0 +1,187 @@
+// The function app (Linux container on Elastic Premium) with a `staging` slot.
+//
+// - Identity-based connections only: AzureWebJobsStorage__*, ServiceBusConnection__*,
+//   CosmosDb__accountEndpoint, InvoiceStorage__blobServiceUri; no key in any setting.
+// - Slot-sticky settings keep the staging slot off production data while it warms up: its own
+//   Cosmos database, blob container and queue, and its Service Bus trigger and sweeper timer
+//   disabled. A swap moves the code, never these settings.
+// - The images are parameters (`productionImage`, `stagingImage`) the deploy workflow passes as
+//   the digests running now, so re-applying this template never rolls an image back.
+param baseName string
+param suffix string
+param location string
+param tags object
+param planSku string
+@description('Spread the plan over availability zones (needs at least 3 instances).')
+param zoneRedundant bool = true
+param minimumInstances int
+param productionImage string
+param stagingImage string
+param identityId string
+param identityClientId string
+param appInsightsConnectionString string
+param hostStorageName string
+param invoiceBlobServiceUri string
+param cosmosEndpoint string
+param serviceBusNamespaceFqdn string
+param docIntelEndpoint string
+param keyVaultUri string
+param tenantId string
+param apiAudience string
+
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: '${baseName}-plan'
+  location: location
+  tags: tags
+  kind: 'elastic'
+  sku: { name: planSku, tier: 'ElasticPremium' }
+  properties: {
+    reserved: true
+    maximumElasticWorkerCount: 20
+    elasticScaleEnabled: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+// Settings common to both slots.
+var shared = [
+  { name: 'FUNCTIONS_EXTENSION_VERSION', value: '~4' }
+  { name: 'FUNCTIONS_WORKER_RUNTIME', value: 'custom' }
+  { name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE', value: 'false' }
+  { name: 'AzureWebJobsStorage__accountName', value: hostStorageName }
+  { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+  { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
+  { name: 'ServiceBusConnection__fullyQualifiedNamespace', value: serviceBusNamespaceFqdn }
+  { name: 'ServiceBusConnection__credential', value: 'managedidentity' }
+  { name: 'ServiceBusConnection__clientId', value: identityClientId }
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
+  { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }
+  { name: 'WEBSITE_SWAP_WARMUP_PING_PATH', value: '/api/health' }
+  { name: 'WEBSITE_SWAP_WARMUP_PING_STATUSES', value: '200' }
+  { name: 'AZURE_CLIENT_ID', value: identityClientId }
+  { name: 'KEY_VAULT_URI', value: keyVaultUri }
+  { name: 'WARRANTY_PRODUCT_STORE', value: 'cosmos' }
+  { name: 'CosmosDb__accountEndpoint', value: cosmosEndpoint }
+  { name: 'WARRANTY_INVOICE_STORE', value: 'blob' }
+  { name: 'InvoiceStorage__blobServiceUri', value: invoiceBlobServiceUri }
+  { name: 'WARRANTY_OCR_DELIVERY', value: 'servicebus' }
+  { name: 'WARRANTY_OCR_DISPATCHER', value: 'false' }
+  { name: 'WARRANTY_OCR_ENGINE', value: 'document-intelligence' }
+  { name: 'WARRANTY_DOCINTEL_ENDPOINT', value: docIntelEndpoint }
+  { name: 'WARRANTY_JWKS_URL', value: '${environment().authentication.loginEndpoint}${tenantId}/discovery/v2.0/keys' }
+  { name: 'WARRANTY_JWT_ISSUER', value: '${environment().authentication.loginEndpoint}${tenantId}/v2.0' }
+  { name: 'WARRANTY_JWT_AUDIENCE', value: apiAudience }
+  { name: 'WARRANTY_JWT_USER_CLAIM', value: 'oid' }
+  { name: 'WARRANTY_DATA_DIR', value: '/tmp/warranty' }
+  { name: 'RUST_LOG', value: 'info' }
+]
+
+// Slot-sticky: where each slot's data and messages live, and which triggers run.
+var productionData = [
+  { name: 'WARRANTY_COSMOS_DATABASE', value: 'warranty' }
+  { name: 'WARRANTY_COSMOS_CONTAINER', value: 'products' }
+  { name: 'WARRANTY_BLOB_CONTAINER', value: 'invoices' }
+  { name: 'WARRANTY_OCR_QUEUE', value: 'invoice-ocr' }
+  { name: 'AzureWebJobs.ProcessInvoiceOcr.Disabled', value: 'false' }
+  { name: 'AzureWebJobs.RepublishPendingOcr.Disabled', value: 'false' }
+  { name: 'DEPLOYMENT_SLOT', value: 'production' }
+]
+var stagingData = [
+  { name: 'WARRANTY_COSMOS_DATABASE', value: 'warranty-staging' }
+  { name: 'WARRANTY_COSMOS_CONTAINER', value: 'products' }
+  { name: 'WARRANTY_BLOB_CONTAINER', value: 'invoices-staging' }
+  { name: 'WARRANTY_OCR_QUEUE', value: 'invoice-ocr-staging' }
+  { name: 'AzureWebJobs.ProcessInvoiceOcr.Disabled', value: 'true' }
+  { name: 'AzureWebJobs.RepublishPendingOcr.Disabled', value: 'true' }
+  { name: 'DEPLOYMENT_SLOT', value: 'staging' }
+]
+
+resource app 'Microsoft.Web/sites@2023-12-01' = {
+  name: '${baseName}-func-${suffix}'
+  location: location
+  tags: tags
+  kind: 'functionapp,linux,container'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identityId}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      linuxFxVersion: 'DOCKER|${productionImage}'
+      appSettings: concat(shared, productionData)
+      alwaysOn: false
+      http20Enabled: true
+      minTlsVersion: '1.3'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      healthCheckPath: '/api/health'
+      acrUseManagedIdentityCreds: true
+      acrUserManagedIdentityID: identityClientId
+      functionsRuntimeScaleMonitoringEnabled: false
+      minimumElasticInstanceCount: minimumInstances
+      preWarmedInstanceCount: 1
+    }
+  }
+}
+
+resource staging 'Microsoft.Web/sites/slots@2023-12-01' = {
+  parent: app
+  name: 'staging'
+  location: location
+  tags: tags
+  kind: 'functionapp,linux,container'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identityId}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      linuxFxVersion: 'DOCKER|${stagingImage}'
+      appSettings: concat(shared, stagingData)
+      alwaysOn: false
+      http20Enabled: true
+      minTlsVersion: '1.3'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      healthCheckPath: '/api/health'
+      acrUseManagedIdentityCreds: true
+      acrUserManagedIdentityID: identityClientId
+      functionsRuntimeScaleMonitoringEnabled: false
+      minimumElasticInstanceCount: 1
+      preWarmedInstanceCount: 1
+    }
+  }
+}
+
+resource sticky 'Microsoft.Web/sites/config@2023-12-01' = {
+  parent: app
+  name: 'slotConfigNames'
+  properties: {
+    appSettingNames: [for s in productionData: s.name]
+  }
+}
+
+// Basic-auth publishing (FTP, SCM) off: images come from the registry only.
+resource ftp 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: app
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+resource scm 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: app
+  name: 'scm'
+  properties: { allow: false }
+}
+
+output name string = app.name
+output defaultHostName string = app.properties.defaultHostName
+output stagingHostName string = staging.properties.defaultHostName

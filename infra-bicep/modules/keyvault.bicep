@@ -1,0 +1,47 @@
+// Key Vault with RBAC (no access policies), soft delete and purge protection. The app holds
+// Secrets User for Key Vault references in app settings; no secret is needed today (every
+// service is reached with the managed identity), the vault is where one would go.
+param name string
+param location string
+param tags object
+param principalId string
+param logAnalyticsId string
+
+var secretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: { family: 'A', name: 'standard' }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: { bypass: 'AzureServices', defaultAction: 'Allow' }
+  }
+}
+
+resource secretsReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, secretsUser)
+  scope: vault
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUser)
+  }
+}
+
+resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [{ categoryGroup: 'audit', enabled: true }]
+  }
+}
+
+output uri string = vault.properties.vaultUri
