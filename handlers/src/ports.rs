@@ -35,6 +35,22 @@ pub enum InsertError {
     Unavailable(#[from] Unavailable),
 }
 
+/// Why a conditional write of a product did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No such product (for this user).
+    #[error("product not found")]
+    Gone,
+    /// The stored revision is not the expected one: someone changed it meanwhile.
+    #[error("product changed meanwhile")]
+    Stale,
+    /// The new brand + serial number belong to another of the user's products.
+    #[error("product already registered as {existing:?}")]
+    DuplicateProduct { existing: Option<ProductId> },
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
 /// The first answer given to a request with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -89,6 +105,15 @@ pub trait ProductRepository: Send + Sync {
     ) -> Result<Option<StoredResponse>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
+
+    /// Replaces the stored product with `product` if the stored revision is `expected`, in one
+    /// atomic step. The stored OCR state is kept (the OCR handler owns it), whatever
+    /// `product.ocr` says.
+    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError>;
+
+    /// Deletes the product and any OCR work still queued for it, if the stored revision is
+    /// `expected`.
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError>;
 
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.

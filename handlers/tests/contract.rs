@@ -33,11 +33,10 @@ async fn concrete(app: &TestApp, path: &str) -> String {
     if !path.contains("{id}") {
         return path.to_owned();
     }
+    // A fresh product per call: each path gets its own (a DELETE does not take it from the next).
+    let serial = uuid::Uuid::new_v4().simple().to_string()[..12].to_uppercase();
     let resp = app
-        .post_form(
-            "alice",
-            Form::registration("Apple", "iPhone", "C02XK0ABJGH5", "2024-01-01", &fixture("invoice.pdf")),
-        )
+        .post_form("alice", Form::registration("Acme", "Contract 1", &serial, "2024-01-01", &fixture("invoice.pdf")))
         .await;
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     path.replace("{id}", &id)
@@ -47,11 +46,22 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
     let url = format!("{}{path}", app.base);
     let req = match method {
         "GET" => app.client.get(url),
+        "POST" if path.ends_with("/service-requests") => {
+            app.client.post(url).json(&serde_json::json!({"description": "The screen flickers."}))
+        }
         "POST" => {
             let (ct, body) =
                 Form::registration("Apple", "iPhone", "C02XK0ABJGH9", "2024-01-01", &fixture("invoice.png")).finish();
             app.client.post(url).header("content-type", ct).body(body)
         }
+        // A fresh product is at revision 1.
+        "PATCH" => app
+            .client
+            .patch(url)
+            .header("if-match", "\"r1\"")
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"notes":"bought at the airport"}"#),
+        "DELETE" => app.client.delete(url),
         other => panic!("no request recipe for {other}"),
     };
     req.bearer_auth(token("alice")).send().await.unwrap()

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
     IdempotencyRecord, InsertError, ListCursor, PendingOcrEvents, ProductRepository, StoredResponse, Unavailable,
+    WriteError,
 };
 
 const BACKEND: &str = "product store";
@@ -338,6 +339,58 @@ impl ProductRepository for CosmosProductRepository {
 
     async fn health(&self) -> Result<(), Unavailable> {
         self.container.read(None).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError> {
+        let (user, id) = (product.user_id.as_str(), product.id.to_string());
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(mut doc) = self.read_doc(user, &id).await? else {
+                return Err(WriteError::Gone);
+            };
+            if doc.product.revision != expected {
+                return Err(WriteError::Stale);
+            }
+            // The stored OCR state is kept: the OCR handler may have written it meanwhile.
+            let ocr = doc.product.ocr.clone();
+            doc.product = product.clone();
+            doc.product.ocr = ocr;
+            doc.serial_key = serial_key(product);
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.replace_item(user.to_owned(), &id, &doc, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(()),
+                // Another writer (the OCR handler, the relay) changed the document: re-read; if
+                // it was a user change the revision check above refuses.
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(WriteError::Gone),
+                Err(e) if is(&e, StatusCode::Conflict) => {
+                    let existing = self.existing_with_serial(user, &serial_key(product)).await?;
+                    return Err(WriteError::DuplicateProduct { existing });
+                }
+                Err(e) => return Err(unavailable(e).into()),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
+    }
+
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError> {
+        let id = id.to_string();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(doc) = self.read_doc(user.as_str(), &id).await? else {
+                return Err(WriteError::Gone);
+            };
+            if doc.product.revision != expected {
+                return Err(WriteError::Stale);
+            }
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            // The pending-publication marker lives on the document: it goes with it.
+            match self.container.delete_item(user.as_str().to_owned(), &id, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(WriteError::Gone),
+                Err(e) => return Err(unavailable(e).into()),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
     }
 
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {

@@ -1,6 +1,7 @@
 //! Use cases, written against the ports only. Ordering, idempotency and compensation live here.
 
 pub mod intake;
+pub mod lifecycle;
 pub mod ocr;
 pub mod products;
 pub mod register;

@@ -190,6 +190,16 @@ pub async fn register(
         invoice: InvoiceRef { file_name, kind, size_bytes, sha256, location: location.clone(), version },
         ocr: OcrState::queued(version),
         created_at: now,
+        revision: 1,
+        notes: None,
+        locked_at: None,
+        service_requests: Vec::new(),
+        audit: vec![crate::domain::AuditEntry {
+            at: now,
+            by: user.clone(),
+            action: "registered".into(),
+            changes: Vec::new(),
+        }],
     };
     let card = product.card(now.date_naive());
     let href = format!("/api/products/{}", product.id);

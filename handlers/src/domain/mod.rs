@@ -17,7 +17,10 @@ pub mod warranty;
 pub use brand_catalog::{BrandCatalog, WarrantyTerms};
 pub use invoice::{INVOICE_MAX_BYTES, InvoiceKind, Sniffed};
 pub use ocr::{OcrState, OcrStatus};
-pub use product::{InvoiceRef, OcrRequested, ProductId, ProductRecord, UserId, WarrantyCard};
+pub use product::{
+    AuditEntry, CRITICAL_FIELDS, FieldChange, InvoiceRef, OcrRequested, ProductId, ProductRecord, ServiceRequest,
+    UserId, WarrantyCard,
+};
 pub use purchase_date::PurchaseDate;
 pub use serial_number::SerialNumber;
 pub use warranty::{WarrantyStatus, expiry_date};

@@ -53,6 +53,60 @@ pub struct ProductRecord {
     pub invoice: InvoiceRef,
     pub ocr: OcrState,
     pub created_at: DateTime<Utc>,
+    /// Bumped by every change a user makes; the card's `ETag` (optimistic concurrency). The OCR
+    /// handler's writes do not bump it: they change nothing a client can edit.
+    #[serde(default = "first_revision")]
+    pub revision: u64,
+    /// Free text the owner may always edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Set by the first service request: from then on brand, model, serial number and purchase
+    /// date are fixed (REQ-3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub service_requests: Vec<ServiceRequest>,
+    /// Who changed what and when, oldest first.
+    #[serde(default)]
+    pub audit: Vec<AuditEntry>,
+}
+
+fn first_revision() -> u64 {
+    1
+}
+
+/// The fields that become read-only once a service request exists (REQ-3.2).
+pub const CRITICAL_FIELDS: [&str; 4] = ["brand", "model", "serialNumber", "purchaseDate"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRequest {
+    pub id: Uuid,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_contact: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Whether the warranty was active on the day the request was raised (UTC).
+    pub in_warranty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub by: UserId,
+    /// `registered`, `edited`, `service_request_raised`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// What the mobile app sees.
@@ -70,6 +124,15 @@ pub struct WarrantyCard {
     pub invoice: InvoiceView,
     pub ocr: OcrState,
     pub created_at: DateTime<Utc>,
+    pub revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Whether brand, model, serial number and purchase date are fixed (a service request exists).
+    pub locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_at: Option<DateTime<Utc>>,
+    pub service_request_count: usize,
+    pub audit: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +142,7 @@ pub struct InvoiceView {
     pub content_type: &'static str,
     pub size_bytes: u64,
     pub sha256: String,
+    pub version: u32,
 }
 
 impl ProductRecord {
@@ -98,10 +162,22 @@ impl ProductRecord {
                 content_type: self.invoice.kind.content_type(),
                 size_bytes: self.invoice.size_bytes,
                 sha256: self.invoice.sha256.clone(),
+                version: self.invoice.version,
             },
             ocr: self.ocr.clone(),
             created_at: self.created_at,
+            revision: self.revision,
+            notes: self.notes.clone(),
+            locked: self.locked_at.is_some(),
+            locked_at: self.locked_at,
+            service_request_count: self.service_requests.len(),
+            audit: self.audit.clone(),
         }
+    }
+
+    /// The card's entity tag: changes whenever a user-visible, user-editable part changes.
+    pub fn etag(&self) -> String {
+        format!("\"r{}\"", self.revision)
     }
 }
 

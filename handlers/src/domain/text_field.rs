@@ -7,6 +7,19 @@ use super::FieldError;
 pub struct BoundedText(String);
 
 impl BoundedText {
+    /// An optional field: absent or blank is `None`; otherwise the same rules as [`Self::parse`].
+    pub fn parse_optional(
+        field: &'static str,
+        raw: Option<&str>,
+        max_chars: usize,
+    ) -> Result<Option<Self>, FieldError> {
+        match raw.map(str::trim).filter(|r| !r.is_empty()) {
+            None => Ok(None),
+            // Not blank, so the "missing" code is never reported.
+            Some(r) => Self::parse(field, field, Some(r), max_chars).map(Some),
+        }
+    }
+
     /// `missing_code` is returned for an absent or blank value so the app can say which one.
     pub fn parse(
         field: &'static str,

@@ -19,8 +19,8 @@ pub enum ApiError {
     InvoiceTooLarge,
     /// 415: the invoice is not a PDF, JPEG or PNG by its content.
     InvoiceTypeUnsupported,
-    /// 415: the request body is not `multipart/form-data`.
-    ContentTypeUnsupported(String),
+    /// 415: the request body is not of the type the endpoint takes (`expected`).
+    ContentTypeUnsupported { expected: &'static str, got: String },
     /// 400: a malformed request (broken multipart, bad query parameter, bad header).
     BadRequest { code: &'static str, detail: String },
     /// 401: no token, or a token we do not accept. `token_present` selects the challenge.
@@ -33,6 +33,15 @@ pub enum ApiError {
     AlreadyRegistered { existing: Option<ProductId> },
     /// 422: an `Idempotency-Key` reused with a different request.
     IdempotencyKeyReused,
+    /// 428: a change needs `If-Match` with the card's `ETag`.
+    PreconditionRequired,
+    /// 412: the `If-Match` entity tag is not the current one: the product changed since.
+    PreconditionFailed,
+    /// 409: brand, model, serial number and purchase date are fixed after the first service
+    /// request (REQ-3.2).
+    ProductLocked { fields: Vec<&'static str> },
+    /// 409: a product with service requests cannot be deleted.
+    HasServiceRequests,
     /// 503: a backend is unavailable; the client may retry.
     Unavailable { code: &'static str },
     /// 500: a bug. Logged with the request id.
@@ -71,7 +80,10 @@ impl ApiError {
         match self {
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvoiceTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::ProductLocked { .. } | Self::HasServiceRequests => StatusCode::CONFLICT,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -88,7 +100,11 @@ impl ApiError {
             Self::Validation(errors) => errors.first().map(|e| e.code).unwrap_or("validation_failed"),
             Self::InvoiceTooLarge => "invoice_too_large",
             Self::InvoiceTypeUnsupported => "invoice_type_unsupported",
-            Self::ContentTypeUnsupported(_) => "content_type_unsupported",
+            Self::ContentTypeUnsupported { .. } => "content_type_unsupported",
+            Self::PreconditionRequired => "precondition_required",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::ProductLocked { .. } => "product_locked",
+            Self::HasServiceRequests => "product_has_service_requests",
             Self::BadRequest { code, .. } => code,
             Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound => "not_found",
@@ -105,7 +121,11 @@ impl ApiError {
             Self::Validation(_) => "The registration is not valid",
             Self::InvoiceTooLarge => "The invoice is too large",
             Self::InvoiceTypeUnsupported => "The invoice is not a PDF, JPEG or PNG file",
-            Self::ContentTypeUnsupported(_) => "Unsupported request content type",
+            Self::ContentTypeUnsupported { .. } => "Unsupported request content type",
+            Self::PreconditionRequired => "If-Match required",
+            Self::PreconditionFailed => "The product changed",
+            Self::ProductLocked { .. } => "The product is locked",
+            Self::HasServiceRequests => "The product has service requests",
             Self::BadRequest { .. } => "Malformed request",
             Self::Unauthorized { .. } => "Authentication required",
             Self::NotFound => "Not found",
@@ -127,9 +147,16 @@ impl ApiError {
             Self::InvoiceTypeUnsupported => {
                 "The invoice must be a PDF, JPEG or PNG file; its content was recognised as none of them.".into()
             }
-            Self::ContentTypeUnsupported(got) => {
-                format!("Send multipart/form-data with a boundary; got {got:?}.")
+            Self::ContentTypeUnsupported { expected, got } => format!("Send {expected}; got {got:?}."),
+            Self::PreconditionRequired => {
+                "Send If-Match with the ETag of the card you edit (GET it first); `*` is not accepted.".into()
             }
+            Self::PreconditionFailed => "The product changed since you read it. GET it again and retry.".into(),
+            Self::ProductLocked { fields } => format!(
+                "A service request exists: {} can no longer change. Notes stay editable.",
+                fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Self::HasServiceRequests => "A product with service requests is kept for its warranty history.".into(),
             Self::BadRequest { detail, .. } => detail.clone(),
             Self::Unauthorized { token_present: false } => "Send a bearer token in the Authorization header.".into(),
             Self::Unauthorized { token_present: true } => "The bearer token is invalid or expired.".into(),
@@ -236,4 +263,12 @@ pub const ALL_CODES: &[&str] = &[
     "storage_unavailable",
     "auth_unavailable",
     "internal_error",
+    "precondition_required",
+    "precondition_failed",
+    "product_locked",
+    "product_has_service_requests",
+    "field_read_only",
+    "patch_invalid",
+    "body_too_large",
+    "description_missing",
 ];

@@ -85,6 +85,11 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/products", Some("Products")),
     ("POST", "/api/products", Some("Products")),
     ("GET", "/api/products/{id}", Some("ProductById")),
+    ("PATCH", "/api/products/{id}", Some("ProductById")),
+    ("DELETE", "/api/products/{id}", Some("ProductById")),
+    ("GET", "/api/products/{id}/invoice", Some("ProductInvoice")),
+    ("GET", "/api/products/{id}/service-requests", Some("ServiceRequests")),
+    ("POST", "/api/products/{id}/service-requests", Some("ServiceRequests")),
 ];
 
 pub type HttpResponse = Response<Bytes>;
@@ -102,7 +107,24 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         (["api", "products"], &Method::POST) => products::register(state.clone(), req, body).await,
         (["api", "products"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         (["api", "products", id], &Method::GET) if !id.is_empty() => products::get(&state, &req, id).await,
-        (["api", "products", id], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "products", id], &Method::PATCH) if !id.is_empty() => products::patch(&state, &req, id, body).await,
+        (["api", "products", id], &Method::DELETE) if !id.is_empty() => products::delete(&state, &req, id).await,
+        (["api", "products", id], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "GET, PATCH, DELETE" })
+        }
+        (["api", "products", id, "invoice"], &Method::GET) if !id.is_empty() => {
+            products::invoice(&state, &req, id).await
+        }
+        (["api", "products", id, "invoice"], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "products", id, "service-requests"], &Method::GET) if !id.is_empty() => {
+            products::service_requests(&state, &req, id).await
+        }
+        (["api", "products", id, "service-requests"], &Method::POST) if !id.is_empty() => {
+            products::raise_service_request(&state, &req, id, body).await
+        }
+        (["api", "products", id, "service-requests"], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "GET, POST" })
+        }
         // Trigger invocations from the Functions host (loopback only; not part of the API).
         (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::functions::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),

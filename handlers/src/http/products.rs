@@ -8,6 +8,7 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use super::error::ApiError;
 use super::multipart::{MAX_BODY, read_form};
 use super::{AppState, BodyStream, HttpResponse, Request};
+use crate::application::lifecycle::{self, LifecycleError};
 use crate::application::products::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::application::register::{self, RegisterError, Registered};
 
@@ -45,10 +46,9 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
     let content_type = req.header("content-type").unwrap_or("").to_owned();
     let is_form_data =
         content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
-    let boundary = is_form_data
-        .then(|| multer::parse_boundary(&content_type).ok())
-        .flatten()
-        .ok_or_else(|| ApiError::ContentTypeUnsupported(content_type.clone()))?;
+    let boundary = is_form_data.then(|| multer::parse_boundary(&content_type).ok()).flatten().ok_or_else(|| {
+        ApiError::ContentTypeUnsupported { expected: "multipart/form-data with a boundary", got: content_type.clone() }
+    })?;
     // Refuse a declared oversize body before reading a byte of it: a client that sent
     // `Expect: 100-continue` never uploads at all.
     if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
@@ -113,7 +113,7 @@ pub async fn get(state: &AppState, req: &Request, id: &str) -> Result<HttpRespon
         return Err(ApiError::NotFound);
     };
     match products::card(&state.services, &user, id).await? {
-        Some(card) => Ok(json(StatusCode::OK, serde_json::to_vec(&card).expect("a card serialises"))),
+        Some(card) => Ok(card_response(StatusCode::OK, &card)),
         None => Err(ApiError::NotFound),
     }
 }
@@ -150,4 +150,198 @@ pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiEr
     let page = products::list(&state.services, &user, cursor.as_ref(), limit).await?;
     let body = PageBody { items: page.items, continuation_token: page.continuation_token };
     Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
+}
+
+/// Largest JSON body read for an edit or a service request.
+const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A path id that is not a UUID cannot exist: 404, like a missing one.
+fn product_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse::<uuid::Uuid>().map_err(|_| ApiError::NotFound)
+}
+
+/// The revision named by `If-Match` (`"r3"`, weak or strong). `None` when absent or `*`;
+/// an entity tag this service never issued names no revision (`Some(None)`: fails the match).
+fn if_match(req: &Request) -> Option<Option<u64>> {
+    let raw = req.header("if-match")?.trim();
+    if raw == "*" || raw.is_empty() {
+        return None;
+    }
+    let tag = raw.strip_prefix("W/").unwrap_or(raw);
+    Some(tag.strip_prefix("\"r").and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok()))
+}
+
+async fn read_json(req: &Request, body: BodyStream, media: &'static str) -> Result<serde_json::Value, ApiError> {
+    use futures_util::StreamExt;
+    let content_type = req.header("content-type").unwrap_or("").to_owned();
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != media && mime != "application/json" {
+        return Err(ApiError::ContentTypeUnsupported { expected: media, got: content_type });
+    }
+    let mut buf = Vec::new();
+    let mut body = body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest {
+            code: "patch_invalid",
+            detail: "The body could not be read.".into(),
+        })?;
+        if buf.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(ApiError::BadRequest {
+                code: "body_too_large",
+                detail: format!("The JSON body must be at most {MAX_JSON_BODY} bytes."),
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::BadRequest { code: "patch_invalid", detail: format!("The body is not JSON: {e}.") })
+}
+
+fn lifecycle_error(e: LifecycleError) -> ApiError {
+    match e {
+        LifecycleError::NotFound => ApiError::NotFound,
+        LifecycleError::PatchInvalid(detail) => ApiError::BadRequest { code: "patch_invalid", detail },
+        LifecycleError::Invalid(errors) => ApiError::Validation(errors),
+        LifecycleError::PreconditionFailed => ApiError::PreconditionFailed,
+        LifecycleError::Locked { fields } => ApiError::ProductLocked { fields },
+        LifecycleError::HasServiceRequests => ApiError::HasServiceRequests,
+        LifecycleError::Duplicate { existing } => ApiError::AlreadyRegistered { existing },
+        LifecycleError::Unavailable(u) => u.into(),
+    }
+}
+
+fn card_response(status: StatusCode, card: &crate::domain::WarrantyCard) -> HttpResponse {
+    let mut resp = json(status, serde_json::to_vec(card).expect("a card serialises"));
+    let etag = format!("\"r{}\"", card.revision);
+    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    resp
+}
+
+/// `PATCH /api/products/{id}`: JSON merge patch (RFC 7396) with `If-Match`.
+pub async fn patch(state: &AppState, req: &Request, id: &str, body: BodyStream) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?;
+    let patch = read_json(req, body, "application/merge-patch+json").await?;
+    let Some(revision) = revision else {
+        return Err(ApiError::PreconditionFailed);
+    };
+    let card = lifecycle::patch(&state.services, &user, id, revision, &patch).await.map_err(lifecycle_error)?;
+    Ok(card_response(StatusCode::OK, &card))
+}
+
+/// `DELETE /api/products/{id}` (`If-Match` optional).
+pub async fn delete(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let expected = match if_match(req) {
+        None => None,
+        Some(None) => return Err(ApiError::PreconditionFailed),
+        Some(Some(r)) => Some(r),
+    };
+    lifecycle::delete(&state.services, &user, id, expected).await.map_err(lifecycle_error)?;
+    tracing::info!(product_id = %id, "product deleted");
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewServiceRequest {
+    description: Option<String>,
+    preferred_contact: Option<String>,
+}
+
+/// `POST /api/products/{id}/service-requests`.
+pub async fn raise_service_request(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+    body: BodyStream,
+) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let value = read_json(req, body, "application/json").await?;
+    let new: NewServiceRequest = serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
+        code: "patch_invalid",
+        detail: format!("The body must be {{\"description\": string, \"preferredContact\"?: string}}: {e}."),
+    })?;
+    let request = lifecycle::raise_service_request(
+        &state.services,
+        &user,
+        id,
+        new.description.as_deref(),
+        new.preferred_contact.as_deref(),
+    )
+    .await
+    .map_err(lifecycle_error)?;
+    tracing::info!(product_id = %id, service_request = %request.id, in_warranty = request.in_warranty, "service request raised");
+    let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&request).expect("a request serialises"));
+    let location = format!("/api/products/{id}/service-requests/{}", request.id);
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ascii"));
+    Ok(resp)
+}
+
+/// `GET /api/products/{id}/service-requests`.
+pub async fn service_requests(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let items = lifecycle::service_requests(&state.services, &user, id).await.map_err(lifecycle_error)?;
+    Ok(json(StatusCode::OK, serde_json::to_vec(&serde_json::json!({ "items": items })).expect("json")))
+}
+
+/// `Content-Disposition` for a client-supplied file name: an ASCII fallback with only safe
+/// characters, and the exact name in RFC 5987 `filename*`.
+pub fn content_disposition(file_name: &str) -> String {
+    let fallback: String =
+        file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "._- ()".contains(c) { c } else { '_' }).collect();
+    let fallback = fallback.trim();
+    let fallback =
+        if fallback.is_empty() || fallback.chars().all(|c| c == '.' || c == '_') { "invoice" } else { fallback };
+    let mut encoded = String::new();
+    for b in file_name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// `GET /api/products/{id}/invoice`: the original file.
+pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await.map_err(lifecycle_error)?;
+    let mut resp = Response::new(bytes);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(invoice.kind.content_type()));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&content_disposition(&invoice.file_name)).expect("only ASCII is produced"),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", invoice.sha256)).expect("hex"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn content_disposition_never_lets_a_file_name_break_the_header() {
+        assert_eq!(
+            content_disposition("Rechnung März.pdf"),
+            "attachment; filename=\"Rechnung M_rz.pdf\"; filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf"
+        );
+        let evil = content_disposition("..\\../a\"b\r\nSet-Cookie: x=1;.pdf");
+        assert!(!evil.contains('\r') && !evil.contains('\n'), "{evil}");
+        assert!(evil.starts_with("attachment; filename=\".._.._a_b__Set-Cookie_ x_1_.pdf\"; "), "{evil}");
+        assert_eq!(evil.matches('"').count(), 2, "{evil}");
+        assert_eq!(content_disposition("\"\""), "attachment; filename=\"invoice\"; filename*=UTF-8''%22%22");
+    }
 }

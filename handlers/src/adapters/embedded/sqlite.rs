@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
-use crate::ports::{IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable};
+use crate::ports::{
+    IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable, WriteError,
+};
 
 const BACKEND: &str = "product store";
 
@@ -109,6 +111,34 @@ impl SqliteProductRepository {
     }
 }
 
+/// After a conditional write touched no row: was the product gone, or changed?
+fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId) -> WriteError {
+    match tx
+        .query_row(
+            "SELECT 1 FROM products WHERE id = ?1 AND user_id = ?2",
+            params![id.to_string(), user.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+    {
+        Ok(Some(_)) => WriteError::Stale,
+        Ok(None) => WriteError::Gone,
+        Err(e) => unavailable(e).into(),
+    }
+}
+
+fn existing_with_serial(tx: &rusqlite::Transaction<'_>, product: &ProductRecord) -> Option<ProductId> {
+    tx.query_row(
+        "SELECT id FROM products WHERE user_id = ?1 AND brand_key = ?2 AND serial_number = ?3",
+        params![product.user_id.as_str(), product.brand_key, product.serial_number],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .ok()
+    .flatten()
+    .and_then(|s| s.parse().ok())
+}
+
 fn decode(doc: &str) -> Result<ProductRecord, Unavailable> {
     serde_json::from_str(doc).map_err(|e| unavailable(format!("stored product is unreadable: {e}")))
 }
@@ -166,16 +196,7 @@ impl ProductRepository for SqliteProductRepository {
             );
             if let Err(e) = inserted {
                 if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                    let existing = tx
-                        .query_row(
-                            "SELECT id FROM products WHERE user_id = ?1 AND brand_key = ?2 AND serial_number = ?3",
-                            params![product.user_id.as_str(), product.brand_key, product.serial_number],
-                            |r| r.get::<_, String>(0),
-                        )
-                        .optional()
-                        .ok()
-                        .flatten()
-                        .and_then(|s| s.parse().ok());
+                    let existing = existing_with_serial(&tx, &product);
                     return Err(InsertError::DuplicateProduct { existing });
                 }
                 return Err(unavailable(e).into());
@@ -283,6 +304,62 @@ impl ProductRepository for SqliteProductRepository {
 
     async fn health(&self) -> Result<(), Unavailable> {
         self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError> {
+        let product = product.clone();
+        self.with_conn(move |c| -> Result<(), WriteError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            let doc = serde_json::to_string(&product).map_err(unavailable)?;
+            // The stored OCR state is kept: the OCR handler may have written it meanwhile.
+            let updated = tx.execute(
+                "UPDATE products SET brand_key = ?1, serial_number = ?2,
+                        doc = json_set(?3, '$.ocr', json(json_extract(doc, '$.ocr')))
+                 WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6",
+                params![
+                    product.brand_key,
+                    product.serial_number,
+                    doc,
+                    product.id.to_string(),
+                    product.user_id.as_str(),
+                    expected as i64
+                ],
+            );
+            match updated {
+                Ok(1) => {}
+                Ok(_) => return Err(missing_or_stale(&tx, &product.user_id, product.id)),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    let existing = existing_with_serial(&tx, &product);
+                    return Err(WriteError::DuplicateProduct { existing });
+                }
+                Err(e) => return Err(unavailable(e).into()),
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError> {
+        let user = user.clone();
+        self.with_conn(move |c| -> Result<(), WriteError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM products WHERE id = ?1 AND user_id = ?2
+                       AND COALESCE(json_extract(doc, '$.revision'), 1) = ?3",
+                    params![id.to_string(), user.as_str(), expected as i64],
+                )
+                .map_err(unavailable)?;
+            if deleted != 1 {
+                return Err(missing_or_stale(&tx, &user, id));
+            }
+            // Queued OCR work goes with it (a message already on its way finds no product).
+            tx.execute("DELETE FROM ocr_queue WHERE product_id = ?1", params![id.to_string()]).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
     }
 
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable> {

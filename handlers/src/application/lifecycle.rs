@@ -1,0 +1,306 @@
+//! A product after registration: edits (JSON merge patch with `If-Match`), service requests
+//! and the edit lock they set (REQ-3.2), deletion, and the invoice download.
+//!
+//! Every change is a conditional write on the product's revision, so two writers never both
+//! win: an edit that read revision r fails if a service request locked the product at r + 1.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Services;
+use super::register::{self, RegistrationForm};
+use crate::domain::brand_catalog::brand_key;
+use crate::domain::text_field::BoundedText;
+use crate::domain::{
+    AuditEntry, FieldChange, FieldError, ProductId, ProductRecord, ServiceRequest, UserId, WarrantyCard,
+    WarrantyStatus, expiry_date,
+};
+use crate::ports::{Unavailable, WriteError};
+
+pub const NOTES_MAX_CHARS: usize = 1000;
+pub const DESCRIPTION_MAX_CHARS: usize = 2000;
+pub const CONTACT_MAX_CHARS: usize = 200;
+/// How often a service request is re-applied after losing a race before giving up.
+const MAX_RETRIES: usize = 16;
+
+/// Card fields a client sees but cannot set.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "warrantyMonths",
+    "warrantyExpiresOn",
+    "warrantyStatus",
+    "invoice",
+    "ocr",
+    "createdAt",
+    "revision",
+    "locked",
+    "lockedAt",
+    "serviceRequestCount",
+    "audit",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("not found")]
+    NotFound,
+    #[error("the patch is not a JSON object of card fields: {0}")]
+    PatchInvalid(String),
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// The revision the client read is not the current one.
+    #[error("the product changed since it was read")]
+    PreconditionFailed,
+    /// A critical field cannot change after the first service request.
+    #[error("the product is locked by a service request")]
+    Locked { fields: Vec<&'static str> },
+    #[error("the product has service requests")]
+    HasServiceRequests,
+    #[error("product already registered")]
+    Duplicate { existing: Option<ProductId> },
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl From<WriteError> for LifecycleError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Gone => Self::NotFound,
+            WriteError::Stale => Self::PreconditionFailed,
+            WriteError::DuplicateProduct { existing } => Self::Duplicate { existing },
+            WriteError::Unavailable(u) => Self::Unavailable(u),
+        }
+    }
+}
+
+fn text(v: &Value, field: &str) -> Result<Option<String>, LifecycleError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(LifecycleError::PatchInvalid(format!("`{field}` must be a string or null"))),
+    }
+}
+
+/// Applies an RFC 7396 merge patch to `product` for `user`, if `if_match_revision` is current.
+pub async fn patch(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    if_match_revision: u64,
+    patch: &Value,
+) -> Result<WarrantyCard, LifecycleError> {
+    let now = services.clock.now();
+    let Value::Object(fields) = patch else {
+        return Err(LifecycleError::PatchInvalid("the body must be a JSON object".into()));
+    };
+    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    if product.revision != if_match_revision {
+        return Err(LifecycleError::PreconditionFailed);
+    }
+    let updated = apply(services, &product, fields, user, now)?;
+    if updated.revision == product.revision {
+        return Ok(product.card(now.date_naive()));
+    }
+    services.products.replace(&updated, product.revision).await?;
+    Ok(updated.card(now.date_naive()))
+}
+
+/// The patched record (revision bumped and audited), or the record unchanged when the patch
+/// changes nothing.
+fn apply(
+    services: &Services,
+    product: &ProductRecord,
+    fields: &Map<String, Value>,
+    user: &UserId,
+    now: DateTime<Utc>,
+) -> Result<ProductRecord, LifecycleError> {
+    let mut errors = Vec::new();
+    for key in fields.keys() {
+        if let Some(ro) = READ_ONLY.iter().find(|r| **r == key) {
+            errors.push(FieldError::new(ro, "field_read_only", format!("`{ro}` cannot be changed")));
+        } else if !["brand", "model", "serialNumber", "purchaseDate", "notes"].contains(&key.as_str()) {
+            return Err(LifecycleError::PatchInvalid(format!("unknown field `{key}`")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LifecycleError::Invalid(errors));
+    }
+    let current = |f: &str| match f {
+        "brand" => Some(product.brand.clone()),
+        "model" => Some(product.model.clone()),
+        "serialNumber" => Some(product.serial_number.clone()),
+        "purchaseDate" => Some(product.purchase_date.to_string()),
+        _ => product.notes.clone(),
+    };
+    let merged = |f: &str| -> Result<Option<String>, LifecycleError> {
+        match fields.get(f) {
+            Some(v) => text(v, f),
+            None => Ok(current(f)),
+        }
+    };
+    let form = RegistrationForm {
+        brand: merged("brand")?,
+        model: merged("model")?,
+        serial_number: merged("serialNumber")?,
+        purchase_date: merged("purchaseDate")?,
+        transport_errors: Vec::new(),
+    };
+    // Every rule of registration applies again (serial for the brand, purchase date).
+    let (brand, model, serial, purchase, months) =
+        register::validate(services, &form, None, now).map_err(LifecycleError::Invalid)?;
+    let notes = match fields.get("notes") {
+        None => product.notes.clone(),
+        Some(v) => BoundedText::parse_optional("notes", text(v, "notes")?.as_deref(), NOTES_MAX_CHARS)
+            .map_err(|e| LifecycleError::Invalid(vec![e]))?
+            .map(BoundedText::into_inner),
+    };
+
+    let mut next = product.clone();
+    next.brand = brand;
+    next.brand_key = brand_key(&next.brand);
+    next.model = model;
+    next.serial_number = serial.as_str().to_owned();
+    next.purchase_date = purchase.date();
+    next.warranty_months = months;
+    next.warranty_expires_on = expiry_date(next.purchase_date, months);
+    next.notes = notes;
+
+    let pairs = [
+        ("brand", Some(product.brand.clone()), Some(next.brand.clone())),
+        ("model", Some(product.model.clone()), Some(next.model.clone())),
+        ("serialNumber", Some(product.serial_number.clone()), Some(next.serial_number.clone())),
+        ("purchaseDate", Some(product.purchase_date.to_string()), Some(next.purchase_date.to_string())),
+        (
+            "warrantyExpiresOn",
+            Some(product.warranty_expires_on.to_string()),
+            Some(next.warranty_expires_on.to_string()),
+        ),
+        ("notes", product.notes.clone(), next.notes.clone()),
+    ];
+    let changes: Vec<FieldChange> = pairs
+        .into_iter()
+        .filter(|(_, from, to)| from != to)
+        .map(|(field, from, to)| FieldChange { field: field.into(), from, to })
+        .collect();
+    if product.locked_at.is_some() {
+        let locked: Vec<&'static str> =
+            crate::domain::CRITICAL_FIELDS.into_iter().filter(|f| changes.iter().any(|c| c.field == *f)).collect();
+        if !locked.is_empty() {
+            return Err(LifecycleError::Locked { fields: locked });
+        }
+    }
+    if changes.is_empty() {
+        return Ok(next);
+    }
+    next.revision += 1;
+    next.audit.push(AuditEntry { at: now, by: user.clone(), action: "edited".into(), changes });
+    Ok(next)
+}
+
+/// A new service request; the first one locks the product's critical fields in the same write.
+pub async fn raise_service_request(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    description: Option<&str>,
+    preferred_contact: Option<&str>,
+) -> Result<ServiceRequest, LifecycleError> {
+    let mut errors = Vec::new();
+    let description = BoundedText::parse("description", "description_missing", description, DESCRIPTION_MAX_CHARS)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let contact = BoundedText::parse_optional("preferredContact", preferred_contact, CONTACT_MAX_CHARS)
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten()
+        .map(BoundedText::into_inner);
+    let Some(description) = description.filter(|_| errors.is_empty()) else {
+        return Err(LifecycleError::Invalid(errors));
+    };
+    for _ in 0..MAX_RETRIES {
+        let now = services.clock.now();
+        let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+        let request = ServiceRequest {
+            id: Uuid::now_v7(),
+            description: description.as_str().to_owned(),
+            preferred_contact: contact.clone(),
+            created_at: now,
+            in_warranty: WarrantyStatus::on(product.warranty_expires_on, now.date_naive()) == WarrantyStatus::Active,
+        };
+        let mut next = product.clone();
+        let mut changes =
+            vec![FieldChange { field: "serviceRequests".into(), from: None, to: Some(request.id.to_string()) }];
+        if next.locked_at.is_none() {
+            next.locked_at = Some(now);
+            changes.push(FieldChange { field: "locked".into(), from: Some("false".into()), to: Some("true".into()) });
+        }
+        next.service_requests.push(request.clone());
+        next.revision += 1;
+        next.audit.push(AuditEntry { at: now, by: user.clone(), action: "service_request_raised".into(), changes });
+        match services.products.replace(&next, product.revision).await {
+            Ok(()) => return Ok(request),
+            // Someone changed the product meanwhile: apply the request to the new state.
+            Err(WriteError::Stale) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Unavailable::new("product store", "the product kept changing while a service request was added").into())
+}
+
+pub async fn service_requests(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+) -> Result<Vec<ServiceRequest>, LifecycleError> {
+    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    Ok(product.service_requests)
+}
+
+/// Deletes a product without service requests: the record (with its queued OCR work), then its
+/// invoice. `if_match_revision`, when given, must be current.
+pub async fn delete(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    if_match_revision: Option<u64>,
+) -> Result<(), LifecycleError> {
+    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    if !product.service_requests.is_empty() {
+        return Err(LifecycleError::HasServiceRequests);
+    }
+    if if_match_revision.is_some_and(|r| r != product.revision) {
+        return Err(LifecycleError::PreconditionFailed);
+    }
+    match services.products.delete(user, id, product.revision).await {
+        Ok(()) => {}
+        // A service request (or an edit) came in between: look again.
+        Err(WriteError::Stale) => {
+            let now = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+            if !now.service_requests.is_empty() {
+                return Err(LifecycleError::HasServiceRequests);
+            }
+            return Err(LifecycleError::PreconditionFailed);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The record is gone, so nothing references the invoice any more. If removing it fails it
+    // is logged for the operator: unreachable, but not lost silently.
+    if let Err(e) = services.invoices.delete(&product.invoice.location).await {
+        tracing::error!(product_id = %id, location = %product.invoice.location, error = %e, "invoice of a deleted product not removed");
+    }
+    Ok(())
+}
+
+/// The stored invoice and what it is.
+pub async fn invoice(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+) -> Result<(crate::domain::InvoiceRef, bytes::Bytes), LifecycleError> {
+    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    let bytes = services.invoices.read(&product.invoice.location).await?.ok_or_else(|| {
+        tracing::error!(product_id = %id, location = %product.invoice.location, "invoice missing from the store");
+        LifecycleError::NotFound
+    })?;
+    Ok((product.invoice, bytes))
+}
