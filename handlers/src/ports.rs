@@ -107,9 +107,15 @@ pub trait ProductRepository: Send + Sync {
     async fn health(&self) -> Result<(), Unavailable>;
 
     /// Replaces the stored product with `product` if the stored revision is `expected`, in one
-    /// atomic step. The stored OCR state is kept (the OCR handler owns it), whatever
-    /// `product.ocr` says.
-    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError>;
+    /// atomic step. Without `new_invoice` the stored OCR state is kept (the OCR handler owns
+    /// it), whatever `product.ocr` says. With it (the invoice was replaced), `product.ocr` is
+    /// stored and the event is queued in the same step, as at registration.
+    async fn replace(
+        &self,
+        product: &ProductRecord,
+        expected: u64,
+        new_invoice: Option<&OcrRequested>,
+    ) -> Result<(), WriteError>;
 
     /// Deletes the product and any OCR work still queued for it, if the stored revision is
     /// `expected`.

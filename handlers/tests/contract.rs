@@ -62,6 +62,10 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
             .header("content-type", "application/merge-patch+json")
             .body(r#"{"notes":"bought at the airport"}"#),
         "DELETE" => app.client.delete(url),
+        "PUT" => {
+            let (ct, body) = Form::new().file("invoice", "new.png", "image/png", &fixture("invoice.png")).finish();
+            app.client.put(url).header("if-match", "\"r1\"").header("content-type", ct).body(body)
+        }
         other => panic!("no request recipe for {other}"),
     };
     req.bearer_auth(token("alice")).send().await.unwrap()

@@ -10,6 +10,7 @@ both_backends!(
     the_invoice_downloads_byte_for_byte_with_a_safe_file_name,
     edits_racing_the_first_service_request_never_change_a_locked_product,
     bad_lifecycle_requests_get_problems,
+    a_replaced_invoice_gets_its_own_ocr_run_and_the_old_one_is_removed,
 );
 
 use common::*;
@@ -343,4 +344,91 @@ async fn bad_lifecycle_requests_get_problems() {
     // Nothing of this changed the product.
     let card: Value = app.get("alice", &format!("/api/products/{id}")).await.json().await.unwrap();
     assert_eq!((card["revision"].as_u64(), card["locked"].as_bool()), (Some(1), Some(false)));
+}
+
+async fn put_invoice(app: &TestApp, id: &str, if_match: Option<&str>, form: Form) -> reqwest::Response {
+    let (ct, body) = form.finish();
+    let mut req = app
+        .client
+        .put(format!("{}/api/products/{id}/invoice", app.base))
+        .bearer_auth(token("alice"))
+        .header("content-type", ct)
+        .body(body);
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    req.send().await.unwrap()
+}
+
+fn invoice_form(name: &str, content_type: &str, bytes: &[u8]) -> Form {
+    Form::new().file("invoice", name, content_type, bytes)
+}
+
+async fn a_replaced_invoice_gets_its_own_ocr_run_and_the_old_one_is_removed() {
+    let app = spawn_app().await;
+    let form = Form::new()
+        .text("brand", "Apple")
+        .text("model", "MacBook Air")
+        .text("serialNumber", "C02XK0ABJGH5")
+        .text("purchaseDate", "2026-03-15")
+        .file("invoice", "blurry.png", "image/png", &fixture("invoice.png"));
+    let card: Value = app.post_form("alice", form).await.json().await.unwrap();
+    let id = card["id"].as_str().unwrap().to_owned();
+    let first = app.ocr_event_for(&id).await;
+    let pdf = fixture("invoice.pdf");
+
+    // If-Match is required; a wrong type is refused and changes nothing.
+    let (s, p) = problem(put_invoice(&app, &id, None, invoice_form("a.pdf", "application/pdf", &pdf)).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (428, "precondition_required"));
+    let exe = b"MZ\x90\x00 not an invoice".to_vec();
+    let (s, p) =
+        problem(put_invoice(&app, &id, Some("\"r1\""), invoice_form("a.pdf", "application/pdf", &exe)).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (415, "invoice_type_unsupported"));
+    let (s, p) = problem(put_invoice(&app, &id, Some("\"r1\""), Form::new().text("note", "x")).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (422, "invoice_missing"));
+    assert_eq!(app.invoice_files().len(), 1, "nothing left behind by refused uploads");
+
+    let resp = put_invoice(&app, &id, Some("\"r1\""), invoice_form("clear scan.pdf", "application/pdf", &pdf)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["etag"], "\"r2\"");
+    let card: Value = resp.json().await.unwrap();
+    assert_eq!(card["invoice"]["version"], 2);
+    assert_eq!(card["invoice"]["fileName"], "clear scan.pdf");
+    assert_eq!(card["invoice"]["sha256"], sha256_hex(&pdf));
+    assert_eq!(card["ocr"]["status"], "queued");
+    assert_eq!(card["ocr"]["invoiceVersion"], 2);
+    assert_eq!(card["audit"].as_array().unwrap().last().unwrap()["action"], "invoice_replaced");
+    // Only the new file is stored; the download is the new file.
+    let files: Vec<String> = app.invoice_files().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(&format!("{id}.v2.pdf")), "{files:?}");
+    let download = app.get("alice", &format!("/api/products/{id}/invoice")).await;
+    assert_eq!(download.bytes().await.unwrap().to_vec(), pdf);
+
+    // The new OCR event is queued with the product; the old one is now a no-op.
+    let events = app.ocr_events().await;
+    let second = events.iter().find(|e| e["messageId"] == format!("{id}:invoice:2")).expect("an event for v2").clone();
+    assert_eq!(second["invoiceVersion"], 2);
+    let invoke = |event: Value| {
+        let payload = json!({"Data": {"message": event}, "Metadata": {"DeliveryCount": "1", "MessageId": "\"m\""}});
+        app.client.post(format!("{}/ProcessInvoiceOcr", app.base)).json(&payload).send()
+    };
+    let old: Value = invoke(first).await.unwrap().json().await.unwrap();
+    assert!(old["Logs"][0].as_str().unwrap().contains("invoice_replaced"), "{old}");
+    assert_eq!(invoke(second).await.unwrap().status(), 200);
+    let card: Value = app.get("alice", &format!("/api/products/{id}")).await.json().await.unwrap();
+    assert_eq!(card["ocr"]["status"], "completed", "{card}");
+    assert_eq!(card["ocr"]["invoiceVersion"], 2);
+    assert_eq!(card["ocr"]["engine"], "pdf-text");
+
+    // Stale ETag: refused before the upload is read.
+    let (s, p) =
+        problem(put_invoice(&app, &id, Some("\"r1\""), invoice_form("b.pdf", "application/pdf", &pdf)).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (412, "precondition_failed"));
+    // Locked by a service request: the invoice is part of the record now.
+    raise(&app, &id, json!({"description": "Keyboard"})).await;
+    let (s, p) =
+        problem(put_invoice(&app, &id, Some("\"r3\""), invoice_form("c.pdf", "application/pdf", &pdf)).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (409, "product_locked"));
+    assert_eq!(app.invoice_files().len(), 1, "no orphan from refused replacements");
 }

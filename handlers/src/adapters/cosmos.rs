@@ -341,7 +341,12 @@ impl ProductRepository for CosmosProductRepository {
         self.container.read(None).await.map(|_| ()).map_err(unavailable)
     }
 
-    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError> {
+    async fn replace(
+        &self,
+        product: &ProductRecord,
+        expected: u64,
+        new_invoice: Option<&OcrRequested>,
+    ) -> Result<(), WriteError> {
         let (user, id) = (product.user_id.as_str(), product.id.to_string());
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(mut doc) = self.read_doc(user, &id).await? else {
@@ -350,10 +355,17 @@ impl ProductRepository for CosmosProductRepository {
             if doc.product.revision != expected {
                 return Err(WriteError::Stale);
             }
-            // The stored OCR state is kept: the OCR handler may have written it meanwhile.
+            // Unless the invoice changed, the stored OCR state is kept: the OCR handler may have
+            // written it meanwhile. A new invoice's event rides on the document as the marker.
             let ocr = doc.product.ocr.clone();
             doc.product = product.clone();
-            doc.product.ocr = ocr;
+            match new_invoice {
+                None => doc.product.ocr = ocr,
+                Some(event) => {
+                    doc.pending_ocr = Some(event.clone());
+                    doc.pending_ocr_since = Some(ts(event.requested_at));
+                }
+            }
             doc.serial_key = serial_key(product);
             let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
             match self.container.replace_item(user.to_owned(), &id, &doc, Some(if_match(&etag))).await {

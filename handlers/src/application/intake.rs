@@ -66,6 +66,12 @@ impl<'a> InvoiceIntake<'a> {
         }
     }
 
+    /// Receives version `version` of the product's invoice (a replacement), not the first.
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
     /// Feeds the next chunk. On error the partial upload is already removed.
     pub async fn push(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
         let result = self.push_inner(chunk).await;

@@ -101,7 +101,7 @@ pub async fn patch(
     if updated.revision == product.revision {
         return Ok(product.card(now.date_naive()));
     }
-    services.products.replace(&updated, product.revision).await?;
+    services.products.replace(&updated, product.revision, None).await?;
     Ok(updated.card(now.date_naive()))
 }
 
@@ -237,7 +237,7 @@ pub async fn raise_service_request(
         next.service_requests.push(request.clone());
         next.revision += 1;
         next.audit.push(AuditEntry { at: now, by: user.clone(), action: "service_request_raised".into(), changes });
-        match services.products.replace(&next, product.revision).await {
+        match services.products.replace(&next, product.revision, None).await {
             Ok(()) => return Ok(request),
             // Someone changed the product meanwhile: apply the request to the new state.
             Err(WriteError::Stale) => continue,
@@ -303,4 +303,102 @@ pub async fn invoice(
         LifecycleError::NotFound
     })?;
     Ok((product.invoice, bytes))
+}
+
+/// Checks before a replacement invoice is read: the product exists, `if_match_revision` is
+/// current and it is not locked. Returns the version the new invoice gets.
+pub async fn prepare_invoice_replacement(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    if_match_revision: u64,
+) -> Result<u32, LifecycleError> {
+    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    check_replaceable(&product, if_match_revision)?;
+    Ok(product.invoice.version + 1)
+}
+
+fn check_replaceable(product: &ProductRecord, if_match_revision: u64) -> Result<(), LifecycleError> {
+    if product.revision != if_match_revision {
+        return Err(LifecycleError::PreconditionFailed);
+    }
+    if product.locked_at.is_some() {
+        return Err(LifecycleError::Locked { fields: vec!["invoice"] });
+    }
+    Ok(())
+}
+
+/// Replaces the invoice with `received` (already streamed into the store, uncommitted) and
+/// starts a new OCR run for it, in the same atomic write. Consumes the upload: on every path it
+/// is either committed and referenced, or removed; the previous invoice is removed once the
+/// product points at the new one.
+pub async fn replace_invoice(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    if_match_revision: u64,
+    received: crate::application::intake::ReceivedInvoice,
+    trace_id: Option<&str>,
+) -> Result<WarrantyCard, LifecycleError> {
+    let now = services.clock.now();
+    let product = match services.products.get(user, id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            received.abort().await;
+            return Err(LifecycleError::NotFound);
+        }
+        Err(e) => {
+            received.abort().await;
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = check_replaceable(&product, if_match_revision).and_then(|()| {
+        if received.version == product.invoice.version + 1 { Ok(()) } else { Err(LifecycleError::PreconditionFailed) }
+    }) {
+        received.abort().await;
+        return Err(e);
+    }
+    let (kind, size_bytes, sha256, file_name, version) =
+        (received.kind, received.size_bytes, received.sha256.clone(), received.file_name.clone(), received.version);
+    let location = received.upload.commit().await?;
+    let mut next = product.clone();
+    next.invoice =
+        crate::domain::InvoiceRef { file_name, kind, size_bytes, sha256, location: location.clone(), version };
+    next.ocr = crate::domain::OcrState::queued(version);
+    next.revision += 1;
+    next.audit.push(AuditEntry {
+        at: now,
+        by: user.clone(),
+        action: "invoice_replaced".into(),
+        changes: vec![
+            FieldChange {
+                field: "invoice.version".into(),
+                from: Some(product.invoice.version.to_string()),
+                to: Some(version.to_string()),
+            },
+            FieldChange {
+                field: "invoice.sha256".into(),
+                from: Some(product.invoice.sha256.clone()),
+                to: Some(next.invoice.sha256.clone()),
+            },
+        ],
+    });
+    let event = crate::domain::OcrRequested {
+        trace_id: trace_id.map(str::to_owned),
+        requested_at: now,
+        ..crate::domain::OcrRequested::for_product(&next)
+    };
+    if let Err(e) = services.products.replace(&next, product.revision, Some(&event)).await {
+        if let Err(d) = services.invoices.delete(&location).await {
+            tracing::error!(location, error = %d, "could not remove the invoice of a failed replacement");
+        }
+        return Err(e.into());
+    }
+    if let Err(e) = services.invoices.delete(&product.invoice.location).await {
+        tracing::error!(product_id = %id, location = %product.invoice.location, error = %e, "replaced invoice not removed");
+    }
+    if let Some(relay) = &services.relay {
+        relay.publish_now(&event).await;
+    }
+    Ok(next.card(now.date_naive()))
 }

@@ -88,6 +88,7 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("PATCH", "/api/products/{id}", Some("ProductById")),
     ("DELETE", "/api/products/{id}", Some("ProductById")),
     ("GET", "/api/products/{id}/invoice", Some("ProductInvoice")),
+    ("PUT", "/api/products/{id}/invoice", Some("ProductInvoice")),
     ("GET", "/api/products/{id}/service-requests", Some("ServiceRequests")),
     ("POST", "/api/products/{id}/service-requests", Some("ServiceRequests")),
 ];
@@ -115,7 +116,12 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         (["api", "products", id, "invoice"], &Method::GET) if !id.is_empty() => {
             products::invoice(&state, &req, id).await
         }
-        (["api", "products", id, "invoice"], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "products", id, "invoice"], &Method::PUT) if !id.is_empty() => {
+            products::replace_invoice(state.clone(), &req, id, body).await
+        }
+        (["api", "products", id, "invoice"], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "GET, PUT" })
+        }
         (["api", "products", id, "service-requests"], &Method::GET) if !id.is_empty() => {
             products::service_requests(&state, &req, id).await
         }

@@ -95,6 +95,7 @@ pub async fn read_form(
     boundary: String,
     store: &dyn InvoiceStore,
     product: ProductId,
+    version: u32,
 ) -> Result<ParsedForm, ApiError> {
     let (stream, too_large) = pump(body);
     let mut mp = multer::Multipart::new(stream, boundary);
@@ -140,7 +141,7 @@ pub async fn read_form(
                         continue;
                     }
                     let file_name = field.file_name().map(str::to_owned);
-                    let mut intake = InvoiceIntake::new(store, product, file_name);
+                    let mut intake = InvoiceIntake::new(store, product, file_name).with_version(version);
                     let mut field = field;
                     loop {
                         match field.chunk().await {

@@ -64,7 +64,7 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
     let work = tokio::spawn(async move {
         let services = &task_state.services;
         let product_id = register::new_product_id();
-        let parsed = read_form(body, boundary, services.invoices.as_ref(), product_id).await?;
+        let parsed = read_form(body, boundary, services.invoices.as_ref(), product_id, 1).await?;
         let outcome = register::register(
             services,
             &user,
@@ -326,6 +326,58 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", invoice.sha256)).expect("hex"));
     Ok(resp)
+}
+
+/// `PUT /api/products/{id}/invoice`: a new invoice (multipart, field `invoice`, the same rules
+/// as at registration) with `If-Match`; starts a new OCR run for it.
+pub async fn replace_invoice(
+    state: Arc<AppState>,
+    req: &Request,
+    id: &str,
+    body: BodyStream,
+) -> Result<HttpResponse, ApiError> {
+    let user = req.user(&state).await?;
+    let id = product_id(id)?;
+    let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?.ok_or(ApiError::PreconditionFailed)?;
+    let content_type = req.header("content-type").unwrap_or("").to_owned();
+    let boundary = content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+        .then(|| multer::parse_boundary(&content_type).ok())
+        .flatten()
+        .ok_or_else(|| ApiError::ContentTypeUnsupported {
+            expected: "multipart/form-data with a boundary",
+            got: content_type.clone(),
+        })?;
+    if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
+        && len > MAX_BODY
+    {
+        return Err(ApiError::InvoiceTooLarge);
+    }
+    // Refused before a byte of the file is read: missing, stale, locked.
+    let version =
+        lifecycle::prepare_invoice_replacement(&state.services, &user, id, revision).await.map_err(lifecycle_error)?;
+    // As at registration: the work finishes (committed or removed) even if the client leaves.
+    let task_state = state.clone();
+    let trace_id = req.ctx.trace_id.clone();
+    let work = tokio::spawn(async move {
+        let services = &task_state.services;
+        let parsed = read_form(body, boundary, services.invoices.as_ref(), id, version).await?;
+        let received = parsed.invoice.map_err(|e| ApiError::Validation(vec![e]))?;
+        let card = lifecycle::replace_invoice(services, &user, id, revision, received, Some(&trace_id))
+            .await
+            .map_err(lifecycle_error)?;
+        tracing::info!(product_id = %id, version, "invoice replaced");
+        Ok(card_response(StatusCode::OK, &card))
+    });
+    match work.await {
+        Ok(result) => result,
+        Err(e) => {
+            tracing::error!(error = %e, "invoice replacement task failed");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 #[cfg(test)]

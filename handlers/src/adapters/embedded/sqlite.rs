@@ -111,6 +111,25 @@ impl SqliteProductRepository {
     }
 }
 
+/// Queues `event` (the transactional outbox), once per message id.
+fn enqueue(tx: &rusqlite::Transaction<'_>, event: &OcrRequested) -> Result<(), String> {
+    let body = serde_json::to_string(event).map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO ocr_queue (message_id, product_id, body, enqueued_at, visible_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (message_id) DO NOTHING",
+        params![
+            event.message_id,
+            event.product_id.to_string(),
+            body,
+            ts(event.requested_at),
+            event.requested_at.timestamp_millis()
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 /// After a conditional write touched no row: was the product gone, or changed?
 fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId) -> WriteError {
     match tx
@@ -201,20 +220,7 @@ impl ProductRepository for SqliteProductRepository {
                 }
                 return Err(unavailable(e).into());
             }
-            let body = serde_json::to_string(&event).map_err(unavailable)?;
-            tx.execute(
-                "INSERT INTO ocr_queue (message_id, product_id, body, enqueued_at, visible_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (message_id) DO NOTHING",
-                params![
-                    event.message_id,
-                    event.product_id.to_string(),
-                    body,
-                    ts(event.requested_at),
-                    event.requested_at.timestamp_millis()
-                ],
-            )
-            .map_err(unavailable)?;
+            enqueue(&tx, &event).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(())
         })
@@ -306,16 +312,29 @@ impl ProductRepository for SqliteProductRepository {
         self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map(|_| ()).map_err(unavailable)
     }
 
-    async fn replace(&self, product: &ProductRecord, expected: u64) -> Result<(), WriteError> {
+    async fn replace(
+        &self,
+        product: &ProductRecord,
+        expected: u64,
+        new_invoice: Option<&OcrRequested>,
+    ) -> Result<(), WriteError> {
         let product = product.clone();
+        let event = new_invoice.cloned();
         self.with_conn(move |c| -> Result<(), WriteError> {
             let tx = c.transaction().map_err(unavailable)?;
             let doc = serde_json::to_string(&product).map_err(unavailable)?;
-            // The stored OCR state is kept: the OCR handler may have written it meanwhile.
-            let updated = tx.execute(
+            // Unless the invoice changed, the stored OCR state is kept: the OCR handler may have
+            // written it meanwhile.
+            let sql = if event.is_some() {
+                "UPDATE products SET brand_key = ?1, serial_number = ?2, doc = ?3
+                 WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6"
+            } else {
                 "UPDATE products SET brand_key = ?1, serial_number = ?2,
                         doc = json_set(?3, '$.ocr', json(json_extract(doc, '$.ocr')))
-                 WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6",
+                 WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6"
+            };
+            let updated = tx.execute(
+                sql,
                 params![
                     product.brand_key,
                     product.serial_number,
@@ -333,6 +352,9 @@ impl ProductRepository for SqliteProductRepository {
                     return Err(WriteError::DuplicateProduct { existing });
                 }
                 Err(e) => return Err(unavailable(e).into()),
+            }
+            if let Some(event) = &event {
+                enqueue(&tx, event).map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)?;
             Ok(())
