@@ -39,23 +39,31 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// `POST /api/products`.
-pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
-    let user = req.user(&state).await?;
-    let key = idempotency_key(&req)?;
-    let content_type = req.header("content-type").unwrap_or("").to_owned();
+/// The multipart boundary of an invoice upload. A declared oversize body is refused before a
+/// byte of it is read: a client that sent `Expect: 100-continue` never uploads at all.
+fn upload_boundary(req: &Request) -> Result<String, ApiError> {
+    let content_type = req.header("content-type").unwrap_or("");
     let is_form_data =
         content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
-    let boundary = is_form_data.then(|| multer::parse_boundary(&content_type).ok()).flatten().ok_or_else(|| {
-        ApiError::ContentTypeUnsupported { expected: "multipart/form-data with a boundary", got: content_type.clone() }
+    let boundary = is_form_data.then(|| multer::parse_boundary(content_type).ok()).flatten().ok_or_else(|| {
+        ApiError::ContentTypeUnsupported {
+            expected: "multipart/form-data with a boundary",
+            got: content_type.to_owned(),
+        }
     })?;
-    // Refuse a declared oversize body before reading a byte of it: a client that sent
-    // `Expect: 100-continue` never uploads at all.
     if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
         && len > MAX_BODY
     {
         return Err(ApiError::InvoiceTooLarge);
     }
+    Ok(boundary)
+}
+
+/// `POST /api/products`.
+pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
+    let user = req.user(&state).await?;
+    let key = idempotency_key(&req)?;
+    let boundary = upload_boundary(&req)?;
 
     // The work runs in its own task: if the client disconnects and this future is dropped,
     // the registration still runs to a consistent end (stored, or compensated), never half.
@@ -339,22 +347,7 @@ pub async fn replace_invoice(
     let user = req.user(&state).await?;
     let id = product_id(id)?;
     let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?.ok_or(ApiError::PreconditionFailed)?;
-    let content_type = req.header("content-type").unwrap_or("").to_owned();
-    let boundary = content_type
-        .split(';')
-        .next()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
-        .then(|| multer::parse_boundary(&content_type).ok())
-        .flatten()
-        .ok_or_else(|| ApiError::ContentTypeUnsupported {
-            expected: "multipart/form-data with a boundary",
-            got: content_type.clone(),
-        })?;
-    if let Some(len) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
-        && len > MAX_BODY
-    {
-        return Err(ApiError::InvoiceTooLarge);
-    }
+    let boundary = upload_boundary(req)?;
     // Refused before a byte of the file is read: missing, stale, locked.
     let version =
         lifecycle::prepare_invoice_replacement(&state.services, &user, id, revision).await.map_err(lifecycle_error)?;
