@@ -229,3 +229,34 @@ async fn cosmos_without_a_connection_or_without_service_bus_refuses_to_start() {
     let err = warranty::startup::Application::build(&settings).await.err().expect("refused");
     assert!(err.to_string().contains("CosmosDb__accountEndpoint"), "{err}");
 }
+
+/// A namespace that accepts the connection and never answers: the registration does not wait
+/// for the publisher's own 30 s timeout; it answers once the relay gives up (3 s) and leaves the
+/// event to the sweeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_queue_does_not_hold_the_registration() {
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    let app = azure_app(move |s| {
+        s.servicebus_connection_string =
+            Some(format!("Endpoint={endpoint}/;SharedAccessKeyName=send;SharedAccessKey={SB_KEY}"))
+    })
+    .await;
+    let (ct, body) =
+        Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf")).finish();
+    // Well under the publisher's 30 s request timeout.
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build().unwrap();
+    let resp = client
+        .post(format!("{}/api/products", app.base))
+        .bearer_auth(token("alice"))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .expect("answered before the client gave up");
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let doc = app.cosmos.as_ref().unwrap().document("alice", &id).await.unwrap();
+    assert_eq!(doc["pendingOcr"]["messageId"], format!("{id}:invoice:1"), "the sweeper will send it");
+    drop(black_hole);
+}

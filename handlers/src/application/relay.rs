@@ -17,6 +17,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::OcrRequested;
 use crate::ports::{OcrPublisher, PendingOcrEvents, Unavailable};
 
+/// How long a request waits for its own event's publication before leaving it to the sweeper.
+pub const PUBLISH_NOW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Events handled by one sweep at most; the next timer tick takes the rest.
 pub const SWEEP_BATCH: usize = 500;
 
@@ -40,9 +43,17 @@ impl Relay {
     /// Publishes `event` and clears its marker. Failures are logged, not returned: the event is
     /// durable in its marker and the sweeper sends it later.
     pub async fn publish_now(&self, event: &OcrRequested) {
-        if let Err(e) = self.publisher.publish(event).await {
-            tracing::warn!(message_id = %event.message_id, error = %e, "OCR event not published yet; the sweeper will retry");
-            return;
+        // The caller (a registration) waits for this; a slow queue must not hold it long.
+        match tokio::time::timeout(PUBLISH_NOW_TIMEOUT, self.publisher.publish(event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(message_id = %event.message_id, error = %e, "OCR event not published yet; the sweeper will retry");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(message_id = %event.message_id, "OCR event publication timed out; the sweeper will retry");
+                return;
+            }
         }
         if let Err(e) = self.pending.mark_published(event).await {
             // Published but still marked: the sweeper sends it again and the queue's duplicate
