@@ -18,9 +18,12 @@ use warp::Filter;
 use warp::http::{Response, StatusCode};
 use warranty::adapters::servicebus::{ServiceBusPublisher, entra_auth};
 
+/// What the identity endpoint saw: the query, and the `X-IDENTITY-HEADER` value.
+type TokenRequests = Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>>;
+
 #[tokio::test]
 async fn the_user_assigned_identity_authenticates_service_bus_sends() {
-    let requests: Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>> = Arc::default();
+    let requests: TokenRequests = Arc::default();
     let seen = requests.clone();
     let identity = warp::get()
         .and(warp::path!("msi" / "token"))
