@@ -73,17 +73,7 @@ async fn the_user_assigned_identity_authenticates_service_bus_sends() {
     let credential = warranty::startup::managed_identity(&settings).unwrap();
     let endpoint = format!("http://127.0.0.1:{bus_port}");
     let publisher = ServiceBusPublisher::new(&endpoint, "invoice-ocr", entra_auth(credential));
-    let event: warranty::domain::OcrRequested = serde_json::from_value(serde_json::json!({
-        "messageId": "0190a0b0-0000-7000-8000-000000000001:invoice:1",
-        "productId": "0190a0b0-0000-7000-8000-000000000001",
-        "userId": "alice",
-        "invoiceLocation": "0190a0b0-0000-7000-8000-000000000001.v1.pdf",
-        "invoiceContentType": "application/pdf",
-        "invoiceSha256": "00",
-        "invoiceVersion": 1,
-        "requestedAt": "2026-11-26T10:00:00Z"
-    }))
-    .unwrap();
+    let event = sample_event();
     publisher.publish(&event, Some("trace")).await.expect("sent with the identity's token");
     publisher.publish(&event, Some("trace")).await.expect("sent again");
 

@@ -24,37 +24,23 @@ fn publisher(endpoint: &str, key: &str) -> ServiceBusPublisher {
     )
 }
 
-fn event() -> warranty::domain::OcrRequested {
-    serde_json::from_value(serde_json::json!({
-        "messageId": "0190a0b0-0000-7000-8000-000000000001:invoice:1",
-        "productId": "0190a0b0-0000-7000-8000-000000000001",
-        "userId": "alice",
-        "invoiceLocation": "0190a0b0-0000-7000-8000-000000000001.v1.pdf",
-        "invoiceContentType": "application/pdf",
-        "invoiceSha256": "00",
-        "invoiceVersion": 1,
-        "requestedAt": "2026-11-24T10:00:00Z"
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_message_is_sent_as_documented_and_errors_are_classified() {
     let ns = service_bus(vec![(503, Some("7")), (429, None), (403, None)]).await;
     let p = publisher(&ns.endpoint, SB_KEY);
-    match p.publish(&event(), Some("trace-1")).await {
+    match p.publish(&sample_event(), Some("trace-1")).await {
         Err(PublishError::Transient { retry_after, .. }) => assert_eq!(retry_after, Some(Duration::from_secs(7))),
         other => panic!("503 is transient: {other:?}"),
     }
     assert!(matches!(
-        p.publish(&event(), Some("trace-1")).await,
+        p.publish(&sample_event(), Some("trace-1")).await,
         Err(PublishError::Transient { retry_after: None, .. })
     ));
     assert!(
-        matches!(p.publish(&event(), Some("trace-1")).await, Err(PublishError::Rejected(_))),
+        matches!(p.publish(&sample_event(), Some("trace-1")).await, Err(PublishError::Rejected(_))),
         "403 quota/size is not retried blindly"
     );
-    p.publish(&event(), Some("trace-1")).await.unwrap();
+    p.publish(&sample_event(), Some("trace-1")).await.unwrap();
     let state = ns.snapshot();
     let (broker, body) = &state.accepted["0190a0b0-0000-7000-8000-000000000001:invoice:1"];
     assert_eq!(broker["CorrelationId"], "trace-1");
@@ -64,7 +50,7 @@ async fn a_message_is_sent_as_documented_and_errors_are_classified() {
 
     // A wrong key is refused by the namespace (401): a configuration error, not a blip.
     let wrong = publisher(&ns.endpoint, "d3Jvbmc=");
-    assert!(matches!(wrong.publish(&event(), None).await, Err(PublishError::Rejected(_))));
+    assert!(matches!(wrong.publish(&sample_event(), None).await, Err(PublishError::Rejected(_))));
     // A queue that does not exist (404).
     let sas = SasKey { endpoint: ns.endpoint.clone(), key_name: "send".into(), key: SB_KEY.into() };
     let missing = ServiceBusPublisher::new(
@@ -72,7 +58,7 @@ async fn a_message_is_sent_as_documented_and_errors_are_classified() {
         "no-such-queue",
         sas.auth_source(ServiceBusPublisher::resource_uri(&ns.endpoint, "no-such-queue")),
     );
-    assert!(matches!(missing.publish(&event(), None).await, Err(PublishError::Rejected(_))));
+    assert!(matches!(missing.publish(&sample_event(), None).await, Err(PublishError::Rejected(_))));
 }
 
 embedded_backends!(registrations_reach_service_bus_once_even_when_it_is_busy);

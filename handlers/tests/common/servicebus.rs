@@ -161,3 +161,18 @@ pub async fn service_bus(script: Vec<(u16, Option<&'static str>)>) -> ServiceBus
     let (port, tx) = super::serve_loopback(route).await;
     ServiceBus { endpoint: format!("http://127.0.0.1:{port}"), state, _stop: tx }
 }
+
+/// An OCR event as a registration produces it, for publisher tests that need no product.
+pub fn sample_event() -> warranty::domain::OcrRequested {
+    serde_json::from_value(json!({
+        "messageId": "0190a0b0-0000-7000-8000-000000000001:invoice:1",
+        "productId": "0190a0b0-0000-7000-8000-000000000001",
+        "userId": "alice",
+        "invoiceLocation": "0190a0b0-0000-7000-8000-000000000001.v1.pdf",
+        "invoiceContentType": "application/pdf",
+        "invoiceSha256": "00",
+        "invoiceVersion": 1,
+        "requestedAt": "2026-11-24T10:00:00Z"
+    }))
+    .unwrap()
+}
