@@ -104,6 +104,12 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_OCR_DPI", default_value_t = 200)]
     pub ocr_dpi: u32,
 
+    /// Tesseract's page-segmentation mode: 6 (one block of text) reads receipts and invoice
+    /// rows best on the evaluation corpus (docs/benchmarks.md); 4 (one column of variable
+    /// sizes) was the default before.
+    #[arg(long, env = "WARRANTY_OCR_PSM", default_value_t = 6)]
+    pub ocr_psm: u8,
+
     /// Days the invoice date may differ from the purchase date and still match.
     #[arg(long, env = "WARRANTY_OCR_DATE_TOLERANCE_DAYS", default_value_t = 3)]
     pub ocr_date_tolerance_days: u32,
@@ -192,6 +198,11 @@ pub struct Settings {
     #[arg(long, env = "WARRANTY_OCR_WORKERS", default_value_t = 1)]
     pub ocr_workers: usize,
 
+    /// How often an idle local dispatcher looks at the queue, in milliseconds, besides being
+    /// woken at once by every registration or invoice replacement (lock expiries and retries).
+    #[arg(long, env = "WARRANTY_OCR_IDLE_POLL_MS", default_value_t = 1000)]
+    pub ocr_idle_poll_ms: u64,
+
     /// HS256 secret for the embedded default. Unset: a random one is kept in the data dir.
     #[arg(long, env = "WARRANTY_DEV_JWT_SECRET", hide_env_values = true)]
     pub dev_jwt_secret: Option<String>,
@@ -233,6 +244,7 @@ impl Settings {
             ocr_max_pages: 5,
             ocr_max_pixels: 40_000_000,
             ocr_dpi: 200,
+            ocr_psm: 6,
             ocr_date_tolerance_days: 3,
             docintel_endpoint: None,
             docintel_key: None,
@@ -255,6 +267,7 @@ impl Settings {
             ocr_retry_base_ms: 2000,
             ocr_retry_max_secs: 300,
             ocr_workers: 1,
+            ocr_idle_poll_ms: 1000,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod configuration;
 pub mod domain;
 pub mod functions;
 pub mod http;
+pub mod ocr_eval;
 pub mod ops;
 pub mod ports;
 pub mod startup;

@@ -37,6 +37,34 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Measure the invoice reader on documents with known truth: a folder with a
+    /// `ground-truth.jsonl` (docs/benchmarks.md). Prints per-kind tables; `--json` writes every
+    /// document's result.
+    OcrEval {
+        /// The folder holding `ground-truth.jsonl` and the documents it names.
+        corpus: std::path::PathBuf,
+        /// Also read each PDF with its XML ignored (`+text-layer`) and as a scan (`+scan`).
+        #[arg(long)]
+        derive: bool,
+        /// Only kinds whose name contains this (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// At most this many documents per kind.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Documents read at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Write the full report (summary and per-document results) here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Keep Tesseract's raw output here between runs (development only).
+        #[arg(long)]
+        cache: Option<std::path::PathBuf>,
+        /// Print the lines read from documents whose file name contains this (to stderr).
+        #[arg(long)]
+        show: Option<String>,
+    },
     /// Release decisions for the deploy and rollback workflows.
     Ops {
         #[command(subcommand)]
@@ -186,6 +214,57 @@ fn queue_command(settings: &Settings, action: QueueAction) -> ExitCode {
     })
 }
 
+fn ocr_eval_command(
+    settings: &Settings,
+    opts: warranty::ocr_eval::EvalOptions,
+    json: Option<std::path::PathBuf>,
+    cache: Option<std::path::PathBuf>,
+) -> ExitCode {
+    use warranty::ocr_eval;
+    let scratch = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("scratch directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let readers = match warranty::startup::invoice_readers(settings, &scratch, cache) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = rt.block_on(ocr_eval::run(readers, &opts));
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(docs) => {
+            let summary = ocr_eval::summarise(&docs);
+            println!("{}", ocr_eval::render(&summary));
+            println!("reproduce: {command}");
+            if let Some(path) = json
+                && let Err(e) = ocr_eval::write_json(&path, &summary, &docs)
+            {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("warranty-ocr-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -224,6 +303,18 @@ fn main() -> ExitCode {
         }
         Command::Queue { action } => queue_command(&cli.settings, action),
         Command::Ops { action } => ops_command(action),
+        Command::OcrEval { corpus, derive, kinds, limit, jobs, json, cache, show } => {
+            let opts = warranty::ocr_eval::EvalOptions {
+                corpus,
+                derive,
+                kinds,
+                limit,
+                jobs,
+                date_tolerance_days: cli.settings.ocr_date_tolerance_days,
+                show,
+            };
+            ocr_eval_command(&cli.settings, opts, json, cache)
+        }
         Command::Serve => {
             warranty::telemetry::init();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

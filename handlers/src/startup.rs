@@ -215,13 +215,25 @@ pub struct Overrides {
 }
 
 fn readers(settings: &Settings) -> Result<InvoiceReaders, StartupError> {
+    invoice_readers(settings, &settings.data_dir.join("ocr-scratch"), None)
+}
+
+/// The invoice readers the settings describe, with scratch space at `scratch` and (development
+/// only, for `warranty ocr-eval`) a cache of Tesseract's raw output.
+pub fn invoice_readers(
+    settings: &Settings,
+    scratch: &std::path::Path,
+    cache: Option<std::path::PathBuf>,
+) -> Result<InvoiceReaders, StartupError> {
     let tesseract = TesseractConfig {
         tesseract: settings.tesseract_path.clone(),
         pdftoppm: settings.pdftoppm_path.clone(),
         languages: settings.ocr_languages.clone(),
         timeout: Duration::from_secs(settings.ocr_timeout_secs),
         dpi: settings.ocr_dpi,
-        scratch: settings.data_dir.join("ocr-scratch"),
+        psm: settings.ocr_psm,
+        scratch: scratch.to_owned(),
+        cache,
     };
     let docintel = if settings.ocr_engine == "document-intelligence" {
         let Some(endpoint) = &settings.docintel_endpoint else {
@@ -308,6 +320,7 @@ impl Application {
                     retry_base: Duration::from_millis(settings.ocr_retry_base_ms),
                     retry_max: Duration::from_secs(settings.ocr_retry_max_secs),
                     workers: settings.ocr_workers.max(1),
+                    idle_poll: Duration::from_millis(settings.ocr_idle_poll_ms.max(1)),
                     binding: "message".into(),
                 },
             )

@@ -5,6 +5,7 @@
 mod common;
 
 embedded_backends!(
+    a_registration_wakes_the_idle_dispatcher_at_once,
     a_registered_scan_moves_from_queued_to_completed,
     failing_deliveries_back_off_dead_letter_and_replay,
 );
@@ -13,6 +14,30 @@ use std::process::Command;
 
 use common::*;
 use serde_json::Value;
+
+/// The dispatcher's idle wait is set to an hour: the invoice can only be read within the
+/// test's deadline if the registration wakes the dispatcher (before the fix it waited for the
+/// next poll whatever happened).
+async fn a_registration_wakes_the_idle_dispatcher_at_once() {
+    let app = spawn_with(|s| {
+        s.ocr_dispatcher = true;
+        s.ocr_idle_poll_ms = 3_600_000;
+    })
+    .await;
+    let pdf = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/invoice.pdf")).unwrap();
+    let form = Form::new()
+        .text("brand", "Apple")
+        .text("model", "MacBook Air 13")
+        .text("serialNumber", "C02XK0ABJGH5")
+        .text("purchaseDate", &day(-1))
+        .file("invoice", "invoice.pdf", "application/pdf", &pdf);
+    let resp = app.post_form("alice", form).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_ne!(ocr["status"], "failed", "{ocr}");
+    assert_eq!(ocr["attempts"], 1);
+}
 
 async fn a_registered_scan_moves_from_queued_to_completed() {
     let app = spawn_with(|s| s.ocr_dispatcher = true).await;

@@ -394,6 +394,7 @@ pub async fn replace_invoice(
         }
         return Err(e.into());
     }
+    services.ocr_wake.notify_one();
     if let Err(e) = services.invoices.delete(&product.invoice.location).await {
         tracing::error!(product_id = %id, location = %product.invoice.location, error = %e, "replaced invoice not removed");
     }

@@ -6,11 +6,11 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::Services;
-use crate::domain::extraction::{self, TextLine};
-use crate::domain::ocr::{OcrState, OcrStatus};
+use crate::domain::extraction::{self, Source, TextLine};
+use crate::domain::ocr::{Check, InvoiceFields, MatchResults, OcrEngineKind, OcrState, OcrStatus};
 use crate::domain::verification::{self, Registered};
 use crate::domain::{OcrRequested, ProductRecord};
-use crate::ports::{ReadError, Reading, Unavailable};
+use crate::ports::{EngineReading, ReadError, Reading, Unavailable};
 
 /// What handling one message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,7 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
     state.status = OcrStatus::Processing;
     state.attempts += 1;
     state.failure_reason = None;
+    state.uncertain_fields.clear();
     if !services.products.update_ocr(&product.user_id, product.id, &state).await? {
         return Ok(OcrOutcome::Skipped("product_deleted"));
     }
@@ -86,7 +87,8 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
 
     match read_and_verify(services, &product, bytes).await {
         Ok((engine, fields, matches)) => {
-            let status = if matches.all_matched() { OcrStatus::Completed } else { OcrStatus::NeedsReview };
+            let Decision { status, uncertain } = decide(&fields, &matches);
+            state.uncertain_fields = uncertain;
             state.engine = Some(engine);
             state.fields = Some(fields);
             state.matches = Some(matches);
@@ -118,15 +120,10 @@ async fn read_and_verify(
     services: &Services,
     product: &ProductRecord,
     bytes: Bytes,
-) -> Result<
-    (crate::domain::ocr::OcrEngineKind, crate::domain::ocr::InvoiceFields, crate::domain::ocr::MatchResults),
-    ReadError,
-> {
+) -> Result<(OcrEngineKind, InvoiceFields, MatchResults), ReadError> {
     let reading = services.reader.read(product.invoice.kind, bytes).await?;
-    let (fields, text) = match reading.reading {
-        Reading::Structured { fields, text } => (fields, text),
-        Reading::Text { lines, .. } => (extraction::extract(&lines), join(&lines)),
-    };
+    let engine = reading.engine;
+    let (fields, text) = interpret(reading);
     let registered = Registered {
         brand: &product.brand,
         model: &product.model,
@@ -134,7 +131,54 @@ async fn read_and_verify(
         purchase_date: product.purchase_date,
     };
     let matches = verification::verify(&registered, &fields, &text, services.ocr_date_tolerance_days);
-    Ok((reading.engine, fields, matches))
+    Ok((engine, fields, matches))
+}
+
+/// The fields an engine's reading yields, and the text the verification searches. The OCR
+/// handler and `warranty ocr-eval` both go through here.
+pub fn interpret(reading: EngineReading) -> (InvoiceFields, String) {
+    // A PDF's text layer carries the issuer's characters; OCR may misread any of them.
+    let source = if reading.engine == OcrEngineKind::PdfText { Source::Exact } else { Source::Ocr };
+    match reading.reading {
+        Reading::Structured { fields, text } => (fields, text),
+        Reading::Text { lines, .. } => (extraction::extract_from(&lines, source), join(&lines)),
+    }
+}
+
+/// A field at or above this confidence is "supported" by its evidence.
+pub const SUPPORTED: f32 = 0.8;
+
+/// The status of a reading and the fields a person should check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub status: OcrStatus,
+    /// Why it is not `completed`: `invoiceDate`, `total` (missing or unsupported by evidence),
+    /// `purchaseDate`, `serialNumber`, `brand`, `model` (the registration did not match).
+    pub uncertain: Vec<String>,
+}
+
+/// `completed` only when the invoice date and the total are each supported by evidence and the
+/// registration matched; otherwise `needs_review`, naming what is uncertain.
+pub fn decide(fields: &InvoiceFields, matches: &MatchResults) -> Decision {
+    let mut uncertain = Vec::new();
+    if fields.invoice_date.as_ref().is_none_or(|f| f.confidence < SUPPORTED) {
+        uncertain.push("invoiceDate".to_owned());
+    }
+    if fields.total.as_ref().is_none_or(|f| f.confidence < SUPPORTED) {
+        uncertain.push("total".to_owned());
+    }
+    for (name, check) in [
+        ("purchaseDate", matches.purchase_date),
+        ("serialNumber", matches.serial_number),
+        ("brand", matches.brand),
+        ("model", matches.model),
+    ] {
+        if check != Check::Matched {
+            uncertain.push(name.to_owned());
+        }
+    }
+    let status = if uncertain.is_empty() { OcrStatus::Completed } else { OcrStatus::NeedsReview };
+    Decision { status, uncertain }
 }
 
 fn join(lines: &[TextLine]) -> String {

@@ -230,6 +230,8 @@ pub async fn register(
             }
         };
     }
+    // The event is in the outbox: wake the local dispatcher now rather than at its next poll.
+    services.ocr_wake.notify_one();
     if let Some(relay) = &services.relay {
         relay.publish_now(&event).await;
     }

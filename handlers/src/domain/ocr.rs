@@ -159,6 +159,11 @@ pub struct OcrState {
     pub fields: Option<InvoiceFields>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matches: Option<MatchResults>,
+    /// With `needs_review`: what a person should check (`invoiceDate`, `total`: not supported
+    /// by the document's evidence; `purchaseDate`, `serialNumber`, `brand`, `model`: the
+    /// registration did not match).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_fields: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     pub attempts: u32,
@@ -174,6 +179,7 @@ impl OcrState {
             engine: None,
             fields: None,
             matches: None,
+            uncertain_fields: Vec::new(),
             failure_reason: None,
             attempts: 0,
             processed_at: None,

@@ -28,6 +28,8 @@ pub struct DispatcherConfig {
     pub retry_max: Duration,
     /// Messages handled at once.
     pub workers: usize,
+    /// Longest idle wait; a registration wakes the dispatcher at once (`Services::ocr_wake`).
+    pub idle_poll: Duration,
     /// Binding name of the message in `Data` (function.json `name`).
     pub binding: String,
 }
@@ -40,6 +42,7 @@ impl Default for DispatcherConfig {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),
             workers: 1,
+            idle_poll: Duration::from_secs(1),
             binding: "message".into(),
         }
     }
@@ -148,12 +151,12 @@ impl Dispatcher {
                 Ok(Some(d)) => self.deliver(d).await,
                 Ok(None) => {
                     // Sleep until the next message becomes visible, a registration wakes us,
-                    // or shutdown; never longer than a second so lock expiries are noticed.
+                    // or shutdown; never longer than `idle_poll` so lock expiries are noticed.
                     let next = self.queue.next_visible_ms().await.ok().flatten();
                     let wait = next
                         .map(|ms| Duration::from_millis((ms - chrono::Utc::now().timestamp_millis()).max(0) as u64))
-                        .unwrap_or(Duration::from_secs(1))
-                        .min(Duration::from_secs(1));
+                        .unwrap_or(self.cfg.idle_poll)
+                        .min(self.cfg.idle_poll);
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(wait) => {}

@@ -30,10 +30,38 @@ fn exact<T>(v: Option<T>) -> Option<Field<T>> {
     v.map(|v| Field::new(v, 1.0))
 }
 
-/// XML decimals are plain ("1199.00", "1199", "1199.5").
+/// XML decimals are plain ("1199.00", "1199", "1199.5", "150.0000", "-5"): rounded to cents,
+/// half away from zero.
 fn amount(s: Option<String>) -> Option<Amount> {
     let s = s?;
-    Amount::parse_decimal(&s).or_else(|| parse_amount(&s))
+    let t = s.trim();
+    let (neg, t) = t.strip_prefix('-').map_or((false, t), |r| (true, r));
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return parse_amount(&s);
+    }
+    let int: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let digits: Vec<i64> = frac.bytes().map(|b| i64::from(b - b'0')).chain(std::iter::repeat(0)).take(3).collect();
+    let mut cents = int.checked_mul(100)? + digits[0] * 10 + digits[1];
+    if digits[2] >= 5 {
+        cents += 1;
+    }
+    Some(Amount(if neg { -cents } else { cents }))
+}
+
+/// The XML as text: UTF-8 (a byte-order mark skipped), or ISO-8859-1 / Windows-1252 when the
+/// declaration says so (older ZUGFeRD generators write Latin-1).
+fn decode(xml: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let xml = xml.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(xml);
+    match std::str::from_utf8(xml) {
+        Ok(s) => Some(s.into()),
+        Err(_) => {
+            let head = String::from_utf8_lossy(&xml[..xml.len().min(200)]).to_ascii_lowercase();
+            (head.contains("iso-8859") || head.contains("windows-125") || head.contains("latin"))
+                .then(|| xml.iter().map(|&b| b as char).collect::<String>().into())
+        }
+    }
 }
 
 /// Parses the XML; `None` when it is not an invoice in either syntax.
@@ -41,11 +69,20 @@ pub fn parse(xml: &[u8]) -> Option<(InvoiceFields, String)> {
     if xml.len() > MAX_XML {
         return None;
     }
-    let text_xml = std::str::from_utf8(xml).ok()?;
-    let doc = Document::parse(text_xml).ok()?;
+    let text_xml = decode(xml)?;
+    // roxmltree refuses a declaration naming an encoding it was not given; the text is already
+    // decoded, so the declaration is dropped.
+    let body = match text_xml.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map_or(&*text_xml, |(_, b)| b),
+        None => &text_xml,
+    };
+    let doc = Document::parse(body).ok()?;
     let root = doc.root_element();
     let fields = match root.tag_name().name() {
-        "CrossIndustryInvoice" => cii(root)?,
+        // UN/CEFACT CII D16B (ZUGFeRD 2.x, Factur-X, XRechnung CII) and its ZUGFeRD 1.0
+        // predecessor (CII D13B names), read with the same paths under their two spellings.
+        "CrossIndustryInvoice" => cii(root, &CII_D16B)?,
+        "CrossIndustryDocument" => cii(root, &ZUGFERD_1)?,
         "Invoice" | "CreditNote" => ubl(root)?,
         _ => return None,
     };
@@ -54,46 +91,103 @@ pub fn parse(xml: &[u8]) -> Option<(InvoiceFields, String)> {
     Some((fields, all.join("\n")))
 }
 
-fn cii(root: Node<'_, '_>) -> Option<InvoiceFields> {
-    let doc = child(root, "ExchangedDocument")?;
-    let tx = child(root, "SupplyChainTradeTransaction")?;
-    let settlement = child(tx, "ApplicableHeaderTradeSettlement");
-    let sums = settlement.and_then(|s| child(s, "SpecifiedTradeSettlementHeaderMonetarySummation"));
-    let date = text(path(doc, &["IssueDateTime", "DateTimeString"])) // BT-2, format 102 = YYYYMMDD
-        .and_then(|d| NaiveDate::parse_from_str(&d, "%Y%m%d").ok());
+/// Element names that differ between ZUGFeRD 1.0 and CII D16B.
+struct CiiNames {
+    document: &'static str,
+    transaction: &'static str,
+    agreement: &'static str,
+    settlement: &'static str,
+    summation: &'static str,
+    line_delivery: &'static str,
+    line_settlement: &'static str,
+}
+
+const CII_D16B: CiiNames = CiiNames {
+    document: "ExchangedDocument",
+    transaction: "SupplyChainTradeTransaction",
+    agreement: "ApplicableHeaderTradeAgreement",
+    settlement: "ApplicableHeaderTradeSettlement",
+    summation: "SpecifiedTradeSettlementHeaderMonetarySummation",
+    line_delivery: "SpecifiedLineTradeDelivery",
+    line_settlement: "SpecifiedLineTradeSettlement",
+};
+
+const ZUGFERD_1: CiiNames = CiiNames {
+    document: "HeaderExchangedDocument",
+    transaction: "SpecifiedSupplyChainTradeTransaction",
+    agreement: "ApplicableSupplyChainTradeAgreement",
+    settlement: "ApplicableSupplyChainTradeSettlement",
+    summation: "SpecifiedTradeSettlementMonetarySummation",
+    line_delivery: "SpecifiedSupplyChainTradeDelivery",
+    line_settlement: "SpecifiedSupplyChainTradeSettlement",
+};
+
+/// A CII date: format 102 is `YYYYMMDD` (BT-2 requires it); 610 `YYYYMM` and 616 `YYYYWW`
+/// carry no day and are not an issue date.
+fn cii_date(n: Option<Node<'_, '_>>) -> Option<NaiveDate> {
+    let n = n?;
+    let t = n.text()?.trim();
+    match n.attribute("format").unwrap_or("102") {
+        "102" => NaiveDate::parse_from_str(t, "%Y%m%d").ok(),
+        _ => None,
+    }
+}
+
+/// The amount among same-named siblings whose `currencyID` is the invoice currency (a CII
+/// invoice may state the tax total twice: in the invoice and in the accounting currency).
+fn in_currency(parent: Option<Node<'_, '_>>, name: &str, currency: Option<&str>) -> Option<Amount> {
+    let nodes: Vec<Node<'_, '_>> =
+        parent?.children().filter(|c| c.is_element() && c.tag_name().name() == name).collect();
+    let pick = nodes
+        .iter()
+        .find(|n| currency.is_some_and(|c| n.attribute("currencyID") == Some(c)))
+        .or_else(|| nodes.iter().find(|n| n.attribute("currencyID").is_none()))
+        .or(nodes.first())?;
+    amount(text(Some(*pick)))
+}
+
+fn cii(root: Node<'_, '_>, names: &CiiNames) -> Option<InvoiceFields> {
+    let doc = child(root, names.document)?;
+    let tx = child(root, names.transaction)?;
+    let settlement = child(tx, names.settlement);
+    let sums = settlement.and_then(|s| child(s, names.summation));
+    let currency = text(settlement.and_then(|s| child(s, "InvoiceCurrencyCode"))); // BT-5
     let line_items = tx
         .children()
         .filter(|c| c.tag_name().name() == "IncludedSupplyChainTradeLineItem")
         .map(|line| LineItem {
             description: text(path(line, &["SpecifiedTradeProduct", "Name"])).unwrap_or_default(), // BT-153
-            quantity: text(path(line, &["SpecifiedLineTradeDelivery", "BilledQuantity"])) // BT-129
+            quantity: text(path(line, &[names.line_delivery, "BilledQuantity"])) // BT-129
                 .and_then(|q| q.parse::<f64>().ok())
                 .filter(|q| q.fract() == 0.0 && *q >= 0.0)
                 .map(|q| q as u32),
-            amount: amount(text(path(
-                line,
-                &["SpecifiedLineTradeSettlement", "SpecifiedTradeSettlementLineMonetarySummation", "LineTotalAmount"],
-            ))), // BT-131
+            amount: line
+                .children()
+                .find(|c| c.tag_name().name() == names.line_settlement)
+                .and_then(|s| s.children().find(|c| c.tag_name().name().ends_with("MonetarySummation")))
+                .and_then(|s| amount(text(child(s, "LineTotalAmount")))), // BT-131
             confidence: 1.0,
         })
         .collect();
     Some(InvoiceFields {
         invoice_number: exact(text(child(doc, "ID"))), // BT-1
-        invoice_date: exact(date),
-        seller: exact(text(path(tx, &["ApplicableHeaderTradeAgreement", "SellerTradeParty", "Name"]))), // BT-27
-        currency: exact(text(settlement.and_then(|s| child(s, "InvoiceCurrencyCode")))),                // BT-5
-        subtotal: exact(amount(text(sums.and_then(|s| child(s, "TaxBasisTotalAmount"))))),              // BT-109
-        tax: exact(amount(text(sums.and_then(|s| child(s, "TaxTotalAmount"))))),                        // BT-110
-        total: exact(amount(text(sums.and_then(|s| child(s, "GrandTotalAmount"))))),                    // BT-112
+        invoice_date: exact(cii_date(path(doc, &["IssueDateTime", "DateTimeString"]))), // BT-2
+        seller: exact(text(path(tx, &[names.agreement, "SellerTradeParty", "Name"]))), // BT-27
+        subtotal: exact(in_currency(sums, "TaxBasisTotalAmount", currency.as_deref())), // BT-109
+        tax: exact(in_currency(sums, "TaxTotalAmount", currency.as_deref())), // BT-110
+        total: exact(in_currency(sums, "GrandTotalAmount", currency.as_deref())), // BT-112
+        currency: exact(currency),
         line_items,
     })
 }
 
 fn ubl(root: Node<'_, '_>) -> Option<InvoiceFields> {
     let totals = child(root, "LegalMonetaryTotal");
+    let currency = text(child(root, "DocumentCurrencyCode"));
     let seller = child(root, "AccountingSupplierParty").and_then(|p| child(p, "Party"));
+    // BT-27 (seller name) is the legal registration name; PartyName is BT-28, the trading name.
     let seller_name = seller.and_then(|p| {
-        text(path(p, &["PartyName", "Name"])).or_else(|| text(path(p, &["PartyLegalEntity", "RegistrationName"])))
+        text(path(p, &["PartyLegalEntity", "RegistrationName"])).or_else(|| text(path(p, &["PartyName", "Name"])))
     });
     let line_items = root
         .children()
@@ -117,9 +211,16 @@ fn ubl(root: Node<'_, '_>) -> Option<InvoiceFields> {
             text(child(root, "IssueDate")).and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
         ),
         seller: exact(seller_name),
-        currency: exact(text(child(root, "DocumentCurrencyCode"))),
         subtotal: exact(amount(text(totals.and_then(|t| child(t, "TaxExclusiveAmount"))))),
-        tax: exact(amount(text(child(root, "TaxTotal").and_then(|t| child(t, "TaxAmount"))))),
+        // One TaxTotal per currency when a tax currency is given: the invoice currency's.
+        tax: exact(
+            root.children()
+                .filter(|c| c.tag_name().name() == "TaxTotal")
+                .filter_map(|t| child(t, "TaxAmount"))
+                .find(|a| a.attribute("currencyID") == currency.as_deref() || currency.is_none())
+                .and_then(|a| amount(text(Some(a)))),
+        ),
+        currency: exact(currency),
         total: exact(amount(text(totals.and_then(|t| child(t, "TaxInclusiveAmount"))))),
         line_items,
     })

@@ -35,12 +35,26 @@ impl Default for ReaderLimits {
     }
 }
 
+/// Paths the evaluation (`warranty ocr-eval --derive`) switches off to exercise the next reader
+/// on documents whose truth comes from the first: a hybrid PDF without its XML is a text-layer
+/// PDF, and without its text layer a scan. The service always reads with the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    pub skip_embedded_xml: bool,
+    pub skip_text_layer: bool,
+}
+
 /// Fewer letters and digits than this in the text layer means "scanned": OCR instead.
 const MIN_TEXT_LAYER_CHARS: usize = 30;
 
 enum PdfStep {
     Done(Box<EngineReading>),
-    Render { pages: usize },
+    /// No e-invoice: read the text layer, else render (unless a page is too large to).
+    Text {
+        pages: usize,
+        fallback: Vec<crate::domain::extraction::TextLine>,
+        too_large: Option<String>,
+    },
 }
 
 pub struct InvoiceReaders {
@@ -87,9 +101,9 @@ impl InvoiceReaders {
         Ok(())
     }
 
-    async fn read_pdf(&self, bytes: Bytes) -> Result<EngineReading, ReadError> {
+    async fn read_pdf(&self, bytes: Bytes, options: ReadOptions) -> Result<EngineReading, ReadError> {
         let limits = self.limits;
-        let use_text_layer = self.docintel.is_none();
+        let use_text_layer = self.docintel.is_none() && !options.skip_text_layer;
         let b = bytes.clone();
         let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
             let pdf = Pdf::load(&b)?;
@@ -100,7 +114,7 @@ impl InvoiceReaders {
                     format!("{pages} pages; at most {} are read", limits.max_pages),
                 ));
             }
-            for (name, xml) in pdf.xml_attachments() {
+            for (name, xml) in pdf.xml_attachments().into_iter().filter(|_| !options.skip_embedded_xml) {
                 if let Some((fields, text)) = einvoice::parse(&xml) {
                     tracing::info!(attachment = %name, "read the embedded e-invoice");
                     return Ok(PdfStep::Done(Box::new(EngineReading {
@@ -109,48 +123,58 @@ impl InvoiceReaders {
                     })));
                 }
             }
-            if use_text_layer {
-                let lines = pdf.text_lines();
-                let chars: usize = lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum();
-                if chars >= MIN_TEXT_LAYER_CHARS {
-                    return Ok(PdfStep::Done(Box::new(EngineReading {
-                        engine: OcrEngineKind::PdfText,
-                        reading: Reading::Text { lines, pages: pages as u32 },
-                    })));
-                }
-            }
-            for size in pdf.page_sizes() {
+            // The raster-size limit, checked before anything is rendered.
+            let too_large = pdf.page_sizes().into_iter().find_map(|size| {
                 let scale = f64::from(limits.dpi) / 72.0;
                 let (w, h) = ((f64::from(size.width) * scale) as u64, (f64::from(size.height) * scale) as u64);
-                if w.saturating_mul(h) > limits.max_pixels {
-                    return Err(ReadError::permanent(
-                        "invoice_image_too_large",
-                        format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels),
-                    ));
-                }
-            }
-            Ok(PdfStep::Render { pages })
+                (w.saturating_mul(h) > limits.max_pixels)
+                    .then(|| format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels))
+            });
+            // The in-process text layer: the fallback where poppler is not installed.
+            Ok(PdfStep::Text { pages, fallback: pdf.text_lines(), too_large })
         })
         .await
         .map_err(|e| ReadError::Transient(format!("PDF reader task failed: {e}")))??;
-        match step {
-            PdfStep::Done(r) => Ok(*r),
-            PdfStep::Render { .. } if self.docintel.is_some() => {
-                self.docintel.as_ref().expect("checked").analyze(bytes, "application/pdf").await
-            }
-            PdfStep::Render { pages } => {
-                let (lines, pages) = self.tesseract().await?.pdf(&bytes, pages).await?;
-                Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
+        let (pages, fallback, too_large) = match step {
+            PdfStep::Done(r) => return Ok(*r),
+            PdfStep::Text { pages, fallback, too_large } => (pages, fallback, too_large),
+        };
+        if use_text_layer {
+            // Poppler's text layer (the fonts' ToUnicode maps, CID fonts and transforms
+            // applied), or the in-process reader where poppler is missing.
+            let lines = match self.tesseract().await {
+                Ok(t) => t.pdf_text(&bytes, pages).await?,
+                Err(_) => fallback,
+            };
+            let chars: usize = lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum();
+            if chars >= MIN_TEXT_LAYER_CHARS {
+                return Ok(EngineReading {
+                    engine: OcrEngineKind::PdfText,
+                    reading: Reading::Text { lines, pages: pages as u32 },
+                });
             }
         }
+        if let Some(why) = too_large {
+            return Err(ReadError::permanent("invoice_image_too_large", why));
+        }
+        if let Some(di) = &self.docintel {
+            return di.analyze(bytes, "application/pdf").await;
+        }
+        let (lines, pages) = self.tesseract().await?.pdf(&bytes, pages).await?;
+        Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
     }
 }
 
-#[async_trait]
-impl InvoiceReader for InvoiceReaders {
-    async fn read(&self, kind: InvoiceKind, bytes: Bytes) -> Result<EngineReading, ReadError> {
+impl InvoiceReaders {
+    /// [`InvoiceReader::read`] with some paths switched off (evaluation only).
+    pub async fn read_with(
+        &self,
+        kind: InvoiceKind,
+        bytes: Bytes,
+        options: ReadOptions,
+    ) -> Result<EngineReading, ReadError> {
         match kind {
-            InvoiceKind::Pdf => self.read_pdf(bytes).await,
+            InvoiceKind::Pdf => self.read_pdf(bytes, options).await,
             InvoiceKind::Jpeg | InvoiceKind::Png => {
                 let (w, h) = image_dimensions(&bytes)
                     .ok_or_else(|| ReadError::permanent("invoice_unreadable", "the image header is damaged"))?;
@@ -165,6 +189,13 @@ impl InvoiceReader for InvoiceReaders {
                 Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages: 1 } })
             }
         }
+    }
+}
+
+#[async_trait]
+impl InvoiceReader for InvoiceReaders {
+    async fn read(&self, kind: InvoiceKind, bytes: Bytes) -> Result<EngineReading, ReadError> {
+        self.read_with(kind, bytes, ReadOptions::default()).await
     }
 
     fn health(&self) -> Vec<EngineHealth> {

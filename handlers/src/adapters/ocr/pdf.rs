@@ -4,7 +4,7 @@
 use lopdf::content::Content;
 use lopdf::{Document, Object};
 
-use crate::domain::extraction::TextLine;
+use crate::domain::extraction::{Cell, TextLine};
 use crate::ports::ReadError;
 
 /// Cap on any one decompressed stream: a 10 MiB upload cannot inflate into gigabytes.
@@ -164,7 +164,8 @@ impl Pdf {
                 .collect();
             let Ok(data) = self.doc.get_page_content_with_limit(page_id, MAX_DECOMPRESSED) else { continue };
             let Ok(content) = Content::decode(&data) else { continue };
-            let mut frags: Vec<(f32, f32, String)> = Vec::new();
+            let mut frags: Vec<Frag> = Vec::new();
+            let mut size = 10.0f32;
             let (mut tm, mut tlm) = ([1.0f32, 0.0, 0.0, 1.0, 0.0, 0.0], [1.0f32, 0.0, 0.0, 1.0, 0.0, 0.0]);
             let mut leading = 0.0f32;
             let mut encoding = None;
@@ -180,7 +181,10 @@ impl Pdf {
                         tm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
                         tlm = tm;
                     }
-                    "Tf" => encoding = args.first().and_then(|n| n.as_name().ok()).and_then(|n| encodings.get(n)),
+                    "Tf" => {
+                        encoding = args.first().and_then(|n| n.as_name().ok()).and_then(|n| encodings.get(n));
+                        size = args.get(1).map(num).unwrap_or(size);
+                    }
                     "TL" => leading = args.first().map(num).unwrap_or(0.0),
                     "Tm" if args.len() == 6 => {
                         for (slot, a) in tm.iter_mut().zip(args) {
@@ -204,18 +208,19 @@ impl Pdf {
                         if op.operator != "T*"
                             && let (Some(enc), Some(s)) = (encoding, args.last())
                         {
-                            frags.push((tm[4], tm[5], decode(enc, s)));
+                            frags.push(Frag::new(&tm, size, decode(enc, s)));
                         }
                     }
                     "Tj" | "TJ" => {
                         if let (Some(enc), Some(arg)) = (encoding, args.first()) {
-                            frags.push((tm[4], tm[5], decode(enc, arg)));
+                            frags.push(Frag::new(&tm, size, decode(enc, arg)));
                         }
                     }
                     _ => {}
                 }
             }
-            lines.extend(group_lines(frags));
+            let page = lines.last().map_or(1, |l: &TextLine| l.page + 1);
+            lines.extend(group_lines(frags, page));
         }
         lines
     }
@@ -241,23 +246,48 @@ fn decode(enc: &lopdf::Encoding, o: &Object) -> String {
     }
 }
 
-/// Fragments on (nearly) the same baseline form a line.
-fn group_lines(mut frags: Vec<(f32, f32, String)>) -> Vec<TextLine> {
-    frags.retain(|(_, _, t)| !t.trim().is_empty());
-    frags.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.total_cmp(&b.0)));
-    let mut lines: Vec<(f32, Vec<(f32, String)>)> = Vec::new();
-    for (x, y, t) in frags {
+/// A piece of text placed on the page: baseline start (x, y) and the font's rendered size.
+struct Frag {
+    x: f32,
+    y: f32,
+    size: f32,
+    text: String,
+}
+
+impl Frag {
+    fn new(tm: &[f32; 6], font_size: f32, text: String) -> Self {
+        let scale = (tm[3].abs()).max(tm[0].abs()).max(0.01);
+        Self { x: tm[4], y: tm[5], size: (font_size * scale).abs().max(1.0), text }
+    }
+}
+
+/// Fragments on (nearly) the same baseline form a line; each fragment is a cell, its width
+/// estimated from the font size (half an em per character, the average of Latin fonts).
+fn group_lines(mut frags: Vec<Frag>, page: u32) -> Vec<TextLine> {
+    frags.retain(|f| !f.text.trim().is_empty());
+    frags.sort_by(|a, b| b.y.total_cmp(&a.y).then(a.x.total_cmp(&b.x)));
+    let mut lines: Vec<(f32, Vec<Frag>)> = Vec::new();
+    for f in frags {
         match lines.last_mut() {
-            Some((ly, parts)) if (*ly - y).abs() <= 2.0 => parts.push((x, t)),
-            _ => lines.push((y, vec![(x, t)])),
+            Some((ly, parts)) if (*ly - f.y).abs() <= 2.0 => parts.push(f),
+            _ => lines.push((f.y, vec![f])),
         }
     }
     lines
         .into_iter()
-        .map(|(_, mut parts)| {
-            parts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let text = parts.into_iter().map(|(_, t)| t.trim().to_owned()).collect::<Vec<_>>().join("  ");
-            TextLine::new(text, 0.99)
+        .map(|(y, mut parts)| {
+            parts.sort_by(|a, b| a.x.total_cmp(&b.x));
+            let height = parts.iter().map(|p| p.size).fold(0.0, f32::max);
+            let cells = parts
+                .into_iter()
+                .map(|p| {
+                    let text = p.text.trim().to_owned();
+                    let right = p.x + text.chars().count() as f32 * p.size * 0.5;
+                    Cell { text, left: p.x, right, confidence: 0.99 }
+                })
+                .collect();
+            // PDF y grows upwards; lines are top-down, so the top is the negated baseline.
+            TextLine::positioned(cells, page, -y - height, height, 0.99)
         })
         .collect()
 }

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::domain::extraction::TextLine;
+use crate::domain::extraction::{Cell, TextLine};
 use crate::ports::ReadError;
 
 #[derive(Debug, Clone)]
@@ -24,8 +25,14 @@ pub struct TesseractConfig {
     pub languages: String,
     pub timeout: Duration,
     pub dpi: u32,
+    /// Page-segmentation mode (`--psm`).
+    pub psm: u8,
     /// Scratch space for rendered pages; one subdirectory per run, removed afterwards.
     pub scratch: PathBuf,
+    /// Development only (`warranty ocr-eval --cache`): Tesseract's raw TSV output is kept here,
+    /// keyed by the SHA-256 of the image and the arguments, so that re-running an evaluation
+    /// after a change to the extraction does not OCR the corpus again. Never set by the service.
+    pub cache: Option<PathBuf>,
 }
 
 impl TesseractConfig {
@@ -38,7 +45,9 @@ impl TesseractConfig {
             languages: "deu+fra+eng".into(),
             timeout: Duration::from_secs(60),
             dpi: 200,
+            psm: 6,
             scratch,
+            cache: None,
         }
     }
 }
@@ -84,9 +93,11 @@ impl Tesseract {
                 return Err(format!("tesseract language data `{lang}` is not installed (tesseract-ocr-{lang})"));
             }
         }
-        run(Command::new(&cfg.pdftoppm).arg("-v"), Duration::from_secs(10), "pdftoppm")
-            .await
-            .map_err(|e| format!("{e} (poppler-utils)"))?;
+        for tool in [cfg.pdftoppm.clone(), cfg.pdftoppm.with_file_name("pdftotext")] {
+            run(Command::new(&tool).arg("-v"), Duration::from_secs(10), "poppler")
+                .await
+                .map_err(|e| format!("{e} (poppler-utils)"))?;
+        }
         std::fs::create_dir_all(&cfg.scratch).map_err(|e| format!("scratch dir: {e}"))?;
         Ok(Self { cfg, version })
     }
@@ -103,12 +114,24 @@ impl Tesseract {
 
     /// OCR of one image file.
     async fn image_file(&self, path: &Path) -> Result<Vec<TextLine>, ReadError> {
+        let psm = self.cfg.psm.to_string();
+        let args = ["-l", &self.cfg.languages, "--psm", &psm, "tsv"];
+        let cached = match &self.cfg.cache {
+            Some(dir) => {
+                let image = tokio::fs::read(path).await.map_err(|e| ReadError::Transient(e.to_string()))?;
+                let mut key = Sha256::new();
+                key.update(&image);
+                key.update(args.join(" ").as_bytes());
+                key.update(self.version.as_bytes());
+                Some(dir.join(format!("{}.tsv", hex::encode(key.finalize()))))
+            }
+            None => None,
+        };
+        if let Some(tsv) = cached.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+            return Ok(parse_tsv(&tsv));
+        }
         let out = run(
-            Command::new(&self.cfg.tesseract)
-                .arg(path)
-                .arg("stdout")
-                .args(["-l", &self.cfg.languages, "--psm", "4", "tsv"])
-                .env("OMP_THREAD_LIMIT", "1"),
+            Command::new(&self.cfg.tesseract).arg(path).arg("stdout").args(args).env("OMP_THREAD_LIMIT", "1"),
             self.cfg.timeout,
             "tesseract",
         )
@@ -119,7 +142,12 @@ impl Tesseract {
                 format!("tesseract could not read the image: {}", String::from_utf8_lossy(&out.stderr).trim()),
             ));
         }
-        Ok(parse_tsv(&String::from_utf8_lossy(&out.stdout)))
+        let tsv = String::from_utf8_lossy(&out.stdout);
+        if let Some(p) = &cached {
+            let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))
+                .and_then(|_| std::fs::write(p, tsv.as_bytes()));
+        }
+        Ok(parse_tsv(&tsv))
     }
 
     /// OCR of a JPEG or PNG.
@@ -128,6 +156,29 @@ impl Tesseract {
         let path = dir.0.join(format!("invoice.{ext}"));
         tokio::fs::write(&path, bytes).await.map_err(|e| ReadError::Transient(e.to_string()))?;
         self.image_file(&path).await
+    }
+
+    /// The text layer of the first `pages` pages, with word boxes, from poppler's `pdftotext`.
+    pub async fn pdf_text(&self, bytes: &[u8], pages: usize) -> Result<Vec<TextLine>, ReadError> {
+        let dir = self.scratch()?;
+        let pdf = dir.0.join("invoice.pdf");
+        tokio::fs::write(&pdf, bytes).await.map_err(|e| ReadError::Transient(e.to_string()))?;
+        let out = run(
+            Command::new(self.cfg.pdftoppm.with_file_name("pdftotext"))
+                .args(["-tsv", "-f", "1", "-l", &pages.to_string()])
+                .arg(&pdf)
+                .arg("-"),
+            self.cfg.timeout,
+            "pdftotext",
+        )
+        .await?;
+        if !out.status.success() {
+            return Err(ReadError::permanent(
+                "invoice_unreadable",
+                format!("the PDF's text could not be read: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            ));
+        }
+        Ok(parse_pdftotext_tsv(&String::from_utf8_lossy(&out.stdout)))
     }
 
     /// Renders the first `pages` pages of a PDF and reads each.
@@ -166,10 +217,19 @@ impl Tesseract {
 }
 
 /// Tesseract TSV: level, page, block, par, line, word, left, top, width, height, conf, text.
-/// Words (level 5) are joined into their lines; a line's confidence is its words' mean.
+/// Words (level 5) are joined into their lines with their boxes; a gap wider than the line's
+/// height starts a new cell (a column). A line's confidence is its words' mean.
 pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
-    /// (page, block, paragraph, line) and the line's words with their confidences.
-    type Line = ((u32, u32, u32, u32), Vec<(String, f32)>);
+    struct W {
+        text: String,
+        left: f32,
+        top: f32,
+        width: f32,
+        height: f32,
+        conf: f32,
+    }
+    /// (page, block, paragraph, line) and the line's words.
+    type Line = ((u32, u32, u32, u32), Vec<W>);
     let mut lines: Vec<Line> = Vec::new();
     for row in tsv.lines().skip(1) {
         let cols: Vec<&str> = row.split('\t').collect();
@@ -181,22 +241,113 @@ pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
         if word.is_empty() || conf < 0.0 {
             continue;
         }
+        let n = |i: usize| cols[i].parse::<f32>().unwrap_or(0.0);
         let key = (
             cols[1].parse().unwrap_or(0),
             cols[2].parse().unwrap_or(0),
             cols[3].parse().unwrap_or(0),
             cols[4].parse().unwrap_or(0),
         );
+        let w = W { text: word.to_owned(), left: n(6), top: n(7), width: n(8), height: n(9), conf };
         match lines.last_mut() {
-            Some((k, words)) if *k == key => words.push((word.to_owned(), conf)),
-            _ => lines.push((key, vec![(word.to_owned(), conf)])),
+            Some((k, words)) if *k == key => words.push(w),
+            _ => lines.push((key, vec![w])),
         }
     }
     lines
         .into_iter()
-        .map(|(_, words)| {
-            let conf = words.iter().map(|(_, c)| c).sum::<f32>() / words.len() as f32 / 100.0;
-            TextLine::new(words.into_iter().map(|(w, _)| w).collect::<Vec<_>>().join(" "), conf)
+        .map(|((page, ..), words)| {
+            let conf = words.iter().map(|w| w.conf).sum::<f32>() / words.len() as f32 / 100.0;
+            let height = words.iter().map(|w| w.height).fold(0.0, f32::max);
+            let top = words.iter().map(|w| w.top).fold(f32::MAX, f32::min);
+            let mut cells: Vec<Cell> = Vec::new();
+            for w in words {
+                match cells.last_mut() {
+                    Some(c) if w.left - c.right <= height.max(1.0) => {
+                        c.text.push(' ');
+                        c.text.push_str(&w.text);
+                        c.right = w.left + w.width;
+                        c.confidence = c.confidence.min(w.conf / 100.0);
+                    }
+                    _ => cells.push(Cell {
+                        text: w.text,
+                        left: w.left,
+                        right: w.left + w.width,
+                        confidence: w.conf / 100.0,
+                    }),
+                }
+            }
+            TextLine::positioned(cells, page, top, height, conf)
+        })
+        .collect()
+}
+
+/// Poppler's `pdftotext -tsv`: the same columns as Tesseract's, words at level 5 with their
+/// boxes in points. Its lines follow the text flows, so a row of a table split into flows is put
+/// back together here: words whose vertical centres are within half a line height form one
+/// visual line, and a gap wider than the line height starts a new cell.
+pub fn parse_pdftotext_tsv(tsv: &str) -> Vec<TextLine> {
+    struct W {
+        page: u32,
+        text: String,
+        left: f32,
+        top: f32,
+        width: f32,
+        height: f32,
+    }
+    let mut words: Vec<W> = Vec::new();
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols[0] != "5" {
+            continue;
+        }
+        let n = |i: usize| cols[i].parse::<f32>().unwrap_or(0.0);
+        let text = cols[11].trim();
+        if text.is_empty() {
+            continue;
+        }
+        words.push(W {
+            page: cols[1].parse().unwrap_or(1),
+            text: text.to_owned(),
+            left: n(6),
+            top: n(7),
+            width: n(8),
+            height: n(9).max(1.0),
+        });
+    }
+    let centre = |w: &W| w.top + w.height / 2.0;
+    words.sort_by(|a, b| a.page.cmp(&b.page).then(centre(a).total_cmp(&centre(b))).then(a.left.total_cmp(&b.left)));
+    let mut lines: Vec<Vec<W>> = Vec::new();
+    for w in words {
+        match lines.last_mut() {
+            Some(line)
+                if line[0].page == w.page
+                    && (centre(&w) - centre(&line[0])).abs() <= line[0].height.min(w.height) / 2.0 =>
+            {
+                line.push(w)
+            }
+            _ => lines.push(vec![w]),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|mut words| {
+            words.sort_by(|a, b| a.left.total_cmp(&b.left));
+            let height = words.iter().map(|w| w.height).fold(0.0, f32::max);
+            let top = words.iter().map(|w| w.top).fold(f32::MAX, f32::min);
+            let page = words[0].page;
+            let mut cells: Vec<Cell> = Vec::new();
+            for w in words {
+                match cells.last_mut() {
+                    Some(c) if w.left - c.right <= height => {
+                        c.text.push(' ');
+                        c.text.push_str(&w.text);
+                        c.right = w.left + w.width;
+                    }
+                    _ => cells.push(Cell { text: w.text, left: w.left, right: w.left + w.width, confidence: 0.99 }),
+                }
+            }
+            TextLine::positioned(cells, page, top, height, 0.99)
         })
         .collect()
 }
@@ -238,11 +389,12 @@ mod tests {
         let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
                    1\t1\t0\t0\t0\t0\t0\t0\t100\t100\t-1\t\n\
                    5\t1\t1\t1\t1\t1\t10\t10\t50\t10\t90\tTotal\n\
-                   5\t1\t1\t1\t1\t2\t70\t10\t50\t10\t80\t12.00\n\
+                   5\t1\t1\t1\t1\t2\t90\t10\t50\t10\t80\t12.00\n\
                    5\t1\t1\t1\t2\t1\t10\t30\t50\t10\t95\tVAT\n";
         let lines = parse_tsv(tsv);
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].text, "Total 12.00");
+        assert_eq!(lines[0].text, "Total  12.00", "a gap wider than the line height separates cells");
+        assert_eq!(lines[0].cells[1].left, 90.0);
         assert!((lines[0].confidence - 0.85).abs() < 1e-6);
         assert_eq!(lines[1].text, "VAT");
     }

@@ -1,0 +1,297 @@
+//! One test per class of failure the independent evaluation found, on text written here in the
+//! shape real documents take (no real document's text is copied).
+
+use super::*;
+use crate::application::ocr::SUPPORTED;
+
+fn lines(text: &str) -> Vec<TextLine> {
+    text.lines().map(|l| TextLine::new(l, 0.9)).collect()
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn supported<T>(f: &Option<Field<T>>) -> bool {
+    f.as_ref().is_some_and(|f| f.confidence >= SUPPORTED)
+}
+
+#[test]
+fn amounts_in_every_locale_and_sign() {
+    for (s, cents) in [
+        ("1,199.00", 119_900),
+        ("1.199,00", 119_900),
+        ("1 199,00", 119_900),
+        ("1199.00", 119_900),
+        ("349,99", 34_999),
+        ("0.99", 99),
+        ("12'345.50", 1_234_550),
+    ] {
+        assert_eq!(parse_amount(s), Some(Amount(cents)), "{s}");
+    }
+    assert_eq!(parse_amount("1199"), None);
+    let signed = |s: &str| amounts(s).last().map(|(_, a)| *a);
+    assert_eq!(signed("Total TTC 1 438,80 €"), Some(Amount(143_880)));
+    assert_eq!(signed("Total -100.00"), Some(Amount(-10_000)));
+    assert_eq!(signed("Gesamt 100,00-"), Some(Amount(-10_000)));
+    assert_eq!(signed("Total (100.00)"), Some(Amount(-10_000)));
+    assert_eq!(signed("TOTAL RM9.00"), Some(Amount(900)));
+}
+
+#[test]
+fn dates_in_the_forms_invoices_and_receipts_print() {
+    let d = date(2026, 3, 15);
+    for s in [
+        "2026-03-15",
+        "2026/03/15",
+        "15.03.2026",
+        "15/03/2026",
+        "15-03-2026",
+        "15/03/26",
+        "15-03-26",
+        "15.03.26",
+        "15 March 2026",
+        "15. März 2026",
+        "15 mars 2026",
+        "15 MAERZ 2026",
+        "15 MAR 2026",
+        "15-MAR-2026",
+        "15 Mar 26",
+        "March 15, 2026",
+        "Mar 15 2026",
+        "20260315",
+    ] {
+        assert_eq!(parse_date(s, false), Some(d), "{s}");
+    }
+    assert_eq!(parse_date("August 3, 2014", false), Some(date(2014, 8, 3)));
+    assert_eq!(parse_date("3rd August 2014", false), Some(date(2014, 8, 3)));
+    assert_eq!(parse_date("03/15/2026", true), Some(d));
+    assert_eq!(parse_date("04/03/2026", true), Some(date(2026, 4, 3)));
+    assert_eq!(parse_date("04/03/2026", false), Some(date(2026, 3, 4)));
+    assert_eq!(parse_date("31.02.2026", false), None);
+    assert_eq!(parse_date("15/03-2026", false), None, "mixed separators are not a date");
+}
+
+#[test]
+fn a_german_invoice() {
+    let f = extract(&lines(
+        "Elektro Becker GmbH\nHauptstraße 5, 10115 Berlin\nRECHNUNG\nRechnungsnummer: RE-482913\nRechnungsdatum: 15.03.2026\n\
+         Beschreibung Menge Einzelpreis Betrag\nApple MacBook Air 13 1 1.199,00 1.199,00\nSeriennummer: C02XK0ABJGH5\n\
+         USB-C Ladekabel 2 19,99 39,98\nZwischensumme 1.238,98\nMwSt. 19 % 235,41\nGesamtbetrag 1.474,39 EUR",
+    ));
+    assert_eq!(f.invoice_number.unwrap().value, "RE-482913");
+    assert_eq!(f.invoice_date.unwrap().value, date(2026, 3, 15));
+    assert_eq!(f.seller.unwrap().value, "Elektro Becker GmbH");
+    assert_eq!(f.currency.unwrap().value, "EUR");
+    assert_eq!(f.subtotal.as_ref().unwrap().value, Amount(123_898));
+    assert_eq!(f.tax.as_ref().unwrap().value, Amount(23_541));
+    let total = f.total.unwrap();
+    assert_eq!(total.value, Amount(147_439));
+    assert!(total.confidence >= 0.95, "cross-checked totals are trusted");
+    assert_eq!(f.line_items.len(), 2);
+    assert_eq!(f.line_items[0].description, "Apple MacBook Air 13");
+    assert_eq!(f.line_items[1].quantity, Some(2));
+    assert_eq!(f.line_items[1].amount, Some(Amount(3998)));
+    assert!(f.line_items[0].confidence >= 0.98);
+}
+
+#[test]
+fn a_french_receipt() {
+    let f = extract(&lines(
+        "Techno Dupont SARL\n8 rue de la Paix, 75002 Paris\nFACTURE\nN° de facture FA2026-0042\nDate de facture 15 mars 2026\n\
+         Samsung Galaxy S24\nN° de série: R58N12ABCDE\n1 x 899,00 899,00\nHousse de protection\n2 x 29,90 59,80\n\
+         Total HT 958,80\nTVA 20 % 191,76\nTotal TTC EUR 1 150,56",
+    ));
+    assert_eq!(f.invoice_number.unwrap().value, "FA2026-0042");
+    assert_eq!(f.invoice_date.unwrap().value, date(2026, 3, 15));
+    assert_eq!(f.seller.unwrap().value, "Techno Dupont SARL");
+    assert_eq!(f.total.unwrap().value, Amount(115_056));
+    let descs: Vec<_> = f.line_items.iter().map(|i| i.description.as_str()).collect();
+    assert_eq!(descs, ["Samsung Galaxy S24", "Housse de protection"]);
+}
+
+#[test]
+fn totals_that_do_not_add_up_are_not_supported() {
+    let f = extract(&lines("Invoice No.: A-1\nSubtotal 100.00\nVAT 20% 20.00\nTotal 130.00 GBP"));
+    assert!(!supported(&f.total), "{:?}", f.total);
+}
+
+#[test]
+fn share_capital_and_vat_numbers_are_not_the_tax() {
+    let f = extract(&lines(
+        "Atelier Exemple SAS au capital de 120 000,00 €\nTVA intracommunautaire FR12 345678901\nFacture FA-2024-117\n\
+         Date : 02/05/2024\nTotal HT 200,00 €\nTVA 20 % 40,00 €\nTotal TTC 240,00 €",
+    ));
+    assert_eq!(f.tax.as_ref().unwrap().value, Amount(4000));
+    assert_eq!(f.subtotal.as_ref().unwrap().value, Amount(20_000));
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(24_000));
+    assert!(supported(&f.total));
+    assert_eq!(f.invoice_number.unwrap().value, "FA-2024-117");
+}
+
+#[test]
+fn net_and_gross_lines_are_subtotal_and_total_not_tax() {
+    let f = extract(&lines(
+        "Muster Handel GMBH\nBeleg-Nr. 4711\nDatum 07.01.2025\nNetto (excl. USt.) 100,00\nUSt. 19 % 19,00\n\
+         Brutto (inkl. USt.) 119,00",
+    ));
+    assert_eq!(f.subtotal.as_ref().unwrap().value, Amount(10_000));
+    assert_eq!(f.tax.as_ref().unwrap().value, Amount(1900));
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(11_900));
+    assert!(supported(&f.total));
+    assert_eq!(f.seller.unwrap().value, "Muster Handel GMBH", "legal forms in any case");
+    assert_eq!(f.invoice_number.unwrap().value, "4711");
+}
+
+#[test]
+fn a_discount_line_is_not_the_tax_and_a_footnote_is_not_the_total() {
+    let f = extract(&lines(
+        "Invoice VT/2021/07\nInvoice date: 12/07/2021\nSubtotal 500.00\nDiscount 10% -50.00\nVAT 20% 90.00\n\
+         Total 540.00\nThe total above includes a delivery fee of 5.00",
+    ));
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(54_000));
+    assert_eq!(f.tax.as_ref().unwrap().value, Amount(9000));
+    assert_eq!(f.invoice_number.unwrap().value, "VT/2021/07");
+}
+
+#[test]
+fn the_due_date_is_not_the_invoice_date() {
+    let f = extract(&lines("Payment due: 30.04.2026\nInvoice # 12345\nInvoice date 31.03.2026\nTotal 10.00 EUR"));
+    assert_eq!(f.invoice_date.as_ref().unwrap().value, date(2026, 3, 31));
+    assert!(supported(&f.invoice_date));
+    assert_eq!(f.invoice_number.unwrap().value, "12345");
+}
+
+#[test]
+fn a_value_below_its_label_is_found() {
+    let f = extract(&lines(
+        "Kraxi GmbH\nInvoice number        Date\n2014-03               August 3, 2014\nGrand total 1,005.55 EUR",
+    ));
+    assert_eq!(f.invoice_number.unwrap().value, "2014-03");
+    assert_eq!(f.invoice_date.unwrap().value, date(2014, 8, 3));
+}
+
+#[test]
+fn the_buyers_block_is_not_the_seller() {
+    let f = extract(&lines(
+        "INVOICE\nBill to:\nCustomer Holdings Ltd\n1 Client Road\nSpringfield\nInvoice No: 88\nDate: 2025-01-05\nTotal due 42.00\n\
+         Northwind Supplies Ltd · 5 Harbour Street · Portsmouth",
+    ));
+    assert_eq!(f.seller.unwrap().value, "Northwind Supplies Ltd");
+}
+
+#[test]
+fn a_receipt_total_is_not_cash_or_change_and_is_supported_by_them() {
+    let f = extract(&lines(
+        "KEDAI MAJU JAYA\nNO 12, JALAN BUNGA 3\nTEL: 07-1234567\nDATE: 25/12/2018 10:15\nITEM QTY PRICE\nTEH ICE 2 3.00\n\
+         NASI LEMAK 1 6.00\nTOTAL QTY: 3\nTOTAL (RM): 9.00\nCASH 10.00\nCHANGE 1.00",
+    ));
+    let total = f.total.unwrap();
+    assert_eq!(total.value, Amount(900));
+    assert!(total.confidence >= 0.95, "cash − change = total: {}", total.confidence);
+    assert_eq!(f.invoice_date.unwrap().value, date(2018, 12, 25));
+    assert_eq!(f.seller.unwrap().value, "KEDAI MAJU JAYA");
+    assert_eq!(f.currency.unwrap().value, "MYR");
+}
+
+#[test]
+fn rounding_adjustments_and_gst_summaries_are_not_the_total() {
+    let f = extract(&lines(
+        "SYARIKAT CONTOH SDN BHD (123456-X)\nGST REG NO: 000123456789\n12-01-19\nTotal Sales (Excluding GST) 31.98\n\
+         Total GST @6% 1.92\nRounding Adj 0.00\nTotal Sales (Inclusive of GST) 33.90\nTotal GST 1.92\nCASH 50.00\nCHANGE 16.10",
+    ));
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(3390));
+    assert!(supported(&f.total));
+    assert_eq!(f.seller.unwrap().value, "SYARIKAT CONTOH SDN BHD");
+    assert_eq!(f.invoice_date.unwrap().value, date(2019, 1, 12));
+}
+
+#[test]
+fn currencies_beyond_euro_dollar_and_pound() {
+    let c = |t: &str| extract(&lines(t)).currency.map(|c| c.value);
+    assert_eq!(c("Grand Total ₹ 1,200.00").as_deref(), Some("INR"));
+    assert_eq!(c("Total Rs. 1,200.00").as_deref(), Some("INR"));
+    assert_eq!(c("TOTAL RM 9.00").as_deref(), Some("MYR"));
+    assert_eq!(c("Total 830.00 SEK").as_deref(), Some("SEK"));
+    assert_eq!(c("Total 87 859,00 HUF").as_deref(), Some("HUF"));
+    assert_eq!(c("Total 5.00").as_deref(), None, "no evidence, no currency");
+}
+
+#[test]
+fn a_credit_note_keeps_its_sign() {
+    let f = extract(&lines("Credit note CN-7\nDate: 2025-02-01\nSubtotal -100.00\nVAT -20.00\nTotal -120.00 EUR"));
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(-12_000));
+    assert!(supported(&f.total));
+}
+
+#[test]
+fn rows_with_units_currency_signs_and_vat_columns() {
+    let f = extract(&lines(
+        "Rechnung RE-2020-11\nDatum 01.02.2020\nPos Bezeichnung Menge Einzelpreis USt Betrag\n\
+         Beratung 20 Unit(s) 50,00 € 19% 1.000,00 €\nKabel 2 Stk. 9,99 € 19% 19,98 €\nNettobetrag 1.019,98 €\n\
+         USt. 19 % 193,80 €\nGesamtbetrag 1.213,78 €",
+    ));
+    assert_eq!(f.line_items.len(), 2, "{:?}", f.line_items);
+    assert_eq!(f.line_items[0].quantity, Some(20));
+    assert_eq!(f.line_items[0].amount, Some(Amount(100_000)));
+    assert_eq!(f.line_items[1].quantity, Some(2));
+    assert_eq!(f.line_items[1].amount, Some(Amount(1998)));
+    assert!(f.line_items.iter().all(|i| i.confidence >= 0.98), "rows add up to the subtotal");
+}
+
+#[test]
+fn a_lone_unlabelled_amount_and_rival_dates_are_not_supported() {
+    let f = extract(&lines("Some Shop\n01/02/2024\n05/03/2024\nAmount 12.00\nAmount 15.00"));
+    assert!(!supported(&f.invoice_date), "two unlabelled dates: {:?}", f.invoice_date);
+    assert!(!supported(&f.total), "two rival amounts: {:?}", f.total);
+}
+
+#[test]
+fn low_ocr_confidence_lowers_the_fields() {
+    let doubtful: Vec<TextLine> =
+        ["Shop", "Date: 01/02/2024", "Total 12.00"].iter().map(|l| TextLine::new(*l, 0.3)).collect();
+    let f = extract(&doubtful);
+    assert!(!supported(&f.total), "{:?}", f.total);
+    assert!(!supported(&f.invoice_date), "{:?}", f.invoice_date);
+}
+
+#[test]
+fn positioned_cells_find_a_value_in_the_column_below() {
+    let cell = |t: &str, l: f32, r: f32| Cell { text: t.into(), left: l, right: r, confidence: 0.95 };
+    let input = vec![
+        TextLine::positioned(vec![cell("Beispiel Handel GmbH", 50.0, 300.0)], 1, 10.0, 12.0, 0.95),
+        TextLine::positioned(
+            vec![cell("Kunde", 50.0, 100.0), cell("Rechnungsdatum", 400.0, 520.0)],
+            1,
+            100.0,
+            10.0,
+            0.95,
+        ),
+        TextLine::positioned(
+            vec![cell("Max Muster AG", 50.0, 160.0), cell("09.05.2017", 400.0, 470.0)],
+            1,
+            115.0,
+            10.0,
+            0.95,
+        ),
+        TextLine::positioned(
+            vec![cell("Gesamtbetrag", 50.0, 150.0), cell("571,04 EUR", 450.0, 530.0)],
+            1,
+            400.0,
+            10.0,
+            0.95,
+        ),
+    ];
+    let f = extract(&input);
+    assert_eq!(f.invoice_date.unwrap().value, date(2017, 5, 9));
+    assert_eq!(f.seller.unwrap().value, "Beispiel Handel GmbH", "Max Muster AG is under Kunde");
+    assert_eq!(f.total.unwrap().value, Amount(57_104));
+}
+
+#[test]
+fn legal_forms_misread_by_ocr_are_put_right() {
+    assert_eq!(repair_legal_forms("UNI HAKKA INTERNATIONAL SON BHD"), "UNI HAKKA INTERNATIONAL SDN BHD");
+    assert_eq!(repair_legal_forms("SUN VICTORY SDN 8HD"), "SUN VICTORY SDN BHD");
+    assert_eq!(repair_legal_forms("SONNY TRADING"), "SONNY TRADING", "only beside another legal form or at the end");
+    assert_eq!(repair_legal_forms("Beispiel GmbH"), "Beispiel GmbH");
+}
