@@ -423,7 +423,7 @@ async fn ocr_bench(bin: &PathBuf) {
     let (took, peak) = run_sampling_peak(
         Command::new("tesseract")
             .arg(corpus_dir().join(photo["file"].as_str().expect("file")))
-            .args(["stdout", "-l", "deu+fra+eng", "--psm", "4", "tsv"])
+            .args(["stdout", "-l", "deu+fra+eng", "--psm", "6", "tsv"])
             .env("OMP_THREAD_LIMIT", "1"),
     );
     println!(
@@ -444,27 +444,9 @@ async fn ocr_bench(bin: &PathBuf) {
     let users: Vec<String> = (0..invoices.len()).map(|i| format!("corpus-user-{i}")).collect();
     for (inv, user) in invoices.iter().zip(&users) {
         let token = &warranty::http::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
-        let r = &inv["registration"];
-        let file = inv["file"].as_str().expect("file");
-        let bytes = std::fs::read(corpus_dir().join(file)).expect("corpus file");
-        let b = "----ocrBench";
-        let mut body = Vec::new();
-        for k in ["brand", "model", "serialNumber", "purchaseDate"] {
-            body.extend(
-                format!(
-                    "--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{}\r\n",
-                    r[k].as_str().expect("field")
-                )
-                .bytes(),
-            );
-        }
-        body.extend(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"{file}\"\r\n\r\n").bytes(),
-        );
-        body.extend(bytes);
-        body.extend(format!("\r\n--{b}--\r\n").bytes());
-        let status = post_registration(&client, &base, token, format!("multipart/form-data; boundary={b}"), body).await;
-        assert_eq!(status, 201, "{file}");
+        let (content_type, body) = corpus_form(inv);
+        let status = post_registration(&client, &base, token, content_type, body).await;
+        assert_eq!(status, 201, "{}", inv["file"]);
     }
     let (completed, all) = loop {
         let mut statuses = Vec::new();
@@ -498,5 +480,77 @@ async fn ocr_bench(bin: &PathBuf) {
         t.elapsed().as_secs_f64(),
         status_kib(server.child.id(), "VmHWM:") as f64 / 1024.0
     );
+
+    // From the 201 to the reading on the card, one registration at a time on an idle server:
+    // what a user waits for (the dispatcher is woken by the registration itself).
+    for (kind, rounds) in [("digital", 20), ("facturx", 20), ("photo", 5)] {
+        let inv = invoices.iter().find(|i| i["kind"] == kind).expect("kind in corpus");
+        let mut times = Vec::new();
+        for round in 0..rounds {
+            let user = format!("latency-{kind}-{round}");
+            let token = warranty::http::auth::dev_token(SECRET.as_bytes(), &user, Duration::from_secs(3600));
+            let (content_type, body) = corpus_form(inv);
+            let resp = client
+                .post(format!("{base}/api/products"))
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("registers");
+            let created = Instant::now();
+            assert_eq!(resp.status(), 201);
+            let location = resp.headers()["location"].to_str().expect("location").to_owned();
+            loop {
+                let card: serde_json::Value = client
+                    .get(format!("{base}{location}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("card")
+                    .json()
+                    .await
+                    .expect("json");
+                if matches!(card["ocr"]["status"].as_str(), Some("completed" | "needs_review" | "failed")) {
+                    break;
+                }
+                assert!(created.elapsed() < Duration::from_secs(60), "OCR did not finish");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            times.push(created.elapsed());
+        }
+        times.sort();
+        println!(
+            "201 → reading on the card, {kind:<8}: median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} runs)",
+            percentile(&times, 0.5),
+            percentile(&times, 0.95),
+            times.last().expect("runs").as_secs_f64() * 1000.0,
+            times.len()
+        );
+    }
     drop(server);
+}
+
+/// A corpus invoice's registration as a multipart body.
+fn corpus_form(inv: &serde_json::Value) -> (String, Vec<u8>) {
+    let r = &inv["registration"];
+    let file = inv["file"].as_str().expect("file");
+    let bytes = std::fs::read(corpus_dir().join(file)).expect("corpus file");
+    let b = "----ocrBench";
+    let mut body = Vec::new();
+    for k in ["brand", "model", "serialNumber", "purchaseDate"] {
+        body.extend(
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{}\r\n",
+                r[k].as_str().expect("field")
+            )
+            .bytes(),
+        );
+    }
+    body.extend(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"{file}\"\r\n\r\n").bytes(),
+    );
+    body.extend(bytes);
+    body.extend(format!("\r\n--{b}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
 }

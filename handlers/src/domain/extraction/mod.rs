@@ -87,6 +87,11 @@ static INVOICE_DATE_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 /// Labels of other dates on an invoice: never the invoice date.
+/// Labels that name the issue date unambiguously, even beside another kind of date
+/// ("Liefer- und Rechnungsdatum"), and the German letter's "München, den 01.11.2024".
+static STRONG_DATE_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)(?:invoice\s*date|date\s*of\s*(?:issue|invoice)|rechnungsdatum|date\s*de\s*(?:la\s*)?facture|,\s*den\b)")
+});
 static OTHER_DATE_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)(?:\bdue\b|f[äa]llig|zahlbar|payable|[ée]ch[ée]ance|payment|zahlung|remit|[üu]berweisen|deliver|liefer|leistung|shipping|ship\s*date|order\s*date|bestell|auftrag|commande|period|zeitraum|p[ée]riode|valid|g[üu]ltig|expir|ablauf|until\b|birth|geburt|printed|gedruckt|skonto)",
@@ -118,7 +123,7 @@ static NOT_TAX_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// Labels of the amount to pay, strongest first in evidence.
 static GRAND_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|total\W*(?:amt\W*)?(?:incl|inc\b|including|inclusive)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
+        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|total\W*(?:amt\W*)?(?:incl|inc\b|including|inclusive)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
     )
 });
 static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -181,7 +186,7 @@ static SELLER_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// Labels that open the buyer's block: the lines after them (same column) are not the issuer.
 static BUYER_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:bill(?:ed)?\s*to|invoice\s*to|invoiced\s*to|ship(?:ped)?\s*to|sold\s*to|deliver\s*to|customer|client|buyer|attn|attention|recipient|rechnungsempf[äa]nger|rechnungsadresse|lieferanschrift|lieferadresse|kunde|k[äa]ufer|empf[äa]nger|an:|destinataire|factur[ée]\s*[àa]|adresse\s*de\s*(?:facturation|livraison)|acheteur|livr[ée]\s*[àa])",
+        r"(?i)^\W*(?:bill(?:ed)?\s*to|invoice\s*to|invoiced\s*to|ship(?:ped)?\s*to|sold\s*to|deliver\s*to|customer|client|buyer|attn|attention|recipient|rechnungsempf[äa]nger|rechnungsadresse|lieferanschrift|lieferadresse|kunde|k[äa]ufer|empf[äa]nger|an:|destinataire|factur[ée]\s*[àa]|adresse\s*de\s*(?:facturation|livraison)|acheteur|livr[ée]\s*[àa])\b",
     )
 });
 /// Lines that are not a shop's name at the top of a receipt.
@@ -190,6 +195,7 @@ static NOT_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:\b(?:tax\s*invoice|simplified|invoice|receipt|rechnung|quittung|kassenbon|facture|ticket|re[çc]u|welcome|thank|tel|telephone|phone|fax|e-?mail|www|http|gst\s*(?:id|reg|no)|reg\.?\s*no|co\.?\s*no|company\s*no|jalan|road|street|str\.|strasse|straße|rue|avenue|no\.|lot|taman|page|date|time|cashier|table)\b|@|\d{5})",
     )
 });
+static POSTCODE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:[A-Z]{1,2}-?)?\d{4,5}\s+\p{L}"));
 static TITLE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^(?:invoice|rechnung|facture)\s+"));
 
 /// Parses a printed amount: the last `.` or `,` followed by exactly two digits is the decimal
@@ -411,8 +417,8 @@ fn value_for_label<'a>(lines: &'a [Line], i: usize, cell: usize, after: &'a str)
 fn buyer_lines(lines: &[Line]) -> Vec<bool> {
     let mut buyer = vec![false; lines.len()];
     for (i, l) in lines.iter().enumerate() {
-        let Some(m) = BUYER_LABEL_RE.find(&l.text) else { continue };
-        let label = l.cells[l.cell_at(m.start())].clone();
+        // A buyer label heads its cell ("Bill to:", "Kunde"), never inside a word or a sentence.
+        let Some(label) = l.cells.iter().find(|c| BUYER_LABEL_RE.is_match(&c.text)).cloned() else { continue };
         buyer[i] = true;
         // The block: a name and an address (at most four lines) in the label's column, ending
         // at the next labelled header field or amount.
@@ -579,11 +585,13 @@ fn invoice_date(lines: &[Line], month_first: bool, source: Source) -> Option<Fie
                     (w[0].0 == pos || w[1].0 == pos) && RANGE_RE.is_match(between(end_of_first.min(w[1].0), w[1].0))
                 })
             };
-            let other = in_range || label_here(&OTHER_DATE_LABEL_RE) || label_above(&OTHER_DATE_LABEL_RE);
-            let labelled = !other
-                && (label_here(&INVOICE_DATE_LABEL_RE)
-                    || label_above(&INVOICE_DATE_LABEL_RE)
-                    || TITLE_RE_ANY.is_match(&l.text));
+            let strong = label_here(&STRONG_DATE_LABEL_RE) || label_above(&STRONG_DATE_LABEL_RE);
+            let other = !strong && (in_range || label_here(&OTHER_DATE_LABEL_RE) || label_above(&OTHER_DATE_LABEL_RE));
+            let labelled = strong
+                || !other
+                    && (label_here(&INVOICE_DATE_LABEL_RE)
+                        || label_above(&INVOICE_DATE_LABEL_RE)
+                        || TITLE_RE_ANY.is_match(&l.text));
             let mut score = 0.0;
             if labelled {
                 score += 3.0;
@@ -854,7 +862,13 @@ fn money(
         let tax = taxes.first().map(|t| Field::new(t.amount, 0.5 * t.confidence));
         return (sub, tax, None);
     };
-    let rivals = cands.iter().skip(1).filter(|c| c.l.amount != best.l.amount && c.score >= best.score - 0.5).count();
+    // Another amount under as strong a label (the "largest amount" bonus aside) is a rival,
+    // unless arithmetic decided between them.
+    let rivals = cands
+        .iter()
+        .skip(1)
+        .filter(|c| c.l.amount != best.l.amount && (c.arithmetic || !best.arithmetic) && c.score >= best.score - 1.0)
+        .count();
     let mut conf: f32 = if best.arithmetic {
         0.97
     } else if best.l.role == AmountRole::GrandTotal {
@@ -869,11 +883,16 @@ fn money(
         conf -= 0.3;
     }
     // A subtotal and a tax that do not add up to it contradict the total.
-    if !best.arithmetic && !subtotals.is_empty() && !taxes.is_empty() && best.sub.is_none() {
-        let agrees = subtotals.iter().any(|s| s.amount == best.l.amount);
-        if !agrees {
-            conf -= 0.35;
-        }
+    let contradicted = !best.arithmetic
+        && !subtotals.is_empty()
+        && !taxes.is_empty()
+        && best.sub.is_none()
+        && !subtotals.iter().any(|s| s.amount == best.l.amount);
+    if contradicted {
+        conf -= 0.35;
+    } else if source == Source::Exact && rivals == 0 && max_amount == Some(best.l.amount.0.abs()) {
+        // Exact characters, the only candidate, the largest amount on the document.
+        conf = conf.max(0.85);
     }
     // OCR: a total that no arithmetic supports is believed only when printed twice and read
     // with high confidence; a digit may be misread.
@@ -931,6 +950,13 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
             if let Some(v) = value {
                 consider(&mut best, 10.0, v, 0.9 * l.confidence.max(0.5));
             }
+        }
+        // The sender line over a letter's address window (DIN 5008): "Name · Street 1 ·
+        // 12345 Town" names the issuer, with or without a legal form.
+        let parts: Vec<&str> = l.text.split(['·', '|', '•', '●']).map(str::trim).filter(|p| !p.is_empty()).collect();
+        if parts.len() >= 3 && parts.iter().skip(1).any(|p| POSTCODE_RE.is_match(p)) && !POSTCODE_RE.is_match(parts[0])
+        {
+            consider(&mut best, 8.0, parts[0].to_owned(), 0.85 * l.confidence.max(0.5));
         }
         // A line that is only a name (a receipt's centred header, spaced letters split into
         // cells) is read whole; otherwise the cell holding the legal form.
