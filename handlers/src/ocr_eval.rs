@@ -35,7 +35,7 @@ use crate::adapters::ocr::einvoice;
 use crate::adapters::ocr::{InvoiceReaders, ReadOptions};
 use crate::application::ocr::{self, Decision};
 use crate::domain::extraction::fold;
-use crate::domain::ocr::{Amount, Check, InvoiceFields, MatchResults, OcrEngineKind, OcrStatus};
+use crate::domain::ocr::{Amount, Check, InvoiceFields, MatchResults, OcrEngineKind};
 use crate::domain::{InvoiceKind, Sniffed};
 use crate::ports::{EngineReading, Reading};
 
@@ -231,11 +231,10 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
             }
             let (fields, _) = ocr::interpret(r);
             let d = decide_for_truth(&job.truth, &fields, tolerance_days);
-            let status = match d.status {
-                OcrStatus::Completed => "completed",
-                _ => "needs_review",
-            };
-            (Some(engine), status.to_owned(), d.uncertain, score_fields(&job.truth, &fields))
+            // The status as the card spells it.
+            let status =
+                serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            (Some(engine), status, d.uncertain, score_fields(&job.truth, &fields))
         }
         Err(reason) => (None, format!("failed:{reason}"), Vec::new(), score_fields(&job.truth, &empty)),
     };

@@ -66,7 +66,10 @@ async fn a_registered_scan_moves_from_queued_to_completed() {
     assert_eq!(ocr["engine"], "tesseract");
     assert_eq!(ocr["fields"]["invoiceDate"]["value"], inv["fields"]["invoiceDate"]);
     assert_eq!(ocr["fields"]["total"]["value"], inv["fields"]["total"]);
-    assert!(ocr["fields"]["total"]["confidence"].as_f64().unwrap() >= 0.99, "cross-checked: {ocr}");
+    // Subtotal + tax = total: the top confidence band an OCR reading gets (0.97; a text layer's
+    // or an e-invoice's exact characters go higher).
+    assert!(ocr["fields"]["total"]["confidence"].as_f64().unwrap() >= 0.95, "cross-checked: {ocr}");
+    assert!(ocr.get("uncertainFields").is_none(), "{ocr}");
     assert_eq!(ocr["attempts"], 1);
     // The dispatcher completes the message once the handler's 200 reaches it, just after the
     // handler recorded the result the card shows.

@@ -10,6 +10,7 @@ mod common;
 both_backends!(
     every_body_encoding_the_host_uses_is_accepted,
     a_matching_invoice_completes_and_a_mismatch_needs_review,
+    an_unsupported_total_needs_review_and_says_which_field,
     a_redelivered_message_is_not_processed_twice,
     unreadable_invoices_are_recorded_as_failed_and_not_retried,
     a_deleted_product_completes_the_message,
@@ -109,6 +110,7 @@ async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
     assert_eq!(invoke(&app, &payload(event.clone(), 1, "m1")).await.0, 200);
     let ocr = ocr_of(&app, &id).await;
     assert_eq!(ocr["status"], "completed", "{ocr}");
+    assert!(ocr.get("uncertainFields").is_none(), "{ocr}");
     assert_eq!(
         ocr["matches"],
         json!({"purchaseDate": "matched", "serialNumber": "matched", "brand": "matched", "model": "matched"})
@@ -120,6 +122,75 @@ async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
     let ocr = ocr_of(&app, &id2).await;
     assert_eq!(ocr["status"], "needs_review");
     assert_eq!(ocr["matches"]["serialNumber"], "not_found");
+    assert_eq!(ocr["uncertainFields"], json!(["serialNumber"]), "{ocr}");
+}
+
+/// A one-page PDF whose text layer holds `lines` (Helvetica, one line each), written by hand so
+/// the test says exactly what the document contains.
+fn text_pdf(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 11 Tf 14 TL 60 780 Td\n");
+    for l in lines {
+        content.push_str(&format!("({}) Tj T*\n", l.replace('(', "\\(").replace(')', "\\)")));
+    }
+    content.push_str("ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_owned(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for o in offsets {
+        pdf.extend(format!("{o:010} 00000 n \n").bytes());
+    }
+    pdf.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).bytes());
+    pdf
+}
+
+/// Everything matches the registration, but two amounts under equal labels leave the total
+/// unsupported: the card is not `completed` and names the field to check.
+async fn an_unsupported_total_needs_review_and_says_which_field() {
+    let app = spawn_app().await;
+    let pdf = text_pdf(&[
+        "Apple MacBook Air Serial C02XK0ABJGH5",
+        "Invoice date 2026-03-15",
+        "Amount 1199.00 EUR",
+        "Amount 99.00 EUR",
+    ]);
+    let (id, event) = register(&app, "invoice.pdf", &pdf, "C02XK0ABJGH5").await;
+    assert_eq!(invoke(&app, &payload(event, 1, "m1")).await.0, 200);
+    let ocr = ocr_of(&app, &id).await;
+    assert_eq!(ocr["engine"], "pdf-text", "{ocr}");
+    assert_eq!(ocr["status"], "needs_review", "{ocr}");
+    assert_eq!(ocr["uncertainFields"], json!(["total"]), "{ocr}");
+    assert_eq!(
+        ocr["matches"],
+        json!({"purchaseDate": "matched", "serialNumber": "matched", "brand": "matched", "model": "matched"})
+    );
+
+    // The same document with a grand total that subtotal and tax add up to: completed.
+    let pdf = text_pdf(&[
+        "Apple MacBook Air Serial C02XK0ABJGH5",
+        "Invoice date 2026-03-15",
+        "Subtotal 1000.00 EUR",
+        "VAT 19% 190.00 EUR",
+        "Total due 1190.00 EUR",
+    ]);
+    let (id, event) = register(&app, "invoice.pdf", &pdf, "C02XK0ABJGH6").await;
+    assert_eq!(invoke(&app, &payload(event, 1, "m2")).await.0, 200);
+    let ocr = ocr_of(&app, &id).await;
+    assert_eq!(ocr["status"], "needs_review", "another serial: {ocr}");
+    assert_eq!(ocr["uncertainFields"], json!(["serialNumber"]), "the total is supported: {ocr}");
+    assert_eq!(ocr["fields"]["total"]["value"], "1190.00");
 }
 
 async fn a_redelivered_message_is_not_processed_twice() {

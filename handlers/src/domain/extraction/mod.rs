@@ -870,7 +870,8 @@ fn money(
         .filter(|c| c.l.amount != best.l.amount && (c.arithmetic || !best.arithmetic) && c.score >= best.score - 1.0)
         .count();
     let mut conf: f32 = if best.arithmetic {
-        0.97
+        // Every number of the sum read exactly, or each possibly misread by OCR.
+        if source == Source::Exact { 0.99 } else { 0.97 }
     } else if best.l.role == AmountRole::GrandTotal {
         0.85
     } else {
