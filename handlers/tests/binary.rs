@@ -213,7 +213,7 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
         .unwrap();
         let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
         let card: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        if card["ocr"]["status"] == "completed" || card["ocr"]["status"] == "failed" {
+        if matches!(card["ocr"]["status"].as_str(), Some("completed" | "needs_review" | "failed")) {
             break card["ocr"].clone();
         }
         assert!(t.elapsed() < Duration::from_secs(60), "never redelivered: {card}");
@@ -221,6 +221,10 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
     };
     let _ = second.kill();
     let _ = second.wait();
-    assert_eq!(ocr["status"], "completed", "{ocr}");
+    // Read, not failed. (Tesseract reads this PNG's total as 1198.00 where 1199.00 is printed,
+    // and nothing else on it confirms the amount, so the card honestly says needs_review.)
+    assert!(matches!(ocr["status"].as_str(), Some("completed" | "needs_review")), "{ocr}");
+    assert_eq!(ocr["engine"], "tesseract", "{ocr}");
+    assert_eq!(ocr["fields"]["invoiceDate"]["value"], "2026-03-15", "{ocr}");
     assert_eq!(ocr["attempts"], 2, "one attempt died with the process, the redelivery finished: {ocr}");
 }

@@ -123,11 +123,11 @@ static NOT_TAX_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// Labels of the amount to pay, strongest first in evidence.
 static GRAND_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|total\W*(?:amt\W*)?(?:incl|inc\b|including|inclusive)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
+        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|total\W*(?:rm\W*)?(?:amt\W*)?(?:incl|inc\b|inel|including|inclusive)|total\s*with\s*(?:gst|tax|vat)|amt\s*due|(?:total\s*)?after\s*(?:adj|round|disc)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
     )
 });
 static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)(?:\btotal\b|\btotaal\b|\bsumme\b|\bgesamt\b|\bbetrag\b|\bamount\b|\bmontant\b|\bsum\b)")
+    re(r"(?i)(?:\btotal\b|\btotaal\b|\bsumme\b|\bgesamt\b|\bbetrag\b|\bamount\b|\bamt\b|\bmontant\b|\bsum\b)")
 });
 /// Lines with "total" that are not the amount to pay.
 static NOT_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -704,10 +704,12 @@ fn labelled_amounts(lines: &[Line]) -> Vec<Labelled> {
             None => l.text.clone(),
         };
         let role = role_of(&label_text);
-        if role == AmountRole::Other {
-            continue;
-        }
-        let amount = match found.last() {
+        // The line's first label goes with the first amount when a later label claims another.
+        let two_pairs = found.windows(2).any(|w| {
+            let words = words_between(&l.text, w[0].0, w[1].0);
+            role_of(words) != AmountRole::Other && words.chars().any(char::is_alphabetic)
+        });
+        let amount = match if two_pairs { found.first() } else { found.last() } {
             Some((_, a)) => Some((*a, l.confidence)),
             // A label alone on its line (not a table header of many columns): the amount in the
             // cell below it.
@@ -724,11 +726,28 @@ fn labelled_amounts(lines: &[Line]) -> Vec<Labelled> {
             }),
             None => None,
         };
-        if let Some((amount, confidence)) = amount {
+        if let Some((amount, confidence)) = amount
+            && role != AmountRole::Other
+        {
             out.push(Labelled { line: i, role, amount, confidence });
+        }
+        // Two label–amount pairs on one line ("Total Saving 0.00   Total 77.20"): the words
+        // between two amounts label the second.
+        for w in found.windows(2) {
+            let words = words_between(&l.text, w[0].0, w[1].0);
+            let r = role_of(words);
+            if r != AmountRole::Other && words.chars().any(char::is_alphabetic) {
+                out.push(Labelled { line: i, role: r, amount: w[1].1, confidence: l.confidence });
+            }
         }
     }
     out
+}
+
+/// The words after the amount at `from` and before the one at `to`.
+fn words_between(text: &str, from: usize, to: usize) -> &str {
+    let between = text.get(from..to).unwrap_or("");
+    between.trim_start().split_once(char::is_whitespace).map_or("", |(_, rest)| rest)
 }
 
 /// Subtotal, tax and total chosen together by evidence; their confidences say how much of it
@@ -783,7 +802,7 @@ fn money(
         }
         // cash − change = total
         let paid = |total: i64| {
-            cash.iter().any(|c| c.amount.0 > 0 && (change.iter().any(|ch| c.amount.0 - ch.amount.0 == total)))
+            cash.iter().any(|c| c.amount.0 > 0 && change.iter().any(|ch| c.amount.0 - ch.amount.0 == total))
         };
         if paid(l.amount.0) {
             arithmetic = true;
@@ -908,7 +927,7 @@ fn money(
         > 0;
     if source == Source::Ocr && !best.arithmetic {
         let ocr = best.l.confidence;
-        conf = conf.min(if repeated && ocr >= 0.85 { 0.85 } else { 0.7 });
+        conf = conf.min(if repeated && ocr >= 0.9 { 0.85 } else { 0.7 });
     }
     let total = Field::new(best.l.amount, conf);
     let sub = best.sub.map(|s| Field::new(s.amount, 0.97)).or_else(|| {

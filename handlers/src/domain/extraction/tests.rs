@@ -335,3 +335,19 @@ fn the_sender_line_over_the_address_window_names_the_issuer() {
     assert_eq!(f.invoice_number.unwrap().value, "RE1001");
     assert_eq!(f.invoice_date.unwrap().value, date(2022, 10, 26));
 }
+
+#[test]
+fn two_label_amount_pairs_on_one_line_and_receipt_labels() {
+    let read = |text: &str| {
+        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, 0.95)).collect();
+        extract_from(&lines, Source::Ocr)
+    };
+    let f =
+        read("Shop\nItem 2  Total with GST @ 6%  77.20\nTotal Saving 0.00   Total 77.20\nCash 100.00\nChange 22.80");
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(7720));
+    assert!(supported(&f.total), "{:?}", f.total);
+    let f = read("Shop\nSub Total 129,30\nAmt Due 129.30");
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(12_930));
+    let f = read("Shop\nTotal Sales Incl GST 78.00\nTotal After Adj 75.00\nCash 100.00\nChange 25.00");
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(7500), "the amount after the adjustment is paid");
+}
