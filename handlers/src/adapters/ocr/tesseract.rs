@@ -69,6 +69,19 @@ async fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<std::pr
     }
 }
 
+/// Runs `cmd`; a non-zero exit means the invoice cannot be read (`invoice_unreadable`,
+/// `failure` and the tool's own message as the detail).
+async fn run_ok(cmd: &mut Command, timeout: Duration, what: &str, failure: &str) -> Result<Vec<u8>, ReadError> {
+    let out = run(cmd, timeout, what).await?;
+    if !out.status.success() {
+        return Err(ReadError::permanent(
+            "invoice_unreadable",
+            format!("{failure}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    Ok(out.stdout)
+}
+
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
@@ -130,19 +143,14 @@ impl Tesseract {
         if let Some(tsv) = cached.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
             return Ok(parse_tsv(&tsv));
         }
-        let out = run(
+        let out = run_ok(
             Command::new(&self.cfg.tesseract).arg(path).arg("stdout").args(args).env("OMP_THREAD_LIMIT", "1"),
             self.cfg.timeout,
             "tesseract",
+            "tesseract could not read the image",
         )
         .await?;
-        if !out.status.success() {
-            return Err(ReadError::permanent(
-                "invoice_unreadable",
-                format!("tesseract could not read the image: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            ));
-        }
-        let tsv = String::from_utf8_lossy(&out.stdout);
+        let tsv = String::from_utf8_lossy(&out);
         if let Some(p) = &cached {
             let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))
                 .and_then(|_| std::fs::write(p, tsv.as_bytes()));
@@ -160,47 +168,42 @@ impl Tesseract {
 
     /// The text layer of the first `pages` pages, with word boxes, from poppler's `pdftotext`.
     pub async fn pdf_text(&self, bytes: &[u8], pages: usize) -> Result<Vec<TextLine>, ReadError> {
-        let dir = self.scratch()?;
-        let pdf = dir.0.join("invoice.pdf");
-        tokio::fs::write(&pdf, bytes).await.map_err(|e| ReadError::Transient(e.to_string()))?;
-        let out = run(
+        let (dir, pdf) = self.scratch_pdf(bytes).await?;
+        let out = run_ok(
             Command::new(self.cfg.pdftoppm.with_file_name("pdftotext"))
                 .args(["-tsv", "-f", "1", "-l", &pages.to_string()])
                 .arg(&pdf)
                 .arg("-"),
             self.cfg.timeout,
             "pdftotext",
+            "the PDF's text could not be read",
         )
         .await?;
-        if !out.status.success() {
-            return Err(ReadError::permanent(
-                "invoice_unreadable",
-                format!("the PDF's text could not be read: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            ));
-        }
-        Ok(parse_pdftotext_tsv(&String::from_utf8_lossy(&out.stdout)))
+        drop(dir);
+        Ok(parse_pdftotext_tsv(&String::from_utf8_lossy(&out)))
+    }
+
+    /// The PDF written into a fresh scratch directory (removed when the guard drops).
+    async fn scratch_pdf(&self, bytes: &[u8]) -> Result<(Scratch, PathBuf), ReadError> {
+        let dir = self.scratch()?;
+        let pdf = dir.0.join("invoice.pdf");
+        tokio::fs::write(&pdf, bytes).await.map_err(|e| ReadError::Transient(e.to_string()))?;
+        Ok((dir, pdf))
     }
 
     /// Renders the first `pages` pages of a PDF and reads each.
     pub async fn pdf(&self, bytes: &[u8], pages: usize) -> Result<(Vec<TextLine>, u32), ReadError> {
-        let dir = self.scratch()?;
-        let pdf = dir.0.join("invoice.pdf");
-        tokio::fs::write(&pdf, bytes).await.map_err(|e| ReadError::Transient(e.to_string()))?;
-        let out = run(
+        let (dir, pdf) = self.scratch_pdf(bytes).await?;
+        run_ok(
             Command::new(&self.cfg.pdftoppm)
                 .args(["-r", &self.cfg.dpi.to_string(), "-gray", "-png", "-f", "1", "-l", &pages.to_string()])
                 .arg(&pdf)
                 .arg(dir.0.join("page")),
             self.cfg.timeout,
             "pdftoppm",
+            "the PDF could not be rendered",
         )
         .await?;
-        if !out.status.success() {
-            return Err(ReadError::permanent(
-                "invoice_unreadable",
-                format!("the PDF could not be rendered: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            ));
-        }
         let mut rendered: Vec<PathBuf> = std::fs::read_dir(&dir.0)
             .map_err(|e| ReadError::Transient(e.to_string()))?
             .flatten()
@@ -260,26 +263,28 @@ pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
             let conf = words.iter().map(|w| w.conf).sum::<f32>() / words.len() as f32 / 100.0;
             let height = words.iter().map(|w| w.height).fold(0.0, f32::max);
             let top = words.iter().map(|w| w.top).fold(f32::MAX, f32::min);
-            let mut cells: Vec<Cell> = Vec::new();
-            for w in words {
-                match cells.last_mut() {
-                    Some(c) if w.left - c.right <= height.max(1.0) => {
-                        c.text.push(' ');
-                        c.text.push_str(&w.text);
-                        c.right = w.left + w.width;
-                        c.confidence = c.confidence.min(w.conf / 100.0);
-                    }
-                    _ => cells.push(Cell {
-                        text: w.text,
-                        left: w.left,
-                        right: w.left + w.width,
-                        confidence: w.conf / 100.0,
-                    }),
-                }
-            }
+            let cells = cells(words.into_iter().map(|w| (w.text, w.left, w.width, w.conf / 100.0)), height);
             TextLine::positioned(cells, page, top, height, conf)
         })
         .collect()
+}
+
+/// Words of one line, left to right, as (text, left, width, confidence), joined into cells: a
+/// gap wider than the line's height starts a new cell (a column).
+fn cells(words: impl Iterator<Item = (String, f32, f32, f32)>, height: f32) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = Vec::new();
+    for (text, left, width, confidence) in words {
+        match cells.last_mut() {
+            Some(c) if left - c.right <= height.max(1.0) => {
+                c.text.push(' ');
+                c.text.push_str(&text);
+                c.right = left + width;
+                c.confidence = c.confidence.min(confidence);
+            }
+            _ => cells.push(Cell { text, left, right: left + width, confidence }),
+        }
+    }
+    cells
 }
 
 /// Poppler's `pdftotext -tsv`: the same columns as Tesseract's, words at level 5 with their
@@ -336,17 +341,7 @@ pub fn parse_pdftotext_tsv(tsv: &str) -> Vec<TextLine> {
             let height = words.iter().map(|w| w.height).fold(0.0, f32::max);
             let top = words.iter().map(|w| w.top).fold(f32::MAX, f32::min);
             let page = words[0].page;
-            let mut cells: Vec<Cell> = Vec::new();
-            for w in words {
-                match cells.last_mut() {
-                    Some(c) if w.left - c.right <= height => {
-                        c.text.push(' ');
-                        c.text.push_str(&w.text);
-                        c.right = w.left + w.width;
-                    }
-                    _ => cells.push(Cell { text: w.text, left: w.left, right: w.left + w.width, confidence: 0.99 }),
-                }
-            }
+            let cells = cells(words.into_iter().map(|w| (w.text, w.left, w.width, 0.99)), height);
             TextLine::positioned(cells, page, top, height, 0.99)
         })
         .collect()
