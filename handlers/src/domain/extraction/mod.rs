@@ -757,7 +757,13 @@ fn money(
     lines: &[Line],
     source: Source,
 ) -> (Option<Field<Amount>>, Option<Field<Amount>>, Option<(Field<Amount>, usize)>) {
-    let labelled = labelled_amounts(lines);
+    // Bounded work whatever the document: the choice below compares every total with every
+    // subtotal and tax; a page has a handful of each, a hostile text layer could have thousands.
+    const MAX_PER_DOCUMENT: usize = 200;
+    let mut labelled = labelled_amounts(lines);
+    if labelled.len() > MAX_PER_DOCUMENT {
+        labelled.drain(..labelled.len() - MAX_PER_DOCUMENT);
+    }
     let of = |r: AmountRole| labelled.iter().filter(move |l| l.role == r);
     let subtotals: Vec<&Labelled> = of(AmountRole::Subtotal).collect();
     let taxes: Vec<&Labelled> = of(AmountRole::Tax).collect();
@@ -830,30 +836,37 @@ fn money(
     // What was paid (cash − change) read on a total line whose amount OCR garbled: the
     // digits are there without their separator ("GRAND TOTAL 1000" for 10.00). Two other
     // printed numbers agree on it.
+    // Total lines on which no amount could be read, with their digits.
+    let unread_totals: Vec<(usize, AmountRole, String)> = if cash.is_empty() || change.is_empty() {
+        Vec::new()
+    } else {
+        lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let role = role_of(&l.text);
+                (matches!(role, AmountRole::GrandTotal | AmountRole::Total) && amounts(&l.text).is_empty())
+                    .then(|| (i, role, l.text.chars().filter(char::is_ascii_digit).collect()))
+            })
+            .collect()
+    };
     let mut from_payment: Vec<Labelled> = Vec::new();
     for c in &cash {
         for ch in change.iter().filter(|ch| ch.line > c.line) {
             let paid = c.amount.0 - ch.amount.0;
-            if paid <= 0 || cands.iter().any(|k| k.l.amount.0 == paid) {
+            if paid <= 0
+                || cands.iter().any(|k| k.l.amount.0 == paid)
+                || from_payment.iter().any(|f| f.amount.0 == paid)
+            {
                 continue;
             }
+            // Only where no amount was read at all: an amount that differs from the payment
+            // leaves open which of the readings is wrong.
             let want = format!("{paid:03}");
-            for (i, l) in lines.iter().enumerate().filter(|(i, _)| *i < c.line) {
-                if !matches!(role_of(&l.text), AmountRole::GrandTotal | AmountRole::Total) {
-                    continue;
-                }
-                let digits: String = l.text.chars().filter(char::is_ascii_digit).collect();
-                // Only where no amount was read at all: an amount that differs from the payment
-                // leaves open which of the readings is wrong.
-                if amounts(&l.text).is_empty() && digits.ends_with(&want) {
-                    from_payment.push(Labelled {
-                        line: i,
-                        role: role_of(&l.text),
-                        amount: Amount(paid),
-                        confidence: c.confidence,
-                    });
-                    break;
-                }
+            if let Some((i, role, _)) =
+                unread_totals.iter().find(|(i, _, digits)| *i < c.line && digits.ends_with(&want))
+            {
+                from_payment.push(Labelled { line: *i, role: *role, amount: Amount(paid), confidence: c.confidence });
             }
         }
     }

@@ -351,3 +351,15 @@ fn two_label_amount_pairs_on_one_line_and_receipt_labels() {
     let f = read("Shop\nTotal Sales Incl GST 78.00\nTotal After Adj 75.00\nCash 100.00\nChange 25.00");
     assert_eq!(f.total.as_ref().unwrap().value, Amount(7500), "the amount after the adjustment is paid");
 }
+
+#[test]
+fn a_document_of_thousands_of_labelled_lines_is_read_in_bounded_work() {
+    // 3 × 2000 labelled amounts: without the bound the total/subtotal/tax comparison is cubic.
+    let mut text = String::from("Shop\n");
+    for i in 0..2000 {
+        text.push_str(&format!("Subtotal {i}.00\nVAT {i}.50\nTotal {i}.99\n"));
+    }
+    text.push_str("Subtotal 10.00\nVAT 2.00\nGrand total 12.00\n");
+    let f = extract(&lines(&text));
+    assert_eq!(f.total.unwrap().value, Amount(1200));
+}
