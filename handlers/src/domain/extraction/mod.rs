@@ -127,7 +127,9 @@ static GRAND_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)(?:\btotal\b|\btotaal\b|\bsumme\b|\bgesamt\b|\bbetrag\b|\bamount\b|\bamt\b|\bmontant\b|\bsum\b)")
+    re(
+        r"(?i)(?:\btotal\b|\btotaal\b|\bt[o0a]t[a@][l1i!]\b|\b[il]?[co0]tal\b|\bsumme\b|\bgesamt\b|\bbetrag\b|\bamount\b|\bamt\b|\bmontant\b|\bsum\b)",
+    )
 });
 /// Lines with "total" that are not the amount to pay.
 static NOT_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -782,8 +784,15 @@ fn money(
         tax: Option<&'a Labelled>,
     }
     let mut cands: Vec<Cand<'_>> = Vec::new();
-    for l in labelled.iter().filter(|l| matches!(l.role, AmountRole::GrandTotal | AmountRole::Total)) {
-        let mut score = if l.role == AmountRole::GrandTotal { 3.0 } else { 2.0 };
+    // A subtotal is the amount to pay on a receipt without tax lines; it competes weakly.
+    for l in
+        labelled.iter().filter(|l| matches!(l.role, AmountRole::GrandTotal | AmountRole::Total | AmountRole::Subtotal))
+    {
+        let mut score = match l.role {
+            AmountRole::GrandTotal => 3.0,
+            AmountRole::Total => 2.0,
+            _ => 1.0,
+        };
         let mut arithmetic = false;
         let (mut sub, mut tax) = (None, None);
         // subtotal + tax (+ rounding) = total; a "net total" above serves as the subtotal.

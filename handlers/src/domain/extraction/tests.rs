@@ -363,3 +363,17 @@ fn a_document_of_thousands_of_labelled_lines_is_read_in_bounded_work() {
     let f = extract(&lines(&text));
     assert_eq!(f.total.unwrap().value, Amount(1200));
 }
+
+#[test]
+fn a_receipt_without_tax_lines_pays_its_subtotal_and_ocr_garbled_total_labels_still_count() {
+    let read = |text: &str| {
+        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, 0.95)).collect();
+        extract_from(&lines, Source::Ocr)
+    };
+    let f = read("Shop\nNasi Lemak 1 6.00\nSub Total 6.00\nCash 10.00\nChange 4.00");
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(600));
+    assert!(supported(&f.total), "cash − change confirms it: {:?}", f.total);
+    let f = read("Shop\nTatal Sales (Inclusive of GST) : 32.70\nCash 50.00\nChange 17.30");
+    assert_eq!(f.total.as_ref().unwrap().value, Amount(3270));
+    assert!(supported(&f.total));
+}
