@@ -99,7 +99,7 @@ static OTHER_DATE_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// A document title: a date on its line ("Rechnung Nr. 5 vom 09.05.2017", "Invoice # 7 issued
 /// at …") is the issue date.
-static TITLE_RE_ANY: LazyLock<Regex> = LazyLock::new(|| {
+static DOCUMENT_TITLE_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?i)^\s*(?:tax\s*)?(?:invoice|rechnung|facture|receipt|quittung|gutschrift|credit\s*note|avoir)\b")
 });
 /// Two dates joined as a range ("01.03. – 31.03.2026", "du … au …", "from … to …").
@@ -198,7 +198,6 @@ static NOT_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static POSTCODE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:[A-Z]{1,2}-?)?\d{4,5}\s+\p{L}"));
-static TITLE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^(?:invoice|rechnung|facture)\s+"));
 
 /// Parses a printed amount: the last `.` or `,` followed by exactly two digits is the decimal
 /// separator; every other separator groups thousands.
@@ -593,7 +592,7 @@ fn invoice_date(lines: &[Line], month_first: bool, source: Source) -> Option<Fie
                 || !other
                     && (label_here(&INVOICE_DATE_LABEL_RE)
                         || label_above(&INVOICE_DATE_LABEL_RE)
-                        || TITLE_RE_ANY.is_match(&l.text));
+                        || DOCUMENT_TITLE_RE.is_match(&l.text));
             let mut score = 0.0;
             if labelled {
                 score += 3.0;
@@ -752,13 +751,18 @@ fn words_between(text: &str, from: usize, to: usize) -> &str {
     between.trim_start().split_once(char::is_whitespace).map_or("", |(_, rest)| rest)
 }
 
+/// The amounts of a document, chosen together.
+struct Money {
+    subtotal: Option<Field<Amount>>,
+    tax: Option<Field<Amount>>,
+    total: Option<Field<Amount>>,
+    /// The line the total was read on (the currency next to it is the document's).
+    total_line: Option<usize>,
+}
+
 /// Subtotal, tax and total chosen together by evidence; their confidences say how much of it
-/// agreed. Returns the total's line as well (for the currency next to it).
-#[allow(clippy::type_complexity)]
-fn money(
-    lines: &[Line],
-    source: Source,
-) -> (Option<Field<Amount>>, Option<Field<Amount>>, Option<(Field<Amount>, usize)>) {
+/// agreed.
+fn money(lines: &[Line], source: Source) -> Money {
     // Bounded work whatever the document: the choice below compares every total with every
     // subtotal and tax; a page has a handful of each, a hostile text layer could have thousands.
     const MAX_PER_DOCUMENT: usize = 200;
@@ -901,7 +905,7 @@ fn money(
     let Some(best) = cands.first() else {
         let sub = subtotals.first().map(|s| Field::new(s.amount, 0.6 * s.confidence));
         let tax = taxes.first().map(|t| Field::new(t.amount, 0.5 * t.confidence));
-        return (sub, tax, None);
+        return Money { subtotal: sub, tax, total: None, total_line: None };
     };
     // Another amount under as strong a label (the "largest amount" bonus aside) is a rival,
     // unless arithmetic decided between them.
@@ -960,7 +964,7 @@ fn money(
         // no other candidate; keep it, but doubtful.
         taxes.iter().rev().find(|t| t.line != best.l.line).map(|t| Field::new(t.amount, 0.5 * t.confidence))
     });
-    (sub, tax, Some((total, best.l.line)))
+    Money { subtotal: sub, tax, total: Some(total), total_line: Some(best.l.line) }
 }
 
 /// A seller candidate's evidence.
@@ -1011,7 +1015,7 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
                 let head = &text[..m.end()];
                 let name = head.rsplit(['·', '|', '•', ';', '●']).next().unwrap_or(head);
                 let name = name.rsplit(" - ").next().unwrap_or(name);
-                (TITLE_RE.replace(name.trim(), "").into_owned(), 5.0)
+                (DOCUMENT_TITLE_RE.replace(name.trim(), "").trim().to_owned(), 5.0)
             } else if i < 6 && BUSINESS_WORD_RE.is_match(&text) && !NOT_NAME_RE.is_match(&text) {
                 (text.clone(), 4.0)
             } else {
@@ -1155,15 +1159,15 @@ pub fn extract_from(lines: &[TextLine], source: Source) -> InvoiceFields {
         return InvoiceFields::default();
     }
     let mut fields = InvoiceFields::default();
-    let (subtotal, tax, total) = money(&lines, source);
-    fields.currency = currency(&lines, total.as_ref().map(|(_, i)| *i), source);
+    let amounts = money(&lines, source);
+    fields.currency = currency(&lines, amounts.total_line, source);
     let month_first = fields.currency.as_ref().is_some_and(|c| c.value == "USD" && c.confidence >= 0.9);
     fields.invoice_number = invoice_number(&lines);
     fields.invoice_date = invoice_date(&lines, month_first, source);
     fields.seller = seller(&lines);
-    fields.subtotal = subtotal;
-    fields.tax = tax;
-    fields.total = total.map(|(t, _)| t);
+    fields.subtotal = amounts.subtotal;
+    fields.tax = amounts.tax;
+    fields.total = amounts.total;
     let plain: Vec<TextLine> = lines.iter().map(|l| TextLine::new(l.text.clone(), l.confidence)).collect();
     fields.line_items = rows::line_items(&plain, fields.subtotal.as_ref().map(|s| s.value));
     cross_check(&mut fields);
