@@ -974,7 +974,8 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
     let consider = |best: &mut Option<(f32, String, f32)>, score: f32, name: String, conf: f32| {
         let name =
             name.trim_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | '-' | '|' | '·' | '*')).to_owned();
-        if name.chars().filter(|c| c.is_alphabetic()).count() < 2 {
+        // A legal form alone ("BHD", "SA" in OCR noise) names no one.
+        if LEGAL_FORM_RE.replace_all(&name, "").chars().filter(|c| c.is_alphabetic()).count() < 3 {
             return;
         }
         if best.as_ref().is_none_or(|(s, ..)| score > *s) {
@@ -1007,8 +1008,22 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
         // A line that is only a name (a receipt's centred header, spaced letters split into
         // cells) is read whole; otherwise the cell holding the legal form.
         let whole = l.cells.iter().all(|c| !c.text.chars().any(|ch| ch.is_ascii_digit()));
-        let texts: Vec<String> =
-            if whole { vec![l.text.clone()] } else { l.cells.iter().map(|c| c.text.clone()).collect() };
+        // A cell also takes the plain words to its left ("POPULAR BOOK | CO.(M) SDN BHD"):
+        // cells without digits or a label's colon.
+        let texts: Vec<String> = if whole {
+            vec![l.text.clone()]
+        } else {
+            (0..l.cells.len())
+                .map(|k| {
+                    let start = (0..k)
+                        .rev()
+                        .take_while(|&j| !l.cells[j].text.chars().any(|c| c.is_ascii_digit() || c == ':'))
+                        .last()
+                        .unwrap_or(k);
+                    l.cells[start..=k].iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ")
+                })
+                .collect()
+        };
         for text in texts {
             let (name, base) = if let Some(m) = LEGAL_FORM_RE.find(&text) {
                 // The sender line above an address window: "Name GmbH · Street 1 · 12345 Town".

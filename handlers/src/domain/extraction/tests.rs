@@ -377,3 +377,26 @@ fn a_receipt_without_tax_lines_pays_its_subtotal_and_ocr_garbled_total_labels_st
     assert_eq!(f.total.as_ref().unwrap().value, Amount(3270));
     assert!(supported(&f.total));
 }
+
+#[test]
+fn a_legal_form_alone_names_no_one_and_a_name_split_into_cells_is_joined() {
+    let cell = |t: &str, l: f32, r: f32| Cell { text: t.into(), left: l, right: r, confidence: 0.9 };
+    let input = vec![
+        TextLine::positioned(vec![cell("TAX INVOICE", 100.0, 200.0)], 1, 10.0, 12.0, 0.9),
+        TextLine::positioned(
+            vec![
+                cell("POPULAR BOOK", 20.0, 150.0),
+                cell("CO.(M) SDN BHD", 180.0, 330.0),
+                cell("(113825-W)", 350.0, 440.0),
+            ],
+            1,
+            50.0,
+            12.0,
+            0.9,
+        ),
+    ];
+    let f = extract_from(&input, Source::Ocr);
+    assert_eq!(f.seller.unwrap().value, "POPULAR BOOK CO.(M) SDN BHD");
+    let f = extract_from(&lines("Inc\nKedai Runcit Ali\nTotal 5.00"), Source::Ocr);
+    assert_eq!(f.seller.unwrap().value, "Kedai Runcit Ali");
+}
