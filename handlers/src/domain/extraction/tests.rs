@@ -8,6 +8,12 @@ fn lines(text: &str) -> Vec<TextLine> {
     text.lines().map(|l| TextLine::new(l, 0.9)).collect()
 }
 
+/// `text` as OCR would give it, every line read with confidence `conf`.
+fn ocr(conf: f32, text: &str) -> InvoiceFields {
+    let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, conf)).collect();
+    extract_from(&lines, Source::Ocr)
+}
+
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
@@ -248,10 +254,7 @@ fn a_lone_unlabelled_amount_and_rival_dates_are_not_supported() {
 
 #[test]
 fn ocr_values_need_a_second_support() {
-    let read = |conf: f32, text: &str| {
-        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, conf)).collect();
-        extract_from(&lines, Source::Ocr)
-    };
+    let read = ocr;
     // Doubtful words: neither the date nor a lone labelled total is trusted.
     let f = read(0.3, "Shop\nDate: 01/02/2024\nTotal 12.00");
     assert!(!supported(&f.total), "{:?}", f.total);
@@ -269,10 +272,7 @@ fn ocr_values_need_a_second_support() {
 
 #[test]
 fn a_total_garbled_by_ocr_is_recovered_from_the_payment() {
-    let read = |text: &str| {
-        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, 0.95)).collect();
-        extract_from(&lines, Source::Ocr)
-    };
+    let read = |text: &str| ocr(0.95, text);
     // "GRAND TOTAL 1000": the separator was lost; cash − change = 10.00 has the same digits.
     let f = read("Shop\nSUB TOTAL 10.00\nGRAND TOTAL 1000\nCASH 20.00\nCHANGE DUE 10.00");
     assert_eq!(f.total.as_ref().unwrap().value, Amount(1000));
@@ -338,10 +338,7 @@ fn the_sender_line_over_the_address_window_names_the_issuer() {
 
 #[test]
 fn two_label_amount_pairs_on_one_line_and_receipt_labels() {
-    let read = |text: &str| {
-        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, 0.95)).collect();
-        extract_from(&lines, Source::Ocr)
-    };
+    let read = |text: &str| ocr(0.95, text);
     let f =
         read("Shop\nItem 2  Total with GST @ 6%  77.20\nTotal Saving 0.00   Total 77.20\nCash 100.00\nChange 22.80");
     assert_eq!(f.total.as_ref().unwrap().value, Amount(7720));
@@ -366,10 +363,7 @@ fn a_document_of_thousands_of_labelled_lines_is_read_in_bounded_work() {
 
 #[test]
 fn a_receipt_without_tax_lines_pays_its_subtotal_and_ocr_garbled_total_labels_still_count() {
-    let read = |text: &str| {
-        let lines: Vec<TextLine> = text.lines().map(|l| TextLine::new(l, 0.95)).collect();
-        extract_from(&lines, Source::Ocr)
-    };
+    let read = |text: &str| ocr(0.95, text);
     let f = read("Shop\nNasi Lemak 1 6.00\nSub Total 6.00\nCash 10.00\nChange 4.00");
     assert_eq!(f.total.as_ref().unwrap().value, Amount(600));
     assert!(supported(&f.total), "cash − change confirms it: {:?}", f.total);
