@@ -52,6 +52,7 @@ enum PdfStep {
     /// No e-invoice: read the text layer, else render (unless a page is too large to).
     Text {
         pages: usize,
+        /// The in-process text layer, decoded only where poppler is missing.
         fallback: Vec<crate::domain::extraction::TextLine>,
         too_large: Option<String>,
     },
@@ -104,6 +105,8 @@ impl InvoiceReaders {
     async fn read_pdf(&self, bytes: Bytes, options: ReadOptions) -> Result<EngineReading, ReadError> {
         let limits = self.limits;
         let use_text_layer = self.docintel.is_none() && !options.skip_text_layer;
+        // The in-process text layer is decoded only where poppler's is not available.
+        let decode_here = use_text_layer && self.tesseract().await.is_err();
         let b = bytes.clone();
         let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
             let pdf = Pdf::load(&b)?;
@@ -130,8 +133,8 @@ impl InvoiceReaders {
                 (w.saturating_mul(h) > limits.max_pixels)
                     .then(|| format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels))
             });
-            // The in-process text layer: the fallback where poppler is not installed.
-            Ok(PdfStep::Text { pages, fallback: pdf.text_lines(), too_large })
+            let fallback = if decode_here { pdf.text_lines() } else { Vec::new() };
+            Ok(PdfStep::Text { pages, fallback, too_large })
         })
         .await
         .map_err(|e| ReadError::Transient(format!("PDF reader task failed: {e}")))??;
@@ -163,9 +166,7 @@ impl InvoiceReaders {
         let (lines, pages) = self.tesseract().await?.pdf(&bytes, pages).await?;
         Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
     }
-}
 
-impl InvoiceReaders {
     /// [`InvoiceReader::read`] with some paths switched off (evaluation only).
     pub async fn read_with(
         &self,

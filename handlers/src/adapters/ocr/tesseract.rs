@@ -223,35 +223,11 @@ impl Tesseract {
 /// Words (level 5) are joined into their lines with their boxes; a gap wider than the line's
 /// height starts a new cell (a column). A line's confidence is its words' mean.
 pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
-    struct W {
-        text: String,
-        left: f32,
-        top: f32,
-        width: f32,
-        height: f32,
-        conf: f32,
-    }
     /// (page, block, paragraph, line) and the line's words.
-    type Line = ((u32, u32, u32, u32), Vec<W>);
+    type Line = ((u32, u32, u32, u32), Vec<TsvWord>);
     let mut lines: Vec<Line> = Vec::new();
-    for row in tsv.lines().skip(1) {
-        let cols: Vec<&str> = row.split('\t').collect();
-        if cols.len() < 12 || cols[0] != "5" {
-            continue;
-        }
-        let word = cols[11].trim();
-        let Ok(conf) = cols[10].parse::<f32>() else { continue };
-        if word.is_empty() || conf < 0.0 {
-            continue;
-        }
-        let n = |i: usize| cols[i].parse::<f32>().unwrap_or(0.0);
-        let key = (
-            cols[1].parse().unwrap_or(0),
-            cols[2].parse().unwrap_or(0),
-            cols[3].parse().unwrap_or(0),
-            cols[4].parse().unwrap_or(0),
-        );
-        let w = W { text: word.to_owned(), left: n(6), top: n(7), width: n(8), height: n(9), conf };
+    for w in tsv_words(tsv) {
+        let key = (w.page, w.block, w.paragraph, w.line);
         match lines.last_mut() {
             Some((k, words)) if *k == key => words.push(w),
             _ => lines.push((key, vec![w])),
@@ -267,6 +243,51 @@ pub fn parse_tsv(tsv: &str) -> Vec<TextLine> {
             TextLine::positioned(cells, page, top, height, conf)
         })
         .collect()
+}
+
+/// One word of a Tesseract or pdftotext TSV (level 5): where it is, and the engine's confidence
+/// (0–100; pdftotext always says 100).
+struct TsvWord {
+    page: u32,
+    block: u32,
+    paragraph: u32,
+    line: u32,
+    left: f32,
+    top: f32,
+    width: f32,
+    height: f32,
+    conf: f32,
+    text: String,
+}
+
+/// The words of a TSV (columns: level, page, block, paragraph, line, word, left, top, width,
+/// height, conf, text), without empty words and the rows of other levels.
+fn tsv_words(tsv: &str) -> impl Iterator<Item = TsvWord> + '_ {
+    tsv.lines().skip(1).filter_map(|row| {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols[0] != "5" {
+            return None;
+        }
+        let text = cols[11].trim();
+        let conf = cols[10].parse::<f32>().ok()?;
+        if text.is_empty() || conf < 0.0 {
+            return None;
+        }
+        let n = |i: usize| cols[i].parse::<f32>().unwrap_or(0.0);
+        let id = |i: usize| cols[i].parse::<u32>().unwrap_or(0);
+        Some(TsvWord {
+            page: id(1),
+            block: id(2),
+            paragraph: id(3),
+            line: id(4),
+            left: n(6),
+            top: n(7),
+            width: n(8),
+            height: n(9),
+            conf,
+            text: text.to_owned(),
+        })
+    })
 }
 
 /// Words of one line, left to right, as (text, left, width, confidence), joined into cells: a
@@ -292,37 +313,13 @@ fn cells(words: impl Iterator<Item = (String, f32, f32, f32)>, height: f32) -> V
 /// back together here: words whose vertical centres are within half a line height form one
 /// visual line, and a gap wider than the line height starts a new cell.
 pub fn parse_pdftotext_tsv(tsv: &str) -> Vec<TextLine> {
-    struct W {
-        page: u32,
-        text: String,
-        left: f32,
-        top: f32,
-        width: f32,
-        height: f32,
+    let mut words: Vec<TsvWord> = tsv_words(tsv).collect();
+    for w in &mut words {
+        w.height = w.height.max(1.0);
     }
-    let mut words: Vec<W> = Vec::new();
-    for row in tsv.lines().skip(1) {
-        let cols: Vec<&str> = row.split('\t').collect();
-        if cols.len() < 12 || cols[0] != "5" {
-            continue;
-        }
-        let n = |i: usize| cols[i].parse::<f32>().unwrap_or(0.0);
-        let text = cols[11].trim();
-        if text.is_empty() {
-            continue;
-        }
-        words.push(W {
-            page: cols[1].parse().unwrap_or(1),
-            text: text.to_owned(),
-            left: n(6),
-            top: n(7),
-            width: n(8),
-            height: n(9).max(1.0),
-        });
-    }
-    let centre = |w: &W| w.top + w.height / 2.0;
+    let centre = |w: &TsvWord| w.top + w.height / 2.0;
     words.sort_by(|a, b| a.page.cmp(&b.page).then(centre(a).total_cmp(&centre(b))).then(a.left.total_cmp(&b.left)));
-    let mut lines: Vec<Vec<W>> = Vec::new();
+    let mut lines: Vec<Vec<TsvWord>> = Vec::new();
     for w in words {
         match lines.last_mut() {
             Some(line)
