@@ -347,6 +347,8 @@ struct Line {
     text: String,
     cells: Vec<Cell>,
     confidence: f32,
+    /// The line's amounts with their byte positions in `text`, read once.
+    amounts: Vec<(usize, Amount)>,
 }
 
 impl Line {
@@ -375,7 +377,8 @@ impl Line {
             return None;
         }
         let text = cells.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ");
-        Some(Self { text, cells, confidence: l.confidence.clamp(0.0, 1.0) })
+        let amounts = amounts(&text);
+        Some(Self { text, cells, confidence: l.confidence.clamp(0.0, 1.0), amounts })
     }
 
     /// The cell holding byte `pos` of `text`.
@@ -426,7 +429,7 @@ fn buyer_lines(lines: &[Line]) -> Vec<bool> {
         // The block: a name and an address (at most four lines) in the label's column, ending
         // at the next labelled header field or amount.
         for (j, below) in lines.iter().enumerate().skip(i + 1).take(4) {
-            if is_header_field_line(&below.text) || !amounts(&below.text).is_empty() {
+            if is_header_field_line(&below.text) || !below.amounts.is_empty() {
                 break;
             }
             if below.cells.iter().any(|c| overlaps(&label, c) || c.left <= label.left + 1.0 && c.right > label.left) {
@@ -701,18 +704,24 @@ fn role_of(text: &str) -> AmountRole {
 fn labelled_amounts(lines: &[Line]) -> Vec<Labelled> {
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        let found = amounts(&l.text);
+        let found = &l.amounts;
         let label_text: String = match found.first() {
             Some((pos, _)) => l.text[..*pos].to_owned(),
             None => l.text.clone(),
         };
         let role = role_of(&label_text);
-        // The line's first label goes with the first amount when a later label claims another.
-        let two_pairs = found.windows(2).any(|w| {
-            let words = words_between(&l.text, w[0].0, w[1].0);
-            role_of(words) != AmountRole::Other && words.chars().any(char::is_alphabetic)
-        });
-        let amount = match if two_pairs { found.first() } else { found.last() } {
+        // Two label–amount pairs on one line ("Total Saving 0.00   Total 77.20"): the words
+        // between two amounts label the second, and the line's first label the first.
+        let later_pairs: Vec<(AmountRole, Amount)> = found
+            .windows(2)
+            .filter_map(|w| {
+                let words = words_between(&l.text, w[0].0, w[1].0);
+                let r = role_of(words);
+                (r != AmountRole::Other && words.chars().any(char::is_alphabetic)).then_some((r, w[1].1))
+            })
+            .collect();
+        let amount = match if later_pairs.is_empty() { found.last() } else { found.first() } {
+            _ if role == AmountRole::Other => None,
             Some((_, a)) => Some((*a, l.confidence)),
             // A label alone on its line (not a table header of many columns): the amount in the
             // cell below it.
@@ -729,19 +738,11 @@ fn labelled_amounts(lines: &[Line]) -> Vec<Labelled> {
             }),
             None => None,
         };
-        if let Some((amount, confidence)) = amount
-            && role != AmountRole::Other
-        {
+        if let Some((amount, confidence)) = amount {
             out.push(Labelled { line: i, role, amount, confidence });
         }
-        // Two label–amount pairs on one line ("Total Saving 0.00   Total 77.20"): the words
-        // between two amounts label the second.
-        for w in found.windows(2) {
-            let words = words_between(&l.text, w[0].0, w[1].0);
-            let r = role_of(words);
-            if r != AmountRole::Other && words.chars().any(char::is_alphabetic) {
-                out.push(Labelled { line: i, role: r, amount: w[1].1, confidence: l.confidence });
-            }
+        for (role, amount) in later_pairs {
+            out.push(Labelled { line: i, role, amount, confidence: l.confidence });
         }
     }
     out
@@ -782,11 +783,11 @@ fn money(lines: &[Line], source: Source) -> Money {
     let discounts: Vec<i64> = lines
         .iter()
         .filter(|l| DISCOUNT_RE.is_match(&l.text))
-        .filter_map(|l| amounts(&l.text).last().map(|(_, a)| -a.0.abs()))
+        .filter_map(|l| l.amounts.last().map(|(_, a)| -a.0.abs()))
         .take(MAX_PER_DOCUMENT)
         .collect();
     let every_amount: Vec<Amount> =
-        lines.iter().filter(|l| !CASH_RE.is_match(&l.text)).flat_map(|l| amounts(&l.text)).map(|(_, a)| a).collect();
+        lines.iter().filter(|l| !CASH_RE.is_match(&l.text)).flat_map(|l| l.amounts.iter()).map(|(_, a)| *a).collect();
     let max_amount = every_amount.iter().map(|a| a.0.abs()).max();
 
     struct Cand<'a> {
@@ -868,7 +869,7 @@ fn money(lines: &[Line], source: Source) -> Money {
             .enumerate()
             .filter_map(|(i, l)| {
                 let role = role_of(&l.text);
-                (matches!(role, AmountRole::GrandTotal | AmountRole::Total) && amounts(&l.text).is_empty())
+                (matches!(role, AmountRole::GrandTotal | AmountRole::Total) && l.amounts.is_empty())
                     .then(|| (i, role, l.text.chars().filter(char::is_ascii_digit).collect()))
             })
             .collect()
@@ -1064,7 +1065,7 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
         for (i, l) in lines.iter().enumerate().take(4) {
             if buyer[i]
                 || NOT_NAME_RE.is_match(&l.text)
-                || !amounts(&l.text).is_empty()
+                || !l.amounts.is_empty()
                 || !dates_in(&l.text, false).is_empty()
             {
                 continue;
