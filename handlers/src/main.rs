@@ -102,6 +102,58 @@ enum OpsAction {
         #[arg(long, default_value_t = 20)]
         min_requests: u64,
     },
+    #[command(flatten)]
+    Release(Box<warranty::ops::cli::ReleaseCommand>),
+}
+
+/// Runs a release procedure: the report as JSON on stdout, the operator's message on stderr
+/// (a workflow annotation under GitHub Actions), the outcome and image in `$GITHUB_OUTPUT`.
+fn release_command(command: warranty::ops::cli::ReleaseCommand) -> ExitCode {
+    warranty::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(warranty::ops::cli::run(command)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    let actions = std::env::var_os("GITHUB_ACTIONS").is_some();
+    let level = if report.exit_code() == 0 { "notice" } else { "error" };
+    if actions {
+        eprintln!("::{level}::{}", report.message);
+    } else {
+        eprintln!("{}", report.message);
+    }
+    if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
+        let outcome = serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let mut lines = format!("outcome={}\n", outcome.unwrap_or_default());
+        for (k, v) in [
+            ("tag", &report.image_tag),
+            ("digest", &report.digest),
+            ("image", &report.image),
+            ("revision", &report.revision),
+        ] {
+            if let Some(v) = v {
+                lines.push_str(&format!("{k}={v}\n"));
+            }
+        }
+        use std::io::Write;
+        let written =
+            std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(lines.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot write $GITHUB_OUTPUT: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn read_json(source: &str) -> Result<serde_json::Value, String> {
@@ -120,6 +172,7 @@ fn ops_command(action: OpsAction) -> ExitCode {
         ExitCode::FAILURE
     };
     match action {
+        OpsAction::Release(command) => release_command(*command),
         OpsAction::ValidateTag { tag } => match ops::ImageTag::parse(&tag) {
             Ok(t) => {
                 println!("{}", serde_json::to_string(&t).expect("json"));

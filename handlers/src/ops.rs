@@ -4,6 +4,10 @@
 //! - which release is the last stable one, from the GitHub deployment history,
 //! - whether production is healthy, from an Application Insights query result.
 
+pub mod cli;
+pub mod control;
+pub mod release;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
