@@ -3,20 +3,20 @@
 //! Azurite + loopback Service Bus).
 //!
 //! Run: `cargo bench --bench backends` (add `-- --seconds 10 --clients 16`). The app runs in
-//! this process, built exactly as the integration tests build it (`tests/common`), because the
+//! this process, built exactly as the integration tests build it (`tests/api/support`), because the
 //! Cosmos DB emulator is an in-process transport that only a dev-dependency provides; each
 //! configuration gets the same load from the same generator. The emulator does no network or
 //! disk I/O, so the `azure` figures measure this service and the SDK's pipeline, not Cosmos DB's
 //! own latency (single-digit milliseconds for a point write in the same region, per its SLA).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/api/support/mod.rs"]
 #[allow(unused_imports)]
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BACKEND, Backend, Form};
+use support::{BACKEND, Backend, Form};
 
 struct Args {
     seconds: u64,
@@ -50,7 +50,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn run(backend: Backend, args: &Args) {
-    let app = Arc::new(BACKEND.scope(backend, common::spawn_app()).await);
+    let app = Arc::new(BACKEND.scope(backend, support::spawn_app()).await);
     let invoice = Arc::new(pdf(1_000_000));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();

@@ -5,10 +5,10 @@
 
 pub mod adapters;
 pub mod application;
+pub mod build_info;
 pub mod configuration;
 pub mod domain;
-pub mod functions;
-pub mod http;
+pub mod inbound;
 pub mod ocr_eval;
 pub mod ops;
 pub mod ports;

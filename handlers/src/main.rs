@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use warranty::adapters::embedded::queue::SqliteOcrQueue;
 use warranty::configuration::Settings;
-use warranty::http::auth;
+use warranty::inbound::auth;
 use warranty::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]

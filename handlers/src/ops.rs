@@ -5,6 +5,7 @@
 //! - whether production is healthy, from an Application Insights query result.
 
 pub mod cli;
+pub mod clock;
 pub mod control;
 pub mod release;
 

@@ -7,13 +7,15 @@
 //! checks that the token is sent as `Authorization: Bearer`. One test per process: it sets the
 //! two environment variables the credential reads.
 
-mod common;
+// Its own test binary: it sets the process environment the credential reads.
+#[path = "api/support/mod.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::*;
+use support::*;
 use warp::Filter;
 use warp::http::{Response, StatusCode};
 use warranty::adapters::servicebus::{ServiceBusPublisher, entra_auth};

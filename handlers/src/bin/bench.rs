@@ -222,7 +222,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn main() {
     let args = Args::parse();
     let bin = server_binary();
-    let token = warranty::http::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
+    let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
     println!("# warranty benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     if args.ocr_only {
         println!("command: cargo run --release --bin bench -- --ocr-only");
@@ -443,7 +443,7 @@ async fn ocr_bench(bin: &PathBuf) {
     // user per invoice keeps them apart, as different buyers would be.
     let users: Vec<String> = (0..invoices.len()).map(|i| format!("corpus-user-{i}")).collect();
     for (inv, user) in invoices.iter().zip(&users) {
-        let token = &warranty::http::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
+        let token = &warranty::inbound::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
         let (content_type, body) = corpus_form(inv);
         let status = post_registration(&client, &base, token, content_type, body).await;
         assert_eq!(status, 201, "{}", inv["file"]);
@@ -451,7 +451,7 @@ async fn ocr_bench(bin: &PathBuf) {
     let (completed, all) = loop {
         let mut statuses = Vec::new();
         for user in &users {
-            let token = warranty::http::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
+            let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
             let page: serde_json::Value = client
                 .get(format!("{base}/api/products"))
                 .bearer_auth(&token)
@@ -488,7 +488,7 @@ async fn ocr_bench(bin: &PathBuf) {
         let mut times = Vec::new();
         for round in 0..rounds {
             let user = format!("latency-{kind}-{round}");
-            let token = warranty::http::auth::dev_token(SECRET.as_bytes(), &user, Duration::from_secs(3600));
+            let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), &user, Duration::from_secs(3600));
             let (content_type, body) = corpus_form(inv);
             let resp = client
                 .post(format!("{base}/api/products"))

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::release::Clock;
+use super::clock::Clock;
 use super::{Deployment, DeploymentStatus};
 
 const WEB_API: &str = "2024-04-01";

@@ -1,6 +1,7 @@
 //! The embedded default: SQLite (WAL) for products, idempotent answers and the OCR outbox;
 //! the local file system for invoices. No cloud account, no containers.
 
+mod db;
 pub mod dispatcher;
 mod files;
 pub mod queue;

@@ -12,7 +12,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::sqlite::{ts, unavailable};
+use super::db::{ts, unavailable};
 use crate::ports::Unavailable;
 
 #[derive(Clone)]

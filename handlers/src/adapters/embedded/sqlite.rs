@@ -12,12 +12,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::db::{ts, unavailable};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
     IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable, WriteError,
 };
-
-const BACKEND: &str = "product store";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -62,18 +61,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 ";
 
-/// Timestamps are stored as fixed-width RFC 3339 UTC strings so text order is time order.
-pub(super) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 #[derive(Clone)]
 pub struct SqliteProductRepository {
     conn: Arc<Mutex<Connection>>,
-}
-
-pub(super) fn unavailable(e: impl std::fmt::Display) -> Unavailable {
-    Unavailable::new(BACKEND, e)
 }
 
 impl SqliteProductRepository {

@@ -5,16 +5,14 @@
 //! tokens are signed in the test with aws-lc-rs, independently of the `jsonwebtoken` code
 //! under test.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::*;
 use serde_json::{Value, json};
 use warp::Filter;
 

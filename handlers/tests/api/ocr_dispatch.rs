@@ -2,9 +2,7 @@
 //! → `/ProcessInvoiceOcr` → the card, observed through the public API only; plus retries,
 //! dead-lettering and replay through the `warranty queue` commands.
 
-mod common;
-
-embedded_backends!(
+backends!([embedded, blob]:
     a_registration_wakes_the_idle_dispatcher_at_once,
     a_registered_scan_moves_from_queued_to_completed,
     failing_deliveries_back_off_dead_letter_and_replay,
@@ -12,7 +10,7 @@ embedded_backends!(
 
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 
 /// The dispatcher's idle wait is set to an hour: the invoice can only be read within the

@@ -5,9 +5,7 @@
 //! JSON-serialised strings, the body JSON-encoded once or twice or base64, chunked transfer)
 //! and assert the outcome rules: 2xx completes, non-2xx makes the host retry.
 
-mod common;
-
-both_backends!(
+backends!([embedded, blob, azure]:
     every_body_encoding_the_host_uses_is_accepted,
     a_matching_invoice_completes_and_a_mismatch_needs_review,
     an_unsupported_total_needs_review_and_says_which_field,
@@ -20,8 +18,8 @@ both_backends!(
     hostile_inputs_hit_the_limits_not_the_worker,
 );
 
+use crate::support::*;
 use base64::Engine;
-use common::*;
 use serde_json::{Value, json};
 
 /// Registers `invoice` with a registration that matches the fixture's content.

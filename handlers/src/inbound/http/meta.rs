@@ -39,7 +39,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "version": state.version,
-        "revision": crate::startup::revision(),
+        "revision": crate::build_info::revision(),
         "auth": state.auth.mode_name(),
         "checks": { "productStore": products, "invoiceStore": invoices },
         // OCR engines do not make the service unhealthy (registration works without them);

@@ -4,7 +4,7 @@
 //! here, so loopback servers play their documented REST contracts; the apps behind the slots
 //! are the real `warranty` binary). Each drill asserts the end state, what was recorded
 //! (deployment statuses, release annotation and event, the BR-002 post-mortem) and the
-//! simulated time against the runbook's target. Run them with `cargo test --test drills`;
+//! simulated time against the runbook's target. Run them with `cargo test --test api drills::`;
 //! `-- --nocapture` prints each drill's timings.
 
 mod sim;

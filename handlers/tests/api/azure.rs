@@ -8,11 +8,9 @@
 //! `MessageId` as duplicate detection does, and plays the host by POSTing each new message to
 //! `/ProcessInvoiceOcr` (see `common/servicebus.rs`).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use warranty::ports::{PendingOcrEvents, ProductRepository};
 

@@ -1,9 +1,7 @@
 //! The registration journey end to end: the real server on a random port, real multipart
 //! bodies with real PDF/JPEG/PNG bytes, the real SQLite database and invoice files.
 
-mod common;
-
-both_backends!(
+backends!([embedded, blob, azure]:
     registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card,
     model_overrides_and_unknown_brands_set_the_warranty_length,
     an_expired_warranty_is_reported_as_expired,
@@ -24,7 +22,7 @@ both_backends!(
     the_brand_catalogue_is_served_with_an_etag,
 );
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

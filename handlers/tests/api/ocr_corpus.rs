@@ -114,7 +114,7 @@ async fn the_corpus_is_read_to_the_accuracy_targets() {
             }
         }
     }
-    println!("\nfield-level accuracy per kind (cargo test --test ocr_corpus -- --nocapture):");
+    println!("\nfield-level accuracy per kind (cargo test --test api ocr_corpus:: -- --nocapture):");
     for (kind, (ok, all)) in &per_kind {
         println!("  {kind:<8} {ok:>3}/{all:<3} = {:.1} %", 100.0 * *ok as f64 / *all as f64);
     }

@@ -7,11 +7,9 @@
 //! 404, 429/503 with `Retry-After`). Like the real queue with duplicate detection, it keeps one
 //! message per `MessageId`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 use warranty::adapters::servicebus::{PublishError, SasKey, ServiceBusPublisher};
 
@@ -61,7 +59,7 @@ async fn a_message_is_sent_as_documented_and_errors_are_classified() {
     assert!(matches!(missing.publish(&sample_event(), None).await, Err(PublishError::Rejected(_))));
 }
 
-embedded_backends!(registrations_reach_service_bus_once_even_when_it_is_busy);
+backends!([embedded, blob]:registrations_reach_service_bus_once_even_when_it_is_busy);
 
 async fn registrations_reach_service_bus_once_even_when_it_is_busy() {
     let ns = service_bus(vec![(503, Some("0")), (500, None)]).await;

@@ -1,11 +1,12 @@
-//! Shared test support: the real server on a random loopback port, real HTTP, real files.
+//! Shared test support: the real server on a random loopback port, real HTTP, real files. Also
+//! compiled into the benchmark (`benches/bench.rs`), which measures the same app.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use warranty::configuration::Settings;
-use warranty::http::auth;
+use warranty::inbound::auth;
 use warranty::startup::{Application, Overrides};
 
 mod cosmos;
@@ -35,47 +36,36 @@ pub fn backend() -> Backend {
     BACKEND.try_with(|b| *b).unwrap_or(Backend::Embedded)
 }
 
-/// Runs each listed test body once per backend: `name::embedded`, `name::blob` and
-/// `name::azure`.
+/// Runs each listed test body once per listed backend, as `name::embedded`, `name::blob` and
+/// `name::azure`: `backends!([embedded, blob, azure]: a, b)` for the journeys, `[embedded, blob]`
+/// for tests of the embedded store's own machinery (its SQLite outbox and dispatcher).
 #[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn embedded() {
-                    $crate::common::BACKEND.scope($crate::common::Backend::Embedded, super::$name()).await
-                }
-                #[tokio::test]
-                async fn blob() {
-                    $crate::common::BACKEND.scope($crate::common::Backend::Blob, super::$name()).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn azure() {
-                    $crate::common::BACKEND.scope($crate::common::Backend::Azure, super::$name()).await
-                }
-            }
-        )*
+macro_rules! backends {
+    ($backends:tt: $($name:ident),* $(,)?) => {
+        $( $crate::backends!(@each $name $backends); )*
     };
-}
-
-/// For tests of the embedded store's own machinery (its SQLite outbox and dispatcher): each
-/// body runs with invoices in files and in Blob Storage.
-#[macro_export]
-macro_rules! embedded_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn embedded() {
-                    $crate::common::BACKEND.scope($crate::common::Backend::Embedded, super::$name()).await
-                }
-                #[tokio::test]
-                async fn blob() {
-                    $crate::common::BACKEND.scope($crate::common::Backend::Blob, super::$name()).await
-                }
-            }
-        )*
+    (@each $name:ident [$($backend:ident),+ $(,)?]) => {
+        mod $name {
+            $( $crate::backends!(@test $backend $name); )+
+        }
+    };
+    (@test embedded $name:ident) => {
+        #[tokio::test]
+        async fn embedded() {
+            $crate::support::BACKEND.scope($crate::support::Backend::Embedded, super::$name()).await
+        }
+    };
+    (@test blob $name:ident) => {
+        #[tokio::test]
+        async fn blob() {
+            $crate::support::BACKEND.scope($crate::support::Backend::Blob, super::$name()).await
+        }
+    };
+    (@test azure $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn azure() {
+            $crate::support::BACKEND.scope($crate::support::Backend::Azure, super::$name()).await
+        }
     };
 }
 

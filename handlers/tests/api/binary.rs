@@ -154,7 +154,7 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
             std::thread::sleep(Duration::from_millis(25));
         }
     };
-    let token = warranty::http::auth::dev_token(b"crash-test-secret", "alice", Duration::from_secs(600));
+    let token = warranty::inbound::auth::dev_token(b"crash-test-secret", "alice", Duration::from_secs(600));
 
     let port = free_port();
     let mut first = start(&hang, port);

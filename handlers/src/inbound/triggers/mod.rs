@@ -12,7 +12,7 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 
 use crate::application::ocr::{self, OcrOutcome, OcrRetry};
 use crate::domain::OcrRequested;
-use crate::http::{AppState, BodyStream, HttpResponse};
+use crate::inbound::state::{AppState, BodyStream, HttpResponse};
 
 /// Trigger functions this binary serves: (function name, path).
 pub const TRIGGER_ROUTES: &[(&str, &str)] =

@@ -1,9 +1,7 @@
 //! After registration: edits with `If-Match`, service requests and the lock they set (REQ-3.2),
 //! the audit trail, the invoice download and deletion — on every backend, over real HTTP.
 
-mod common;
-
-both_backends!(
+backends!([embedded, blob, azure]:
     edits_need_the_current_etag_reapply_the_rules_and_are_audited,
     the_first_service_request_locks_the_critical_fields_only,
     a_product_with_service_requests_cannot_be_deleted_and_one_without_leaves_nothing,
@@ -13,7 +11,7 @@ both_backends!(
     a_replaced_invoice_gets_its_own_ocr_run_and_the_old_one_is_removed,
 );
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 async fn registered(app: &TestApp, serial: &str) -> (String, Value, String) {

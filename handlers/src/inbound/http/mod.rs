@@ -5,36 +5,25 @@
 //! every failure the same problem+json shape, makes 404 vs 405 exact, and lets tests compare
 //! the table with `function.json` files and the OpenAPI document.
 
-pub mod auth;
 pub mod error;
 mod meta;
 mod multipart;
 mod products;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures_util::{Stream, StreamExt};
 use tracing::Instrument;
 use warp::Filter;
-use warp::http::{HeaderMap, HeaderValue, Method, Response};
+use warp::http::{HeaderMap, HeaderValue, Method};
 
-use crate::application::Services;
 use crate::domain::UserId;
-use auth::{AuthError, Authenticator};
+use crate::inbound::auth::AuthError;
 use error::ApiError;
 
-/// The request body as a stream of chunks.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
-
-/// Everything handlers share.
-pub struct AppState {
-    pub services: Services,
-    pub auth: Authenticator,
-    pub version: &'static str,
-}
+pub use crate::inbound::state::{AppState, BodyStream, HttpResponse};
 
 /// Per-request facts: ids for logs and responses.
 #[derive(Debug, Clone)]
@@ -93,8 +82,6 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/products/{id}/service-requests", Some("ServiceRequests")),
 ];
 
-pub type HttpResponse = Response<Bytes>;
-
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &req.method) {
@@ -132,9 +119,11 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
             Err(ApiError::MethodNotAllowed { allow: "GET, POST" })
         }
         // Trigger invocations from the Functions host (loopback only; not part of the API).
-        (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::functions::process_invoice_ocr(&state, body).await),
+        (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::inbound::triggers::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
-        (["RepublishPendingOcr"], &Method::POST) => Ok(crate::functions::republish_pending_ocr(&state, body).await),
+        (["RepublishPendingOcr"], &Method::POST) => {
+            Ok(crate::inbound::triggers::republish_pending_ocr(&state, body).await)
+        }
         (["RepublishPendingOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound),
     }

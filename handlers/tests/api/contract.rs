@@ -4,15 +4,13 @@
 //! `enableForwardingHttpRequest`, a function with exactly one `httpTrigger` in and one `http`
 //! out is forwarded unchanged to `/{routePrefix}/{route}` on the handler's port.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
-use warranty::http::ROUTES;
-use warranty::http::error::ALL_CODES;
+use warranty::inbound::http::ROUTES;
+use warranty::inbound::http::error::ALL_CODES;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
@@ -95,7 +93,7 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
         if triggers.is_empty() {
             // A trigger function: the host POSTs /{FunctionName}; the binary must serve it.
             assert!(
-                warranty::functions::TRIGGER_ROUTES.iter().any(|(f, p)| *f == name && *p == format!("/{name}")),
+                warranty::inbound::triggers::TRIGGER_ROUTES.iter().any(|(f, p)| *f == name && *p == format!("/{name}")),
                 "{name}: no trigger route in the binary"
             );
             let resp = app.client.post(format!("{}/{name}", app.base)).body("{}").send().await.unwrap();
@@ -123,7 +121,7 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
         }
     }
     // Every trigger route has its function.json.
-    for (function, _) in warranty::functions::TRIGGER_ROUTES {
+    for (function, _) in warranty::inbound::triggers::TRIGGER_ROUTES {
         assert!(repo().join("function-app").join(function).join("function.json").exists(), "{function}");
     }
     // And every API route has its function.
