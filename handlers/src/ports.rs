@@ -23,30 +23,21 @@ impl Unavailable {
     }
 }
 
+/// Why a store did not write a product.
 #[derive(Debug, thiserror::Error)]
-pub enum InsertError {
-    /// The same user already registered this brand + serial number.
-    #[error("product already registered as {existing:?}")]
-    DuplicateProduct { existing: Option<ProductId> },
-    /// Another request with the same idempotency key won the race.
-    #[error("idempotency key already used")]
-    IdempotencyKeyTaken,
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
-}
-
-/// Why a conditional write of a product did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub enum StoreError {
     /// No such product (for this user).
     #[error("product not found")]
     Gone,
     /// The stored revision is not the expected one: someone changed it meanwhile.
     #[error("product changed meanwhile")]
     Stale,
-    /// The new brand + serial number belong to another of the user's products.
+    /// The same user already registered this brand + serial number (as `existing`).
     #[error("product already registered as {existing:?}")]
     DuplicateProduct { existing: Option<ProductId> },
+    /// Another request with the same idempotency key won the race.
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
 }
@@ -85,7 +76,7 @@ pub trait ProductRepository: Send + Sync {
         product: &ProductRecord,
         event: &OcrRequested,
         idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<(), InsertError>;
+    ) -> Result<(), StoreError>;
 
     async fn get(&self, user: &UserId, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
 
@@ -115,11 +106,11 @@ pub trait ProductRepository: Send + Sync {
         product: &ProductRecord,
         expected: u64,
         new_invoice: Option<&OcrRequested>,
-    ) -> Result<(), WriteError>;
+    ) -> Result<(), StoreError>;
 
     /// Deletes the product and any OCR work still queued for it, if the stored revision is
     /// `expected`.
-    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError>;
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError>;
 
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.

@@ -30,8 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
-    IdempotencyRecord, InsertError, ListCursor, PendingOcrEvents, ProductRepository, StoredResponse, Unavailable,
-    WriteError,
+    IdempotencyRecord, ListCursor, PendingOcrEvents, ProductRepository, StoreError, StoredResponse, Unavailable,
 };
 
 const BACKEND: &str = "product store";
@@ -205,17 +204,17 @@ impl CosmosProductRepository {
 
     /// Tells a refused registration apart: the idempotency key was taken by a concurrent
     /// request, or the product already exists.
-    async fn explain_conflict(&self, product: &ProductRecord, idempotency: Option<&IdempotencyRecord>) -> InsertError {
+    async fn explain_conflict(&self, product: &ProductRecord, idempotency: Option<&IdempotencyRecord>) -> StoreError {
         let user = product.user_id.as_str();
         if let Some(rec) = idempotency {
             match self.container.read_item(user.to_owned(), &idempotency_id(&rec.key), None).await {
-                Ok(_) => return InsertError::IdempotencyKeyTaken,
+                Ok(_) => return StoreError::IdempotencyKeyTaken,
                 Err(e) if is(&e, StatusCode::NotFound) => {}
                 Err(e) => return unavailable(e).into(),
             }
         }
         match self.existing_with_serial(user, &serial_key(product)).await {
-            Ok(existing) => InsertError::DuplicateProduct { existing },
+            Ok(existing) => StoreError::DuplicateProduct { existing },
             Err(e) => e.into(),
         }
     }
@@ -243,7 +242,7 @@ impl ProductRepository for CosmosProductRepository {
         product: &ProductRecord,
         event: &OcrRequested,
         idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<(), InsertError> {
+    ) -> Result<(), StoreError> {
         let user = product.user_id.as_str().to_owned();
         let doc = product_doc(product, event);
         let outcome = match idempotency {
@@ -346,14 +345,14 @@ impl ProductRepository for CosmosProductRepository {
         product: &ProductRecord,
         expected: u64,
         new_invoice: Option<&OcrRequested>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), StoreError> {
         let (user, id) = (product.user_id.as_str(), product.id.to_string());
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(mut doc) = self.read_doc(user, &id).await? else {
-                return Err(WriteError::Gone);
+                return Err(StoreError::Gone);
             };
             if doc.product.revision != expected {
-                return Err(WriteError::Stale);
+                return Err(StoreError::Stale);
             }
             // Unless the invoice changed, the stored OCR state is kept: the OCR handler may have
             // written it meanwhile. A new invoice's event rides on the document as the marker.
@@ -373,10 +372,10 @@ impl ProductRepository for CosmosProductRepository {
                 // Another writer (the OCR handler, the relay) changed the document: re-read; if
                 // it was a user change the revision check above refuses.
                 Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
-                Err(e) if is(&e, StatusCode::NotFound) => return Err(WriteError::Gone),
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(StoreError::Gone),
                 Err(e) if is(&e, StatusCode::Conflict) => {
                     let existing = self.existing_with_serial(user, &serial_key(product)).await?;
-                    return Err(WriteError::DuplicateProduct { existing });
+                    return Err(StoreError::DuplicateProduct { existing });
                 }
                 Err(e) => return Err(unavailable(e).into()),
             }
@@ -384,21 +383,21 @@ impl ProductRepository for CosmosProductRepository {
         Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
     }
 
-    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError> {
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError> {
         let id = id.to_string();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(doc) = self.read_doc(user.as_str(), &id).await? else {
-                return Err(WriteError::Gone);
+                return Err(StoreError::Gone);
             };
             if doc.product.revision != expected {
-                return Err(WriteError::Stale);
+                return Err(StoreError::Stale);
             }
             let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
             // The pending-publication marker lives on the document: it goes with it.
             match self.container.delete_item(user.as_str().to_owned(), &id, Some(if_match(&etag))).await {
                 Ok(_) => return Ok(()),
                 Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
-                Err(e) if is(&e, StatusCode::NotFound) => return Err(WriteError::Gone),
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(StoreError::Gone),
                 Err(e) => return Err(unavailable(e).into()),
             }
         }

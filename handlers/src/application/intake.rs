@@ -1,21 +1,12 @@
 //! Receiving an invoice while it streams in: magic-byte check on the first bytes, the size cap
 //! on every chunk, SHA-256 as it goes. Nothing is buffered beyond the first few bytes.
 
+use super::Error;
 use sha2::{Digest, Sha256};
 
 use crate::domain::invoice::{SNIFF_BYTES, display_file_name};
 use crate::domain::{INVOICE_MAX_BYTES, InvoiceKind, ProductId, Sniffed};
-use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
-
-#[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
-    #[error("the invoice must be smaller than {INVOICE_MAX_BYTES} bytes")]
-    TooLarge,
-    #[error("the invoice is not a PDF, JPEG or PNG file")]
-    Unsupported,
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
-}
+use crate::ports::{InvoiceStore, InvoiceUpload};
 
 /// An invoice fully received but not yet committed to its final location.
 pub struct ReceivedInvoice {
@@ -73,7 +64,7 @@ impl<'a> InvoiceIntake<'a> {
     }
 
     /// Feeds the next chunk. On error the partial upload is already removed.
-    pub async fn push(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+    pub async fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
         let result = self.push_inner(chunk).await;
         if result.is_err() {
             self.discard().await;
@@ -81,20 +72,20 @@ impl<'a> InvoiceIntake<'a> {
         result
     }
 
-    async fn push_inner(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+    async fn push_inner(&mut self, chunk: &[u8]) -> Result<(), Error> {
         if chunk.is_empty() {
             return Ok(());
         }
         self.size += chunk.len() as u64;
         if self.size >= INVOICE_MAX_BYTES {
-            return Err(IntakeError::TooLarge);
+            return Err(Error::InvoiceTooLarge);
         }
         self.hasher.update(chunk);
         if self.upload.is_none() {
             let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
             match InvoiceKind::sniff(&self.head) {
-                Sniffed::Unsupported => return Err(IntakeError::Unsupported),
+                Sniffed::Unsupported => return Err(Error::InvoiceUnsupported),
                 Sniffed::NeedMore => return Ok(()),
                 Sniffed::Kind(kind) => {
                     let mut upload = self.store.begin(self.product, self.version, kind.extension()).await?;
@@ -115,13 +106,13 @@ impl<'a> InvoiceIntake<'a> {
     }
 
     /// The part ended.
-    pub async fn finish(mut self) -> Result<Finished, IntakeError> {
+    pub async fn finish(mut self) -> Result<Finished, Error> {
         if self.size == 0 {
             return Ok(Finished::Empty);
         }
         let (Some(kind), Some(upload)) = (self.kind, self.upload.take()) else {
             // Fewer bytes than a signature: whatever it is, it is not an invoice we accept.
-            return Err(IntakeError::Unsupported);
+            return Err(Error::InvoiceUnsupported);
         };
         Ok(Finished::Received(ReceivedInvoice {
             kind,

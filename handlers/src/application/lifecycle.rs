@@ -4,6 +4,7 @@
 //! Every change is a conditional write on the product's revision, so two writers never both
 //! win: an edit that read revision r fails if a service request locked the product at r + 1.
 
+use super::Error;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use crate::domain::{
     AuditEntry, FieldChange, FieldError, ProductId, ProductRecord, ServiceRequest, UserId, WarrantyCard,
     WarrantyStatus, expiry_date,
 };
-use crate::ports::{Unavailable, WriteError};
+use crate::ports::{StoreError, Unavailable};
 
 pub const NOTES_MAX_CHARS: usize = 1000;
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
@@ -40,44 +41,11 @@ const READ_ONLY: &[&str] = &[
     "audit",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum LifecycleError {
-    #[error("not found")]
-    NotFound,
-    #[error("the patch is not a JSON object of card fields: {0}")]
-    PatchInvalid(String),
-    #[error("invalid fields")]
-    Invalid(Vec<FieldError>),
-    /// The revision the client read is not the current one.
-    #[error("the product changed since it was read")]
-    PreconditionFailed,
-    /// A critical field cannot change after the first service request.
-    #[error("the product is locked by a service request")]
-    Locked { fields: Vec<&'static str> },
-    #[error("the product has service requests")]
-    HasServiceRequests,
-    #[error("product already registered")]
-    Duplicate { existing: Option<ProductId> },
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
-}
-
-impl From<WriteError> for LifecycleError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::Gone => Self::NotFound,
-            WriteError::Stale => Self::PreconditionFailed,
-            WriteError::DuplicateProduct { existing } => Self::Duplicate { existing },
-            WriteError::Unavailable(u) => Self::Unavailable(u),
-        }
-    }
-}
-
-fn text(v: &Value, field: &str) -> Result<Option<String>, LifecycleError> {
+fn text(v: &Value, field: &str) -> Result<Option<String>, Error> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(LifecycleError::PatchInvalid(format!("`{field}` must be a string or null"))),
+        _ => Err(Error::PatchInvalid(format!("`{field}` must be a string or null"))),
     }
 }
 
@@ -88,14 +56,14 @@ pub async fn patch(
     id: ProductId,
     if_match_revision: u64,
     patch: &Value,
-) -> Result<WarrantyCard, LifecycleError> {
+) -> Result<WarrantyCard, Error> {
     let now = services.clock.now();
     let Value::Object(fields) = patch else {
-        return Err(LifecycleError::PatchInvalid("the body must be a JSON object".into()));
+        return Err(Error::PatchInvalid("the body must be a JSON object".into()));
     };
-    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     if product.revision != if_match_revision {
-        return Err(LifecycleError::PreconditionFailed);
+        return Err(Error::PreconditionFailed);
     }
     let updated = apply(services, &product, fields, user, now)?;
     if updated.revision == product.revision {
@@ -113,17 +81,17 @@ fn apply(
     fields: &Map<String, Value>,
     user: &UserId,
     now: DateTime<Utc>,
-) -> Result<ProductRecord, LifecycleError> {
+) -> Result<ProductRecord, Error> {
     let mut errors = Vec::new();
     for key in fields.keys() {
         if let Some(ro) = READ_ONLY.iter().find(|r| **r == key) {
             errors.push(FieldError::new(ro, "field_read_only", format!("`{ro}` cannot be changed")));
         } else if !["brand", "model", "serialNumber", "purchaseDate", "notes"].contains(&key.as_str()) {
-            return Err(LifecycleError::PatchInvalid(format!("unknown field `{key}`")));
+            return Err(Error::PatchInvalid(format!("unknown field `{key}`")));
         }
     }
     if !errors.is_empty() {
-        return Err(LifecycleError::Invalid(errors));
+        return Err(Error::Invalid(errors));
     }
     let current = |f: &str| match f {
         "brand" => Some(product.brand.clone()),
@@ -132,7 +100,7 @@ fn apply(
         "purchaseDate" => Some(product.purchase_date.to_string()),
         _ => product.notes.clone(),
     };
-    let merged = |f: &str| -> Result<Option<String>, LifecycleError> {
+    let merged = |f: &str| -> Result<Option<String>, Error> {
         match fields.get(f) {
             Some(v) => text(v, f),
             None => Ok(current(f)),
@@ -147,11 +115,11 @@ fn apply(
     };
     // Every rule of registration applies again (serial for the brand, purchase date).
     let (brand, model, serial, purchase, months) =
-        register::validate(services, &form, None, now).map_err(LifecycleError::Invalid)?;
+        register::validate(services, &form, None, now).map_err(Error::Invalid)?;
     let notes = match fields.get("notes") {
         None => product.notes.clone(),
         Some(v) => BoundedText::parse_optional("notes", text(v, "notes")?.as_deref(), NOTES_MAX_CHARS)
-            .map_err(|e| LifecycleError::Invalid(vec![e]))?
+            .map_err(|e| Error::Invalid(vec![e]))?
             .map(BoundedText::into_inner),
     };
 
@@ -186,7 +154,7 @@ fn apply(
         let locked: Vec<&'static str> =
             crate::domain::CRITICAL_FIELDS.into_iter().filter(|f| changes.iter().any(|c| c.field == *f)).collect();
         if !locked.is_empty() {
-            return Err(LifecycleError::Locked { fields: locked });
+            return Err(Error::Locked { fields: locked });
         }
     }
     if changes.is_empty() {
@@ -204,7 +172,7 @@ pub async fn raise_service_request(
     id: ProductId,
     description: Option<&str>,
     preferred_contact: Option<&str>,
-) -> Result<ServiceRequest, LifecycleError> {
+) -> Result<ServiceRequest, Error> {
     let mut errors = Vec::new();
     let description = BoundedText::parse("description", "description_missing", description, DESCRIPTION_MAX_CHARS)
         .map_err(|e| errors.push(e))
@@ -215,11 +183,11 @@ pub async fn raise_service_request(
         .flatten()
         .map(BoundedText::into_inner);
     let Some(description) = description.filter(|_| errors.is_empty()) else {
-        return Err(LifecycleError::Invalid(errors));
+        return Err(Error::Invalid(errors));
     };
     for _ in 0..MAX_RETRIES {
         let now = services.clock.now();
-        let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+        let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
         let request = ServiceRequest {
             id: Uuid::now_v7(),
             description: description.as_str().to_owned(),
@@ -240,19 +208,15 @@ pub async fn raise_service_request(
         match services.products.replace(&next, product.revision, None).await {
             Ok(()) => return Ok(request),
             // Someone changed the product meanwhile: apply the request to the new state.
-            Err(WriteError::Stale) => continue,
+            Err(StoreError::Stale) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(Unavailable::new("product store", "the product kept changing while a service request was added").into())
 }
 
-pub async fn service_requests(
-    services: &Services,
-    user: &UserId,
-    id: ProductId,
-) -> Result<Vec<ServiceRequest>, LifecycleError> {
-    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+pub async fn service_requests(services: &Services, user: &UserId, id: ProductId) -> Result<Vec<ServiceRequest>, Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     Ok(product.service_requests)
 }
 
@@ -263,23 +227,23 @@ pub async fn delete(
     user: &UserId,
     id: ProductId,
     if_match_revision: Option<u64>,
-) -> Result<(), LifecycleError> {
-    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+) -> Result<(), Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     if !product.service_requests.is_empty() {
-        return Err(LifecycleError::HasServiceRequests);
+        return Err(Error::HasServiceRequests);
     }
     if if_match_revision.is_some_and(|r| r != product.revision) {
-        return Err(LifecycleError::PreconditionFailed);
+        return Err(Error::PreconditionFailed);
     }
     match services.products.delete(user, id, product.revision).await {
         Ok(()) => {}
         // A service request (or an edit) came in between: look again.
-        Err(WriteError::Stale) => {
-            let now = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+        Err(StoreError::Stale) => {
+            let now = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
             if !now.service_requests.is_empty() {
-                return Err(LifecycleError::HasServiceRequests);
+                return Err(Error::HasServiceRequests);
             }
-            return Err(LifecycleError::PreconditionFailed);
+            return Err(Error::PreconditionFailed);
         }
         Err(e) => return Err(e.into()),
     }
@@ -296,11 +260,11 @@ pub async fn invoice(
     services: &Services,
     user: &UserId,
     id: ProductId,
-) -> Result<(crate::domain::InvoiceRef, bytes::Bytes), LifecycleError> {
-    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+) -> Result<(crate::domain::InvoiceRef, bytes::Bytes), Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     let bytes = services.invoices.read(&product.invoice.location).await?.ok_or_else(|| {
         tracing::error!(product_id = %id, location = %product.invoice.location, "invoice missing from the store");
-        LifecycleError::NotFound
+        Error::NotFound
     })?;
     Ok((product.invoice, bytes))
 }
@@ -312,18 +276,18 @@ pub async fn prepare_invoice_replacement(
     user: &UserId,
     id: ProductId,
     if_match_revision: u64,
-) -> Result<u32, LifecycleError> {
-    let product = services.products.get(user, id).await?.ok_or(LifecycleError::NotFound)?;
+) -> Result<u32, Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     check_replaceable(&product, if_match_revision)?;
     Ok(product.invoice.version + 1)
 }
 
-fn check_replaceable(product: &ProductRecord, if_match_revision: u64) -> Result<(), LifecycleError> {
+fn check_replaceable(product: &ProductRecord, if_match_revision: u64) -> Result<(), Error> {
     if product.revision != if_match_revision {
-        return Err(LifecycleError::PreconditionFailed);
+        return Err(Error::PreconditionFailed);
     }
     if product.locked_at.is_some() {
-        return Err(LifecycleError::Locked { fields: vec!["invoice"] });
+        return Err(Error::Locked { fields: vec!["invoice"] });
     }
     Ok(())
 }
@@ -339,13 +303,13 @@ pub async fn replace_invoice(
     if_match_revision: u64,
     received: crate::application::intake::ReceivedInvoice,
     trace_id: Option<&str>,
-) -> Result<WarrantyCard, LifecycleError> {
+) -> Result<WarrantyCard, Error> {
     let now = services.clock.now();
     let product = match services.products.get(user, id).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             received.abort().await;
-            return Err(LifecycleError::NotFound);
+            return Err(Error::NotFound);
         }
         Err(e) => {
             received.abort().await;
@@ -353,7 +317,7 @@ pub async fn replace_invoice(
         }
     };
     if let Err(e) = check_replaceable(&product, if_match_revision).and_then(|()| {
-        if received.version == product.invoice.version + 1 { Ok(()) } else { Err(LifecycleError::PreconditionFailed) }
+        if received.version == product.invoice.version + 1 { Ok(()) } else { Err(Error::PreconditionFailed) }
     }) {
         received.abort().await;
         return Err(e);

@@ -1,5 +1,6 @@
 //! Use cases, written against the ports only. Ordering, idempotency and compensation live here.
 
+pub mod error;
 pub mod intake;
 pub mod lifecycle;
 pub mod ocr;
@@ -8,6 +9,8 @@ pub mod register;
 pub mod relay;
 
 use std::sync::Arc;
+
+pub use error::Error;
 
 use crate::domain::BrandCatalog;
 use crate::ports::{Clock, InvoiceReader, InvoiceStore, ProductRepository};

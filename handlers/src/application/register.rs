@@ -6,6 +6,7 @@
 //! atomic write. If that write fails, the committed invoice is deleted again (compensation), so
 //! no product exists without its invoice and OCR event, and no invoice without its product.
 
+use super::Error;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use crate::domain::{
     FieldError, InvoiceRef, OcrRequested, OcrState, ProductId, ProductRecord, PurchaseDate, SerialNumber, UserId,
     WarrantyCard, brand_catalog::brand_key, expiry_date,
 };
-use crate::ports::{IdempotencyRecord, InsertError, StoredResponse, Unavailable};
+use crate::ports::{IdempotencyRecord, StoreError, StoredResponse, Unavailable};
 
 pub const BRAND_MAX_CHARS: usize = 64;
 pub const MODEL_MAX_CHARS: usize = 100;
@@ -52,18 +53,6 @@ struct ValidRegistration {
     serial: SerialNumber,
     purchase: PurchaseDate,
     warranty_months: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error("invalid registration")]
-    Invalid(Vec<FieldError>),
-    #[error("this product is already registered")]
-    Duplicate { existing: Option<ProductId> },
-    #[error("the idempotency key was used for a different request")]
-    IdempotencyKeyReused,
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
 }
 
 pub enum Registered {
@@ -138,7 +127,7 @@ pub async fn register(
     invoice: Result<ReceivedInvoice, FieldError>,
     idempotency_key: Option<&str>,
     trace_id: Option<&str>,
-) -> Result<Registered, RegisterError> {
+) -> Result<Registered, Error> {
     let now = services.clock.now();
     let (invoice, invoice_error) = match invoice {
         Ok(i) => (Some(i), None),
@@ -152,7 +141,7 @@ pub async fn register(
             if let Some(i) = invoice {
                 i.abort().await;
             }
-            return Err(RegisterError::Invalid(errors));
+            return Err(Error::Invalid(errors));
         }
     };
     let invoice = invoice.expect("validation fails without an invoice");
@@ -218,9 +207,7 @@ pub async fn register(
     if let Err(e) = stored {
         compensate(services, &location).await;
         return match e {
-            InsertError::DuplicateProduct { existing } => Err(RegisterError::Duplicate { existing }),
-            InsertError::Unavailable(u) => Err(u.into()),
-            InsertError::IdempotencyKeyTaken => {
+            StoreError::IdempotencyKeyTaken => {
                 // A concurrent request with the same key won: answer what it answered.
                 let key = idempotency_key.unwrap_or_default();
                 match services.products.idempotent_response(user, key, now).await? {
@@ -228,6 +215,7 @@ pub async fn register(
                     None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
                 }
             }
+            other => Err(other.into()),
         };
     }
     // The event is in the outbox: wake the local dispatcher now rather than at its next poll.
@@ -238,12 +226,8 @@ pub async fn register(
     Ok(Registered::Created { card: Box::new(card), location: href })
 }
 
-fn replay_or_refuse(stored: StoredResponse, print: &str) -> Result<Registered, RegisterError> {
-    if stored.fingerprint == print {
-        Ok(Registered::Replayed(stored))
-    } else {
-        Err(RegisterError::IdempotencyKeyReused)
-    }
+fn replay_or_refuse(stored: StoredResponse, print: &str) -> Result<Registered, Error> {
+    if stored.fingerprint == print { Ok(Registered::Replayed(stored)) } else { Err(Error::IdempotencyKeyReused) }
 }
 
 /// Removes an invoice whose product could not be stored. If even that fails, the invoice is

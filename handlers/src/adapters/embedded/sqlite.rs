@@ -14,9 +14,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::db::{ts, unavailable};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
-use crate::ports::{
-    IdempotencyRecord, InsertError, ListCursor, ProductRepository, StoredResponse, Unavailable, WriteError,
-};
+use crate::ports::{IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -121,7 +119,7 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, event: &OcrRequested) -> Result<(), S
 }
 
 /// After a conditional write touched no row: was the product gone, or changed?
-fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId) -> WriteError {
+fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId) -> StoreError {
     match tx
         .query_row(
             "SELECT 1 FROM products WHERE id = ?1 AND user_id = ?2",
@@ -130,8 +128,8 @@ fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId
         )
         .optional()
     {
-        Ok(Some(_)) => WriteError::Stale,
-        Ok(None) => WriteError::Gone,
+        Ok(Some(_)) => StoreError::Stale,
+        Ok(None) => StoreError::Gone,
         Err(e) => unavailable(e).into(),
     }
 }
@@ -159,11 +157,11 @@ impl ProductRepository for SqliteProductRepository {
         product: &ProductRecord,
         event: &OcrRequested,
         idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<(), InsertError> {
+    ) -> Result<(), StoreError> {
         let product = product.clone();
         let event = event.clone();
         let idempotency = idempotency.cloned();
-        self.with_conn(move |c| -> Result<(), InsertError> {
+        self.with_conn(move |c| -> Result<(), StoreError> {
             let tx = c.transaction().map_err(unavailable)?;
             if let Some(rec) = &idempotency {
                 let r = tx.execute(
@@ -185,7 +183,7 @@ impl ProductRepository for SqliteProductRepository {
                     ],
                 );
                 match r {
-                    Ok(0) => return Err(InsertError::IdempotencyKeyTaken),
+                    Ok(0) => return Err(StoreError::IdempotencyKeyTaken),
                     Ok(_) => {}
                     Err(e) => return Err(unavailable(e).into()),
                 }
@@ -206,7 +204,7 @@ impl ProductRepository for SqliteProductRepository {
             if let Err(e) = inserted {
                 if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
                     let existing = existing_with_serial(&tx, &product);
-                    return Err(InsertError::DuplicateProduct { existing });
+                    return Err(StoreError::DuplicateProduct { existing });
                 }
                 return Err(unavailable(e).into());
             }
@@ -307,10 +305,10 @@ impl ProductRepository for SqliteProductRepository {
         product: &ProductRecord,
         expected: u64,
         new_invoice: Option<&OcrRequested>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), StoreError> {
         let product = product.clone();
         let event = new_invoice.cloned();
-        self.with_conn(move |c| -> Result<(), WriteError> {
+        self.with_conn(move |c| -> Result<(), StoreError> {
             let tx = c.transaction().map_err(unavailable)?;
             let doc = serde_json::to_string(&product).map_err(unavailable)?;
             // Unless the invoice changed, the stored OCR state is kept: the OCR handler may have
@@ -339,7 +337,7 @@ impl ProductRepository for SqliteProductRepository {
                 Ok(_) => return Err(missing_or_stale(&tx, &product.user_id, product.id)),
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                     let existing = existing_with_serial(&tx, &product);
-                    return Err(WriteError::DuplicateProduct { existing });
+                    return Err(StoreError::DuplicateProduct { existing });
                 }
                 Err(e) => return Err(unavailable(e).into()),
             }
@@ -352,9 +350,9 @@ impl ProductRepository for SqliteProductRepository {
         .await?
     }
 
-    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), WriteError> {
+    async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError> {
         let user = user.clone();
-        self.with_conn(move |c| -> Result<(), WriteError> {
+        self.with_conn(move |c| -> Result<(), StoreError> {
             let tx = c.transaction().map_err(unavailable)?;
             let deleted = tx
                 .execute(

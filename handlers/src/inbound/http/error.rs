@@ -9,7 +9,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 
+use crate::application::Error;
 use crate::domain::{FieldError, ProductId};
+use crate::inbound::auth::AuthError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -221,6 +223,43 @@ impl ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+impl ApiError {
+    /// A refused authentication: 401 with the right challenge, or 503 when the identity
+    /// provider's keys cannot be had.
+    pub fn from_auth(e: AuthError, header_present: bool) -> Self {
+        match e {
+            AuthError::Missing => Self::Unauthorized { token_present: header_present },
+            AuthError::Invalid(reason) => {
+                tracing::info!(reason, "token refused");
+                Self::Unauthorized { token_present: true }
+            }
+            AuthError::KeysUnavailable(reason) => {
+                tracing::error!(reason, "signing keys unavailable");
+                Self::Unavailable { code: "auth_unavailable" }
+            }
+        }
+    }
+}
+
+/// The use cases' error, mapped once.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(errors) => Self::Validation(errors),
+            Error::NotFound => Self::NotFound,
+            Error::AlreadyRegistered { existing } => Self::AlreadyRegistered { existing },
+            Error::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            Error::PatchInvalid(detail) => Self::BadRequest { code: "patch_invalid", detail },
+            Error::PreconditionFailed => Self::PreconditionFailed,
+            Error::Locked { fields } => Self::ProductLocked { fields },
+            Error::HasServiceRequests => Self::HasServiceRequests,
+            Error::InvoiceTooLarge => Self::InvoiceTooLarge,
+            Error::InvoiceUnsupported => Self::InvoiceTypeUnsupported,
+            Error::Unavailable(u) => u.into(),
+        }
     }
 }
 

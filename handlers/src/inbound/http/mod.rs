@@ -20,7 +20,6 @@ use warp::Filter;
 use warp::http::{HeaderMap, HeaderValue, Method};
 
 use crate::domain::UserId;
-use crate::inbound::auth::AuthError;
 use error::ApiError;
 
 pub use crate::inbound::state::{AppState, BodyStream, HttpResponse};
@@ -50,18 +49,7 @@ impl Request {
     /// The caller, or the 401/503 to send.
     pub async fn user(&self, state: &AppState) -> Result<UserId, ApiError> {
         let authorization = self.header("authorization");
-        match state.auth.authenticate(authorization).await {
-            Ok(user) => Ok(user),
-            Err(AuthError::Missing) => Err(ApiError::Unauthorized { token_present: authorization.is_some() }),
-            Err(AuthError::Invalid(reason)) => {
-                tracing::info!(reason, "token refused");
-                Err(ApiError::Unauthorized { token_present: true })
-            }
-            Err(AuthError::KeysUnavailable(reason)) => {
-                tracing::error!(reason, "signing keys unavailable");
-                Err(ApiError::Unavailable { code: "auth_unavailable" })
-            }
-        }
+        state.auth.authenticate(authorization).await.map_err(|e| ApiError::from_auth(e, authorization.is_some()))
     }
 }
 

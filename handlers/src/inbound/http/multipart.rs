@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::BodyStream;
 use super::error::ApiError;
-use crate::application::intake::{Finished, IntakeError, InvoiceIntake, ReceivedInvoice};
+use crate::application::intake::{Finished, InvoiceIntake, ReceivedInvoice};
 use crate::application::register::RegistrationForm;
 use crate::domain::{FieldError, INVOICE_MAX_BYTES, ProductId};
 use crate::ports::InvoiceStore;
@@ -147,13 +147,7 @@ pub async fn read_form(
                         match field.chunk().await {
                             Ok(Some(chunk)) => match intake.push(&chunk).await {
                                 Ok(()) => {}
-                                Err(IntakeError::TooLarge) => {
-                                    return Err(ApiError::InvoiceTooLarge);
-                                }
-                                Err(IntakeError::Unsupported) => {
-                                    return Err(ApiError::InvoiceTypeUnsupported);
-                                }
-                                Err(IntakeError::Unavailable(u)) => return Err(u.into()),
+                                Err(e) => return Err(e.into()),
                             },
                             Ok(None) => break,
                             Err(e) => {
@@ -167,11 +161,7 @@ pub async fn read_form(
                         Ok(Finished::Empty) => {
                             Err(FieldError::new("invoice", "invoice_empty", "the invoice file is empty"))
                         }
-                        Err(IntakeError::Unsupported) => {
-                            return Err(ApiError::InvoiceTypeUnsupported);
-                        }
-                        Err(IntakeError::TooLarge) => return Err(ApiError::InvoiceTooLarge),
-                        Err(IntakeError::Unavailable(u)) => return Err(u.into()),
+                        Err(e) => return Err(e.into()),
                     });
                 }
                 "brand" | "model" | "serialNumber" | "purchaseDate" => {

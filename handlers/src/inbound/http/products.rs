@@ -8,9 +8,9 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use super::error::ApiError;
 use super::multipart::{MAX_BODY, read_form};
 use super::{AppState, BodyStream, HttpResponse, Request};
-use crate::application::lifecycle::{self, LifecycleError};
+use crate::application::lifecycle;
 use crate::application::products::{self, DEFAULT_PAGE, MAX_PAGE};
-use crate::application::register::{self, RegisterError, Registered};
+use crate::application::register::{self, Registered};
 
 fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut resp = Response::new(Bytes::from(body));
@@ -99,10 +99,7 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
                 resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                 Ok(resp)
             }
-            Err(RegisterError::Invalid(errors)) => Err(ApiError::Validation(errors)),
-            Err(RegisterError::Duplicate { existing }) => Err(ApiError::AlreadyRegistered { existing }),
-            Err(RegisterError::IdempotencyKeyReused) => Err(ApiError::IdempotencyKeyReused),
-            Err(RegisterError::Unavailable(u)) => Err(u.into()),
+            Err(e) => Err(e.into()),
         }
     });
     match work.await {
@@ -205,19 +202,6 @@ async fn read_json(req: &Request, body: BodyStream, media: &'static str) -> Resu
         .map_err(|e| ApiError::BadRequest { code: "patch_invalid", detail: format!("The body is not JSON: {e}.") })
 }
 
-fn lifecycle_error(e: LifecycleError) -> ApiError {
-    match e {
-        LifecycleError::NotFound => ApiError::NotFound,
-        LifecycleError::PatchInvalid(detail) => ApiError::BadRequest { code: "patch_invalid", detail },
-        LifecycleError::Invalid(errors) => ApiError::Validation(errors),
-        LifecycleError::PreconditionFailed => ApiError::PreconditionFailed,
-        LifecycleError::Locked { fields } => ApiError::ProductLocked { fields },
-        LifecycleError::HasServiceRequests => ApiError::HasServiceRequests,
-        LifecycleError::Duplicate { existing } => ApiError::AlreadyRegistered { existing },
-        LifecycleError::Unavailable(u) => u.into(),
-    }
-}
-
 fn card_response(status: StatusCode, card: &crate::domain::WarrantyCard) -> HttpResponse {
     let mut resp = json(status, serde_json::to_vec(card).expect("a card serialises"));
     let etag = format!("\"r{}\"", card.revision);
@@ -234,7 +218,7 @@ pub async fn patch(state: &AppState, req: &Request, id: &str, body: BodyStream) 
     let Some(revision) = revision else {
         return Err(ApiError::PreconditionFailed);
     };
-    let card = lifecycle::patch(&state.services, &user, id, revision, &patch).await.map_err(lifecycle_error)?;
+    let card = lifecycle::patch(&state.services, &user, id, revision, &patch).await?;
     Ok(card_response(StatusCode::OK, &card))
 }
 
@@ -247,7 +231,7 @@ pub async fn delete(state: &AppState, req: &Request, id: &str) -> Result<HttpRes
         Some(None) => return Err(ApiError::PreconditionFailed),
         Some(Some(r)) => Some(r),
     };
-    lifecycle::delete(&state.services, &user, id, expected).await.map_err(lifecycle_error)?;
+    lifecycle::delete(&state.services, &user, id, expected).await?;
     tracing::info!(product_id = %id, "product deleted");
     let mut resp = Response::new(Bytes::new());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -282,8 +266,7 @@ pub async fn raise_service_request(
         new.description.as_deref(),
         new.preferred_contact.as_deref(),
     )
-    .await
-    .map_err(lifecycle_error)?;
+    .await?;
     tracing::info!(product_id = %id, service_request = %request.id, in_warranty = request.in_warranty, "service request raised");
     let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&request).expect("a request serialises"));
     let location = format!("/api/products/{id}/service-requests/{}", request.id);
@@ -295,7 +278,7 @@ pub async fn raise_service_request(
 pub async fn service_requests(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
     let id = product_id(id)?;
-    let items = lifecycle::service_requests(&state.services, &user, id).await.map_err(lifecycle_error)?;
+    let items = lifecycle::service_requests(&state.services, &user, id).await?;
     Ok(json(StatusCode::OK, serde_json::to_vec(&serde_json::json!({ "items": items })).expect("json")))
 }
 
@@ -322,7 +305,7 @@ pub fn content_disposition(file_name: &str) -> String {
 pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
     let id = product_id(id)?;
-    let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await.map_err(lifecycle_error)?;
+    let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await?;
     let mut resp = Response::new(bytes);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(invoice.kind.content_type()));
@@ -349,8 +332,7 @@ pub async fn replace_invoice(
     let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?.ok_or(ApiError::PreconditionFailed)?;
     let boundary = upload_boundary(req)?;
     // Refused before a byte of the file is read: missing, stale, locked.
-    let version =
-        lifecycle::prepare_invoice_replacement(&state.services, &user, id, revision).await.map_err(lifecycle_error)?;
+    let version = lifecycle::prepare_invoice_replacement(&state.services, &user, id, revision).await?;
     // As at registration: the work finishes (committed or removed) even if the client leaves.
     let task_state = state.clone();
     let trace_id = req.ctx.trace_id.clone();
@@ -358,9 +340,7 @@ pub async fn replace_invoice(
         let services = &task_state.services;
         let parsed = read_form(body, boundary, services.invoices.as_ref(), id, version).await?;
         let received = parsed.invoice.map_err(|e| ApiError::Validation(vec![e]))?;
-        let card = lifecycle::replace_invoice(services, &user, id, revision, received, Some(&trace_id))
-            .await
-            .map_err(lifecycle_error)?;
+        let card = lifecycle::replace_invoice(services, &user, id, revision, received, Some(&trace_id)).await?;
         tracing::info!(product_id = %id, version, "invoice replaced");
         Ok(card_response(StatusCode::OK, &card))
     });

@@ -106,7 +106,7 @@ pub fn azurite() -> &'static str {
     })
 }
 
-fn azurite_connection_string() -> String {
+pub fn azurite_connection_string() -> String {
     use warranty::adapters::blob::sas::{DEV_ACCOUNT, DEV_KEY};
     format!("AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint={}", azurite())
 }

@@ -1,23 +1,46 @@
-//! Benchmark of the `warranty` binary on the embedded default.
+//! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Run: `cargo run --release --bin bench` (add `-- --seconds 10 --clients 16` to change the
-//! load). It builds and starts the real release binary as a child process, speaks HTTP to it
-//! on loopback, and prints:
-//! - time from process spawn to the first answer on `GET /` (the host's readiness probe);
-//! - idle RSS;
-//! - registrations per second and p50/p95/p99 latency, 1 MB PDF invoices, N clients, T seconds;
-//! - peak RSS while 32 clients upload 9.9 MB invoices at once.
+//! Sections (all by default; `--only binary|ocr|backends` runs one):
+//! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
+//!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
+//!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
+//!   upload 9.9 MB invoices at once (`--invoice-store blob` puts the invoices in Azurite);
+//! - **ocr**: per-page reading latency by kind, the Tesseract child's peak RSS, the generated
+//!   corpus through a running server, and the time from 201 to the reading on the card;
+//! - **backends**: registration throughput on each backend side by side — `embedded` (SQLite +
+//!   files), `blob` (SQLite + Azurite), `azure` (Cosmos DB emulator + Azurite + loopback Service
+//!   Bus) — with the app in this process, built exactly as the integration tests build it
+//!   (`tests/api/support`, compiled in here), because the Cosmos DB emulator is an in-process
+//!   transport only a dev-dependency provides. The emulator does no network or disk I/O: the
+//!   `azure` figures measure this service and the SDK's pipeline, not Cosmos DB's own latency.
 //!
-//! The load generator runs on the same machine and competes for the same cores: the figures
-//! are a floor for the service, not a ceiling.
+//! The load generator runs on the same machine and competes for the same cores: the figures are
+//! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
 
-use std::path::PathBuf;
+#[path = "../tests/api/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use tokio::sync::Mutex;
+use clap::{Parser, ValueEnum};
+use support::{BACKEND, Backend, Form};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Binary,
+    Ocr,
+    Backends,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InvoiceStore {
+    Files,
+    Blob,
+}
 
 #[derive(Parser)]
 struct Args {
@@ -30,59 +53,22 @@ struct Args {
     /// Process starts measured for the readiness figure.
     #[arg(long, default_value_t = 10)]
     starts: usize,
-    /// Skip the registration load and measure only OCR.
-    #[arg(long)]
-    ocr_only: bool,
-    /// Invoice store for the registration figures: `files` or `blob` (an Azurite started from
-    /// tools/azurite for the run).
-    #[arg(long, default_value = "files", value_parser = ["files", "blob"])]
-    invoice_store: String,
-}
-
-/// Extra environment for the server (the invoice store choice).
-static SERVER_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-
-/// Starts Azurite for the run on a free port; returns the child and its connection string.
-fn start_azurite() -> (std::process::Child, String) {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/azurite/node_modules/.bin/azurite-blob");
-    assert!(bin.exists(), "run `npm ci --prefix tools/azurite` first");
-    let port = free_port();
-    let child = Command::new(bin)
-        .args([
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-            "--blobPort",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Azurite starts");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(60), "Azurite did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let cs = format!(
-        "AccountName={};AccountKey={};BlobEndpoint=http://127.0.0.1:{port}/{}",
-        warranty::adapters::blob::sas::DEV_ACCOUNT,
-        warranty::adapters::blob::sas::DEV_KEY,
-        warranty::adapters::blob::sas::DEV_ACCOUNT
-    );
-    (child, cs)
+    /// Run one section only.
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+    /// Invoice store of the binary section: files, or blob (Azurite from tools/azurite).
+    #[arg(long, value_enum, default_value = "files")]
+    invoice_store: InvoiceStore,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 const SECRET: &str = "bench-secret";
 
+/// The `warranty` binary of this build (bench profile: optimised like release).
 fn server_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status =
-        Command::new(cargo).args(["build", "--release", "--quiet", "--bin", "warranty"]).status().expect("cargo runs");
-    assert!(status.success(), "building the server failed");
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent().expect("target dir").join("warranty")
+    PathBuf::from(env!("CARGO_BIN_EXE_warranty"))
 }
 
 fn free_port() -> u16 {
@@ -92,38 +78,32 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn scratch_dir() -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("warranty-bench-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    tempfile::Builder::new().prefix("warranty-bench-").tempdir().expect("scratch dir").keep()
 }
 
 /// Starts the server and returns it with the time until `GET /` first answered.
-fn start(bin: &PathBuf) -> (Server, Duration) {
-    let dir = scratch_dir();
+fn start(bin: &Path, env: &[(String, String)]) -> (Server, Duration) {
+    let dir = tempfile::Builder::new().prefix("warranty-bench-").tempdir().expect("scratch dir");
     let port = free_port();
     let started = Instant::now();
     let child = Command::new(bin)
         .arg("serve")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("WARRANTY_DATA_DIR", &dir)
+        .env("WARRANTY_DATA_DIR", dir.path())
         .env("WARRANTY_DEV_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
-        .envs(SERVER_ENV.get().cloned().unwrap_or_default())
+        .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -141,7 +121,7 @@ fn start(bin: &PathBuf) -> (Server, Duration) {
         assert!(started.elapsed() < Duration::from_secs(10), "server did not start");
         std::thread::sleep(Duration::from_micros(500));
     }
-    (Server { child, port, dir }, started.elapsed())
+    (Server { child, port, _dir: dir }, started.elapsed())
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -164,6 +144,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// A PDF of `size` bytes: the magic, then incompressible bytes.
 fn pdf(size: usize) -> Vec<u8> {
     let mut v = b"%PDF-1.7\n".to_vec();
     let mut x: u32 = 0x9E37_79B9;
@@ -176,30 +157,9 @@ fn pdf(size: usize) -> Vec<u8> {
     v
 }
 
-fn form(serial: &str, invoice: &[u8]) -> (String, Vec<u8>) {
-    let b = "----benchBoundary";
-    let mut body = Vec::with_capacity(invoice.len() + 1024);
-    for (k, v) in [("brand", "Acme"), ("model", "Bench 1"), ("serialNumber", serial), ("purchaseDate", "2026-01-15")] {
-        body.extend_from_slice(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!("--{b}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"i.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").as_bytes(),
-    );
-    body.extend_from_slice(invoice);
-    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
-}
-
 /// One registration; returns the status after reading the whole answer.
-async fn post_registration(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    ct: String,
-    body: Vec<u8>,
-) -> reqwest::StatusCode {
+async fn post_registration(client: &reqwest::Client, base: &str, token: &str, form: Form) -> reqwest::StatusCode {
+    let (ct, body) = form.finish();
     let resp = client
         .post(format!("{base}/api/products"))
         .bearer_auth(token)
@@ -218,38 +178,71 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    let bin = server_binary();
-    let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), "bench-user", Duration::from_secs(3600));
-    println!("# warranty benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    if args.ocr_only {
-        println!("command: cargo run --release --bin bench -- --ocr-only");
-        ocr_bench(&bin).await;
-        return;
-    }
+/// The latency line every load section prints.
+fn latency_report(label: &str, clients: usize, elapsed: f64, lat: &mut [Duration]) -> String {
+    lat.sort();
+    format!(
+        "{label}registrations, 1 MB PDF, {clients} clients, {elapsed:.1} s: {} done, {:.0} req/s, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        percentile(lat, 0.50),
+        percentile(lat, 0.95),
+        percentile(lat, 0.99),
+        lat.last().unwrap().as_secs_f64() * 1000.0
+    )
+}
 
+fn token(user: &str) -> String {
+    warranty::inbound::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600))
+}
+
+fn main() {
+    let args = Args::parse();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("# warranty benchmark ({cores} cores)");
     println!(
-        "command: cargo run --release --bin bench -- --seconds {} --clients {} --starts {} --invoice-store {}",
-        args.seconds, args.clients, args.starts, args.invoice_store
+        "command: cargo bench --bench bench -- --seconds {} --clients {} --starts {}{}{}",
+        args.seconds,
+        args.clients,
+        args.starts,
+        args.only.map(|s| format!(" --only {}", s.to_possible_value().unwrap().get_name())).unwrap_or_default(),
+        if args.invoice_store == InvoiceStore::Blob { " --invoice-store blob" } else { "" }
     );
-    let mut azurite = None;
-    if args.invoice_store == "blob" {
-        let (child, cs) = start_azurite();
-        azurite = Some(child);
-        let _ = SERVER_ENV.set(vec![
-            ("WARRANTY_INVOICE_STORE".into(), "blob".into()),
-            ("InvoiceStorage".into(), cs),
-            // One container per server start.
-            ("WARRANTY_BLOB_CONTAINER".into(), format!("bench{}", std::process::id())),
-        ]);
+    let runs = |s: Section| args.only.is_none_or(|o| o == s);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let bin = server_binary();
+        if runs(Section::Binary) {
+            binary_bench(&bin, &args).await;
+        }
+        if runs(Section::Ocr) {
+            ocr_bench(&bin).await;
+        }
+        if runs(Section::Backends) {
+            println!("## registration on each backend, in process");
+            for backend in [Backend::Embedded, Backend::Blob, Backend::Azure] {
+                backend_bench(backend, &args).await;
+            }
+        }
+    });
+}
+
+async fn binary_bench(bin: &Path, args: &Args) {
+    println!("## the release binary as a child process ({:?} invoice store)", args.invoice_store);
+    let mut env = Vec::new();
+    if args.invoice_store == InvoiceStore::Blob {
+        env = vec![
+            ("WARRANTY_INVOICE_STORE".to_owned(), "blob".to_owned()),
+            ("InvoiceStorage".to_owned(), support::azurite_connection_string()),
+            // One container per run.
+            ("WARRANTY_BLOB_CONTAINER".to_owned(), format!("bench{}", std::process::id())),
+        ];
     }
 
     // 1. Readiness.
     let mut starts = Vec::new();
     for _ in 0..args.starts {
-        let (server, took) = start(&bin);
+        let (server, took) = start(bin, &env);
         starts.push(took);
         drop(server);
     }
@@ -262,7 +255,7 @@ async fn main() {
     );
 
     // 2. Idle RSS.
-    let (server, _) = start(&bin);
+    let (server, _) = start(bin, &env);
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
@@ -273,56 +266,42 @@ async fn main() {
 
     // 3. Sustained registrations with 1 MB invoices.
     let invoice = Arc::new(pdf(1_000_000));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let token = token("bench-user");
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (client, base, token, invoice, latencies) =
-            (client.clone(), base.clone(), token.clone(), invoice.clone(), latencies.clone());
+        let (client, base, token, invoice) = (client.clone(), base.clone(), token.clone(), invoice.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
-                let (ct, body) = form(&format!("C{c:02}N{n:08}"), &invoice);
+                let form = Form::registration("Acme", "Bench 1", &format!("C{c:02}N{n:08}"), "2026-01-15", &invoice);
                 n += 1;
                 let t = Instant::now();
-                let status = post_registration(&client, &base, &token, ct, body).await;
+                let status = post_registration(&client, &base, &token, form).await;
                 assert_eq!(status, 201, "registration failed under load");
                 mine.push(t.elapsed());
             }
-            latencies.lock().await.extend(mine);
+            mine
         }));
     }
     let cpu_before = cpu_seconds(pid);
     let load_started = Instant::now();
+    let mut lat = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        lat.extend(t.await.unwrap());
     }
     let elapsed = load_started.elapsed().as_secs_f64();
-    let mut lat = latencies.lock().await.clone();
-    lat.sort();
+    println!("{}", latency_report("", args.clients, elapsed, &mut lat));
     println!(
-        "registrations, 1 MB PDF, {} clients, {:.1} s: {} done, {:.0} req/s, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        args.clients,
-        elapsed,
-        lat.len(),
-        lat.len() as f64 / elapsed,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.95),
-        percentile(&lat, 0.99),
-        lat.last().unwrap().as_secs_f64() * 1000.0
-    );
-    println!(
-        "server CPU during the load: {:.1} s of {:.1} s wall on {} cores (the rest is the load generator and the kernel)",
+        "server CPU during the load: {:.1} s of {elapsed:.1} s wall (the rest is the load generator and the kernel)",
         cpu_seconds(pid) - cpu_before,
-        elapsed,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!("RSS after sustained load: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
     drop(server);
 
     // 4. Peak RSS with 32 simultaneous 9.9 MB uploads, on a fresh process.
-    let (server, _) = start(&bin);
+    let (server, _) = start(bin, &env);
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
     let big = Arc::new(pdf(9_900_000));
@@ -334,9 +313,9 @@ async fn main() {
         let (client, base, token, big, barrier) =
             (client.clone(), base.clone(), token.clone(), big.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            let (ct, body) = form(&format!("BIG{c:04}"), &big);
+            let form = Form::registration("Acme", "Bench 1", &format!("BIG{c:04}"), "2026-01-15", &big);
             barrier.wait().await;
-            assert_eq!(post_registration(&client, &base, &token, ct, body).await, 201);
+            assert_eq!(post_registration(&client, &base, &token, form).await, 201);
         }));
     }
     for task in tasks {
@@ -348,14 +327,46 @@ async fn main() {
         status_kib(pid, "VmHWM:") as f64 / 1024.0,
         before as f64 / 1024.0
     );
-    drop(server);
-    if let Some(mut a) = azurite {
-        let _ = a.kill();
-        let _ = a.wait();
-        return; // The OCR figures do not depend on the invoice store.
-    }
+}
 
-    ocr_bench(&bin).await;
+async fn backend_bench(backend: Backend, args: &Args) {
+    let app = Arc::new(BACKEND.scope(backend, support::spawn_app()).await);
+    let invoice = Arc::new(pdf(1_000_000));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for c in 0..args.clients {
+        let (app, invoice) = (app.clone(), invoice.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let form = Form::registration("Acme", "Bench 1", &format!("C{c:02}N{n:08}"), "2026-01-15", &invoice);
+                n += 1;
+                let t = Instant::now();
+                let resp = app.post_form("bench-user", form).await;
+                assert_eq!(resp.status(), 201, "registration failed under load");
+                let _ = resp.bytes().await;
+                mine.push(t.elapsed());
+            }
+            mine
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let label = format!("{:<8} ", format!("{backend:?}").to_lowercase());
+    println!("{}", latency_report(&label, args.clients, elapsed, &mut lat));
+    if let Some(bus) = &app.bus {
+        let state = bus.snapshot();
+        println!(
+            "         Service Bus: {} messages accepted for {} registrations (each published before its 201)",
+            state.accepted.len(),
+            lat.len()
+        );
+    }
 }
 
 fn corpus_dir() -> PathBuf {
@@ -381,10 +392,11 @@ fn run_sampling_peak(cmd: &mut Command) -> (Duration, u64) {
 /// OCR figures: per-page latency by kind (in process, release build), the Tesseract child's
 /// peak RSS, and the whole corpus through a running server (register → queue → dispatcher →
 /// OCR → card) with the server's peak RSS.
-async fn ocr_bench(bin: &PathBuf) {
+async fn ocr_bench(bin: &Path) {
     use warranty::adapters::ocr::tesseract::TesseractConfig;
     use warranty::adapters::ocr::{InvoiceReaders, ReaderLimits};
     use warranty::ports::InvoiceReader;
+    println!("## OCR");
 
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(corpus_dir().join("ground-truth.json")).expect("ground truth"))
@@ -435,7 +447,7 @@ async fn ocr_bench(bin: &PathBuf) {
 
     // The corpus through a running server, its local OCR dispatcher on (the binary's default);
     // the guard stops it even if an assertion fails.
-    let (server, _) = start(bin);
+    let (server, _) = start(bin, &[]);
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::new();
     let t = Instant::now();
@@ -443,15 +455,13 @@ async fn ocr_bench(bin: &PathBuf) {
     // user per invoice keeps them apart, as different buyers would be.
     let users: Vec<String> = (0..invoices.len()).map(|i| format!("corpus-user-{i}")).collect();
     for (inv, user) in invoices.iter().zip(&users) {
-        let token = &warranty::inbound::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
-        let (content_type, body) = corpus_form(inv);
-        let status = post_registration(&client, &base, token, content_type, body).await;
+        let status = post_registration(&client, &base, &token(user), corpus_form(inv)).await;
         assert_eq!(status, 201, "{}", inv["file"]);
     }
     let (completed, all) = loop {
         let mut statuses = Vec::new();
         for user in &users {
-            let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), user, Duration::from_secs(3600));
+            let token = token(user);
             let page: serde_json::Value = client
                 .get(format!("{base}/api/products"))
                 .bearer_auth(&token)
@@ -488,8 +498,8 @@ async fn ocr_bench(bin: &PathBuf) {
         let mut times = Vec::new();
         for round in 0..rounds {
             let user = format!("latency-{kind}-{round}");
-            let token = warranty::inbound::auth::dev_token(SECRET.as_bytes(), &user, Duration::from_secs(3600));
-            let (content_type, body) = corpus_form(inv);
+            let token = token(&user);
+            let (content_type, body) = corpus_form(inv).finish();
             let resp = client
                 .post(format!("{base}/api/products"))
                 .bearer_auth(&token)
@@ -532,25 +542,20 @@ async fn ocr_bench(bin: &PathBuf) {
 }
 
 /// A corpus invoice's registration as a multipart body.
-fn corpus_form(inv: &serde_json::Value) -> (String, Vec<u8>) {
+fn corpus_form(inv: &serde_json::Value) -> Form {
     let r = &inv["registration"];
     let file = inv["file"].as_str().expect("file");
     let bytes = std::fs::read(corpus_dir().join(file)).expect("corpus file");
-    let b = "----ocrBench";
-    let mut body = Vec::new();
-    for k in ["brand", "model", "serialNumber", "purchaseDate"] {
-        body.extend(
-            format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{}\r\n",
-                r[k].as_str().expect("field")
-            )
-            .bytes(),
-        );
-    }
-    body.extend(
-        format!("--{b}\r\nContent-Disposition: form-data; name=\"invoice\"; filename=\"{file}\"\r\n\r\n").bytes(),
-    );
-    body.extend(bytes);
-    body.extend(format!("\r\n--{b}--\r\n").bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
+    let content_type = match file.rsplit('.').next() {
+        Some("pdf") => "application/pdf",
+        Some("jpg") => "image/jpeg",
+        _ => "image/png",
+    };
+    let field = |k: &str| r[k].as_str().expect("field").to_owned();
+    Form::new()
+        .text("brand", &field("brand"))
+        .text("model", &field("model"))
+        .text("serialNumber", &field("serialNumber"))
+        .text("purchaseDate", &field("purchaseDate"))
+        .file("invoice", file, content_type, &bytes)
 }

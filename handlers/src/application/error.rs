@@ -1,0 +1,51 @@
+//! The one error of the use cases. Each variant is a reason a request cannot be served as asked;
+//! the HTTP entry point maps them to problem+json in one place (`inbound/http/error.rs`).
+
+use crate::domain::{FieldError, INVOICE_MAX_BYTES, ProductId};
+use crate::ports::{StoreError, Unavailable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more fields are missing or invalid, all reported.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// No such product for this user.
+    #[error("not found")]
+    NotFound,
+    /// This user already registered this brand + serial number (as `existing`).
+    #[error("product already registered")]
+    AlreadyRegistered { existing: Option<ProductId> },
+    /// An idempotency key reused with a different request.
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyReused,
+    /// A patch that is not a JSON object of card fields.
+    #[error("the patch is not a JSON object of card fields: {0}")]
+    PatchInvalid(String),
+    /// The revision the client read is not the current one.
+    #[error("the product changed since it was read")]
+    PreconditionFailed,
+    /// These fields cannot change after the first service request (REQ-3.2).
+    #[error("the product is locked by a service request")]
+    Locked { fields: Vec<&'static str> },
+    /// A product with service requests is kept.
+    #[error("the product has service requests")]
+    HasServiceRequests,
+    #[error("the invoice must be smaller than {INVOICE_MAX_BYTES} bytes")]
+    InvoiceTooLarge,
+    #[error("the invoice is not a PDF, JPEG or PNG file")]
+    InvoiceUnsupported,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Gone => Self::NotFound,
+            StoreError::Stale => Self::PreconditionFailed,
+            StoreError::DuplicateProduct { existing } => Self::AlreadyRegistered { existing },
+            StoreError::IdempotencyKeyTaken => Self::IdempotencyKeyReused,
+            StoreError::Unavailable(u) => Self::Unavailable(u),
+        }
+    }
+}
