@@ -91,7 +91,7 @@ fn sort_key(created_at: DateTime<Utc>, id: ProductId) -> String {
 /// Unique per user: the brand key and the serial number. The unit separator cannot occur in
 /// either (both are validated text).
 fn serial_key(p: &ProductRecord) -> String {
-    format!("product\u{1f}{}\u{1f}{}", p.brand_key, p.serial_number)
+    p.uniqueness_key()
 }
 
 /// Idempotency keys may hold characters a Cosmos id may not (`/`, `\`, `?`, `#`): hash them.

@@ -4,165 +4,47 @@
 //! Every change is a conditional write on the product's revision, so two writers never both
 //! win: an edit that read revision r fails if a service request locked the product at r + 1.
 
-use super::Error;
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::Services;
-use super::register::{self, RegistrationForm};
-use crate::domain::brand_catalog::brand_key;
+use super::{Error, Services};
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    AuditEntry, FieldChange, FieldError, ProductId, ProductRecord, ServiceRequest, UserId, WarrantyCard,
-    WarrantyStatus, expiry_date,
+    AuditEntry, EditError, FieldChange, PatchError, ProductId, ProductPatch, ProductRecord, ServiceRequest, UserId,
+    WarrantyCard, WarrantyStatus,
 };
 use crate::ports::{StoreError, Unavailable};
 
-pub const NOTES_MAX_CHARS: usize = 1000;
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 pub const CONTACT_MAX_CHARS: usize = 200;
 /// How often a service request is re-applied after losing a race before giving up.
 const MAX_RETRIES: usize = 16;
 
-/// Card fields a client sees but cannot set.
-const READ_ONLY: &[&str] = &[
-    "id",
-    "warrantyMonths",
-    "warrantyExpiresOn",
-    "warrantyStatus",
-    "invoice",
-    "ocr",
-    "createdAt",
-    "revision",
-    "locked",
-    "lockedAt",
-    "serviceRequestCount",
-    "audit",
-];
-
-fn text(v: &Value, field: &str) -> Result<Option<String>, Error> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(Error::PatchInvalid(format!("`{field}` must be a string or null"))),
-    }
-}
-
-/// Applies an RFC 7396 merge patch to `product` for `user`, if `if_match_revision` is current.
+/// Applies an edit to the product for `user`, if `if_match_revision` is current. Only the
+/// fields that change are validated (`ProductRecord::edit`).
 pub async fn patch(
     services: &Services,
     user: &UserId,
     id: ProductId,
     if_match_revision: u64,
-    patch: &Value,
+    patch: Result<ProductPatch, PatchError>,
 ) -> Result<WarrantyCard, Error> {
     let now = services.clock.now();
-    let Value::Object(fields) = patch else {
-        return Err(Error::PatchInvalid("the body must be a JSON object".into()));
-    };
     let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     if product.revision != if_match_revision {
         return Err(Error::PreconditionFailed);
     }
-    let updated = apply(services, &product, fields, user, now)?;
-    if updated.revision == product.revision {
-        return Ok(product.card(now.date_naive()));
-    }
+    let patch = patch.map_err(|e| match e {
+        PatchError::Malformed(detail) => Error::PatchInvalid(detail),
+        PatchError::ReadOnly(errors) => Error::Invalid(errors),
+    })?;
+    let updated = match product.edit(&patch, &services.catalog, user, now) {
+        Ok(Some(updated)) => updated,
+        Ok(None) => return Ok(product.card(now.date_naive())),
+        Err(EditError::Invalid(errors)) => return Err(Error::Invalid(errors)),
+        Err(EditError::Locked(fields)) => return Err(Error::Locked { fields }),
+    };
     services.products.replace(&updated, product.revision, None).await?;
     Ok(updated.card(now.date_naive()))
-}
-
-/// The patched record (revision bumped and audited), or the record unchanged when the patch
-/// changes nothing.
-fn apply(
-    services: &Services,
-    product: &ProductRecord,
-    fields: &Map<String, Value>,
-    user: &UserId,
-    now: DateTime<Utc>,
-) -> Result<ProductRecord, Error> {
-    let mut errors = Vec::new();
-    for key in fields.keys() {
-        if let Some(ro) = READ_ONLY.iter().find(|r| **r == key) {
-            errors.push(FieldError::new(ro, "field_read_only", format!("`{ro}` cannot be changed")));
-        } else if !["brand", "model", "serialNumber", "purchaseDate", "notes"].contains(&key.as_str()) {
-            return Err(Error::PatchInvalid(format!("unknown field `{key}`")));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(Error::Invalid(errors));
-    }
-    let current = |f: &str| match f {
-        "brand" => Some(product.brand.clone()),
-        "model" => Some(product.model.clone()),
-        "serialNumber" => Some(product.serial_number.clone()),
-        "purchaseDate" => Some(product.purchase_date.to_string()),
-        _ => product.notes.clone(),
-    };
-    let merged = |f: &str| -> Result<Option<String>, Error> {
-        match fields.get(f) {
-            Some(v) => text(v, f),
-            None => Ok(current(f)),
-        }
-    };
-    let form = RegistrationForm {
-        brand: merged("brand")?,
-        model: merged("model")?,
-        serial_number: merged("serialNumber")?,
-        purchase_date: merged("purchaseDate")?,
-        transport_errors: Vec::new(),
-    };
-    // Every rule of registration applies again (serial for the brand, purchase date).
-    let (brand, model, serial, purchase, months) =
-        register::validate(services, &form, None, now).map_err(Error::Invalid)?;
-    let notes = match fields.get("notes") {
-        None => product.notes.clone(),
-        Some(v) => BoundedText::parse_optional("notes", text(v, "notes")?.as_deref(), NOTES_MAX_CHARS)
-            .map_err(|e| Error::Invalid(vec![e]))?
-            .map(BoundedText::into_inner),
-    };
-
-    let mut next = product.clone();
-    next.brand = brand;
-    next.brand_key = brand_key(&next.brand);
-    next.model = model;
-    next.serial_number = serial.as_str().to_owned();
-    next.purchase_date = purchase.date();
-    next.warranty_months = months;
-    next.warranty_expires_on = expiry_date(next.purchase_date, months);
-    next.notes = notes;
-
-    let pairs = [
-        ("brand", Some(product.brand.clone()), Some(next.brand.clone())),
-        ("model", Some(product.model.clone()), Some(next.model.clone())),
-        ("serialNumber", Some(product.serial_number.clone()), Some(next.serial_number.clone())),
-        ("purchaseDate", Some(product.purchase_date.to_string()), Some(next.purchase_date.to_string())),
-        (
-            "warrantyExpiresOn",
-            Some(product.warranty_expires_on.to_string()),
-            Some(next.warranty_expires_on.to_string()),
-        ),
-        ("notes", product.notes.clone(), next.notes.clone()),
-    ];
-    let changes: Vec<FieldChange> = pairs
-        .into_iter()
-        .filter(|(_, from, to)| from != to)
-        .map(|(field, from, to)| FieldChange { field: field.into(), from, to })
-        .collect();
-    if product.locked_at.is_some() {
-        let locked: Vec<&'static str> =
-            crate::domain::CRITICAL_FIELDS.into_iter().filter(|f| changes.iter().any(|c| c.field == *f)).collect();
-        if !locked.is_empty() {
-            return Err(Error::Locked { fields: locked });
-        }
-    }
-    if changes.is_empty() {
-        return Ok(next);
-    }
-    next.revision += 1;
-    next.audit.push(AuditEntry { at: now, by: user.clone(), action: "edited".into(), changes });
-    Ok(next)
 }
 
 /// A new service request; the first one locks the product's critical fields in the same write.

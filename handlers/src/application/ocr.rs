@@ -127,8 +127,8 @@ async fn read_and_verify(
     let registered = Registered {
         brand: &product.brand,
         model: &product.model,
-        serial_number: &product.serial_number,
-        purchase_date: product.purchase_date,
+        serial_number: product.serial_number.as_str(),
+        purchase_date: product.purchase_date.date(),
     };
     let matches = verification::verify(&registered, &fields, &text, services.ocr_date_tolerance_days);
     Ok((engine, fields, matches))

@@ -15,13 +15,12 @@ use super::Services;
 use super::intake::ReceivedInvoice;
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    FieldError, InvoiceRef, OcrRequested, OcrState, ProductId, ProductRecord, PurchaseDate, SerialNumber, UserId,
-    WarrantyCard, brand_catalog::brand_key, expiry_date,
+    FieldError, InvoiceRef, OcrRequested, OcrState, ProductField, ProductId, ProductRecord, PurchaseDate, SerialNumber,
+    UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
 };
 use crate::ports::{IdempotencyRecord, StoreError, StoredResponse, Unavailable};
 
-pub const BRAND_MAX_CHARS: usize = 64;
-pub const MODEL_MAX_CHARS: usize = 100;
+pub use crate::domain::edit::{BRAND_MAX_CHARS, MODEL_MAX_CHARS};
 
 /// The text fields as the client sent them (already decoded from multipart).
 #[derive(Debug, Default, Clone)]
@@ -34,15 +33,26 @@ pub struct RegistrationForm {
     pub transport_errors: Vec<FieldError>,
 }
 
-/// Order in which field errors are reported: the form's order.
-const FIELD_ORDER: [&str; 5] = ["brand", "model", "serialNumber", "purchaseDate", "invoice"];
+impl RegistrationForm {
+    /// Where a registration field's value goes; `None` for a field the form does not take.
+    pub fn slot(&mut self, field: ProductField) -> Option<&mut Option<String>> {
+        match field {
+            ProductField::Brand => Some(&mut self.brand),
+            ProductField::Model => Some(&mut self.model),
+            ProductField::SerialNumber => Some(&mut self.serial_number),
+            ProductField::PurchaseDate => Some(&mut self.purchase_date),
+            ProductField::Notes => None,
+        }
+    }
+}
 
 /// Keeps one error per field (the first reported) and sorts them in form order, so the
 /// top-level `code` of a response is predictable.
 pub fn normalize_field_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
     let mut seen = std::collections::HashSet::new();
     errors.retain(|e| seen.insert(e.field));
-    errors.sort_by_key(|e| FIELD_ORDER.iter().position(|f| *f == e.field).unwrap_or(FIELD_ORDER.len()));
+    // Form order: the text fields, then the invoice.
+    errors.sort_by_key(|e| ProductField::from_name(e.field).map_or(usize::MAX, |f| f as usize));
     errors
 }
 
@@ -74,10 +84,11 @@ pub fn validate(
     // Problems found while reading the form (duplicated, too long) come first so they win
     // over whatever parsing the surviving value says.
     let mut errors = form.transport_errors.clone();
-    let brand = BoundedText::parse("brand", "brand_missing", form.brand.as_deref(), BRAND_MAX_CHARS)
+    let (b, m) = (ProductField::Brand, ProductField::Model);
+    let brand = BoundedText::parse(b.name(), b.required_code(), form.brand.as_deref(), BRAND_MAX_CHARS)
         .map_err(|e| errors.push(e))
         .ok();
-    let model = BoundedText::parse("model", "model_missing", form.model.as_deref(), MODEL_MAX_CHARS)
+    let model = BoundedText::parse(m.name(), m.required_code(), form.model.as_deref(), MODEL_MAX_CHARS)
         .map_err(|e| errors.push(e))
         .ok();
     let (canonical, serial, months) = match (&brand, &model) {
@@ -90,7 +101,8 @@ pub fn validate(
         (None, _) => {
             // Without a brand no serial rule applies; still report a missing serial.
             if form.serial_number.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                errors.push(FieldError::new("serialNumber", "serial_number_missing", "`serialNumber` is required"));
+                let s = ProductField::SerialNumber;
+                errors.push(FieldError::new(s.name(), s.required_code(), "`serialNumber` is required"));
             }
             (None, None, 0)
         }
@@ -172,8 +184,8 @@ pub async fn register(
         brand_key: brand_key(&valid.brand),
         brand: valid.brand,
         model: valid.model,
-        serial_number: valid.serial.as_str().to_owned(),
-        purchase_date: valid.purchase.date(),
+        serial_number: valid.serial,
+        purchase_date: valid.purchase,
         warranty_months: valid.warranty_months,
         warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
         invoice: InvoiceRef { file_name, kind, size_bytes, sha256, location: location.clone(), version },

@@ -1,9 +1,10 @@
 //! Pure types and rules of the warranty domain. No I/O, no async.
 //!
-//! Each concept is a newtype that can only be obtained through `parse`, so code that holds a
-//! [`SerialNumber`] or a [`PurchaseDate`] holds a valid one.
+//! Each concept is a newtype obtained through `parse` (or read back from storage, where it was
+//! stored valid), so code that holds a [`SerialNumber`] or a [`PurchaseDate`] holds a valid one.
 
 pub mod brand_catalog;
+pub mod edit;
 pub mod extraction;
 pub mod invoice;
 pub mod ocr;
@@ -15,11 +16,11 @@ pub mod verification;
 pub mod warranty;
 
 pub use brand_catalog::{BrandCatalog, WarrantyTerms};
+pub use edit::{Change, EditError, PatchError, ProductField, ProductPatch};
 pub use invoice::{INVOICE_MAX_BYTES, InvoiceKind, Sniffed};
 pub use ocr::{OcrState, OcrStatus};
 pub use product::{
-    AuditEntry, CRITICAL_FIELDS, FieldChange, InvoiceRef, OcrRequested, ProductId, ProductRecord, ServiceRequest,
-    UserId, WarrantyCard,
+    AuditEntry, FieldChange, InvoiceRef, OcrRequested, ProductId, ProductRecord, ServiceRequest, UserId, WarrantyCard,
 };
 pub use purchase_date::PurchaseDate;
 pub use serial_number::SerialNumber;

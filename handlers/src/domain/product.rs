@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ocr::OcrState;
-use super::{InvoiceKind, WarrantyStatus};
+use super::{InvoiceKind, PurchaseDate, SerialNumber, WarrantyStatus};
 
 /// Products are identified by UUIDv7: unguessable enough with auth in front, and time-ordered
 /// so that storage indexes stay append-mostly.
@@ -46,8 +46,8 @@ pub struct ProductRecord {
     /// Lower-cased, whitespace-collapsed brand: the uniqueness key with the serial number.
     pub brand_key: String,
     pub model: String,
-    pub serial_number: String,
-    pub purchase_date: NaiveDate,
+    pub serial_number: SerialNumber,
+    pub purchase_date: PurchaseDate,
     pub warranty_months: u32,
     pub warranty_expires_on: NaiveDate,
     pub invoice: InvoiceRef,
@@ -74,9 +74,6 @@ pub struct ProductRecord {
 fn first_revision() -> u64 {
     1
 }
-
-/// The fields that become read-only once a service request exists (REQ-3.2).
-pub const CRITICAL_FIELDS: [&str; 4] = ["brand", "model", "serialNumber", "purchaseDate"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -152,8 +149,8 @@ impl ProductRecord {
             id: self.id,
             brand: self.brand.clone(),
             model: self.model.clone(),
-            serial_number: self.serial_number.clone(),
-            purchase_date: self.purchase_date,
+            serial_number: self.serial_number.as_str().to_owned(),
+            purchase_date: self.purchase_date.date(),
             warranty_months: self.warranty_months,
             warranty_expires_on: self.warranty_expires_on,
             warranty_status: WarrantyStatus::on(self.warranty_expires_on, today),
@@ -173,6 +170,12 @@ impl ProductRecord {
             service_request_count: self.service_requests.len(),
             audit: self.audit.clone(),
         }
+    }
+
+    /// What makes a product unique for its owner: the brand key and the serial number (the
+    /// Cosmos DB unique key; the SQLite constraint uses the two columns).
+    pub fn uniqueness_key(&self) -> String {
+        format!("product\u{1f}{}\u{1f}{}", self.brand_key, self.serial_number)
     }
 
     /// The card's entity tag: changes whenever a user-visible, user-editable part changes.

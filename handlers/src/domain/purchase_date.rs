@@ -10,7 +10,9 @@ pub const MAX_AGE_YEARS: i32 = 50;
 
 /// A calendar date (no time zone: it is the date printed on the invoice), not in the future and
 /// not absurdly old.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Stored as the plain date; read back as it was stored (no "future" check: time has moved on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct PurchaseDate(NaiveDate);
 
 impl PurchaseDate {
@@ -57,13 +59,14 @@ impl PurchaseDate {
         Ok(Self(date))
     }
 
-    /// Rebuilds a date that was valid when it was stored (no "future" check: time has moved on).
-    pub fn from_stored(date: NaiveDate) -> Self {
-        Self(date)
-    }
-
     pub fn date(self) -> NaiveDate {
         self.0
+    }
+}
+
+impl std::fmt::Display for PurchaseDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 

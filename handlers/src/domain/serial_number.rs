@@ -5,8 +5,10 @@ use super::{FieldError, WarrantyTerms};
 /// Longest serial we store, whatever the brand rule says.
 pub const MAX_SERIAL_CHARS: usize = 64;
 
-/// Trimmed, upper-cased and matching the serial rule of its brand.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Trimmed, upper-cased and matching the serial rule of its brand when it was set. Stored as
+/// the plain string; read back as it was stored (the brand's rule may have changed since).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SerialNumber(String);
 
 impl SerialNumber {
@@ -38,13 +40,14 @@ impl SerialNumber {
         Ok(Self(normalized))
     }
 
-    /// Rebuilds a serial that was valid when stored.
-    pub fn from_stored(s: String) -> Self {
-        Self(s)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::fmt::Display for SerialNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

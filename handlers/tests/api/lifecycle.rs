@@ -14,6 +14,36 @@ backends!([embedded, blob, azure]:
 use crate::support::*;
 use serde_json::{Value, json};
 
+/// The brand catalogue's serial rule can tighten after a product was registered. Such a
+/// product's notes stay editable (only changed fields are validated), while a change of its
+/// serial meets today's rule. The stored row is given a serial the current Dell rule refuses,
+/// as one registered under an older rule would be (embedded store: the row is SQLite).
+#[tokio::test]
+async fn notes_stay_editable_after_the_catalogue_changed_the_serial_rule() {
+    let app = spawn_app().await;
+    let (id, _, etag) = registered(&app, "7XK9JH2").await;
+    let db = rusqlite::Connection::open(app.dir.path().join("warranty.sqlite3")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE products SET serial_number = 'OLD-RULE-42', doc = json_set(doc, '$.serialNumber', 'OLD-RULE-42') WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let resp = patch(&app, &id, Some(&etag), r#"{"notes":"bought at the airport"}"#).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let card: Value = app.get("alice", &format!("/api/products/{id}")).await.json().await.unwrap();
+    assert_eq!(card["notes"], "bought at the airport");
+    assert_eq!(card["serialNumber"], "OLD-RULE-42", "kept as stored");
+    assert_eq!(card["revision"], 2);
+
+    // Touching the serial validates it against the current rule.
+    let (s, p) = problem(patch(&app, &id, Some("\"r2\""), r#"{"serialNumber":"OLD-RULE-43"}"#).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (422, "serial_format_invalid"));
+}
+
 async fn registered(app: &TestApp, serial: &str) -> (String, Value, String) {
     registered_as(app, "Dell", serial).await
 }

@@ -137,7 +137,7 @@ fn missing_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: ProductId
 fn existing_with_serial(tx: &rusqlite::Transaction<'_>, product: &ProductRecord) -> Option<ProductId> {
     tx.query_row(
         "SELECT id FROM products WHERE user_id = ?1 AND brand_key = ?2 AND serial_number = ?3",
-        params![product.user_id.as_str(), product.brand_key, product.serial_number],
+        params![product.user_id.as_str(), product.brand_key, product.serial_number.as_str()],
         |r| r.get::<_, String>(0),
     )
     .optional()
@@ -196,7 +196,7 @@ impl ProductRepository for SqliteProductRepository {
                     product.id.to_string(),
                     product.user_id.as_str(),
                     product.brand_key,
-                    product.serial_number,
+                    product.serial_number.as_str(),
                     ts(product.created_at),
                     doc
                 ],
@@ -325,7 +325,7 @@ impl ProductRepository for SqliteProductRepository {
                 sql,
                 params![
                     product.brand_key,
-                    product.serial_number,
+                    product.serial_number.as_str(),
                     doc,
                     product.id.to_string(),
                     product.user_id.as_str(),

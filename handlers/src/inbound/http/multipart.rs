@@ -18,6 +18,7 @@ use super::BodyStream;
 use super::error::ApiError;
 use crate::application::intake::{Finished, InvoiceIntake, ReceivedInvoice};
 use crate::application::register::RegistrationForm;
+use crate::domain::ProductField;
 use crate::domain::{FieldError, INVOICE_MAX_BYTES, ProductId};
 use crate::ports::InvoiceStore;
 
@@ -164,19 +165,10 @@ pub async fn read_form(
                         Err(e) => return Err(e.into()),
                     });
                 }
-                "brand" | "model" | "serialNumber" | "purchaseDate" => {
-                    let field_name: &'static str = match name.as_str() {
-                        "brand" => "brand",
-                        "model" => "model",
-                        "serialNumber" => "serialNumber",
-                        _ => "purchaseDate",
-                    };
-                    let slot = match field_name {
-                        "brand" => &mut form.brand,
-                        "model" => &mut form.model,
-                        "serialNumber" => &mut form.serial_number,
-                        _ => &mut form.purchase_date,
-                    };
+                text if ProductField::from_name(text).and_then(|f| form.slot(f)).is_some() => {
+                    let product_field = ProductField::from_name(text).expect("checked above");
+                    let field_name = product_field.name();
+                    let slot = form.slot(product_field).expect("checked above");
                     let value = read_text(field, field_name, &too_large).await?;
                     match value {
                         Err(e) => field_errors.push(e),

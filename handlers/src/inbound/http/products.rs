@@ -11,6 +11,7 @@ use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::lifecycle;
 use crate::application::products::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::application::register::{self, Registered};
+use crate::domain::ProductPatch;
 
 fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut resp = Response::new(Bytes::from(body));
@@ -218,7 +219,12 @@ pub async fn patch(state: &AppState, req: &Request, id: &str, body: BodyStream) 
     let Some(revision) = revision else {
         return Err(ApiError::PreconditionFailed);
     };
-    let card = lifecycle::patch(&state.services, &user, id, revision, &patch).await?;
+    // A document that is not an object is refused at once; what it asks for is judged against
+    // the product (which must exist and be the revision the client read) first.
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest { code: "patch_invalid", detail: "the body must be a JSON object".into() });
+    }
+    let card = lifecycle::patch(&state.services, &user, id, revision, ProductPatch::from_json(&patch)).await?;
     Ok(card_response(StatusCode::OK, &card))
 }
 
