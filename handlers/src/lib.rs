@@ -6,11 +6,11 @@
 pub mod adapters;
 pub mod application;
 pub mod build_info;
-pub mod configuration;
+pub mod config;
 pub mod domain;
+pub mod host;
 pub mod inbound;
 pub mod ocr_eval;
 pub mod ops;
 pub mod ports;
-pub mod startup;
 pub mod telemetry;

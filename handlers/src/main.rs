@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use warranty::adapters::embedded::queue::SqliteOcrQueue;
-use warranty::configuration::Settings;
+use warranty::config::Settings;
+use warranty::host::{Application, shutdown_signal};
 use warranty::inbound::auth;
-use warranty::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "warranty", version, about = "Warranty registration backend (Azure Functions custom handler)")]
@@ -225,7 +225,7 @@ enum QueueAction {
 }
 
 fn queue_command(settings: &Settings, action: QueueAction) -> ExitCode {
-    let db = settings.data_dir.join("warranty.sqlite3");
+    let db = settings.server.data_dir.join("warranty.sqlite3");
     if !db.exists() {
         eprintln!("no database at {} (set WARRANTY_DATA_DIR)", db.display());
         return ExitCode::FAILURE;
@@ -281,13 +281,15 @@ fn ocr_eval_command(
             return ExitCode::FAILURE;
         }
     };
-    let readers = match warranty::startup::invoice_readers(settings, &scratch, cache) {
-        Ok(r) => std::sync::Arc::new(r),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let identity = warranty::adapters::azure::identity::Identity::new(&settings.identity);
+    let readers =
+        match warranty::adapters::ocr::InvoiceReaders::from_settings(&settings.ocr, &identity, &scratch, cache) {
+            Ok(r) => std::sync::Arc::new(r),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let result = rt.block_on(ocr_eval::run(readers, &opts));
@@ -339,11 +341,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::DevToken { user, ttl } => {
-            if cli.settings.jwks_url.is_some() || cli.settings.jwks_file.is_some() {
+            if cli.settings.auth.jwks_url.is_some() || cli.settings.auth.jwks_file.is_some() {
                 eprintln!("dev-token only works in shared-secret mode (unset WARRANTY_JWKS_URL / WARRANTY_JWKS_FILE)");
                 return ExitCode::FAILURE;
             }
-            match auth::dev_secret(cli.settings.dev_jwt_secret.as_deref(), &cli.settings.data_dir) {
+            match auth::dev_secret(
+                cli.settings.auth.dev_jwt_secret.as_ref().map(warranty::config::Secret::expose),
+                &cli.settings.server.data_dir,
+            ) {
                 Ok(secret) => {
                     println!("{}", auth::dev_token(&secret, &user, ttl));
                     ExitCode::SUCCESS
@@ -363,7 +368,7 @@ fn main() -> ExitCode {
                 kinds,
                 limit,
                 jobs,
-                date_tolerance_days: cli.settings.ocr_date_tolerance_days,
+                date_tolerance_days: cli.settings.ocr.ocr_date_tolerance_days,
                 show,
             };
             ocr_eval_command(&cli.settings, opts, json, cache)

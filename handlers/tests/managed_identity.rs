@@ -18,7 +18,8 @@ use bytes::Bytes;
 use support::*;
 use warp::Filter;
 use warp::http::{Response, StatusCode};
-use warranty::adapters::servicebus::{ServiceBusPublisher, entra_auth};
+use warranty::adapters::azure::identity::Identity;
+use warranty::adapters::azure::servicebus::{ServiceBusAuth, ServiceBusPublisher};
 
 /// What the identity endpoint saw: the query, and the `X-IDENTITY-HEADER` value.
 type TokenRequests = Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>>;
@@ -70,11 +71,11 @@ async fn the_user_assigned_identity_authenticates_service_bus_sends() {
         std::env::set_var("IDENTITY_HEADER", "platform-secret");
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = warranty::configuration::Settings::for_tests(dir.path().to_owned());
-    settings.managed_identity_client_id = Some("6a1f0c3e-user-assigned".into());
-    let credential = warranty::startup::managed_identity(&settings).unwrap();
+    let mut settings = warranty::config::Settings::for_tests(dir.path().to_owned());
+    settings.identity.managed_identity_client_id = Some("6a1f0c3e-user-assigned".into());
+    let credential = Identity::new(&settings.identity).credential().unwrap();
     let endpoint = format!("http://127.0.0.1:{bus_port}");
-    let publisher = ServiceBusPublisher::new(&endpoint, "invoice-ocr", entra_auth(credential));
+    let publisher = ServiceBusPublisher::new(&endpoint, "invoice-ocr", ServiceBusAuth::Credential(credential));
     let event = sample_event();
     publisher.publish(&event, Some("trace")).await.expect("sent with the identity's token");
     publisher.publish(&event, Some("trace")).await.expect("sent again");

@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+use crate::config::{AuthSettings, Secret, StartupError};
 use crate::domain::UserId;
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -60,6 +61,40 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// JWKS mode when a JWKS URL or file is set (issuer and audience then required), else the
+    /// embedded default's shared secret (configured, or kept in `data_dir`).
+    pub fn from_settings(settings: &AuthSettings, data_dir: &std::path::Path) -> Result<Self, StartupError> {
+        let source = match (&settings.jwks_url, &settings.jwks_file) {
+            (Some(url), _) => Some(KeySource::Url(url.clone())),
+            (None, Some(file)) => Some(KeySource::File(file.clone())),
+            (None, None) => None,
+        };
+        match source {
+            Some(source) => {
+                let (Some(iss), Some(aud)) = (&settings.jwt_issuer, &settings.jwt_audience) else {
+                    return Err(StartupError::JwksNeedsIssuerAndAudience);
+                };
+                Ok(Self::jwks(
+                    source,
+                    Duration::from_secs(settings.jwks_min_refresh_secs),
+                    iss,
+                    aud,
+                    &settings.jwt_user_claim,
+                ))
+            }
+            None => {
+                let secret = dev_secret(settings.dev_jwt_secret.as_ref().map(Secret::expose), data_dir)
+                    .map_err(|e| StartupError::DataDir(data_dir.display().to_string(), e))?;
+                Ok(Self::shared_secret(
+                    &secret,
+                    settings.jwt_issuer.as_deref().unwrap_or(DEV_ISSUER),
+                    settings.jwt_audience.as_deref().unwrap_or(DEV_AUDIENCE),
+                    &settings.jwt_user_claim,
+                ))
+            }
+        }
+    }
+
     pub fn shared_secret(secret: &[u8], issuer: &str, audience: &str, user_claim: &str) -> Self {
         Self {
             mode: Mode::Shared(DecodingKey::from_secret(secret)),

@@ -114,11 +114,11 @@ async fn jwks_server(keys: Vec<Value>) -> Jwks {
 async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
     let url = jwks.url.clone();
     spawn_with(move |s| {
-        s.jwks_url = Some(url);
-        s.jwt_issuer = Some(ISSUER.into());
-        s.jwt_audience = Some(AUDIENCE.into());
-        s.jwks_min_refresh_secs = min_refresh_secs;
-        s.dev_jwt_secret = None;
+        s.auth.jwks_url = Some(url);
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
+        s.auth.jwks_min_refresh_secs = min_refresh_secs;
+        s.auth.dev_jwt_secret = None;
     })
     .await
 }
@@ -238,10 +238,10 @@ async fn the_user_claim_is_configurable_and_scopes_the_data() {
     let jwks = jwks_server(vec![key.jwk()]).await;
     let url = jwks.url.clone();
     let app = spawn_with(move |s| {
-        s.jwks_url = Some(url);
-        s.jwt_issuer = Some(ISSUER.into());
-        s.jwt_audience = Some(AUDIENCE.into());
-        s.jwt_user_claim = "oid".into();
+        s.auth.jwks_url = Some(url);
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
+        s.auth.jwt_user_claim = "oid".into();
     })
     .await;
     let (ct, body) =
@@ -267,9 +267,9 @@ async fn a_jwks_file_works_without_a_network() {
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, json!({"keys": [key.jwk()]}).to_string()).unwrap();
     let app = spawn_with(move |s| {
-        s.jwks_file = Some(path);
-        s.jwt_issuer = Some(ISSUER.into());
-        s.jwt_audience = Some(AUDIENCE.into());
+        s.auth.jwks_file = Some(path);
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
     })
     .await;
     assert_eq!(list_status(&app, &key.sign(claims("alice"))).await.0, 200);
@@ -283,9 +283,9 @@ async fn an_unreachable_key_set_is_a_503_not_a_401() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let app = spawn_with(move |s| {
-        s.jwks_url = Some(format!("http://127.0.0.1:{port}/keys"));
-        s.jwt_issuer = Some(ISSUER.into());
-        s.jwt_audience = Some(AUDIENCE.into());
+        s.auth.jwks_url = Some(format!("http://127.0.0.1:{port}/keys"));
+        s.auth.jwt_issuer = Some(ISSUER.into());
+        s.auth.jwt_audience = Some(AUDIENCE.into());
     })
     .await;
     let key = TestKey::rsa("k");

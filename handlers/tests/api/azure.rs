@@ -14,7 +14,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 use warranty::ports::{PendingOcrEvents, ProductRepository};
 
-async fn azure_app(configure: impl FnOnce(&mut warranty::configuration::Settings)) -> TestApp {
+async fn azure_app(configure: impl FnOnce(&mut warranty::config::Settings)) -> TestApp {
     BACKEND.scope(Backend::Azure, spawn_with(configure)).await
 }
 
@@ -46,7 +46,7 @@ async fn register(app: &TestApp, serial: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_reaches_a_completed_card_through_service_bus_and_clears_its_marker() {
-    let app = azure_app(|s| s.ocr_dispatcher = true).await;
+    let app = azure_app(|s| s.delivery.ocr_dispatcher = true).await;
     let (id, location) = register(&app, "C02XK0ABJGH5").await;
     let cosmos = app.cosmos.as_ref().unwrap();
     let doc = cosmos.document("alice", &id).await.unwrap();
@@ -73,8 +73,8 @@ async fn a_registration_reaches_a_completed_card_through_service_bus_and_clears_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_the_queue_refused_is_republished_once_by_the_sweeper() {
     let app = azure_app(|s| {
-        s.ocr_dispatcher = true;
-        s.ocr_republish_after_secs = 0;
+        s.delivery.ocr_dispatcher = true;
+        s.delivery.ocr_republish_after_secs = 0;
     })
     .await;
     let bus = app.bus.as_ref().unwrap();
@@ -104,7 +104,7 @@ async fn an_event_the_queue_refused_is_republished_once_by_the_sweeper() {
 /// id again and duplicate detection absorbs it, so the queue holds one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_event_whose_marker_stayed_is_absorbed_as_a_duplicate() {
-    let app = azure_app(|s| s.ocr_republish_after_secs = 0).await;
+    let app = azure_app(|s| s.delivery.ocr_republish_after_secs = 0).await;
     let cosmos = app.cosmos.as_ref().unwrap();
     cosmos.replace_unavailable.enable();
     let (id, _) = register(&app, "C02XK0ABJGH5").await;
@@ -121,7 +121,7 @@ async fn a_published_event_whose_marker_stayed_is_absorbed_as_a_duplicate() {
 /// A young marker belongs to a request that may still be publishing it: the sweeper leaves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_leaves_markers_younger_than_the_threshold() {
-    let app = azure_app(|s| s.ocr_republish_after_secs = 3600).await;
+    let app = azure_app(|s| s.delivery.ocr_republish_after_secs = 3600).await;
     app.bus.as_ref().unwrap().script(vec![(503, None)]);
     register(&app, "C02XK0ABJGH5").await;
     assert_eq!(sweep(&app).await, json!({ "found": 0, "published": 0, "failed": 0 }));
@@ -177,7 +177,7 @@ async fn throttling_past_the_sdk_retries_is_503_and_loses_nothing() {
 /// state and the relay's marker) never overwrite each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_of_one_document_lose_nothing() {
-    let app = azure_app(|s| s.ocr_republish_after_secs = 0).await;
+    let app = azure_app(|s| s.delivery.ocr_republish_after_secs = 0).await;
     let cosmos = app.cosmos.as_ref().unwrap();
     // Keep the markers: every publication is refused.
     app.bus.as_ref().unwrap().script(vec![(503, None); 20]);
@@ -185,7 +185,7 @@ async fn concurrent_updates_of_one_document_lose_nothing() {
     for i in 0..20 {
         ids.push(register(&app, &format!("C02XK0ABJG{i:02}")).await.0);
     }
-    let repo = Arc::new(warranty::adapters::cosmos::CosmosProductRepository::new(cosmos.container.clone()));
+    let repo = Arc::new(warranty::adapters::azure::cosmos::CosmosProductRepository::new(cosmos.container.clone()));
     let user = warranty::domain::UserId("alice".into());
     let events = repo.pending(chrono::Utc::now() + chrono::Duration::seconds(1), 100).await.unwrap();
     assert_eq!(events.len(), 20);
@@ -217,14 +217,14 @@ async fn concurrent_updates_of_one_document_lose_nothing() {
 #[tokio::test]
 async fn cosmos_without_a_connection_or_without_service_bus_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = warranty::configuration::Settings::for_tests(dir.path().to_owned());
-    settings.product_store = "cosmos".into();
-    let err = warranty::startup::Application::build(&settings).await.err().expect("refused");
+    let mut settings = warranty::config::Settings::for_tests(dir.path().to_owned());
+    settings.products.product_store = warranty::config::ProductStoreKind::Cosmos;
+    let err = warranty::host::Application::build(&settings).await.err().expect("refused");
     assert!(err.to_string().contains("WARRANTY_OCR_DELIVERY=servicebus"), "{err}");
-    settings.ocr_delivery = "servicebus".into();
-    settings.servicebus_connection_string =
+    settings.delivery.ocr_delivery = warranty::config::OcrDeliveryKind::Servicebus;
+    settings.delivery.servicebus_connection_string =
         Some("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=eA==".into());
-    let err = warranty::startup::Application::build(&settings).await.err().expect("refused");
+    let err = warranty::host::Application::build(&settings).await.err().expect("refused");
     assert!(err.to_string().contains("CosmosDb__accountEndpoint"), "{err}");
 }
 
@@ -236,8 +236,8 @@ async fn a_hanging_queue_does_not_hold_the_registration() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
     let app = azure_app(move |s| {
-        s.servicebus_connection_string =
-            Some(format!("Endpoint={endpoint}/;SharedAccessKeyName=send;SharedAccessKey={SB_KEY}"))
+        s.delivery.servicebus_connection_string =
+            Some(format!("Endpoint={endpoint}/;SharedAccessKeyName=send;SharedAccessKey={SB_KEY}").into())
     })
     .await;
     let (ct, body) =

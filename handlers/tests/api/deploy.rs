@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::Value;
-use warranty::configuration::Settings;
+use warranty::config::Settings;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -238,18 +238,18 @@ fn the_bicep_containers_and_queues_are_the_ones_the_adapters_use() {
     assert!(cosmos.contains("type: 'Continuous'"), "point-in-time restore");
     assert!(cosmos.contains("disableLocalAuth: true"));
     let defaults = Settings::for_tests(PathBuf::from("/tmp"));
-    assert!(cosmos.contains(&format!("name: '{}'", defaults.cosmos_database)));
-    assert!(cosmos.contains(&format!("name: '{}'", defaults.cosmos_container)));
+    assert!(cosmos.contains(&format!("name: '{}'", defaults.products.cosmos_database)));
+    assert!(cosmos.contains(&format!("name: '{}'", defaults.products.cosmos_container)));
     // Every path the adapter queries is indexed.
     for path in ["/type/?", "/serialKey/?", "/sortKey/?", "/pendingOcrSince/?"] {
         assert!(cosmos.contains(path), "{path} is not indexed");
     }
     let sb = read("infra-bicep/modules/servicebus.bicep");
-    assert!(sb.contains(&format!("name: '{}'", defaults.ocr_queue)));
+    assert!(sb.contains(&format!("name: '{}'", defaults.delivery.ocr_queue)));
     assert!(sb.contains("requiresDuplicateDetection: true"), "republished events are absorbed");
     assert!(sb.contains("disableLocalAuth: true"));
     let storage = read("infra-bicep/modules/storage.bicep");
-    assert!(storage.contains(&format!("name: '{}'", defaults.blob_container)));
+    assert!(storage.contains(&format!("name: '{}'", defaults.invoices.blob_container)));
     assert!(
         storage.contains("isVersioningEnabled: true") && storage.contains("deleteRetentionPolicy: { enabled: true")
     );

@@ -18,8 +18,8 @@ use serde_json::Value;
 /// next poll whatever happened).
 async fn a_registration_wakes_the_idle_dispatcher_at_once() {
     let app = spawn_with(|s| {
-        s.ocr_dispatcher = true;
-        s.ocr_idle_poll_ms = 3_600_000;
+        s.delivery.ocr_dispatcher = true;
+        s.delivery.ocr_idle_poll_ms = 3_600_000;
     })
     .await;
     let pdf = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/invoice.pdf")).unwrap();
@@ -38,7 +38,7 @@ async fn a_registration_wakes_the_idle_dispatcher_at_once() {
 }
 
 async fn a_registered_scan_moves_from_queued_to_completed() {
-    let app = spawn_with(|s| s.ocr_dispatcher = true).await;
+    let app = spawn_with(|s| s.delivery.ocr_dispatcher = true).await;
     let truth: Value = serde_json::from_slice(
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/ground-truth.json")).unwrap(),
     )
@@ -76,10 +76,10 @@ async fn a_registered_scan_moves_from_queued_to_completed() {
 
 async fn failing_deliveries_back_off_dead_letter_and_replay() {
     let app = spawn_with(|s| {
-        s.ocr_dispatcher = true;
-        s.tesseract_path = "/nonexistent/tesseract".into();
-        s.ocr_max_delivery_count = 3;
-        s.ocr_retry_base_ms = 20;
+        s.delivery.ocr_dispatcher = true;
+        s.ocr.tesseract_path = "/nonexistent/tesseract".into();
+        s.delivery.ocr_max_delivery_count = 3;
+        s.delivery.ocr_retry_base_ms = 20;
     })
     .await;
     let resp = app

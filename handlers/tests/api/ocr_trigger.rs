@@ -236,7 +236,7 @@ async fn a_deleted_product_completes_the_message() {
 }
 
 async fn a_locked_database_is_transient_and_the_retry_succeeds() {
-    let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
+    let app = spawn_with(|s| s.products.sqlite_busy_timeout_ms = 200).await;
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH5").await;
     app.start_product_store_outage();
     let (status, _) = invoke(&app, &payload(event.clone(), 1, "m")).await;
@@ -248,7 +248,7 @@ async fn a_locked_database_is_transient_and_the_retry_succeeds() {
 }
 
 async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
-    let app = spawn_with(|s| s.tesseract_path = "/nonexistent/tesseract".into()).await;
+    let app = spawn_with(|s| s.ocr.tesseract_path = "/nonexistent/tesseract".into()).await;
     let (id, event) = register(&app, "invoice.png", &fixture("invoice.png"), "C02XK0ABJGH5").await;
     let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
     assert_eq!(status, 503, "{body}");
@@ -323,9 +323,9 @@ async fn hostile_inputs_hit_the_limits_not_the_worker() {
     .unwrap();
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
     let app = spawn_with(|s| {
-        s.ocr_max_pages = 5;
-        s.ocr_timeout_secs = 1;
-        s.tesseract_path = hang.clone();
+        s.ocr.ocr_max_pages = 5;
+        s.ocr.ocr_timeout_secs = 1;
+        s.ocr.tesseract_path = hang.clone();
     })
     .await;
     let cases: [(&str, Vec<u8>, &str); 3] = [

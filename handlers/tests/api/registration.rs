@@ -85,7 +85,7 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
 }
 
 async fn model_overrides_and_unknown_brands_set_the_warranty_length() {
-    let app = spawn_with(|s| s.default_warranty_months = 18).await;
+    let app = spawn_with(|s| s.server.default_warranty_months = 18).await;
     let pdf = fixture("invoice.pdf");
     let resp = app.post_form("u", Form::registration("Dell", "Latitude 7440", "7xk9jh2", "2024-01-31", &pdf)).await;
     assert_eq!(resp.status(), 201);
@@ -448,7 +448,7 @@ async fn malformed_requests_get_4xx_problems() {
 }
 
 async fn a_failing_database_gives_503_and_removes_the_stored_invoice() {
-    let app = spawn_with(|s| s.sqlite_busy_timeout_ms = 200).await;
+    let app = spawn_with(|s| s.products.sqlite_busy_timeout_ms = 200).await;
     // Another writer holds the database lock (our write times out like on a stuck disk), or
     // Cosmos DB answers 503 past the SDK's retries.
     app.start_product_store_outage();

@@ -11,15 +11,17 @@ use std::time::Duration;
 
 use crate::support::*;
 use serde_json::Value;
-use warranty::adapters::servicebus::{PublishError, SasKey, ServiceBusPublisher};
+use warranty::adapters::azure::servicebus::{PublishError, SasKey, ServiceBusAuth, ServiceBusPublisher};
+use warranty::config::Secret;
+
+fn sas_auth(endpoint: &str, key: &str, queue: &str) -> ServiceBusAuth {
+    let cs = format!("Endpoint={endpoint};SharedAccessKeyName=send;SharedAccessKey={key}");
+    let key = SasKey::parse(&Secret::new(cs)).unwrap();
+    ServiceBusAuth::Sas { key, resource_uri: ServiceBusPublisher::resource_uri(endpoint, queue) }
+}
 
 fn publisher(endpoint: &str, key: &str) -> ServiceBusPublisher {
-    let sas = SasKey { endpoint: endpoint.into(), key_name: "send".into(), key: key.into() };
-    ServiceBusPublisher::new(
-        endpoint,
-        "invoice-ocr",
-        sas.auth_source(ServiceBusPublisher::resource_uri(endpoint, "invoice-ocr")),
-    )
+    ServiceBusPublisher::new(endpoint, "invoice-ocr", sas_auth(endpoint, key, "invoice-ocr"))
 }
 
 #[tokio::test]
@@ -50,12 +52,8 @@ async fn a_message_is_sent_as_documented_and_errors_are_classified() {
     let wrong = publisher(&ns.endpoint, "d3Jvbmc=");
     assert!(matches!(wrong.publish(&sample_event(), None).await, Err(PublishError::Rejected(_))));
     // A queue that does not exist (404).
-    let sas = SasKey { endpoint: ns.endpoint.clone(), key_name: "send".into(), key: SB_KEY.into() };
-    let missing = ServiceBusPublisher::new(
-        &ns.endpoint,
-        "no-such-queue",
-        sas.auth_source(ServiceBusPublisher::resource_uri(&ns.endpoint, "no-such-queue")),
-    );
+    let missing =
+        ServiceBusPublisher::new(&ns.endpoint, "no-such-queue", sas_auth(&ns.endpoint, SB_KEY, "no-such-queue"));
     assert!(matches!(missing.publish(&sample_event(), None).await, Err(PublishError::Rejected(_))));
 }
 
@@ -65,10 +63,10 @@ async fn registrations_reach_service_bus_once_even_when_it_is_busy() {
     let ns = service_bus(vec![(503, Some("0")), (500, None)]).await;
     let cs = ns.connection_string();
     let app = spawn_with(move |s| {
-        s.ocr_dispatcher = true;
-        s.ocr_delivery = "servicebus".into();
-        s.servicebus_connection_string = Some(cs);
-        s.ocr_retry_base_ms = 10;
+        s.delivery.ocr_dispatcher = true;
+        s.delivery.ocr_delivery = warranty::config::OcrDeliveryKind::Servicebus;
+        s.delivery.servicebus_connection_string = Some(warranty::config::Secret::new(cs));
+        s.delivery.ocr_retry_base_ms = 10;
     })
     .await;
     let (ct, body) =

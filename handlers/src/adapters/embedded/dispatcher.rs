@@ -86,7 +86,7 @@ pub enum Sink {
     Local {
         port: u16,
     },
-    ServiceBus(crate::adapters::servicebus::ServiceBusPublisher),
+    ServiceBus(crate::adapters::azure::servicebus::ServiceBusPublisher),
 }
 
 pub struct Dispatcher {
@@ -123,7 +123,7 @@ impl Dispatcher {
                     serde_json::from_str(&d.body).map_err(|e| (format!("unreadable event: {e}"), None))?;
                 let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
                 publisher.publish(&event, Some(&correlation)).await.map_err(|e| match e {
-                    crate::adapters::servicebus::PublishError::Transient { retry_after, detail } => {
+                    crate::adapters::azure::servicebus::PublishError::Transient { retry_after, detail } => {
                         (detail, retry_after)
                     }
                     other => (other.to_string(), None),

@@ -19,12 +19,16 @@ use crate::ports::{EngineReading, ReadError, Reading};
 
 pub const API_VERSION: &str = "2024-11-30";
 
+/// The scope of Document Intelligence tokens.
+pub const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+
 /// How requests are authenticated.
 #[derive(Clone)]
 pub enum Credential {
-    Key(String),
-    /// A bearer token source (managed identity in Azure).
-    Token(std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync>),
+    /// A resource key, for local use only.
+    Key(crate::config::Secret),
+    /// Entra ID tokens (the app's managed identity in Azure, role Cognitive Services User).
+    Entra(std::sync::Arc<dyn azure_core::credentials::TokenCredential>),
 }
 
 #[derive(Clone)]
@@ -55,10 +59,13 @@ impl DocumentIntelligence {
 
     async fn authorize(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ReadError> {
         Ok(match &self.credential {
-            Credential::Key(k) => req.header("Ocp-Apim-Subscription-Key", k),
-            Credential::Token(source) => {
-                let token = source().await.map_err(|e| ReadError::EngineUnavailable(format!("no token: {e}")))?;
-                req.bearer_auth(token)
+            Credential::Key(k) => req.header("Ocp-Apim-Subscription-Key", k.expose()),
+            Credential::Entra(credential) => {
+                let token = credential
+                    .get_token(&[SCOPE], None)
+                    .await
+                    .map_err(|e| ReadError::EngineUnavailable(format!("no token: {e}")))?;
+                req.bearer_auth(token.token.secret())
             }
         })
     }

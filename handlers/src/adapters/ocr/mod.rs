@@ -9,6 +9,8 @@ pub mod einvoice;
 pub mod pdf;
 pub mod tesseract;
 
+use crate::adapters::azure::identity::Identity;
+use crate::config::{OcrEngineChoice, OcrSettings, StartupError};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -67,6 +69,47 @@ pub struct InvoiceReaders {
 }
 
 impl InvoiceReaders {
+    /// The readers the settings describe, with scratch space at `scratch` and (development
+    /// only, for `warranty ocr-eval`) a cache of Tesseract's raw output.
+    pub fn from_settings(
+        settings: &OcrSettings,
+        identity: &Identity,
+        scratch: &std::path::Path,
+        cache: Option<std::path::PathBuf>,
+    ) -> Result<Self, StartupError> {
+        let tesseract = TesseractConfig {
+            tesseract: settings.tesseract_path.clone(),
+            pdftoppm: settings.pdftoppm_path.clone(),
+            languages: settings.ocr_languages.clone(),
+            timeout: std::time::Duration::from_secs(settings.ocr_timeout_secs),
+            dpi: settings.ocr_dpi,
+            psm: settings.ocr_psm,
+            scratch: scratch.to_owned(),
+            cache,
+        };
+        let docintel = match settings.ocr_engine {
+            OcrEngineChoice::Local => None,
+            OcrEngineChoice::DocumentIntelligence => {
+                let Some(endpoint) = &settings.docintel_endpoint else {
+                    return Err(StartupError::DocIntelNeedsEndpoint);
+                };
+                let credential = match &settings.docintel_key {
+                    // Local use only.
+                    Some(key) => docintel::Credential::Key(key.clone()),
+                    // In Azure: the app's managed identity (role Cognitive Services User).
+                    None => docintel::Credential::Entra(identity.credential().map_err(StartupError::DocIntelIdentity)?),
+                };
+                Some(DocumentIntelligence::new(endpoint, credential, std::time::Duration::from_secs(120)))
+            }
+        };
+        let limits = ReaderLimits {
+            max_pages: settings.ocr_max_pages,
+            max_pixels: settings.ocr_max_pixels,
+            dpi: settings.ocr_dpi,
+        };
+        Ok(Self::new(tesseract, docintel, limits))
+    }
+
     pub fn new(tesseract: TesseractConfig, docintel: Option<DocumentIntelligence>, limits: ReaderLimits) -> Self {
         Self { tesseract: tokio::sync::OnceCell::new(), tesseract_config: tesseract, docintel, limits }
     }

@@ -66,7 +66,7 @@ impl CosmosFixture {
         .await
         .expect("emulator runtime");
         let client = CosmosClient::builder()
-            .with_default_operation_options(warranty::adapters::cosmos::operation_options())
+            .with_default_operation_options(warranty::adapters::azure::cosmos::operation_options())
             .with_runtime(runtime)
             .build(
                 AccountReference::with_authentication_key(GATEWAY.parse().unwrap(), Secret::new(EMULATOR_KEY)),

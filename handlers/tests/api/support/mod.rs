@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warranty::configuration::Settings;
+use warranty::config::Settings;
+use warranty::host::{Application, Overrides};
 use warranty::inbound::auth;
-use warranty::startup::{Application, Overrides};
 
 mod cosmos;
 mod servicebus;
@@ -107,7 +107,7 @@ pub fn azurite() -> &'static str {
 }
 
 pub fn azurite_connection_string() -> String {
-    use warranty::adapters::blob::sas::{DEV_ACCOUNT, DEV_KEY};
+    use warranty::adapters::azure::blob::sas::{DEV_ACCOUNT, DEV_KEY};
     format!("AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint={}", azurite())
 }
 
@@ -144,29 +144,30 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_tests(dir.path().to_owned());
     let backend = backend();
     if backend != Backend::Embedded {
-        settings.invoice_store = "blob".into();
-        settings.blob_connection_string = Some(azurite_connection_string());
+        settings.invoices.invoice_store = warranty::config::InvoiceStoreKind::Blob;
+        settings.invoices.blob_connection_string = Some(warranty::config::Secret::new(azurite_connection_string()));
         // One container per test app: tests run in parallel against one Azurite.
-        settings.blob_container = format!("t{}", uuid::Uuid::new_v4().simple());
+        settings.invoices.blob_container = format!("t{}", uuid::Uuid::new_v4().simple());
     }
     let (cosmos, bus) = if backend == Backend::Azure {
         let bus = service_bus(vec![]).await;
-        settings.product_store = "cosmos".into();
-        settings.ocr_delivery = "servicebus".into();
-        settings.servicebus_connection_string = Some(bus.connection_string());
+        settings.products.product_store = warranty::config::ProductStoreKind::Cosmos;
+        settings.delivery.ocr_delivery = warranty::config::OcrDeliveryKind::Servicebus;
+        settings.delivery.servicebus_connection_string = Some(warranty::config::Secret::new(bus.connection_string()));
         (Some(CosmosFixture::new().await), Some(bus))
     } else {
         (None, None)
     };
     configure(&mut settings);
-    let blob_connection = settings.blob_connection_string.clone().map(|c| (c, settings.blob_container.clone()));
+    let blob_connection =
+        settings.invoices.blob_connection_string.clone().map(|c| (c, settings.invoices.blob_container.clone()));
     let overrides = Overrides { cosmos_container: cosmos.as_ref().map(|c| c.container.clone()) };
     let app = Application::build_with(&settings, overrides).await.expect("app builds");
     let port = app.port();
     if let Some(bus) = &bus {
         // `ocr_dispatcher` means "deliver queued events" on every backend: here the loopback
         // host delivers what the namespace accepted.
-        if settings.ocr_dispatcher {
+        if settings.delivery.ocr_dispatcher {
             bus.state.lock().unwrap().deliver_to = Some(port);
         }
     }
@@ -176,7 +177,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }));
     TestApp {
         backend,
-        blob_connection: (backend != Backend::Embedded).then_some(blob_connection).flatten(),
+        blob_connection: (backend != Backend::Embedded)
+            .then_some(blob_connection)
+            .flatten()
+            .map(|(cs, container)| (cs.expose().to_owned(), container)),
         cosmos,
         bus,
         outage: std::sync::Mutex::new(None),
@@ -359,7 +363,7 @@ impl TestApp {
         let location = location.to_owned();
         on_container(cs, container, move |url| async move {
             use warranty::ports::InvoiceStore;
-            let store = warranty::adapters::blob::BlobInvoiceStore::new(url, None).unwrap();
+            let store = warranty::adapters::azure::blob::BlobInvoiceStore::new(url, None).unwrap();
             store.read(&location).await.unwrap().map(|b| b.to_vec())
         })
     }
@@ -370,7 +374,7 @@ impl TestApp {
         if let Some((cs, container)) = self.blob_connection.clone() {
             // Listed from a thread of its own so this works from sync closures in any runtime.
             return on_container(cs, container, |url| async move {
-                let store = warranty::adapters::blob::BlobInvoiceStore::new(url, None).unwrap();
+                let store = warranty::adapters::azure::blob::BlobInvoiceStore::new(url, None).unwrap();
                 store.list().await.unwrap().into_iter().map(PathBuf::from).collect()
             });
         }
@@ -397,7 +401,8 @@ where
     Fut: std::future::Future<Output = T>,
 {
     std::thread::spawn(move || {
-        let cs = warranty::adapters::blob::sas::ConnectionString::parse(&cs).unwrap();
+        let cs =
+            warranty::adapters::azure::blob::sas::StorageAccount::parse(&warranty::config::Secret::new(cs)).unwrap();
         let url = cs.container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(1)).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(f(url.parse().unwrap()))

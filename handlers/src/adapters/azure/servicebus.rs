@@ -12,17 +12,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::credentials::TokenCredential;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 
+use super::connection_string::ConnectionString;
+use super::identity::Identity;
+use crate::config::{DeliverySettings, OcrDeliveryKind, Secret, StartupError};
 use crate::domain::OcrRequested;
 
 pub const SCOPE: &str = "https://servicebus.azure.net/.default";
 
-/// Produces the `Authorization` header value for a request.
-pub type AuthSource = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+/// How requests to the namespace are authenticated.
+#[derive(Clone)]
+pub enum ServiceBusAuth {
+    /// Entra ID tokens (the app's managed identity in Azure).
+    Credential(Arc<dyn TokenCredential>),
+    /// A SAS token signed from a connection string's key, for local use only.
+    Sas { key: SasKey, resource_uri: String },
+}
+
+impl ServiceBusAuth {
+    /// The `Authorization` header value for a request now.
+    async fn header(&self) -> Result<String, String> {
+        match self {
+            Self::Credential(c) => {
+                let token = c.get_token(&[SCOPE], None).await.map_err(|e| e.to_string())?;
+                Ok(format!("Bearer {}", token.token.secret()))
+            }
+            Self::Sas { key, resource_uri } => Ok(key.token(resource_uri, chrono::Utc::now().timestamp() + 3600)),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -34,44 +56,33 @@ pub enum PublishError {
     Rejected(String),
 }
 
-/// A Service Bus connection string (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`).
-#[derive(Clone)]
+/// A Service Bus connection string's signing key (`Endpoint=sb://…;SharedAccessKeyName=…;
+/// SharedAccessKey=…`). The key is a [`Secret`]: this type never prints it.
+#[derive(Clone, Debug)]
 pub struct SasKey {
     pub endpoint: String,
     pub key_name: String,
-    pub key: String,
+    key: Secret,
 }
 
 impl SasKey {
-    pub fn parse(connection_string: &str) -> Result<Self, String> {
-        let get = |k: &str| {
-            connection_string
-                .split(';')
-                .filter_map(|p| p.split_once('='))
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.trim().to_owned())
-        };
+    pub fn parse(connection_string: &Secret) -> Result<Self, String> {
+        let cs = ConnectionString::parse(connection_string);
         Ok(Self {
-            endpoint: get("Endpoint").ok_or("no Endpoint")?,
-            key_name: get("SharedAccessKeyName").ok_or("no SharedAccessKeyName")?,
-            key: get("SharedAccessKey").ok_or("no SharedAccessKey")?,
+            endpoint: cs.require("Endpoint")?.to_owned(),
+            key_name: cs.require("SharedAccessKeyName")?.to_owned(),
+            key: cs.secret("SharedAccessKey")?,
         })
     }
 
     /// `SharedAccessSignature sr={uri}&sig={HMAC-SHA256(key, urlencode(uri) + "\n" + expiry)}&se={expiry}&skn={name}`.
     pub fn token(&self, resource_uri: &str, expiry_unix: i64) -> String {
         let encoded: String = url_encode(resource_uri);
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.key.as_bytes()).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(self.key.expose().as_bytes()).expect("HMAC takes any key length");
         mac.update(format!("{encoded}\n{expiry_unix}").as_bytes());
         let sig = url_encode(&STANDARD.encode(mac.finalize().into_bytes()));
         format!("SharedAccessSignature sr={encoded}&sig={sig}&se={expiry_unix}&skn={}", self.key_name)
-    }
-
-    pub fn auth_source(self, resource_uri: String) -> AuthSource {
-        Arc::new(move || {
-            let token = self.token(&resource_uri, chrono::Utc::now().timestamp() + 3600);
-            Box::pin(async move { Ok(token) })
-        })
     }
 }
 
@@ -79,28 +90,17 @@ fn url_encode(s: &str) -> String {
     serde_urlencoded::to_string([("x", s)]).map(|q| q[2..].to_owned()).unwrap_or_default()
 }
 
-/// Bearer tokens from an Entra credential (the managed identity in Azure).
-pub fn entra_auth(credential: Arc<dyn azure_core::credentials::TokenCredential>) -> AuthSource {
-    Arc::new(move || {
-        let credential = credential.clone();
-        Box::pin(async move {
-            let token = credential.get_token(&[SCOPE], None).await.map_err(|e| e.to_string())?;
-            Ok(format!("Bearer {}", token.token.secret()))
-        })
-    })
-}
-
 #[derive(Clone)]
 pub struct ServiceBusPublisher {
     messages_url: String,
-    auth: AuthSource,
+    auth: ServiceBusAuth,
     client: reqwest::Client,
 }
 
 impl ServiceBusPublisher {
     /// `namespace` is `{name}.servicebus.windows.net` (or a full base URL, for local contract
     /// tests).
-    pub fn new(namespace: &str, queue: &str, auth: AuthSource) -> Self {
+    pub fn new(namespace: &str, queue: &str, auth: ServiceBusAuth) -> Self {
         let base = if namespace.contains("://") {
             namespace.trim_end_matches('/').to_owned()
         } else {
@@ -113,6 +113,30 @@ impl ServiceBusPublisher {
         }
     }
 
+    /// The publisher the settings describe; `None` when OCR events are delivered locally.
+    pub fn from_settings(settings: &DeliverySettings, identity: &Identity) -> Result<Option<Self>, StartupError> {
+        if settings.ocr_delivery != OcrDeliveryKind::Servicebus {
+            return Ok(None);
+        }
+        let queue = &settings.ocr_queue;
+        if let Some(cs) = &settings.servicebus_connection_string {
+            let key = SasKey::parse(cs).map_err(StartupError::ServiceBusConfig)?;
+            // A connection string may name a local endpoint for contract tests (`Endpoint=http://…`).
+            let namespace = if key.endpoint.starts_with("http") {
+                key.endpoint.trim_end_matches('/').to_owned()
+            } else {
+                key.endpoint.trim_start_matches("sb://").trim_end_matches('/').to_owned()
+            };
+            let resource_uri = Self::resource_uri(&namespace, queue);
+            return Ok(Some(Self::new(&namespace, queue, ServiceBusAuth::Sas { key, resource_uri })));
+        }
+        let Some(namespace) = &settings.servicebus_namespace else {
+            return Err(StartupError::ServiceBusConfig("neither is set".into()));
+        };
+        let credential = identity.credential().map_err(StartupError::ServiceBusConfig)?;
+        Ok(Some(Self::new(namespace, queue, ServiceBusAuth::Credential(credential))))
+    }
+
     /// The queue's resource URI (what a SAS token is scoped to).
     pub fn resource_uri(namespace: &str, queue: &str) -> String {
         let host = namespace.split("://").last().unwrap_or(namespace).trim_end_matches('/');
@@ -120,7 +144,7 @@ impl ServiceBusPublisher {
     }
 
     pub async fn publish(&self, event: &OcrRequested, correlation_id: Option<&str>) -> Result<(), PublishError> {
-        let auth = (self.auth)().await.map_err(|e| PublishError::Rejected(format!("no credential: {e}")))?;
+        let auth = self.auth.header().await.map_err(|e| PublishError::Rejected(format!("no credential: {e}")))?;
         let mut broker = serde_json::json!({ "MessageId": event.message_id, "ContentType": "application/json" });
         if let Some(c) = correlation_id {
             broker["CorrelationId"] = c.into();
@@ -166,15 +190,17 @@ mod tests {
 
     #[test]
     fn sas_tokens_follow_the_documented_format() {
-        let key =
-            SasKey::parse("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0")
-                .unwrap();
+        let key = SasKey::parse(&Secret::new(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0",
+        ))
+        .unwrap();
+        assert!(!format!("{key:?}").contains("c2VjcmV0"), "the key never prints");
         let t = key.token("https://ns.servicebus.windows.net/invoice-ocr", 1_900_000_000);
         assert!(
             t.starts_with("SharedAccessSignature sr=https%3A%2F%2Fns.servicebus.windows.net%2Finvoice-ocr&sig="),
             "{t}"
         );
         assert!(t.ends_with("&se=1900000000&skn=send"), "{t}");
-        assert!(SasKey::parse("Endpoint=sb://x/").is_err());
+        assert!(SasKey::parse(&Secret::new("Endpoint=sb://x/")).is_err());
     }
 }

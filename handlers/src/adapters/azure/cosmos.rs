@@ -28,6 +28,9 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::connection_string::ConnectionString;
+use super::identity::Identity;
+use crate::config::{ProductStoreSettings, StartupError};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
     IdempotencyRecord, ListCursor, PendingOcrEvents, ProductRepository, StoreError, StoredResponse, Unavailable,
@@ -135,6 +138,49 @@ pub fn operation_options() -> azure_data_cosmos::options::OperationOptions {
 
 pub struct CosmosProductRepository {
     container: ContainerClient,
+}
+
+/// The Cosmos DB container of products: managed identity in Azure, a key locally.
+pub async fn container_from_settings(
+    settings: &ProductStoreSettings,
+    identity: &Identity,
+) -> Result<azure_data_cosmos::clients::ContainerClient, StartupError> {
+    use azure_data_cosmos::{AccountEndpoint, AccountReference, CosmosClient, RoutingStrategy};
+    let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
+    let account = if let Some(endpoint) = &settings.cosmos_endpoint {
+        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
+        let credential = identity.credential().map_err(|e| err(&e))?;
+        AccountReference::with_credential(endpoint, credential)
+    } else if let Some(cs) = &settings.cosmos_connection_string {
+        let cs = ConnectionString::parse(cs);
+        let (Ok(endpoint), Ok(key)) = (cs.require("AccountEndpoint"), cs.secret("AccountKey")) else {
+            return Err(err(&"the connection string needs AccountEndpoint and AccountKey"));
+        };
+        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
+        AccountReference::with_authentication_key(
+            endpoint,
+            azure_core::credentials::Secret::new(key.expose().to_owned()),
+        )
+    } else {
+        return Err(err(&"neither is set"));
+    };
+    let region = settings
+        .cosmos_region
+        .clone()
+        .or_else(|| std::env::var("REGION_NAME").ok())
+        .unwrap_or_else(|| "East US".into());
+    let client = CosmosClient::builder()
+        .with_default_operation_options(operation_options())
+        .build(account, RoutingStrategy::ProximityTo(region.into()))
+        .await
+        .map_err(|e| err(&e))?;
+    // The database and container are infrastructure (Bicep): the app's identity may read and
+    // write items but not create containers.
+    client
+        .database_client(settings.cosmos_database.as_str())
+        .container_client(settings.cosmos_container.as_str(), None)
+        .await
+        .map_err(|e| err(&e))
 }
 
 impl CosmosProductRepository {

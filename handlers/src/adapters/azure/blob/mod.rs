@@ -21,6 +21,8 @@ use azure_storage_blob::clients::BlockBlobClient;
 use azure_storage_blob::models::{BlockBlobClientCommitBlockListOptions, BlockLookupList};
 use bytes::Bytes;
 
+use super::identity::Identity;
+use crate::config::{InvoiceStoreSettings, StartupError};
 use crate::domain::ProductId;
 use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
 
@@ -46,6 +48,32 @@ impl BlobInvoiceStore {
     pub fn new(container_url: Url, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self, Unavailable> {
         let container = BlobContainerClient::new(container_url, credential, None).map_err(unavailable)?;
         Ok(Self { container: Arc::new(container) })
+    }
+
+    /// The store the settings describe (its container created if missing): the managed
+    /// identity with `InvoiceStorage__blobServiceUri`, or a SAS signed from a connection string
+    /// (local use only).
+    pub async fn from_settings(settings: &InvoiceStoreSettings, identity: &Identity) -> Result<Self, StartupError> {
+        let container = &settings.blob_container;
+        let store = if let Some(uri) = &settings.blob_service_uri {
+            // Production: the app's managed identity; no key anywhere.
+            let url = Url::parse(&format!("{}/{container}", uri.trim_end_matches('/')))
+                .map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+            let credential = identity.credential().map_err(StartupError::BlobConfig)?;
+            Self::new(url, Some(credential))?
+        } else if let Some(cs) = &settings.blob_connection_string {
+            let account = sas::StorageAccount::parse(cs).map_err(StartupError::BlobConfig)?;
+            // A SAS valid for a year, signed at start-up; restarting re-signs it.
+            let signed = account
+                .container_sas_url(container, chrono::Utc::now() + chrono::Duration::days(365))
+                .map_err(StartupError::BlobConfig)?;
+            let url = Url::parse(&signed).map_err(|e| StartupError::BlobConfig(e.to_string()))?;
+            Self::new(url, None)?
+        } else {
+            return Err(StartupError::BlobConfig("neither is set".into()));
+        };
+        store.ensure_container().await?;
+        Ok(store)
     }
 
     /// Creates the (private) container if it does not exist.
