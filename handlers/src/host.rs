@@ -8,16 +8,16 @@ use crate::adapters::azure::blob::BlobInvoiceStore;
 use crate::adapters::azure::cosmos;
 use crate::adapters::azure::identity::Identity;
 use crate::adapters::azure::servicebus::ServiceBusPublisher;
-use crate::adapters::embedded::dispatcher::{Dispatcher, DispatcherConfig, Sink};
-use crate::adapters::embedded::queue::SqliteOcrQueue;
+use crate::adapters::embedded::local_handler::LocalHandler;
 use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
 use crate::adapters::ocr::InvoiceReaders;
 use crate::application::Services;
+use crate::application::outbox::{self, Drive};
 use crate::config::{InvoiceStoreKind, ProductStoreKind, Settings};
 use crate::domain::BrandCatalog;
 use crate::inbound::auth::Authenticator;
 use crate::inbound::http::{self as api, AppState};
-use crate::ports::SystemClock;
+use crate::ports::{InvoiceStore, OcrPublisher, Outbox, ProductRepository, SystemClock};
 
 pub use crate::build_info::{REVISION, VERSION};
 pub use crate::config::StartupError;
@@ -27,9 +27,8 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     readers: Arc<InvoiceReaders>,
-    dispatcher: Option<(SqliteOcrQueue, DispatcherConfig)>,
-    /// `Some` when queued events go to Service Bus instead of this process.
-    servicebus: Option<ServiceBusPublisher>,
+    /// Runs the outbox worker (embedded store with its dispatcher on).
+    worker: bool,
 }
 
 /// What a caller may supply instead of building from settings (tests: the in-memory Cosmos DB
@@ -49,41 +48,59 @@ impl Application {
         std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
         let identity = Identity::new(&settings.identity);
         let servicebus = ServiceBusPublisher::from_settings(&settings.delivery, &identity)?;
-        let (products, queue, relay): (Arc<dyn crate::ports::ProductRepository>, _, _) =
-            match settings.products.product_store {
-                ProductStoreKind::Cosmos => {
-                    let Some(publisher) = servicebus.clone() else {
-                        return Err(StartupError::CosmosNeedsServiceBus);
-                    };
-                    let container = match overrides.cosmos_container {
-                        Some(c) => c,
-                        None => cosmos::container_from_settings(&settings.products, &identity).await?,
-                    };
-                    let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
-                    let relay = crate::application::relay::Relay {
-                        pending: repo.clone(),
-                        publisher: Arc::new(publisher),
-                        republish_after: chrono::Duration::seconds(settings.delivery.ocr_republish_after_secs as i64),
-                    };
-                    (repo, None, Some(Arc::new(relay)))
+        let delivery = &settings.delivery;
+        let mut policy = outbox::Policy {
+            drive: Drive::Worker,
+            min_age: Duration::from_secs(delivery.ocr_republish_after_secs),
+            lock: Duration::from_secs(delivery.ocr_lock_secs.max(1)),
+            max_delivery_count: delivery.ocr_max_delivery_count,
+            retry_base: Duration::from_millis(delivery.ocr_retry_base_ms),
+            retry_max: Duration::from_secs(delivery.ocr_retry_max_secs),
+            workers: delivery.ocr_workers.max(1),
+            idle_poll: Duration::from_millis(delivery.ocr_idle_poll_ms.max(1)),
+        };
+        let (products, events): (Arc<dyn ProductRepository>, Arc<dyn Outbox>) = match settings.products.product_store {
+            ProductStoreKind::Cosmos => {
+                if servicebus.is_none() {
+                    return Err(StartupError::CosmosNeedsServiceBus);
                 }
-                ProductStoreKind::Sqlite => {
-                    let repo = SqliteProductRepository::open(
-                        &dir.join("warranty.sqlite3"),
-                        settings.products.sqlite_busy_timeout(),
-                    )?;
-                    let queue = repo.ocr_queue();
-                    (Arc::new(repo), Some(queue), None)
-                }
-            };
-        let invoices: Arc<dyn crate::ports::InvoiceStore> = match settings.invoices.invoice_store {
+                let container = match overrides.cosmos_container {
+                    Some(c) => c,
+                    None => cosmos::container_from_settings(&settings.products, &identity).await?,
+                };
+                let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
+                policy.drive = Drive::AtWriteAndTimer;
+                (repo.clone(), repo)
+            }
+            ProductStoreKind::Sqlite => {
+                let repo = SqliteProductRepository::open(
+                    &dir.join("warranty.sqlite3"),
+                    settings.products.sqlite_busy_timeout(),
+                )?;
+                let queue = Arc::new(repo.ocr_queue());
+                policy.min_age = Duration::ZERO;
+                (Arc::new(repo), queue)
+            }
+        };
+        let invoices: Arc<dyn InvoiceStore> = match settings.invoices.invoice_store {
             InvoiceStoreKind::Files => Arc::new(FileInvoiceStore::open(&dir.join("invoices"))?),
             InvoiceStoreKind::Blob => Arc::new(BlobInvoiceStore::from_settings(&settings.invoices, &identity).await?),
         };
         let readers =
             Arc::new(InvoiceReaders::from_settings(&settings.ocr, &identity, &dir.join("ocr-scratch"), None)?);
+        let auth = Authenticator::from_settings(&settings.auth, dir)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.server.port));
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| StartupError::Bind(settings.server.port, e))?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
+        // Events go to Service Bus when configured, else to this process's own trigger endpoint.
+        let publisher: Arc<dyn OcrPublisher> = match servicebus {
+            Some(bus) => Arc::new(bus),
+            None => Arc::new(LocalHandler::new(port, policy.lock)),
+        };
+        let worker = policy.drive == Drive::Worker && delivery.ocr_dispatcher;
         let services = Services {
-            relay,
+            outbox: Arc::new(outbox::Relay::new(events, publisher, policy)),
             products,
             invoices,
             clock: Arc::new(SystemClock),
@@ -91,33 +108,8 @@ impl Application {
             idempotency_ttl: settings.server.idempotency_ttl(),
             reader: readers.clone(),
             ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
-            ocr_wake: Arc::new(tokio::sync::Notify::new()),
         };
-        let dispatcher = queue.filter(|_| settings.delivery.ocr_dispatcher).map(|queue| {
-            (
-                queue,
-                DispatcherConfig {
-                    lock: Duration::from_secs(settings.delivery.ocr_lock_secs.max(1)),
-                    max_delivery_count: settings.delivery.ocr_max_delivery_count,
-                    retry_base: Duration::from_millis(settings.delivery.ocr_retry_base_ms),
-                    retry_max: Duration::from_secs(settings.delivery.ocr_retry_max_secs),
-                    workers: settings.delivery.ocr_workers.max(1),
-                    idle_poll: Duration::from_millis(settings.delivery.ocr_idle_poll_ms.max(1)),
-                    binding: "message".into(),
-                },
-            )
-        });
-        let auth = Authenticator::from_settings(&settings.auth, dir)?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.server.port));
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| StartupError::Bind(settings.server.port, e))?;
-        Ok(Self {
-            listener,
-            state: Arc::new(AppState { services, auth, version: VERSION }),
-            readers,
-            dispatcher,
-            servicebus,
-        })
+        Ok(Self { listener, state: Arc::new(AppState { services, auth, version: VERSION }), readers, worker })
     }
 
     pub fn port(&self) -> u16 {
@@ -132,14 +124,7 @@ impl Application {
         let readers = self.readers.clone();
         tokio::spawn(async move { readers.probe().await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let dispatcher = self.dispatcher.map(|(queue, cfg)| {
-            let wake = self.state.services.ocr_wake.clone();
-            let sink = match self.servicebus {
-                Some(publisher) => Sink::ServiceBus(publisher),
-                None => Sink::Local { port },
-            };
-            tokio::spawn(Dispatcher::new(queue, cfg, sink, wake).run(stop_rx))
-        });
+        let worker = self.worker.then(|| tokio::spawn(self.state.services.outbox.clone().run(stop_rx)));
         warp::serve(api::routes(self.state))
             .incoming(self.listener)
             .graceful(async move {
@@ -148,8 +133,8 @@ impl Application {
             })
             .run()
             .await;
-        if let Some(d) = dispatcher {
-            let _ = d.await;
+        if let Some(w) = worker {
+            let _ = w.await;
         }
     }
 }

@@ -117,26 +117,72 @@ pub trait ProductRepository: Send + Sync {
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
 }
 
-/// OCR events whose product is stored but whose publication to the queue is not confirmed
-/// (the marker written with the product where store and queue cannot share a transaction).
-#[async_trait]
-pub trait PendingOcrEvents: Send + Sync {
-    /// Up to `limit` events marked before `before`, oldest first.
-    async fn pending(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OcrRequested>, Unavailable>;
-    /// Clears the marker of `event` once the queue accepted it. A marker for another event
-    /// (the invoice was replaced meanwhile) or a deleted product is left alone.
-    async fn mark_published(&self, event: &OcrRequested) -> Result<(), Unavailable>;
+/// One delivery of an OCR event held by an outbox: the row of the embedded store's queue, or
+/// the pending-publication marker written with a Cosmos DB product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub message_id: String,
+    /// The event as JSON (what the queue carries).
+    pub body: String,
+    pub enqueued_at: String,
+    /// Deliveries so far, this one included (0 where the store does not count them).
+    pub delivery_count: u32,
+    /// Proves the lock on this delivery (empty where the store does not lock).
+    pub lock_token: String,
 }
 
-/// Why a publication did not go through (the message is kept and retried by the sweeper).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PublishFailed(pub String);
+impl OutboxMessage {
+    /// A first delivery of `event`.
+    pub fn for_event(event: &OcrRequested) -> Self {
+        Self {
+            message_id: event.message_id.clone(),
+            body: serde_json::to_string(event).expect("an event serialises"),
+            enqueued_at: event.requested_at.to_rfc3339(),
+            delivery_count: 0,
+            lock_token: String::new(),
+        }
+    }
 
-/// The queue OCR events go to.
+    pub fn event(&self) -> Result<OcrRequested, String> {
+        serde_json::from_str(&self.body).map_err(|e| format!("unreadable event: {e}"))
+    }
+}
+
+/// Where OCR events wait between the write that created them and their delivery. Written in
+/// the same transaction (or document) as the product, so an event exists exactly when its
+/// product does.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Up to `limit` messages due now and written at least `min_age` ago, each locked for
+    /// `lock` (a store without locks ignores it: its messages stay until delivered).
+    async fn claim(
+        &self,
+        min_age: std::time::Duration,
+        lock: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, Unavailable>;
+    /// The message reached its destination: remove it.
+    async fn delivered(&self, message: &OutboxMessage) -> Result<(), Unavailable>;
+    /// Delivery failed: make it due again at `at`.
+    async fn retry_at(&self, message: &OutboxMessage, at: DateTime<Utc>, reason: &str) -> Result<(), Unavailable>;
+    /// Delivery failed too often: set it aside for an operator.
+    async fn dead_letter(&self, message: &OutboxMessage, reason: &str) -> Result<(), Unavailable>;
+    /// When the next message becomes due, if the store knows.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, Unavailable>;
+}
+
+/// Why a delivery did not go through, and when the destination asked to be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct DeliveryFailed {
+    pub reason: String,
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Where outbox messages go: the Service Bus queue, or this process's own trigger endpoint.
 #[async_trait]
 pub trait OcrPublisher: Send + Sync {
-    async fn publish(&self, event: &OcrRequested) -> Result<(), PublishFailed>;
+    async fn deliver(&self, message: &OutboxMessage) -> Result<(), DeliveryFailed>;
 }
 
 /// An invoice being written. Dropping it without `commit` must leave nothing behind

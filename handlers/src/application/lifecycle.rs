@@ -240,12 +240,9 @@ pub async fn replace_invoice(
         }
         return Err(e.into());
     }
-    services.ocr_wake.notify_one();
     if let Err(e) = services.invoices.delete(&product.invoice.location).await {
         tracing::error!(product_id = %id, location = %product.invoice.location, error = %e, "replaced invoice not removed");
     }
-    if let Some(relay) = &services.relay {
-        relay.publish_now(&event).await;
-    }
+    services.outbox.written(&event).await;
     Ok(next.card(now.date_naive()))
 }

@@ -4,9 +4,9 @@ pub mod error;
 pub mod intake;
 pub mod lifecycle;
 pub mod ocr;
+pub mod outbox;
 pub mod products;
 pub mod register;
-pub mod relay;
 
 use std::sync::Arc;
 
@@ -28,8 +28,6 @@ pub struct Services {
     pub reader: Arc<dyn InvoiceReader>,
     /// How far the invoice date may be from the purchase date and still match.
     pub ocr_date_tolerance_days: u32,
-    /// Woken after a registration queues an OCR event (the local dispatcher waits on it).
-    pub ocr_wake: Arc<tokio::sync::Notify>,
-    /// Publishes OCR events where the product store has no outbox queue of its own (Cosmos DB).
-    pub relay: Option<Arc<relay::Relay>>,
+    /// Delivers the OCR events the product store's outbox holds; told of every new one.
+    pub outbox: Arc<outbox::Relay>,
 }

@@ -230,11 +230,8 @@ pub async fn register(
             other => Err(other.into()),
         };
     }
-    // The event is in the outbox: wake the local dispatcher now rather than at its next poll.
-    services.ocr_wake.notify_one();
-    if let Some(relay) = &services.relay {
-        relay.publish_now(&event).await;
-    }
+    // The event is in the outbox: deliver it now rather than at the next poll or timer tick.
+    services.outbox.written(&event).await;
     Ok(Registered::Created { card: Box::new(card), location: href })
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::support::*;
 use serde_json::{Value, json};
-use warranty::ports::{PendingOcrEvents, ProductRepository};
+use warranty::ports::{Outbox, ProductRepository};
 
 async fn azure_app(configure: impl FnOnce(&mut warranty::config::Settings)) -> TestApp {
     BACKEND.scope(Backend::Azure, spawn_with(configure)).await
@@ -187,18 +187,19 @@ async fn concurrent_updates_of_one_document_lose_nothing() {
     }
     let repo = Arc::new(warranty::adapters::azure::cosmos::CosmosProductRepository::new(cosmos.container.clone()));
     let user = warranty::domain::UserId("alice".into());
-    let events = repo.pending(chrono::Utc::now() + chrono::Duration::seconds(1), 100).await.unwrap();
-    assert_eq!(events.len(), 20);
+    let claimed = repo.claim(std::time::Duration::ZERO, std::time::Duration::from_secs(60), 100).await.unwrap();
+    assert_eq!(claimed.len(), 20);
     let mut tasks = Vec::new();
-    for event in events {
+    for message in claimed {
         let (repo, user) = (repo.clone(), user.clone());
+        let event = message.event().unwrap();
         tasks.push(tokio::spawn(async move {
             let product = repo.get(&user, event.product_id).await.unwrap().unwrap();
             let mut state = product.ocr.clone();
             state.status = warranty::domain::ocr::OcrStatus::Processing;
             state.attempts = 7;
             let (updated, cleared) =
-                tokio::join!(repo.update_ocr(&user, event.product_id, &state), repo.mark_published(&event));
+                tokio::join!(repo.update_ocr(&user, event.product_id, &state), repo.delivered(&message));
             assert!(updated.unwrap());
             cleared.unwrap();
         }));

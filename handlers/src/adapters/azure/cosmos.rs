@@ -9,7 +9,7 @@
 //! - `type: "product"`: the [`ProductRecord`] under `product`, a `serialKey` that the container's
 //!   unique-key policy (`/serialKey`, per partition, so per user) keeps unique, a `sortKey` for
 //!   newest-first paging, and — until the OCR event is confirmed published — `pendingOcr` with
-//!   the event and `pendingOcrSince` (the marker of the outbox; see [`PendingOcrEvents`]).
+//!   the event and `pendingOcrSince` (the marker: this store's outbox, see `application::outbox`).
 //! - `type: "idempotency"`: the first answer to an `Idempotency-Key`, with its own `serialKey`
 //!   so it never collides with a product's.
 //!
@@ -33,7 +33,7 @@ use super::identity::Identity;
 use crate::config::{ProductStoreSettings, StartupError};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
-    IdempotencyRecord, ListCursor, PendingOcrEvents, ProductRepository, StoreError, StoredResponse, Unavailable,
+    IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse, Unavailable,
 };
 
 const BACKEND: &str = "product store";
@@ -462,8 +462,8 @@ impl ProductRepository for CosmosProductRepository {
     }
 }
 
-#[async_trait]
-impl PendingOcrEvents for CosmosProductRepository {
+/// The markers, read and cleared.
+impl CosmosProductRepository {
     async fn pending(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<OcrRequested>, Unavailable> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -502,6 +502,42 @@ impl PendingOcrEvents for CosmosProductRepository {
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// The pending-publication markers are the Cosmos DB store's outbox: written in the product's
+/// document, cleared once Service Bus took the event. A marker has no lock and no delivery
+/// count: until cleared it is found again by the next drain.
+#[async_trait]
+impl Outbox for CosmosProductRepository {
+    async fn claim(
+        &self,
+        min_age: std::time::Duration,
+        _lock: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, Unavailable> {
+        let before = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        Ok(self.pending(before, limit).await?.iter().map(OutboxMessage::for_event).collect())
+    }
+
+    async fn delivered(&self, message: &OutboxMessage) -> Result<(), Unavailable> {
+        let event = message.event().map_err(unavailable)?;
+        self.mark_published(&event).await
+    }
+
+    async fn retry_at(&self, _: &OutboxMessage, _: DateTime<Utc>, _: &str) -> Result<(), Unavailable> {
+        // The marker stays; the next drain finds it.
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &OutboxMessage, reason: &str) -> Result<(), Unavailable> {
+        // Markers are not counted, so never dead-lettered here; Service Bus dead-letters.
+        tracing::error!(message_id = %message.message_id, reason, "a marker asked to be dead-lettered stays");
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, Unavailable> {
+        Ok(None)
     }
 }
 

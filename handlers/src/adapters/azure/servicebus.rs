@@ -176,11 +176,14 @@ impl ServiceBusPublisher {
 
 #[async_trait::async_trait]
 impl crate::ports::OcrPublisher for ServiceBusPublisher {
-    async fn publish(&self, event: &OcrRequested) -> Result<(), crate::ports::PublishFailed> {
-        let correlation = event.trace_id.as_deref().unwrap_or(&event.message_id);
-        ServiceBusPublisher::publish(self, event, Some(correlation))
-            .await
-            .map_err(|e| crate::ports::PublishFailed(e.to_string()))
+    async fn deliver(&self, message: &crate::ports::OutboxMessage) -> Result<(), crate::ports::DeliveryFailed> {
+        let failed = |reason: String, retry_after| crate::ports::DeliveryFailed { reason, retry_after };
+        let event = message.event().map_err(|e| failed(e, None))?;
+        let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
+        self.publish(&event, Some(&correlation)).await.map_err(|e| match e {
+            PublishError::Transient { retry_after, detail } => failed(detail, retry_after),
+            other => failed(other.to_string(), None),
+        })
     }
 }
 

@@ -2,8 +2,8 @@
 //! the local file system for invoices. No cloud account, no containers.
 
 mod db;
-pub mod dispatcher;
 mod files;
+pub mod local_handler;
 pub mod queue;
 mod sqlite;
 

@@ -13,22 +13,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::db::{ts, unavailable};
-use crate::ports::Unavailable;
+use crate::ports::{Outbox, OutboxMessage, Unavailable};
 
 #[derive(Clone)]
 pub struct SqliteOcrQueue {
     conn: Arc<Mutex<Connection>>,
-}
-
-/// A received (locked) message.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub message_id: String,
-    pub body: String,
-    pub enqueued_at: String,
-    /// Including this delivery.
-    pub delivery_count: u32,
-    pub lock_token: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +52,7 @@ fn ms_to_ts(ms: i64) -> String {
 }
 
 impl SqliteOcrQueue {
-    pub(super) fn new(conn: Arc<Mutex<Connection>>) -> Self {
+    pub fn new(conn: Arc<Mutex<Connection>>) -> Self {
         Self { conn }
     }
 
@@ -89,7 +78,7 @@ impl SqliteOcrQueue {
     }
 
     /// Locks the next visible message for `lock_ms` and counts the delivery.
-    pub async fn receive(&self, lock_ms: i64) -> Result<Option<Delivery>, Unavailable> {
+    pub async fn receive(&self, lock_ms: i64) -> Result<Option<OutboxMessage>, Unavailable> {
         self.with(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
@@ -107,7 +96,7 @@ impl SqliteOcrQueue {
                  WHERE message_id = ?3 RETURNING message_id, body, enqueued_at, delivery_count",
                 params![now + lock_ms, token, id],
                 |r| {
-                    Ok(Delivery {
+                    Ok(OutboxMessage {
                         message_id: r.get(0)?,
                         body: r.get(1)?,
                         enqueued_at: r.get(2)?,
@@ -124,7 +113,7 @@ impl SqliteOcrQueue {
 
     /// Deletes a handled message. False when the lock was lost (it expired and another
     /// delivery holds the message now).
-    pub async fn complete(&self, d: &Delivery) -> Result<bool, Unavailable> {
+    pub async fn complete(&self, d: &OutboxMessage) -> Result<bool, Unavailable> {
         let (id, token) = (d.message_id.clone(), d.lock_token.clone());
         self.with(move |c| {
             c.execute("DELETE FROM ocr_queue WHERE message_id = ?1 AND lock_token = ?2", params![id, token])
@@ -134,7 +123,7 @@ impl SqliteOcrQueue {
     }
 
     /// Makes a message visible again at `retry_at_ms`.
-    pub async fn abandon(&self, d: &Delivery, retry_at_ms: i64, error: &str) -> Result<bool, Unavailable> {
+    pub async fn abandon(&self, d: &OutboxMessage, retry_at_ms: i64, error: &str) -> Result<bool, Unavailable> {
         let (id, token, error) = (d.message_id.clone(), d.lock_token.clone(), error.to_owned());
         self.with(move |c| {
             c.execute(
@@ -147,7 +136,7 @@ impl SqliteOcrQueue {
     }
 
     /// Moves a message to the dead-letter table.
-    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<bool, Unavailable> {
+    pub async fn dead_letter(&self, d: &OutboxMessage, reason: &str) -> Result<bool, Unavailable> {
         let (id, token, reason) = (d.message_id.clone(), d.lock_token.clone(), reason.to_owned());
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -229,5 +218,48 @@ impl SqliteOcrQueue {
             .collect()
         })
         .await
+    }
+}
+
+/// The queue is the embedded store's outbox: rows written with the product, delivered with
+/// peek-lock semantics.
+#[async_trait::async_trait]
+impl Outbox for SqliteOcrQueue {
+    async fn claim(
+        &self,
+        _min_age: std::time::Duration,
+        lock: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, Unavailable> {
+        let mut claimed = Vec::new();
+        while claimed.len() < limit {
+            match self.receive(lock.as_millis() as i64).await? {
+                Some(m) => claimed.push(m),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn delivered(&self, message: &OutboxMessage) -> Result<(), Unavailable> {
+        // False when the lock was lost meanwhile: the other delivery settles it.
+        self.complete(message).await.map(|_| ())
+    }
+
+    async fn retry_at(
+        &self,
+        message: &OutboxMessage,
+        at: chrono::DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), Unavailable> {
+        self.abandon(message, at.timestamp_millis(), reason).await.map(|_| ())
+    }
+
+    async fn dead_letter(&self, message: &OutboxMessage, reason: &str) -> Result<(), Unavailable> {
+        SqliteOcrQueue::dead_letter(self, message, reason).await.map(|_| ())
+    }
+
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<Utc>>, Unavailable> {
+        Ok(self.next_visible_ms().await?.and_then(chrono::DateTime::from_timestamp_millis))
     }
 }

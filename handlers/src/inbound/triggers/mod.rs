@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use warp::http::{HeaderValue, Response, StatusCode, header};
 
 use crate::application::ocr::{self, OcrOutcome, OcrRetry};
+use crate::application::outbox::Drive;
 use crate::domain::OcrRequested;
 use crate::inbound::state::{AppState, BodyStream, HttpResponse};
 
@@ -133,7 +134,7 @@ pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResp
 }
 
 /// `POST /RepublishPendingOcr`: the timer (every 5 minutes) that sends again every OCR event
-/// whose publication was not confirmed (see `application::relay`). The timer payload
+/// whose publication was not confirmed (see `application::outbox`). The timer payload
 /// (`Data.timer` with `ScheduleStatus`, `IsPastDue`) carries nothing the sweep needs; it is read
 /// only to refuse what is not an invocation. On the embedded store the dispatcher relays its
 /// queue continuously, so there is nothing to sweep.
@@ -145,10 +146,11 @@ pub async fn republish_pending_ocr(state: &AppState, body: BodyStream) -> HttpRe
     if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
         return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
     }
-    let Some(relay) = &state.services.relay else {
+    let relay = &state.services.outbox;
+    if relay.drive() == Drive::Worker {
         return reply(StatusCode::OK, &["nothing to sweep: the embedded store relays its own queue".into()]);
-    };
-    match relay.sweep(state.services.clock.now()).await {
+    }
+    match relay.drain().await {
         Ok(report) => {
             tracing::info!(found = report.found, published = report.published, failed = report.failed, "OCR sweep");
             let log = format!("found {} published {} failed {}", report.found, report.published, report.failed);

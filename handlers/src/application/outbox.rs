@@ -1,0 +1,245 @@
+//! The one way OCR events leave the store that recorded them: an outbox, drained to a
+//! publisher.
+//!
+//! A registration (or an invoice replacement) writes its OCR event into an [`Outbox`] in the same
+//! write as the product: the embedded store's queue table, or a pending-publication marker on
+//! the Cosmos DB document. The [`Relay`] then delivers it to an [`OcrPublisher`] — the Service Bus
+//! queue, or on the embedded default this process's own `/ProcessInvoiceOcr` in the Functions
+//! host's invocation shape — and settles it: delivered messages leave the outbox, failed ones
+//! come back after an exponential backoff (or the destination's `Retry-After`), and after
+//! `max_delivery_count` deliveries they are dead-lettered (stores that count deliveries).
+//!
+//! Two ways to drive it, one per store:
+//! - **a worker** ([`Relay::run`]) that claims due messages with a lock, woken at once by every
+//!   write ([`Relay::written`]) and otherwise at the next due time (the embedded store);
+//! - **at the write and on a timer** (Cosmos DB, where many instances share the store): the
+//!   request publishes its own event right away ([`Relay::written`] waits at most
+//!   [`PUBLISH_NOW_TIMEOUT`]), and the `RepublishPendingOcr` timer drains what is older than
+//!   `min_age` ([`Relay::drain`]). The message id is derived from the product and the invoice
+//!   version, so a second send of an event the queue already took is absorbed by its duplicate
+//!   detection, and the OCR handler is idempotent per invoice version besides.
+//!
+//! Either way an event is never lost, and one registration gives one effective OCR run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::domain::OcrRequested;
+use crate::ports::{OcrPublisher, Outbox, OutboxMessage, Unavailable};
+
+/// How long a request waits for its own event's publication before leaving it to the timer.
+pub const PUBLISH_NOW_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Messages handled by one timer drain at most; the next tick takes the rest.
+pub const DRAIN_BATCH: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// A worker claims messages as they become due (the embedded store).
+    Worker,
+    /// The writer publishes at once; a timer drains the rest (Cosmos DB).
+    AtWriteAndTimer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub drive: Drive,
+    /// A message younger than this is left to the request that wrote it (timer drains only).
+    pub min_age: Duration,
+    /// How long a claimed message is locked (Service Bus: LockDuration). Must exceed the
+    /// slowest OCR when the publisher is the local handler.
+    pub lock: Duration,
+    pub max_delivery_count: u32,
+    /// First retry delay; doubles per delivery up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Messages handled at once by the worker.
+    pub workers: usize,
+    /// Longest idle wait of the worker; a write wakes it at once.
+    pub idle_poll: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            drive: Drive::Worker,
+            min_age: Duration::ZERO,
+            lock: Duration::from_secs(300),
+            max_delivery_count: 10,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            workers: 1,
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The delay before delivery `n + 1` after `n` failed: base · 2^(n−1), capped, with ±20 %
+/// jitter so a burst of failures does not retry in lockstep.
+pub fn backoff(policy: &Policy, delivery_count: u32) -> Duration {
+    let exp = delivery_count.saturating_sub(1).min(20);
+    let raw = policy.retry_base.saturating_mul(1u32 << exp).min(policy.retry_max);
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let jitter = 0.8 + 0.4 * (f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX));
+    raw.mul_f64(jitter)
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub found: usize,
+    pub published: usize,
+    pub failed: usize,
+}
+
+pub struct Relay {
+    outbox: Arc<dyn Outbox>,
+    publisher: Arc<dyn OcrPublisher>,
+    policy: Policy,
+    wake: Notify,
+}
+
+impl Relay {
+    pub fn new(outbox: Arc<dyn Outbox>, publisher: Arc<dyn OcrPublisher>, policy: Policy) -> Self {
+        Self { outbox, publisher, policy, wake: Notify::new() }
+    }
+
+    pub fn drive(&self) -> Drive {
+        self.policy.drive
+    }
+
+    /// Called after a write put `event` into the outbox: wakes the worker, or publishes it now.
+    pub async fn written(&self, event: &OcrRequested) {
+        match self.policy.drive {
+            Drive::Worker => self.wake.notify_one(),
+            Drive::AtWriteAndTimer => self.publish_now(event).await,
+        }
+    }
+
+    /// Publishes `event` and removes it from the outbox. Failures are logged, not returned: the
+    /// event is durable in the outbox and the timer sends it later.
+    async fn publish_now(&self, event: &OcrRequested) {
+        let message = OutboxMessage::for_event(event);
+        // The caller (a registration) waits for this; a slow queue must not hold it long.
+        match tokio::time::timeout(PUBLISH_NOW_TIMEOUT, self.publisher.deliver(&message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(message_id = %event.message_id, error = %e, "OCR event not published yet; the sweeper will retry");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(message_id = %event.message_id, "OCR event publication timed out; the sweeper will retry");
+                return;
+            }
+        }
+        if let Err(e) = self.outbox.delivered(&message).await {
+            // Published but still in the outbox: the timer sends it again and the queue's
+            // duplicate detection absorbs it.
+            tracing::warn!(message_id = %event.message_id, error = %e, "OCR event published but its marker stays");
+        }
+    }
+
+    /// Delivers every due message once (the `RepublishPendingOcr` timer).
+    pub async fn drain(&self) -> Result<SweepReport, Unavailable> {
+        let messages = self.outbox.claim(self.policy.min_age, self.policy.lock, DRAIN_BATCH).await?;
+        let mut report = SweepReport { found: messages.len(), ..SweepReport::default() };
+        for message in &messages {
+            if self.deliver(message).await? {
+                report.published += 1;
+            } else {
+                report.failed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Delivers one message and settles it; true when delivered.
+    async fn deliver(&self, m: &OutboxMessage) -> Result<bool, Unavailable> {
+        match self.publisher.deliver(m).await.err() {
+            None => self.outbox.delivered(m).await.map(|_| true),
+            Some(e) if m.delivery_count >= self.policy.max_delivery_count => {
+                tracing::warn!(message_id = %m.message_id, deliveries = m.delivery_count, reason = %e, "dead-lettered");
+                self.outbox.dead_letter(m, &format!("MaxDeliveryCountExceeded: {e}")).await.map(|_| false)
+            }
+            Some(e) => {
+                // The destination's Retry-After wins when it asks for longer than our backoff.
+                let delay = backoff(&self.policy, m.delivery_count).max(e.retry_after.unwrap_or_default());
+                tracing::info!(message_id = %m.message_id, deliveries = m.delivery_count, retry_in_ms = delay.as_millis() as u64, reason = %e, "abandoned");
+                let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                self.outbox.retry_at(m, at, &e.reason).await.map(|_| false)
+            }
+        }
+    }
+
+    /// Runs `workers` delivery loops until `stop` turns true.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let mut loops = Vec::new();
+        for _ in 0..self.policy.workers.max(1) {
+            let (me, stop) = (self.clone(), stop.clone());
+            loops.push(tokio::spawn(async move { me.work(stop).await }));
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+    }
+
+    async fn work(&self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.outbox.claim(Duration::ZERO, self.policy.lock, 1).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    for m in &claimed {
+                        if let Err(e) = self.deliver(m).await {
+                            // The lock will expire and the message come back: nothing is lost.
+                            tracing::error!(message_id = %m.message_id, error = %e, "could not settle a delivery");
+                        }
+                    }
+                }
+                Ok(_) => {
+                    // Sleep until the next message becomes due, a write wakes us, or shutdown;
+                    // never longer than `idle_poll` so lock expiries are noticed.
+                    let next = self.outbox.next_due().await.ok().flatten();
+                    let wait = next
+                        .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                        .unwrap_or(self.policy.idle_poll)
+                        .min(self.policy.idle_poll);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the OCR outbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy =
+            Policy { retry_base: Duration::from_secs(2), retry_max: Duration::from_secs(60), ..Default::default() };
+        let within = |d: Duration, secs: f64| {
+            let s = d.as_secs_f64();
+            s >= secs * 0.8 - 1e-9 && s <= secs * 1.2 + 1e-9
+        };
+        assert!(within(backoff(&policy, 1), 2.0));
+        assert!(within(backoff(&policy, 2), 4.0));
+        assert!(within(backoff(&policy, 4), 16.0));
+        assert!(within(backoff(&policy, 9), 60.0));
+        assert!(within(backoff(&policy, 1000), 60.0));
+    }
+}
