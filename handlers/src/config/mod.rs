@@ -172,6 +172,25 @@ pub struct AuthSettings {
     #[arg(long, env = "WARRANTY_JWKS_MIN_REFRESH_SECS", default_value_t = 300)]
     pub jwks_min_refresh_secs: u64,
 
+    /// Lifetime of the signing keys when the JWKS answer has no `Cache-Control: max-age`, in
+    /// seconds (and for a JWKS file).
+    #[arg(long, env = "WARRANTY_JWKS_DEFAULT_TTL_SECS", default_value_t = 3600)]
+    pub jwks_default_ttl_secs: u64,
+
+    /// Longest lifetime of the signing keys, whatever `max-age` says, and the longest they are
+    /// used while the identity provider cannot be reached, in seconds.
+    #[arg(long, env = "WARRANTY_JWKS_MAX_TTL_SECS", default_value_t = 86_400)]
+    pub jwks_max_ttl_secs: u64,
+
+    /// Longest wait of a request with an unknown `kid` for the key set to be fetched, in
+    /// milliseconds (then 503 `auth_unavailable`).
+    #[arg(long, env = "WARRANTY_JWKS_UNKNOWN_KID_WAIT_MS", default_value_t = 2000)]
+    pub jwks_unknown_kid_wait_ms: u64,
+
+    /// First retry delay after a failed JWKS fetch, in milliseconds (doubles up to 30 s).
+    #[arg(long, env = "WARRANTY_JWKS_RETRY_BASE_MS", default_value_t = 2000)]
+    pub jwks_retry_base_ms: u64,
+
     /// Required `iss` of tokens. Defaults to the dev issuer in shared-secret mode; required in JWKS mode.
     #[arg(long, env = "WARRANTY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

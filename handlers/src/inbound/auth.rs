@@ -2,22 +2,21 @@
 //!
 //! Two modes, chosen by configuration:
 //! - **JWKS** (production, Entra ID): RS256 or ES256 tokens whose `kid` is looked up in a JSON
-//!   Web Key Set fetched from a URL (or read from a file). An unknown `kid` triggers a refetch,
-//!   at most once per `min_refresh`, so signing-key rotation needs no restart while a flood of
-//!   forged `kid`s cannot hammer the identity provider. HMAC tokens are refused in this mode.
+//!   Web Key Set fetched from a URL (or read from a file), cached as `inbound::jwks` describes:
+//!   keys expire, refresh ahead of expiry in the background, an unknown `kid` refetches at most
+//!   once per `min_refresh` and waits for it only briefly, and a provider outage answers 503,
+//!   never 401. HMAC tokens are refused in this mode.
 //! - **Shared secret** (the embedded default): HS256 with a local secret, for `warranty
 //!   dev-token`.
 //!
 //! In both, issuer and audience are required and checked, `exp` is required, and a token with
 //! `alg: none` or any algorithm outside the mode's list is refused before any key is touched.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
-use tokio::sync::RwLock;
 
 use crate::config::{AuthSettings, Secret, StartupError};
 use crate::domain::UserId;
@@ -38,19 +37,12 @@ pub enum AuthError {
     KeysUnavailable(String),
 }
 
-pub enum KeySource {
-    Url(String),
-    File(PathBuf),
-}
-
-struct KeyCache {
-    keys: JwkSet,
-    fetched_at: Option<Instant>,
-}
+use super::jwks::{JwksCache, Lookup};
+pub use super::jwks::{JwksPolicy, KeySource};
 
 enum Mode {
     Shared(DecodingKey),
-    Jwks { source: KeySource, client: reqwest::Client, cache: RwLock<KeyCache>, min_refresh: Duration },
+    Jwks(Arc<JwksCache>),
 }
 
 pub struct Authenticator {
@@ -74,13 +66,14 @@ impl Authenticator {
                 let (Some(iss), Some(aud)) = (&settings.jwt_issuer, &settings.jwt_audience) else {
                     return Err(StartupError::JwksNeedsIssuerAndAudience);
                 };
-                Ok(Self::jwks(
-                    source,
-                    Duration::from_secs(settings.jwks_min_refresh_secs),
-                    iss,
-                    aud,
-                    &settings.jwt_user_claim,
-                ))
+                let policy = JwksPolicy {
+                    min_refresh: Duration::from_secs(settings.jwks_min_refresh_secs),
+                    default_ttl: Duration::from_secs(settings.jwks_default_ttl_secs),
+                    max_ttl: Duration::from_secs(settings.jwks_max_ttl_secs.max(1)),
+                    unknown_kid_wait: Duration::from_millis(settings.jwks_unknown_kid_wait_ms),
+                    retry_base: Duration::from_millis(settings.jwks_retry_base_ms),
+                };
+                Ok(Self::jwks(source, policy, iss, aud, &settings.jwt_user_claim))
             }
             None => {
                 let secret = dev_secret(settings.dev_jwt_secret.as_ref().map(Secret::expose), data_dir)
@@ -104,16 +97,9 @@ impl Authenticator {
         }
     }
 
-    pub fn jwks(source: KeySource, min_refresh: Duration, issuer: &str, audience: &str, user_claim: &str) -> Self {
-        let client =
-            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a TLS client can be built");
+    pub fn jwks(source: KeySource, policy: JwksPolicy, issuer: &str, audience: &str, user_claim: &str) -> Self {
         Self {
-            mode: Mode::Jwks {
-                source,
-                client,
-                cache: RwLock::new(KeyCache { keys: JwkSet { keys: Vec::new() }, fetched_at: None }),
-                min_refresh,
-            },
+            mode: Mode::Jwks(JwksCache::new(source, policy)),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             user_claim: user_claim.to_owned(),
@@ -123,7 +109,7 @@ impl Authenticator {
     pub fn mode_name(&self) -> &'static str {
         match self.mode {
             Mode::Shared(_) => "shared-secret",
-            Mode::Jwks { .. } => "jwks",
+            Mode::Jwks(_) => "jwks",
         }
     }
 
@@ -138,7 +124,7 @@ impl Authenticator {
                 }
                 key.clone()
             }
-            Mode::Jwks { .. } => {
+            Mode::Jwks(_) => {
                 if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
                     return Err(AuthError::Invalid(format!("algorithm {:?} not accepted", header.alg)));
                 }
@@ -164,66 +150,28 @@ impl Authenticator {
     }
 
     async fn key_for(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
-        let Mode::Jwks { source, client, cache, min_refresh } = &self.mode else {
+        let Mode::Jwks(cache) = &self.mode else {
             unreachable!("key_for is only called in JWKS mode");
         };
-        if let Some(k) = find(&cache.read().await.keys, kid, alg)? {
-            return Ok(k);
-        }
-        let mut guard = cache.write().await;
-        // Someone else may have refreshed while we waited for the lock.
-        if let Some(k) = find(&guard.keys, kid, alg)? {
-            return Ok(k);
-        }
-        if guard.fetched_at.is_some_and(|t| t.elapsed() < *min_refresh) {
-            return Err(AuthError::Invalid(format!("unknown kid {kid}")));
-        }
-        let fetched = fetch(source, client).await;
-        guard.fetched_at = Some(Instant::now());
-        match fetched {
-            Ok(keys) => {
-                tracing::info!(keys = keys.keys.len(), "refreshed the signing keys");
-                guard.keys = keys;
+        match cache.lookup(kid).await {
+            Lookup::Found(key, declared) => {
+                // A key that declares its algorithm may only be used with it.
+                if let Some(declared) = declared
+                    && !declared_matches(declared, alg)
+                {
+                    return Err(AuthError::Invalid(format!("kid {kid} is not a {alg:?} key")));
+                }
+                Ok(key)
             }
-            Err(e) if guard.keys.keys.is_empty() => return Err(AuthError::KeysUnavailable(e)),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not refresh the signing keys; keeping the old ones")
-            }
+            Lookup::Unknown => Err(AuthError::Invalid(format!("unknown kid {kid}"))),
+            Lookup::Unavailable(e) => Err(AuthError::KeysUnavailable(e)),
         }
-        find(&guard.keys, kid, alg)?.ok_or_else(|| AuthError::Invalid(format!("unknown kid {kid}")))
     }
-}
-
-fn find(keys: &JwkSet, kid: &str, alg: Algorithm) -> Result<Option<DecodingKey>, AuthError> {
-    let Some(jwk) = keys.find(kid) else {
-        return Ok(None);
-    };
-    // A key that declares its algorithm may only be used with it.
-    if let Some(declared) = jwk.common.key_algorithm
-        && !declared_matches(declared, alg)
-    {
-        return Err(AuthError::Invalid(format!("kid {kid} is not a {alg:?} key")));
-    }
-    DecodingKey::from_jwk(jwk).map(Some).map_err(|e| AuthError::Invalid(format!("unusable key {kid}: {e}")))
 }
 
 fn declared_matches(declared: jsonwebtoken::jwk::KeyAlgorithm, alg: Algorithm) -> bool {
     use jsonwebtoken::jwk::KeyAlgorithm as K;
     matches!((declared, alg), (K::RS256, Algorithm::RS256) | (K::ES256, Algorithm::ES256))
-}
-
-async fn fetch(source: &KeySource, client: &reqwest::Client) -> Result<JwkSet, String> {
-    let text = match source {
-        KeySource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| e.to_string())?,
-        KeySource::Url(url) => {
-            let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("JWKS endpoint answered {}", resp.status()));
-            }
-            resp.text().await.map_err(|e| e.to_string())?
-        }
-    };
-    serde_json::from_str(&text).map_err(|e| format!("not a JWKS: {e}"))
 }
 
 fn bearer_token(authorization: Option<&str>) -> Option<&str> {

@@ -3,5 +3,6 @@
 
 pub mod auth;
 pub mod http;
+pub mod jwks;
 pub mod state;
 pub mod triggers;

@@ -91,27 +91,72 @@ fn claims(sub: &str) -> Value {
     json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "oid": format!("oid-{sub}"), "iat": now, "nbf": now, "exp": now + 600})
 }
 
-/// A loopback JWKS endpoint whose key set the test can change, counting fetches.
+/// A loopback JWKS endpoint whose key set the test can change, counting fetches. It can also
+/// answer scripted statuses first, send a `Cache-Control` header, and hold its answers until
+/// released (a slow provider).
 struct Jwks {
     url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    script: Arc<Mutex<Vec<u16>>>,
+    cache_control: Arc<Mutex<Option<String>>>,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn jwks_server(keys: Vec<Value>) -> Jwks {
     let keys = Arc::new(Mutex::new(keys));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (k, f) = (keys.clone(), fetches.clone());
-    let route = warp::path!("discovery" / "v2.0" / "keys").map(move || {
-        f.fetch_add(1, Ordering::SeqCst);
-        warp::reply::json(&json!({ "keys": *k.lock().unwrap() }))
+    let script = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let cache_control = Arc::new(Mutex::new(None::<String>));
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (k, f, sc, cc, h, r) =
+        (keys.clone(), fetches.clone(), script.clone(), cache_control.clone(), hang.clone(), release.clone());
+    let route = warp::path!("discovery" / "v2.0" / "keys").then(move || {
+        let (k, f, sc, cc, h, r) = (k.clone(), f.clone(), sc.clone(), cc.clone(), h.clone(), r.clone());
+        async move {
+            f.fetch_add(1, Ordering::SeqCst);
+            if h.load(Ordering::SeqCst) {
+                r.notified().await;
+            }
+            let scripted = {
+                let mut sc = sc.lock().unwrap();
+                (!sc.is_empty()).then(|| sc.remove(0))
+            };
+            let mut resp = match scripted {
+                Some(status) => warp::http::Response::builder().status(status).body(String::new()).unwrap(),
+                None => warp::http::Response::new(json!({ "keys": *k.lock().unwrap() }).to_string()),
+            };
+            if let Some(c) = cc.lock().unwrap().clone() {
+                resp.headers_mut().insert("cache-control", c.parse().unwrap());
+            }
+            resp
+        }
     });
     let (port, tx) = serve_loopback(route).await;
-    Jwks { url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"), keys, fetches, _stop: tx }
+    Jwks {
+        url: format!("http://127.0.0.1:{port}/discovery/v2.0/keys"),
+        keys,
+        fetches,
+        script,
+        cache_control,
+        hang,
+        release,
+        _stop: tx,
+    }
 }
 
 async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
+    app_with(jwks, min_refresh_secs, |_| {}).await
+}
+
+async fn app_with(
+    jwks: &Jwks,
+    min_refresh_secs: u64,
+    more: impl FnOnce(&mut warranty::config::Settings) + Send + 'static,
+) -> TestApp {
     let url = jwks.url.clone();
     spawn_with(move |s| {
         s.auth.jwks_url = Some(url);
@@ -119,6 +164,7 @@ async fn app_for(jwks: &Jwks, min_refresh_secs: u64) -> TestApp {
         s.auth.jwt_audience = Some(AUDIENCE.into());
         s.auth.jwks_min_refresh_secs = min_refresh_secs;
         s.auth.dev_jwt_secret = None;
+        more(s);
     })
     .await
 }
@@ -316,4 +362,86 @@ async fn dev_tokens_work_in_the_embedded_default_and_expire() {
     )
     .unwrap();
     assert_eq!(list_status(&app, &wrong_aud).await.0, 401);
+}
+
+/// A fetch that fails once (the provider answers 500, then recovers) is retried on a later
+/// request: 503 meanwhile, never a 401 for a valid token.
+#[tokio::test]
+async fn a_failed_key_fetch_is_retried_and_never_turns_a_valid_token_into_a_401() {
+    let key = TestKey::rsa("k1");
+    let jwks = jwks_server(vec![key.jwk()]).await;
+    jwks.script.lock().unwrap().push(500);
+    // The retry backoff is zero here so the next request may retry at once.
+    let app = app_with(&jwks, 300, |s| s.auth.jwks_retry_base_ms = 0).await;
+    let token = key.sign(claims("alice"));
+    let resp = app.client.get(format!("{}/api/products", app.base)).bearer_auth(&token).send().await.unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (503, "auth_unavailable"));
+    assert_eq!(list_status(&app, &token).await.0, 200, "the valid token works once the provider answers");
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+}
+
+/// Keys expire with the answer's `max-age`: a key the provider dropped is refused once the
+/// refresh (started in the background by a request) has landed.
+#[tokio::test]
+async fn a_key_the_provider_dropped_is_refused_after_the_next_refresh() {
+    let old = TestKey::rsa("old");
+    let jwks = jwks_server(vec![old.jwk()]).await;
+    *jwks.cache_control.lock().unwrap() = Some("public, max-age=0".into());
+    let app = app_for(&jwks, 300).await;
+    let token = old.sign(claims("alice"));
+    assert_eq!(list_status(&app, &token).await.0, 200);
+    let new = TestKey::rsa("new");
+    *jwks.keys.lock().unwrap() = vec![new.jwk()];
+    // Each request may still be served from the expired set while the refresh runs; poll until
+    // the refreshed set is in use (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = list_status(&app, &token).await.0;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(std::time::Instant::now() < deadline, "the dropped key is still accepted");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(list_status(&app, &new.sign(claims("alice"))).await.0, 200);
+}
+
+/// While the provider is slow to answer a refetch caused by an unknown `kid`, requests whose key
+/// is cached are not delayed, and the unknown `kid` waits only the configured time.
+#[tokio::test]
+async fn a_slow_provider_never_delays_requests_with_a_known_key() {
+    let key = TestKey::rsa("k1");
+    let jwks = jwks_server(vec![key.jwk()]).await;
+    let app = Arc::new(app_with(&jwks, 0, |s| s.auth.jwks_unknown_kid_wait_ms = 300).await);
+    let token = key.sign(claims("alice"));
+    assert_eq!(list_status(&app, &token).await.0, 200);
+    jwks.hang.store(true, Ordering::SeqCst);
+    let forged = TestKey::rsa("forged").sign(claims("mallory"));
+    let app2 = app.clone();
+    let stalled = tokio::spawn(async move { list_status(&app2, &forged).await.0 });
+    let fetches = jwks.fetches.clone();
+    eventually("the refetch reached the provider", || fetches.load(Ordering::SeqCst) >= 2).await;
+    let known = tokio::time::timeout(std::time::Duration::from_secs(3), list_status(&app, &token)).await;
+    assert_eq!(known.expect("a request with a cached key was held by the refetch").0, 200);
+    let forged_status = stalled.await.unwrap();
+    assert_eq!(forged_status, 503, "the unknown kid gave up waiting for the slow provider");
+    jwks.hang.store(false, Ordering::SeqCst);
+    jwks.release.notify_waiters();
+}
+
+/// A key set with keys this service cannot verify (X25519, secp256k1, an encryption key) beside
+/// a valid RSA key: the RSA key works.
+#[tokio::test]
+async fn unsupported_keys_in_the_set_are_skipped() {
+    let rsa = TestKey::rsa("rsa-ok");
+    let okp =
+        json!({"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"});
+    let k1 = json!({"kty": "EC", "crv": "secp256k1", "kid": "k256",
+        "x": "4H7K2vY8fA9mZk1fzJr2qYh0z8H1nPq6x5s3Xw2mT1U", "y": "qT3tX0b1cJm6Zr8vW1pL9sK2yN4hF7dE5gC3aB0x1yQ"});
+    let enc = json!({"kty": "RSA", "use": "enc", "kid": "enc", "n": "AQAB", "e": "AQAB"});
+    let jwks = jwks_server(vec![okp, k1, rsa.jwk(), enc]).await;
+    let app = app_for(&jwks, 300).await;
+    assert_eq!(list_status(&app, &rsa.sign(claims("alice"))).await.0, 200);
 }

@@ -71,6 +71,27 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
     .unwrap();
     assert_eq!(status, 200, "{response}");
 
+    // An OCR invocation as the host sends it, for a product that does not exist: its log lines
+    // carry the invocation's span (message id, product id, delivery count).
+    let product = "0193b6a0-0000-7000-8000-0000000000aa";
+    let event = serde_json::json!({
+        "messageId": format!("{product}:invoice:1"), "productId": product, "userId": "carol",
+        "invoiceLocation": "nowhere", "invoiceContentType": "application/pdf", "invoiceSha256": "00",
+        "invoiceVersion": 1, "requestedAt": "2026-11-27T10:00:00Z"
+    });
+    let body = serde_json::json!({"Data": {"message": event}, "Metadata": {"MessageId": "\"msg-span-1\"", "DeliveryCount": "2"}})
+        .to_string();
+    let (status, response) = http(
+        port,
+        &format!(
+            "POST /ProcessInvoiceOcr HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{response}");
+
     // SIGTERM: the host stopping the worker. The process exits cleanly.
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -89,6 +110,14 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
     assert_eq!(request_line["span"]["request_id"], "req-42");
     assert_eq!(request_line["status"], 200);
     assert!(logs.iter().any(|l| l["message"] == "listening"));
+    let skipped = logs
+        .iter()
+        .find(|l| l["message"] == "OCR message skipped")
+        .unwrap_or_else(|| panic!("no OCR log line in {logs:?}"));
+    assert_eq!(skipped["span"]["name"], "ocr", "{skipped}");
+    assert_eq!(skipped["span"]["message_id"], "msg-span-1", "{skipped}");
+    assert_eq!(skipped["span"]["product_id"], product, "{skipped}");
+    assert_eq!(skipped["span"]["delivery_count"], 2, "{skipped}");
 }
 
 #[test]

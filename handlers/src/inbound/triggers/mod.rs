@@ -8,6 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tracing::Instrument;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 
 use crate::application::ocr::{self, OcrOutcome, OcrRetry};
@@ -111,8 +112,12 @@ pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResp
         None => return reply(StatusCode::BAD_REQUEST, &["no message in Data".into()]),
     };
     let span = tracing::info_span!("ocr", message_id = %message_id, product_id = %event.product_id, delivery_count, enqueued = %enqueued);
-    let _ = span.enter();
-    match ocr::process(&state.services, &event).await {
+    // The span covers the whole processing, across its awaits.
+    handle_ocr(state, &event).instrument(span).await
+}
+
+async fn handle_ocr(state: &AppState, event: &OcrRequested) -> HttpResponse {
+    match ocr::process(&state.services, event).await {
         Ok(OcrOutcome::Recorded(status)) => reply(StatusCode::OK, &[format!("invoice read: {status:?}")]),
         Ok(OcrOutcome::Skipped(why)) => {
             tracing::info!(why, "OCR message skipped");
