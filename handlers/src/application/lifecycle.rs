@@ -246,3 +246,24 @@ pub async fn replace_invoice(
     services.outbox.written(&event).await;
     Ok(next.card(now.date_naive()))
 }
+
+/// One page of a product's audit trail, oldest first, and where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next: Option<usize>,
+}
+
+/// The audit trail of the user's product from entry `from`, at most `limit` entries.
+pub async fn audit(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    from: usize,
+    limit: usize,
+) -> Result<AuditPage, Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
+    let end = from.saturating_add(limit).min(product.audit.len());
+    let items = product.audit.get(from..end).map(<[AuditEntry]>::to_vec).unwrap_or_default();
+    Ok(AuditPage { items, next: (end < product.audit.len()).then_some(end) })
+}

@@ -129,8 +129,15 @@ pub struct WarrantyCard {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked_at: Option<DateTime<Utc>>,
     pub service_request_count: usize,
+    /// The newest [`CARD_AUDIT_ENTRIES`] entries of the audit trail, oldest first; the whole
+    /// trail pages through `GET /api/products/{id}/audit`.
     pub audit: Vec<AuditEntry>,
+    /// Entries in the whole audit trail.
+    pub audit_count: usize,
 }
+
+/// Audit entries a card carries: the card stays small however often the product is edited.
+pub const CARD_AUDIT_ENTRIES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -168,7 +175,8 @@ impl ProductRecord {
             locked: self.locked_at.is_some(),
             locked_at: self.locked_at,
             service_request_count: self.service_requests.len(),
-            audit: self.audit.clone(),
+            audit: self.audit[self.audit.len().saturating_sub(CARD_AUDIT_ENTRIES)..].to_vec(),
+            audit_count: self.audit.len(),
         }
     }
 

@@ -9,6 +9,7 @@ backends!([embedded, blob, azure]:
     edits_racing_the_first_service_request_never_change_a_locked_product,
     bad_lifecycle_requests_get_problems,
     a_replaced_invoice_gets_its_own_ocr_run_and_the_old_one_is_removed,
+    the_card_carries_the_newest_audit_entries_and_the_trail_pages,
 );
 
 use crate::support::*;
@@ -459,4 +460,51 @@ async fn a_replaced_invoice_gets_its_own_ocr_run_and_the_old_one_is_removed() {
         problem(put_invoice(&app, &id, Some("\"r3\""), invoice_form("c.pdf", "application/pdf", &pdf)).await).await;
     assert_eq!((s, p["code"].as_str().unwrap()), (409, "product_locked"));
     assert_eq!(app.invoice_files().len(), 1, "no orphan from refused replacements");
+}
+
+/// 30 edits do not grow the card: it carries the newest 5 audit entries and the count, and
+/// `GET /api/products/{id}/audit` pages through all of them, oldest first.
+async fn the_card_carries_the_newest_audit_entries_and_the_trail_pages() {
+    let app = spawn_app().await;
+    let (id, first, mut etag) = registered(&app, "7XK9JH2").await;
+    let first_size = serde_json::to_vec(&first).unwrap().len();
+    for i in 0..30 {
+        let resp =
+            patch(&app, &id, Some(&etag), &format!(r#"{{"notes":"note number {i} {}"}}"#, "x".repeat(200))).await;
+        assert_eq!(resp.status(), 200);
+        etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    }
+    let resp = app.get("alice", &format!("/api/products/{id}")).await;
+    let card: Value = resp.json().await.unwrap();
+    assert_eq!(card["auditCount"], 31);
+    let audit = card["audit"].as_array().unwrap();
+    assert_eq!(audit.len(), 5, "the newest five");
+    assert_eq!(audit[4]["changes"][0]["to"].as_str().unwrap().split(' ').nth(2), Some("29"));
+    let size = serde_json::to_vec(&card).unwrap().len();
+    assert!(size < first_size + 5 * 1200, "the card stays small: {first_size} → {size} bytes");
+    let listed: Value = app.get("alice", "/api/products").await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["audit"].as_array().unwrap().len(), 5);
+
+    // The whole trail, 12 at a time.
+    let mut entries = Vec::new();
+    let mut path = format!("/api/products/{id}/audit?limit=12");
+    loop {
+        let page: Value = app.get("alice", &path).await.json().await.unwrap();
+        entries.extend(page["items"].as_array().unwrap().clone());
+        match page["continuationToken"].as_str() {
+            Some(t) => path = format!("/api/products/{id}/audit?limit=12&continuationToken={t}"),
+            None => break,
+        }
+    }
+    assert_eq!(entries.len(), 31);
+    assert_eq!(entries[0]["action"], "registered");
+    assert!(entries[1..].iter().all(|e| e["action"] == "edited"));
+    assert_eq!(entries[30], audit[4], "the card's newest entry is the trail's last");
+
+    let (s, p) = problem(app.get("alice", &format!("/api/products/{id}/audit?continuationToken=bm9wZQ")).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (400, "continuation_token_invalid"));
+    let (s, p) = problem(app.get("alice", &format!("/api/products/{id}/audit?limit=0")).await).await;
+    assert_eq!((s, p["code"].as_str().unwrap()), (400, "limit_invalid"));
+    let (s, _) = problem(app.get("bob", &format!("/api/products/{id}/audit")).await).await;
+    assert_eq!(s, 404, "another user's product is not found");
 }

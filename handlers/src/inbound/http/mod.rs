@@ -66,6 +66,7 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("DELETE", "/api/products/{id}", Some("ProductById")),
     ("GET", "/api/products/{id}/invoice", Some("ProductInvoice")),
     ("PUT", "/api/products/{id}/invoice", Some("ProductInvoice")),
+    ("GET", "/api/products/{id}/audit", Some("ProductAudit")),
     ("GET", "/api/products/{id}/service-requests", Some("ServiceRequests")),
     ("POST", "/api/products/{id}/service-requests", Some("ServiceRequests")),
 ];
@@ -97,6 +98,8 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         (["api", "products", id, "invoice"], _) if !id.is_empty() => {
             Err(ApiError::MethodNotAllowed { allow: "GET, PUT" })
         }
+        (["api", "products", id, "audit"], &Method::GET) if !id.is_empty() => products::audit(&state, &req, id).await,
+        (["api", "products", id, "audit"], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "products", id, "service-requests"], &Method::GET) if !id.is_empty() => {
             products::service_requests(&state, &req, id).await
         }

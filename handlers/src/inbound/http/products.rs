@@ -158,6 +158,54 @@ pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiEr
     Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditBody {
+    items: Vec<crate::domain::AuditEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continuation_token: Option<String>,
+}
+
+/// `GET /api/products/{id}/audit?limit=&continuationToken=`: the whole audit trail, oldest
+/// first, a page at a time (the card carries only the newest entries).
+pub async fn audit(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(&req.query)
+        .map_err(|_| ApiError::BadRequest { code: "query_invalid", detail: "The query string is malformed.".into() })?;
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let limit = match param("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => {
+            raw.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::BadRequest {
+                code: "limit_invalid",
+                detail: format!("`limit` must be an integer from 1 to {MAX_PAGE}."),
+            })?
+        }
+    };
+    let bad_token = || ApiError::BadRequest {
+        code: "continuation_token_invalid",
+        detail: "The continuation token is not one this service issued.".into(),
+    };
+    let from = match param("continuationToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(token) => URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|t| t.strip_prefix("audit:").and_then(|n| n.parse::<usize>().ok()))
+            .ok_or_else(bad_token)?,
+    };
+    let page = lifecycle::audit(&state.services, &user, id, from, limit).await?;
+    let body = AuditBody {
+        items: page.items,
+        continuation_token: page.next.map(|n| URL_SAFE_NO_PAD.encode(format!("audit:{n}"))),
+    };
+    Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
+}
+
 /// Largest JSON body read for an edit or a service request.
 const MAX_JSON_BODY: usize = 64 * 1024;
 
