@@ -15,11 +15,13 @@ use crate::domain::{InvoiceKind, OcrRequested, OcrState, ProductId, ProductRecor
 pub struct Unavailable {
     pub backend: &'static str,
     pub message: String,
+    /// Up but locked by someone else (a write budget ran out): retry shortly.
+    pub busy: bool,
 }
 
 impl Unavailable {
     pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
-        Self { backend, message: message.to_string() }
+        Self { backend, message: message.to_string(), busy: false }
     }
 }
 

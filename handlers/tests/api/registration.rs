@@ -26,6 +26,55 @@ use crate::support::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Another process holds the database's write lock (a backup, a long migration) while three
+/// registrations wait for it: reads and `/api/health` answer at once (health says the store is
+/// busy), and every waiting write fails with `503 storage_unavailable` + `Retry-After` at its own
+/// deadline — not one budget after the other. Embedded store (its SQLite file).
+#[tokio::test]
+async fn a_locked_database_delays_no_read_and_queued_writes_fail_within_their_budget() {
+    let budget = std::time::Duration::from_millis(1500);
+    let app =
+        std::sync::Arc::new(spawn_with(move |s| s.products.sqlite_busy_timeout_ms = budget.as_millis() as u64).await);
+    let resp =
+        app.post_form("alice", Form::registration("Dell", "XPS", "7XK9JH2", &day(-3), &fixture("invoice.pdf"))).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let locker = rusqlite::Connection::open(app.dir.path().join("warranty.sqlite3")).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let mut writers = Vec::new();
+    for i in 0..3 {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            let form = Form::registration("Dell", "XPS", &format!("8XK9JH{i}"), &day(-3), &fixture("invoice.pdf"));
+            let resp = app.post_form("alice", form).await;
+            let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let (status, p) = problem(resp).await;
+            (status, p["code"].as_str().unwrap().to_owned(), retry_after, started.elapsed())
+        }));
+    }
+    // While they wait: a read and the health check answer without waiting for the lock.
+    let read = tokio::time::timeout(budget / 2, app.get("alice", &format!("/api/products/{id}"))).await;
+    assert_eq!(read.expect("a read waited behind the writers").status(), 200);
+    let health = tokio::time::timeout(budget / 2, app.client.get(format!("{}/api/health", app.base)).send()).await;
+    let health = health.expect("health waited behind the writers").unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["checks"]["productStore"]["status"], "busy", "{body}");
+    for w in writers {
+        let (status, code, retry_after, took) = w.await.unwrap();
+        assert_eq!((status, code.as_str()), (503, "storage_unavailable"));
+        assert!(retry_after.is_some());
+        // Each at its own deadline (plus the upload), not after the others' budgets.
+        assert!(took < budget * 2, "a queued write took {took:?} with a {budget:?} budget");
+    }
+    locker.execute_batch("ROLLBACK").unwrap();
+    let resp =
+        app.post_form("alice", Form::registration("Dell", "XPS", "9XK9JH2", &day(-3), &fixture("invoice.pdf"))).await;
+    assert_eq!(resp.status(), 201, "writes work again once the lock is released");
+}
+
 const MIB: usize = 1024 * 1024;
 
 async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {

@@ -16,3 +16,121 @@ pub fn ts(t: DateTime<Utc>) -> String {
 pub fn unavailable(e: impl std::fmt::Display) -> Unavailable {
     Unavailable::new(BACKEND, e)
 }
+
+/// The embedded store's SQLite database: one writer connection behind an asynchronous gate, and
+/// a pool of reader connections.
+///
+/// - Readers never wait behind a writer: in WAL mode a reader sees the last committed state
+///   while another connection (or process) writes.
+/// - Writers are serialised by the gate, which a waiting writer holds no thread and no lock for;
+///   every write has one budget (`busy`) counted from when it asked: waiting for the gate and
+///   then for the database lock (SQLite's `busy_timeout`, set to what is left). A write that
+///   cannot get the lock within its budget fails as `busy`, which the API answers with
+///   `503 storage_unavailable` and `Retry-After` — the Nth queued writer fails at its own
+///   deadline, not after N budgets.
+pub struct Db {
+    path: std::path::PathBuf,
+    writer: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    gate: tokio::sync::Semaphore,
+    readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    busy: std::time::Duration,
+}
+
+/// Readers kept open between reads.
+const IDLE_READERS: usize = 8;
+
+impl Db {
+    /// Opens the database at `path` with `init` run once on the writer (schema, pragmas).
+    pub fn open(
+        path: &std::path::Path,
+        busy: std::time::Duration,
+        init: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, Unavailable> {
+        let writer = rusqlite::Connection::open(path).map_err(unavailable)?;
+        writer.busy_timeout(busy).map_err(unavailable)?;
+        init(&writer).map_err(unavailable)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: std::sync::Arc::new(std::sync::Mutex::new(writer)),
+            gate: tokio::sync::Semaphore::new(1),
+            readers: std::sync::Mutex::new(Vec::new()),
+            busy,
+        })
+    }
+
+    fn reader(&self) -> Result<rusqlite::Connection, Unavailable> {
+        if let Some(c) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        // A WAL reader only waits while a checkpoint restarts the log: briefly.
+        c.busy_timeout(std::time::Duration::from_millis(500)).map_err(unavailable)?;
+        Ok(c)
+    }
+
+    /// Runs `f` on a reader connection.
+    pub async fn read<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = me.reader()?;
+            let out = f(&conn);
+            let mut pool = me.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < IDLE_READERS {
+                pool.push(conn);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Runs `f` on the writer, within the write budget.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let deadline = std::time::Instant::now() + self.busy;
+        let _turn = tokio::time::timeout(self.busy, self.gate.acquire())
+            .await
+            .map_err(|_| busy("the database is busy: other writes are waiting for its lock"))?
+            .map_err(unavailable)?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.busy_timeout(left.max(std::time::Duration::from_millis(1))).map_err(unavailable)?;
+            Ok(f(&mut conn))
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Whether a write could start now: the gate is free and no other process holds the
+    /// database's write lock. Never waits.
+    pub async fn writable(&self) -> Result<(), Unavailable> {
+        let Ok(_turn) = self.gate.try_acquire() else {
+            return Err(busy("a write is in progress or waiting for the lock"));
+        };
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.busy_timeout(std::time::Duration::ZERO).map_err(unavailable)?;
+            let probe = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+            probe.map_err(|e| busy(format!("another process holds the write lock ({e})")))
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+/// The database is locked by someone else: retry later.
+pub fn busy(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable { backend: BACKEND, message: e.to_string(), busy: true }
+}

@@ -6,18 +6,18 @@
 //! handling it) becomes visible again by itself. After `max_delivery_count` deliveries it is
 //! moved to the dead-letter table with the reason, from where an operator can requeue it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::db::{ts, unavailable};
+use super::db::{Db, ts, unavailable};
 use crate::ports::{Outbox, OutboxMessage, Unavailable};
 
 #[derive(Clone)]
 pub struct SqliteOcrQueue {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,29 +52,29 @@ fn ms_to_ts(ms: i64) -> String {
 }
 
 impl SqliteOcrQueue {
-    pub fn new(conn: Arc<Mutex<Connection>>) -> Self {
-        Self { conn }
+    /// The queue in the product database (the same writer: a queue write and a product write
+    /// are never interleaved inside one transaction).
+    pub fn new(db: Arc<Db>) -> Self {
+        Self { db }
     }
 
     /// Opens the queue of the database at `path` (for the `warranty queue` commands).
     pub fn open(path: &std::path::Path) -> Result<Self, Unavailable> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { db: Arc::new(Db::open(path, std::time::Duration::from_secs(5), |_| Ok(()))?) })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, Unavailable> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)
+        self.db.write(f).await?.map_err(unavailable)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.db.read(f).await?.map_err(unavailable)
     }
 
     /// Locks the next visible message for `lock_ms` and counts the delivery.
@@ -172,11 +172,11 @@ impl SqliteOcrQueue {
 
     /// When the earliest message becomes visible (ms since the epoch), if any is queued.
     pub async fn next_visible_ms(&self) -> Result<Option<i64>, Unavailable> {
-        self.with(|c| c.query_row("SELECT MIN(visible_at_ms) FROM ocr_queue", [], |r| r.get::<_, Option<i64>>(0))).await
+        self.read(|c| c.query_row("SELECT MIN(visible_at_ms) FROM ocr_queue", [], |r| r.get::<_, Option<i64>>(0))).await
     }
 
     pub async fn list(&self) -> Result<Vec<QueueEntry>, Unavailable> {
-        self.with(|c| {
+        self.read(|c| {
             let now = now_ms();
             let mut stmt = c.prepare(
                 "SELECT message_id, product_id, enqueued_at, delivery_count, visible_at_ms, lock_token, last_error
@@ -200,7 +200,7 @@ impl SqliteOcrQueue {
     }
 
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, Unavailable> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT message_id, product_id, enqueued_at, delivery_count, reason, dead_lettered_at
                  FROM ocr_dead_letters ORDER BY dead_lettered_at",

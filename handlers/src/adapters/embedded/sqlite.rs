@@ -5,14 +5,14 @@
 //! synchronous; every call runs on the blocking pool so it never stalls the async workers.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::db::{ts, unavailable};
+use super::db::{Db, ts, unavailable};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable};
 
@@ -61,41 +61,42 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 #[derive(Clone)]
 pub struct SqliteProductRepository {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
 }
 
 impl SqliteProductRepository {
     /// Opens (creating if needed) the database at `path`. `busy_timeout` bounds how long a
     /// write waits for a lock before the request fails with 503.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, Unavailable> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.busy_timeout(busy_timeout).map_err(unavailable)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-        // NORMAL is durable across application crashes in WAL mode; only an OS crash or power
-        // loss can lose the last transactions.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let db = Db::open(path, busy_timeout, |conn| {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // NORMAL is durable across application crashes in WAL mode; only an OS crash or
+            // power loss can lose the last transactions.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.execute_batch(SCHEMA)
+        })?;
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// The OCR queue stored in the same database (it shares the connection, so a queue write
     /// and a product write are never interleaved inside one transaction).
     pub fn ocr_queue(&self) -> super::queue::SqliteOcrQueue {
-        super::queue::SqliteOcrQueue::new(self.conn.clone())
+        super::queue::SqliteOcrQueue::new(self.db.clone())
     }
 
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> T + Send + 'static,
     ) -> Result<T, Unavailable> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(unavailable)
+        self.db.write(f).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.db.read(f).await
     }
 }
 
@@ -218,7 +219,7 @@ impl ProductRepository for SqliteProductRepository {
     async fn get(&self, user: &UserId, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
         let user = user.clone();
         let doc = self
-            .with_conn(move |c| {
+            .read(move |c| {
                 c.query_row(
                     "SELECT doc FROM products WHERE id = ?1 AND user_id = ?2",
                     params![id.to_string(), user.as_str()],
@@ -240,7 +241,7 @@ impl ProductRepository for SqliteProductRepository {
         let user = user.clone();
         let after = after.cloned();
         let docs = self
-            .with_conn(move |c| -> rusqlite::Result<Vec<String>> {
+            .read(move |c| -> rusqlite::Result<Vec<String>> {
                 let limit = limit as i64;
                 match after {
                     None => {
@@ -276,7 +277,7 @@ impl ProductRepository for SqliteProductRepository {
     ) -> Result<Option<StoredResponse>, Unavailable> {
         let user = user.clone();
         let key = key.to_owned();
-        self.with_conn(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT fingerprint, status, location, body FROM idempotency
                  WHERE user_id = ?1 AND key = ?2 AND expires_at > ?3",
@@ -297,7 +298,9 @@ impl ProductRepository for SqliteProductRepository {
     }
 
     async fn health(&self) -> Result<(), Unavailable> {
-        self.with_conn(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map(|_| ()).map_err(unavailable)
+        // Fast either way: a read never waits for the writer, and the write probe does not wait.
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map_err(unavailable)?;
+        self.db.writable().await
     }
 
     async fn replace(

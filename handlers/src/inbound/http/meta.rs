@@ -22,7 +22,8 @@ fn check(result: Result<(), crate::ports::Unavailable>, started: Instant) -> (bo
         Ok(()) => (true, json!({"status": "up", "latencyMs": latency_ms})),
         Err(e) => {
             tracing::warn!(backend = e.backend, error = %e.message, "health check failed");
-            (false, json!({"status": "down", "latencyMs": latency_ms}))
+            let status = if e.busy { "busy" } else { "down" };
+            (false, json!({"status": status, "latencyMs": latency_ms}))
         }
     }
 }
