@@ -13,6 +13,7 @@ use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
 use crate::adapters::ocr::InvoiceReaders;
 use crate::application::Services;
 use crate::application::outbox::{self, Drive};
+use crate::application::reconcile::{self, ReconcilePolicy};
 use crate::config::{InvoiceStoreKind, ProductStoreKind, Settings};
 use crate::domain::BrandCatalog;
 use crate::inbound::auth::Authenticator;
@@ -29,6 +30,8 @@ pub struct Application {
     readers: Arc<InvoiceReaders>,
     /// Runs the outbox worker (embedded store with its dispatcher on).
     worker: bool,
+    reconcile: ReconcilePolicy,
+    reconcile_every: Duration,
 }
 
 /// What a caller may supply instead of building from settings (tests: the in-memory Cosmos DB
@@ -109,7 +112,18 @@ impl Application {
             reader: readers.clone(),
             ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
         };
-        Ok(Self { listener, state: Arc::new(AppState { services, auth, version: VERSION }), readers, worker })
+        let reconcile = ReconcilePolicy {
+            grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
+            lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
+        };
+        Ok(Self {
+            listener,
+            state: Arc::new(AppState { services, auth, version: VERSION }),
+            readers,
+            worker,
+            reconcile,
+            reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -124,7 +138,25 @@ impl Application {
         let readers = self.readers.clone();
         tokio::spawn(async move { readers.probe().await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = self.worker.then(|| tokio::spawn(self.state.services.outbox.clone().run(stop_rx)));
+        let worker = self.worker.then(|| tokio::spawn(self.state.services.outbox.clone().run(stop_rx.clone())));
+        // Invoices left without a product by an interrupted write: at start, then periodically.
+        let (state, policy, every) = (self.state.clone(), self.reconcile, self.reconcile_every);
+        let mut stop_reconcile = stop_rx;
+        tokio::spawn(async move {
+            loop {
+                match reconcile::orphan_invoices(&state.services, state.services.clock.now(), policy).await {
+                    Ok(r) if r.removed > 0 => {
+                        tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "invoice reconciliation failed; the next pass retries"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_reconcile.changed() => return,
+                }
+            }
+        });
         warp::serve(api::routes(self.state))
             .incoming(self.listener)
             .graceful(async move {

@@ -114,6 +114,9 @@ pub trait ProductRepository: Send + Sync {
     /// `expected`.
     async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError>;
 
+    /// The location of product `id`'s current invoice, whoever owns it (reconciliation).
+    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable>;
+
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
@@ -207,6 +210,9 @@ pub trait InvoiceStore: Send + Sync {
 
     /// The whole invoice (at most 10 MiB), or `None` when there is nothing at `location`.
     async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable>;
+
+    /// Locations of committed invoices last written between `from` and `to` (reconciliation).
+    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
 }

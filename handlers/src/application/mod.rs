@@ -6,6 +6,7 @@ pub mod lifecycle;
 pub mod ocr;
 pub mod outbox;
 pub mod products;
+pub mod reconcile;
 pub mod register;
 
 use std::sync::Arc;

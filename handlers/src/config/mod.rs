@@ -257,6 +257,19 @@ pub struct InvoiceStoreSettings {
     #[arg(long, env = "InvoiceStorage", hide_env_values = true)]
     pub blob_connection_string: Option<Secret>,
 
+    /// Age after which an invoice no product references is removed (reconciliation after an
+    /// interrupted write), in seconds. Longer than any registration takes.
+    #[arg(long, env = "WARRANTY_ORPHAN_GRACE_SECS", default_value_t = 600)]
+    pub orphan_grace_secs: u64,
+
+    /// How far back reconciliation looks at invoices, in hours.
+    #[arg(long, env = "WARRANTY_ORPHAN_LOOKBACK_HOURS", default_value_t = 48)]
+    pub orphan_lookback_hours: u64,
+
+    /// Interval between reconciliation passes (one runs at start), in seconds.
+    #[arg(long, env = "WARRANTY_ORPHAN_SWEEP_SECS", default_value_t = 3600)]
+    pub orphan_sweep_secs: u64,
+
     /// The (private) container for invoices; created if missing.
     #[arg(long, env = "WARRANTY_BLOB_CONTAINER", default_value = "invoices")]
     pub blob_container: String,

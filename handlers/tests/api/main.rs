@@ -11,6 +11,7 @@ mod auth;
 mod azure;
 mod binary;
 mod contract;
+mod crash;
 mod deploy;
 mod docintel;
 mod drills;

@@ -283,6 +283,28 @@ fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
 
 #[async_trait]
 impl ProductRepository for CosmosProductRepository {
+    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable> {
+        #[derive(Deserialize)]
+        struct Found {
+            location: String,
+        }
+        // Across partitions: reconciliation looks for the product whatever its owner. It runs
+        // for recent files only, so the query count stays small.
+        let query =
+            Query::from("SELECT c.product.invoice.location AS location FROM c WHERE c.type = 'product' AND c.id = @id")
+                .with_parameter("@id", id.to_string())
+                .map_err(unavailable)?;
+        let found: Vec<Found> = self
+            .container
+            .query_items::<Found>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(found.into_iter().next().map(|f| f.location))
+    }
+
     async fn insert_registration(
         &self,
         product: &ProductRecord,

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::ProductId;
 use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
 
@@ -113,6 +115,27 @@ impl InvoiceStore for FileInvoiceStore {
         let location = format!("{product}.v{version}.{ext}");
         let final_path = self.root.join(&location);
         Ok(Box::new(FileUpload { file: Some(file), tmp, final_path, location, done: false }))
+    }
+
+    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, Unavailable> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(&root).map_err(unavailable)?.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue; // `tmp/` holds unfinished uploads, swept at start
+                }
+                let Ok(modified) = meta.modified() else { continue };
+                let modified = DateTime::<Utc>::from(modified);
+                if modified >= from && modified <= to {
+                    found.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(unavailable)?
     }
 
     async fn delete(&self, location: &str) -> Result<(), Unavailable> {

@@ -297,6 +297,20 @@ impl ProductRepository for SqliteProductRepository {
         .map_err(unavailable)
     }
 
+    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT json_extract(doc, '$.invoice.location') FROM products WHERE id = ?1",
+                params![id.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+        })
+        .await?
+        .map(Option::flatten)
+        .map_err(unavailable)
+    }
+
     async fn health(&self) -> Result<(), Unavailable> {
         // Fast either way: a read never waits for the writer, and the write probe does not wait.
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map_err(unavailable)?;

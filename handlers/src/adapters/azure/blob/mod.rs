@@ -173,6 +173,30 @@ fn content_type_of(ext: &str) -> &'static str {
 
 #[async_trait]
 impl InvoiceStore for BlobInvoiceStore {
+    async fn written_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, Unavailable> {
+        use futures_util::TryStreamExt;
+        let mut pager = self.container.list_blobs(None).map_err(unavailable)?;
+        let mut found = Vec::new();
+        while let Some(item) = pager.try_next().await.map_err(unavailable)? {
+            let modified = item
+                .properties
+                .as_ref()
+                .and_then(|p| p.last_modified)
+                .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()));
+            if let (Some(name), Some(modified)) = (item.name, modified)
+                && modified >= from
+                && modified <= to
+            {
+                found.push(name);
+            }
+        }
+        Ok(found)
+    }
+
     async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
         let location = format!("{product}.v{version}.{ext}");
         let client = self.container.blob_client(&location).block_blob_client();
