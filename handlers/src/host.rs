@@ -17,7 +17,7 @@ use crate::application::reconcile::{self, ReconcilePolicy};
 use crate::config::{InvoiceStoreKind, ProductStoreKind, Settings};
 use crate::domain::BrandCatalog;
 use crate::inbound::auth::Authenticator;
-use crate::inbound::http::{self as api, AppState};
+use crate::inbound::http::{self as api, AppState, server};
 use crate::ports::{InvoiceStore, OcrPublisher, Outbox, ProductRepository, SystemClock};
 
 pub use crate::build_info::{REVISION, VERSION};
@@ -32,6 +32,27 @@ pub struct Application {
     worker: bool,
     reconcile: ReconcilePolicy,
     reconcile_every: Duration,
+    limits: server::Limits,
+    body_idle: Duration,
+}
+
+/// Raises the soft open-file limit to the hard one (every connection and upload holds a
+/// descriptor); returns the soft limit in force.
+pub fn raise_open_file_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
 }
 
 /// What a caller may supply instead of building from settings (tests: the in-memory Cosmos DB
@@ -47,6 +68,8 @@ impl Application {
     }
 
     pub async fn build_with(settings: &Settings, overrides: Overrides) -> Result<Self, StartupError> {
+        // Before anything opens a descriptor: connections and uploads each hold one.
+        let open_files = raise_open_file_limit();
         let dir = &settings.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
         let identity = Identity::new(&settings.identity);
@@ -116,6 +139,10 @@ impl Application {
             grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
             lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
         };
+        let max_connections = settings.server.max_connections.min(open_files.saturating_sub(64).max(16) as usize);
+        if max_connections < settings.server.max_connections {
+            tracing::info!(max_connections, open_files, "connection ceiling kept below the open-file limit");
+        }
         Ok(Self {
             listener,
             state: Arc::new(AppState { services, auth, version: VERSION }),
@@ -123,6 +150,11 @@ impl Application {
             worker,
             reconcile,
             reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
+            limits: server::Limits {
+                header_timeout: Duration::from_secs(settings.server.header_timeout_secs.max(1)),
+                max_connections,
+            },
+            body_idle: Duration::from_secs(settings.server.body_idle_timeout_secs.max(1)),
         })
     }
 
@@ -157,14 +189,12 @@ impl Application {
                 }
             }
         });
-        warp::serve(api::routes(self.state))
-            .incoming(self.listener)
-            .graceful(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .run()
-            .await;
+        let routes = api::routes(self.state, self.body_idle);
+        server::serve(self.listener, routes, self.limits, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
         if let Some(w) = worker {
             let _ = w.await;
         }

@@ -147,6 +147,19 @@ pub struct ServerSettings {
     #[arg(long, env = "WARRANTY_DATA_DIR", default_value = "./.warranty-data")]
     pub data_dir: PathBuf,
 
+    /// Time a client has to send a request's head (line and headers), in seconds.
+    #[arg(long, env = "WARRANTY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Time a request body may go without a byte before the request fails, in seconds.
+    #[arg(long, env = "WARRANTY_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+
+    /// Open connections at most (also kept 64 below the open-file limit, which the binary
+    /// raises to its hard limit at start); past it new connections get `503 server_busy`.
+    #[arg(long, env = "WARRANTY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
     /// Warranty months for brands not in the catalogue.
     #[arg(long, env = "WARRANTY_DEFAULT_MONTHS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=240))]
     pub default_warranty_months: u32,

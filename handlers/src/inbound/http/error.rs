@@ -300,6 +300,7 @@ pub const ALL_CODES: &[&str] = &[
     "method_not_allowed",
     "product_already_registered",
     "storage_unavailable",
+    "server_busy",
     "auth_unavailable",
     "internal_error",
     "precondition_required",

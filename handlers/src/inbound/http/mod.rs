@@ -9,6 +9,7 @@ pub mod error;
 mod meta;
 mod multipart;
 mod products;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -184,6 +185,7 @@ async fn handle(
 /// The warp filter for the whole service.
 pub fn routes(
     state: Arc<AppState>,
+    body_idle: std::time::Duration,
 ) -> impl Filter<Extract = (HttpResponse,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
@@ -193,19 +195,32 @@ pub fn routes(
         .and(warp::body::stream())
         .then(move |method, full: warp::path::FullPath, query, headers, body| {
             let state = state.clone();
-            let body = body_stream(body);
+            let body = body_stream(body, body_idle);
             handle(state, method, full.as_str().to_owned(), query, headers, body)
         })
         .recover(|_| async { Ok::<_, std::convert::Infallible>(ApiError::Internal.to_response("", "")) })
         .unify()
 }
 
-fn body_stream<S, B>(s: S) -> BodyStream
+/// The request body as chunks; a client that sends no byte for `idle` ends it with an error
+/// (the upload in progress is then removed like any failed one).
+fn body_stream<S, B>(s: S, idle: std::time::Duration) -> BodyStream
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf + Send,
 {
-    Box::pin(s.map(|r| r.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(std::io::Error::other)))
+    let chunks = Box::pin(s.map(|r| r.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(std::io::Error::other)));
+    Box::pin(futures_util::stream::unfold(Some(chunks), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(Some(item)) => Some((item, Some(chunks))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client sent no byte for too long")),
+                None,
+            )),
+        }
+    }))
 }
 
 #[cfg(test)]
