@@ -300,8 +300,34 @@ async fn binary_bench(bin: &Path, args: &Args) {
     println!("RSS after sustained load: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
     drop(server);
 
-    // 4. Peak RSS with 32 simultaneous 9.9 MB uploads, on a fresh process.
-    let (server, _) = start(bin, &env);
+    // 4. Peak RSS with 32 simultaneous 9.9 MB uploads, on a fresh process: alone, then with two
+    //    CPU-bound threads competing for the cores (a busy neighbour).
+    for contended in [false, true] {
+        peak_under_uploads(bin, &env, &client, &token, contended).await;
+    }
+}
+
+async fn peak_under_uploads(
+    bin: &Path,
+    env: &[(String, String)],
+    client: &reqwest::Client,
+    token: &str,
+    contended: bool,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..if contended { 2 } else { 0 })
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    std::hint::black_box(x);
+                }
+            })
+        })
+        .collect();
+    let (server, _) = start(bin, env);
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
     let big = Arc::new(pdf(9_900_000));
@@ -311,7 +337,7 @@ async fn binary_bench(bin: &Path, args: &Args) {
     let t = Instant::now();
     for c in 0..32 {
         let (client, base, token, big, barrier) =
-            (client.clone(), base.clone(), token.clone(), big.clone(), barrier.clone());
+            (client.clone(), base.clone(), token.to_owned(), big.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let form = Form::registration("Acme", "Bench 1", &format!("BIG{c:04}"), "2026-01-15", &big);
             barrier.wait().await;
@@ -322,11 +348,16 @@ async fn binary_bench(bin: &Path, args: &Args) {
         task.await.unwrap();
     }
     println!(
-        "32 simultaneous 9.9 MB uploads: all 201 in {:.2} s; server peak RSS {:.1} MiB (before: {:.1} MiB)",
+        "32 simultaneous 9.9 MB uploads{}: all 201 in {:.2} s; server peak RSS {:.1} MiB (before: {:.1} MiB)",
+        if contended { ", 2 CPU-bound threads beside" } else { "" },
         t.elapsed().as_secs_f64(),
         status_kib(pid, "VmHWM:") as f64 / 1024.0,
         before as f64 / 1024.0
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        let _ = h.join();
+    }
 }
 
 async fn backend_bench(backend: Backend, args: &Args) {

@@ -23,6 +23,11 @@ impl Unavailable {
     pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
         Self { backend, message: message.to_string(), busy: false }
     }
+
+    /// Up, but over its limit right now: retry shortly.
+    pub fn busy(backend: &'static str, message: impl std::fmt::Display) -> Self {
+        Self { backend, message: message.to_string(), busy: true }
+    }
 }
 
 /// Why a store did not write a product.

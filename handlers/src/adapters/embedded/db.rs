@@ -132,5 +132,5 @@ impl Db {
 
 /// The database is locked by someone else: retry later.
 pub fn busy(e: impl std::fmt::Display) -> Unavailable {
-    Unavailable { backend: BACKEND, message: e.to_string(), busy: true }
+    Unavailable::busy(BACKEND, e)
 }

@@ -38,16 +38,25 @@ fn status(e: &azure_core::Error) -> Option<StatusCode> {
     e.http_status()
 }
 
+/// Block buffers all uploads of this process may hold at once (1 MiB each): memory under many
+/// simultaneous uploads is bounded by construction, and an upload that finds none free waits
+/// (its client is slowed by TCP back-pressure) rather than growing the process.
+pub const BLOCK_BUDGET: usize = 16;
+
+/// Longest wait for a block buffer before the upload fails with 503.
+const BLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct BlobInvoiceStore {
     container: Arc<BlobContainerClient>,
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl BlobInvoiceStore {
     /// `container_url` may carry a SAS (then `credential` is `None`).
     pub fn new(container_url: Url, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self, Unavailable> {
         let container = BlobContainerClient::new(container_url, credential, None).map_err(unavailable)?;
-        Ok(Self { container: Arc::new(container) })
+        Ok(Self { container: Arc::new(container), budget: Arc::new(tokio::sync::Semaphore::new(BLOCK_BUDGET)) })
     }
 
     /// The store the settings describe (its container created if missing): the managed
@@ -103,13 +112,30 @@ struct BlobUpload {
     client: BlockBlobClient,
     location: String,
     content_type: &'static str,
-    /// The block being filled; handed to the request without a copy when full.
+    /// The block being filled; handed to the request without a copy when full. Allocated only
+    /// while `permit` is held.
     buf: Vec<u8>,
     blocks: Vec<Vec<u8>>,
     hasher: sha2::Sha256,
+    budget: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl BlobUpload {
+    /// A block buffer from the process's budget, waited for at most [`BLOCK_WAIT`].
+    async fn reserve(&mut self) -> Result<(), Unavailable> {
+        if self.permit.is_some() {
+            return Ok(());
+        }
+        let permit = tokio::time::timeout(BLOCK_WAIT, self.budget.clone().acquire_owned())
+            .await
+            .map_err(|_| Unavailable::busy(BACKEND, "every upload buffer is in use"))?
+            .map_err(unavailable)?;
+        self.permit = Some(permit);
+        self.buf = Vec::with_capacity(BLOCK_SIZE);
+        Ok(())
+    }
+
     async fn stage(&mut self, data: Vec<u8>) -> Result<(), Unavailable> {
         // Block ids must all have the same length within a blob.
         let id = format!("block-{:06}", self.blocks.len()).into_bytes();
@@ -127,13 +153,16 @@ impl InvoiceUpload for BlobUpload {
         self.hasher.update(chunk);
         let mut rest = chunk;
         while !rest.is_empty() {
+            self.reserve().await?;
             let room = BLOCK_SIZE - self.buf.len();
             let (now, later) = rest.split_at(room.min(rest.len()));
             self.buf.extend_from_slice(now);
             rest = later;
             if self.buf.len() == BLOCK_SIZE {
-                let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_SIZE));
+                let block = std::mem::take(&mut self.buf);
                 self.stage(block).await?;
+                // The buffer went with the request: give its place back.
+                self.permit = None;
             }
         }
         Ok(())
@@ -145,6 +174,7 @@ impl InvoiceUpload for BlobUpload {
             let rest = std::mem::take(&mut self.buf);
             self.stage(rest).await?;
         }
+        self.permit = None;
         let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let list = BlockLookupList { latest: Some(std::mem::take(&mut self.blocks)), ..Default::default() };
         let options = BlockBlobClientCommitBlockListOptions {
@@ -204,9 +234,11 @@ impl InvoiceStore for BlobInvoiceStore {
             client,
             location,
             content_type: content_type_of(ext),
-            buf: Vec::with_capacity(BLOCK_SIZE),
+            buf: Vec::new(),
             blocks: Vec::new(),
             hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            budget: self.budget.clone(),
+            permit: None,
         }))
     }
 
