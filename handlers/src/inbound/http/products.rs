@@ -131,9 +131,8 @@ struct PageBody {
     continuation_token: Option<String>,
 }
 
-/// `GET /api/products?limit=&continuationToken=`.
-pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
-    let user = req.user(state).await?;
+/// `limit` (1..=`MAX_PAGE`, default `DEFAULT_PAGE`) and `continuationToken` of a paged read.
+fn page_params(req: &Request) -> Result<(usize, Option<String>), ApiError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(&req.query)
         .map_err(|_| ApiError::BadRequest { code: "query_invalid", detail: "The query string is malformed.".into() })?;
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -146,13 +145,21 @@ pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiEr
             })?
         }
     };
-    let cursor = match param("continuationToken").filter(|t| !t.is_empty()) {
-        None => None,
-        Some(token) => Some(products::decode_token(token).map_err(|_| ApiError::BadRequest {
-            code: "continuation_token_invalid",
-            detail: "The continuation token is not one this service issued.".into(),
-        })?),
-    };
+    Ok((limit, param("continuationToken").filter(|t| !t.is_empty()).map(str::to_owned)))
+}
+
+fn bad_token() -> ApiError {
+    ApiError::BadRequest {
+        code: "continuation_token_invalid",
+        detail: "The continuation token is not one this service issued.".into(),
+    }
+}
+
+/// `GET /api/products?limit=&continuationToken=`.
+pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let (limit, token) = page_params(req)?;
+    let cursor = token.map(|t| products::decode_token(&t).map_err(|_| bad_token())).transpose()?;
     let page = products::list(&state.services, &user, cursor.as_ref(), limit).await?;
     let body = PageBody { items: page.items, continuation_token: page.continuation_token };
     Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
@@ -173,23 +180,8 @@ pub async fn audit(state: &AppState, req: &Request, id: &str) -> Result<HttpResp
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let user = req.user(state).await?;
     let id = product_id(id)?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(&req.query)
-        .map_err(|_| ApiError::BadRequest { code: "query_invalid", detail: "The query string is malformed.".into() })?;
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let limit = match param("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => {
-            raw.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::BadRequest {
-                code: "limit_invalid",
-                detail: format!("`limit` must be an integer from 1 to {MAX_PAGE}."),
-            })?
-        }
-    };
-    let bad_token = || ApiError::BadRequest {
-        code: "continuation_token_invalid",
-        detail: "The continuation token is not one this service issued.".into(),
-    };
-    let from = match param("continuationToken").filter(|t| !t.is_empty()) {
+    let (limit, token) = page_params(req)?;
+    let from = match token {
         None => 0,
         Some(token) => URL_SAFE_NO_PAD
             .decode(token)

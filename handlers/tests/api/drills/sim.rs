@@ -197,16 +197,8 @@ impl ControlPlaneSim {
                 let shared = shared.clone();
                 async move { handle(&shared, method, path.as_str(), &query, &headers, &body).await }
             });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(filter)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = rx.await;
-                })
-                .run(),
-        );
-        Self { url: format!("http://127.0.0.1:{port}"), clock, world, _stop: tx }
+        let stop = crate::support::serve_listener(listener, filter);
+        Self { url: format!("http://127.0.0.1:{port}"), clock, world, _stop: stop }
     }
 
     /// Pushes an image to the registry; returns its digest.

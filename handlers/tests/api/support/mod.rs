@@ -420,6 +420,16 @@ where
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    (port, serve_listener(listener, filter))
+}
+
+/// Serves `filter` on a bound `listener` until the returned sender is dropped (for a stand-in
+/// that must know its own address before its routes are built).
+pub fn serve_listener<F>(listener: tokio::net::TcpListener, filter: F) -> tokio::sync::oneshot::Sender<()>
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
         warp::serve(filter)
@@ -429,7 +439,7 @@ where
             })
             .run(),
     );
-    (port, tx)
+    tx
 }
 
 /// Polls the card (public API only) until its OCR status is final.
