@@ -375,6 +375,7 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             warranty::telemetry::init();
+            warranty::host::return_large_buffers_to_os();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
