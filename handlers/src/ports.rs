@@ -8,27 +8,68 @@ use crate::domain::extraction::TextLine;
 use crate::domain::ocr::{InvoiceFields, OcrEngineKind};
 use crate::domain::{InvoiceKind, OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 
-/// A backend is down, slow or refusing: the client may retry (503). The message is for logs
-/// only and never reaches a response body.
+/// A backend is down, slow, refusing or full: nothing was stored. The message is for logs only
+/// and never reaches a response body.
 #[derive(Debug, thiserror::Error)]
 #[error("{backend} unavailable: {message}")]
 pub struct Unavailable {
     pub backend: &'static str,
     pub message: String,
-    /// Up but locked by someone else (a write budget ran out): retry shortly.
-    pub busy: bool,
+    pub condition: Condition,
+}
+
+/// What state the backend is in, as far as the caller can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Down or failing: retry later (503).
+    Down,
+    /// Up but locked by someone else or over its limit (a write budget ran out): retry
+    /// shortly (503).
+    Busy,
+    /// No space left to store anything (the disk, a quota, the database's size limit): retrying
+    /// helps only after an operator frees space (507).
+    Full,
 }
 
 impl Unavailable {
     pub fn new(backend: &'static str, message: impl std::fmt::Display) -> Self {
-        Self { backend, message: message.to_string(), busy: false }
+        Self { backend, message: message.to_string(), condition: Condition::Down }
     }
 
     /// Up, but over its limit right now: retry shortly.
     pub fn busy(backend: &'static str, message: impl std::fmt::Display) -> Self {
-        Self { backend, message: message.to_string(), busy: true }
+        Self { backend, message: message.to_string(), condition: Condition::Busy }
+    }
+
+    /// Out of space.
+    pub fn full(backend: &'static str, message: impl std::fmt::Display) -> Self {
+        Self { backend, message: message.to_string(), condition: Condition::Full }
+    }
+
+    /// From an adapter's failure: [`Condition::Full`] when the cause says so.
+    pub fn from_cause(backend: &'static str, cause: impl Cause) -> Self {
+        if cause.out_of_space() { Self::full(backend, cause) } else { Self::new(backend, cause) }
     }
 }
+
+/// A failure an adapter hands on: it can say whether it means "out of space".
+pub trait Cause: std::fmt::Display {
+    fn out_of_space(&self) -> bool {
+        false
+    }
+}
+
+impl Cause for std::io::Error {
+    fn out_of_space(&self) -> bool {
+        matches!(self.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    }
+}
+
+impl Cause for String {}
+impl Cause for &str {}
+impl Cause for tokio::task::JoinError {}
+impl Cause for tokio::sync::AcquireError {}
+impl Cause for serde_json::Error {}
 
 /// Why a store did not write a product.
 #[derive(Debug, thiserror::Error)]

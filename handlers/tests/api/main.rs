@@ -15,6 +15,7 @@ mod crash;
 mod deploy;
 mod docintel;
 mod drills;
+mod full_disk;
 mod hostile;
 mod lifecycle;
 mod ocr_corpus;

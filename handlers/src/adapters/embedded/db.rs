@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::ports::Unavailable;
+use crate::ports::{Cause, Unavailable};
 
 /// The name failures of the product database carry.
 pub const BACKEND: &str = "product store";
@@ -12,9 +12,20 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// Free space below which the database reports itself `full` (a few hundred registrations'
+/// worth of log pages).
+pub const DB_SPACE_FLOOR: u64 = 1024 * 1024;
+
 /// A SQLite failure as the port reports it.
-pub fn unavailable(e: impl std::fmt::Display) -> Unavailable {
-    Unavailable::new(BACKEND, e)
+pub fn unavailable(e: impl Cause) -> Unavailable {
+    Unavailable::from_cause(BACKEND, e)
+}
+
+/// `SQLITE_FULL`: the disk (or the database's page limit) has no room for the write.
+impl Cause for rusqlite::Error {
+    fn out_of_space(&self) -> bool {
+        self.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
 }
 
 /// The embedded store's SQLite database: one writer connection behind an asynchronous gate, and
@@ -110,6 +121,17 @@ impl Db {
         })
         .await
         .map_err(unavailable)?
+    }
+
+    /// `full` when the database's volume has less than [`DB_SPACE_FLOOR`] left: the next
+    /// writes may fail with `SQLITE_FULL`.
+    pub fn has_room(&self) -> Result<(), Unavailable> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let free = super::free_bytes(dir).map_err(unavailable)?;
+        if free < DB_SPACE_FLOOR {
+            return Err(Unavailable::full(BACKEND, format!("{free} bytes free on the database's volume")));
+        }
+        Ok(())
     }
 
     /// Whether a write could start now: the gate is free and no other process holds the

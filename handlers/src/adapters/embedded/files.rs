@@ -15,12 +15,13 @@ use tokio::io::AsyncWriteExt;
 use chrono::{DateTime, Utc};
 
 use crate::domain::ProductId;
-use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
+use crate::domain::invoice::INVOICE_MAX_BYTES;
+use crate::ports::{Cause, InvoiceStore, InvoiceUpload, Unavailable};
 
 const BACKEND: &str = "invoice store";
 
-fn unavailable(e: impl std::fmt::Display) -> Unavailable {
-    Unavailable::new(BACKEND, e)
+fn unavailable(e: impl Cause) -> Unavailable {
+    Unavailable::from_cause(BACKEND, e)
 }
 
 #[derive(Debug, Clone)]
@@ -155,8 +156,18 @@ impl InvoiceStore for FileInvoiceStore {
         }
     }
 
+    /// Up when the upload directory exists and the volume can take one more invoice of the
+    /// largest size accepted; `full` below that.
     async fn health(&self) -> Result<(), Unavailable> {
-        let meta = tokio::fs::metadata(self.root.join("tmp")).await.map_err(unavailable)?;
-        if meta.is_dir() { Ok(()) } else { Err(unavailable("the upload directory is not a directory")) }
+        let tmp = self.root.join("tmp");
+        let meta = tokio::fs::metadata(&tmp).await.map_err(unavailable)?;
+        if !meta.is_dir() {
+            return Err(unavailable("the upload directory is not a directory"));
+        }
+        let free = super::free_bytes(&tmp).map_err(unavailable)?;
+        if free < INVOICE_MAX_BYTES {
+            return Err(Unavailable::full(BACKEND, format!("{free} bytes free, less than one largest invoice")));
+        }
+        Ok(())
     }
 }

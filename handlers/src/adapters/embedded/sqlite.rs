@@ -314,7 +314,8 @@ impl ProductRepository for SqliteProductRepository {
     async fn health(&self) -> Result<(), Unavailable> {
         // Fast either way: a read never waits for the writer, and the write probe does not wait.
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map_err(unavailable)?;
-        self.db.writable().await
+        self.db.writable().await?;
+        self.db.has_room()
     }
 
     async fn replace(

@@ -46,6 +46,8 @@ pub enum ApiError {
     HasServiceRequests,
     /// 503: a backend is unavailable; the client may retry.
     Unavailable { code: &'static str },
+    /// 507: a store has no space left; nothing was stored. Retrying helps once space is freed.
+    StorageFull,
     /// 500: a bug. Logged with the request id.
     Internal,
 }
@@ -92,6 +94,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +117,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "product_already_registered",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Unavailable { code } => code,
+            Self::StorageFull => "storage_full",
             Self::Internal => "internal_error",
         }
     }
@@ -135,6 +139,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "Product already registered",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::StorageFull => "No storage space left",
             Self::Internal => "Internal error",
         }
     }
@@ -171,6 +176,10 @@ impl ApiError {
                 "This Idempotency-Key was already used for a different registration; use a new key.".into()
             }
             Self::Unavailable { .. } => "A storage backend is unavailable. Retry later; nothing was stored.".into(),
+            Self::StorageFull => {
+                "The service has no storage space left. Nothing was stored; retry later (the operators are alerted)."
+                    .into()
+            }
             Self::Internal => "Something went wrong on our side. Quote the request id to support.".into(),
         }
     }
@@ -220,6 +229,9 @@ impl ApiError {
             Self::Unavailable { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            Self::StorageFull => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("300"));
+            }
             _ => {}
         }
         resp
@@ -265,6 +277,10 @@ impl From<Error> for ApiError {
 
 impl From<crate::ports::Unavailable> for ApiError {
     fn from(e: crate::ports::Unavailable) -> Self {
+        if e.condition == crate::ports::Condition::Full {
+            tracing::error!(backend = e.backend, error = %e.message, "no storage space left: free space or grow the volume");
+            return Self::StorageFull;
+        }
         tracing::error!(backend = e.backend, error = %e.message, "backend unavailable");
         Self::Unavailable { code: "storage_unavailable" }
     }
@@ -300,6 +316,7 @@ pub const ALL_CODES: &[&str] = &[
     "method_not_allowed",
     "product_already_registered",
     "storage_unavailable",
+    "storage_full",
     "server_busy",
     "auth_unavailable",
     "internal_error",

@@ -22,7 +22,11 @@ fn check(result: Result<(), crate::ports::Unavailable>, started: Instant) -> (bo
         Ok(()) => (true, json!({"status": "up", "latencyMs": latency_ms})),
         Err(e) => {
             tracing::warn!(backend = e.backend, error = %e.message, "health check failed");
-            let status = if e.busy { "busy" } else { "down" };
+            let status = match e.condition {
+                crate::ports::Condition::Down => "down",
+                crate::ports::Condition::Busy => "busy",
+                crate::ports::Condition::Full => "full",
+            };
             (false, json!({"status": status, "latencyMs": latency_ms}))
         }
     }
