@@ -1,4 +1,4 @@
-//! `/` (the host's readiness probe), `/api/health` and `/api/brands`.
+//! `/` (the host's readiness probe), `/api/health`, `/api/brands` and `/api/openapi.json`.
 
 use std::time::Instant;
 
@@ -83,6 +83,30 @@ pub fn brands(state: &AppState, req: &Request) -> HttpResponse {
         },
     });
     let mut resp = Response::new(Bytes::from(body.to_string()));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    cache(&mut resp);
+    resp
+}
+
+/// The OpenAPI document, byte for byte `docs/openapi.json` of the commit the binary was built
+/// from. Public and revalidatable: its ETag is a hash of the bytes.
+pub fn openapi(req: &Request) -> HttpResponse {
+    static DOCUMENT: &[u8] = include_bytes!("../../../../docs/openapi.json");
+    static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use sha2::Digest;
+        format!("\"{}\"", &hex::encode(sha2::Sha256::digest(DOCUMENT))[..32])
+    });
+    let cache = |resp: &mut HttpResponse| {
+        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&ETAG).expect("hex etag"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    };
+    if req.header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == *ETAG || t.trim() == "*")) {
+        let mut resp = Response::new(Bytes::new());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        cache(&mut resp);
+        return resp;
+    }
+    let mut resp = Response::new(Bytes::from_static(DOCUMENT));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     cache(&mut resp);
     resp

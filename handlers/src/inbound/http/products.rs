@@ -87,13 +87,21 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
         match outcome {
             Ok(Registered::Created { card, location }) => {
                 tracing::info!(product_id = %card.id, "product registered");
-                let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&card).expect("a card serialises"));
+                // With the card's ETag, so an edit right after registering needs no GET first.
+                let mut resp = card_response(StatusCode::CREATED, &card);
                 resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ascii path"));
                 Ok(resp)
             }
             Ok(Registered::Replayed(stored)) => {
                 let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
+                // The entity tag of the card as first answered (the body replayed).
+                let revision = serde_json::from_str::<serde_json::Value>(&stored.body)
+                    .ok()
+                    .and_then(|card| card["revision"].as_u64());
                 let mut resp = json(status, stored.body.into_bytes());
+                if let Some(etag) = revision.and_then(|r| HeaderValue::from_str(&format!("\"r{r}\"")).ok()) {
+                    resp.headers_mut().insert(header::ETAG, etag);
+                }
                 if let Some(loc) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
                     resp.headers_mut().insert(header::LOCATION, loc);
                 }
@@ -354,7 +362,8 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
     let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await?;
     let mut resp = Response::new(bytes);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(invoice.kind.content_type()));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(download_type(req, invoice.kind.content_type())));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
     h.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&content_disposition(&invoice.file_name)).expect("only ASCII is produced"),
@@ -363,6 +372,29 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", invoice.sha256)).expect("hex"));
     Ok(resp)
+}
+
+/// The type to label a download with: the file's own, unless the client asks for
+/// `application/octet-stream` and does not accept the file's type (generated clients that
+/// only know "bytes"); the bytes are the same either way.
+fn download_type(req: &Request, own: &'static str) -> &'static str {
+    const OCTETS: &str = "application/octet-stream";
+    let Some(accept) = req.header("accept") else { return own };
+    let (major, _) = own.split_once('/').unwrap_or((own, ""));
+    let mut wants_octets = false;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts.find_map(|p| p.trim().strip_prefix("q=").map(|q| q.trim().parse::<f32>().unwrap_or(0.0)));
+        if q.is_some_and(|q| q <= 0.0) {
+            continue;
+        }
+        if media == own || media == "*/*" || media == format!("{major}/*") {
+            return own;
+        }
+        wants_octets |= media == OCTETS;
+    }
+    if wants_octets { OCTETS } else { own }
 }
 
 /// `PUT /api/products/{id}/invoice`: a new invoice (multipart, field `invoice`, the same rules
