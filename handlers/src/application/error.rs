@@ -30,6 +30,15 @@ pub enum Error {
     /// A product with service requests is kept.
     #[error("the product has service requests")]
     HasServiceRequests,
+    /// A coverage a service request relied on keeps its kind, start and duration.
+    #[error("the coverage is locked by a service request")]
+    CoverageLocked { fields: Vec<&'static str> },
+    /// The product already has the most coverages allowed.
+    #[error("the product has the most coverages allowed")]
+    CoverageLimit,
+    /// A product keeps at least one coverage.
+    #[error("the product's last coverage cannot be removed")]
+    LastCoverage,
     #[error("the invoice must be smaller than {INVOICE_MAX_BYTES} bytes")]
     InvoiceTooLarge,
     #[error("the invoice is not a PDF, JPEG or PNG file")]

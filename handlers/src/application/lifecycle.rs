@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{Error, Services};
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    AuditEntry, EditError, FieldChange, PatchError, ProductId, ProductPatch, ProductRecord, ServiceRequest, UserId,
-    WarrantyCard, WarrantyStatus,
+    AuditEntry, CoverageStatus, EditError, FieldChange, FieldError, PatchError, ProductId, ProductPatch, ProductRecord,
+    ServiceRequest, UserId, WarrantyCard,
 };
 use crate::ports::{StoreError, Unavailable};
 
@@ -54,6 +54,7 @@ pub async fn raise_service_request(
     id: ProductId,
     description: Option<&str>,
     preferred_contact: Option<&str>,
+    coverage: Option<Uuid>,
 ) -> Result<ServiceRequest, Error> {
     let mut errors = Vec::new();
     let description = BoundedText::parse("description", "description_missing", description, DESCRIPTION_MAX_CHARS)
@@ -70,16 +71,38 @@ pub async fn raise_service_request(
     for _ in 0..MAX_RETRIES {
         let now = services.clock.now();
         let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
+        let day = now.date_naive();
+        let coverages = product.coverages();
+        let relied = crate::domain::coverage::relied_on(&coverages, coverage, day);
+        if coverage.is_some() && relied.is_none() {
+            return Err(Error::Invalid(vec![FieldError::new(
+                "coverageId",
+                "coverage_unknown",
+                "`coverageId` names no coverage of this product",
+            )]));
+        }
         let request = ServiceRequest {
             id: Uuid::now_v7(),
             description: description.as_str().to_owned(),
             preferred_contact: contact.clone(),
             created_at: now,
-            in_warranty: WarrantyStatus::on(product.warranty_expires_on, now.date_naive()) == WarrantyStatus::Active,
+            in_warranty: relied.is_some_and(|c| c.status(day) == CoverageStatus::Active),
+            coverage_id: relied.map(|c| c.id),
         };
         let mut next = product.clone();
         let mut changes =
             vec![FieldChange { field: "serviceRequests".into(), from: None, to: Some(request.id.to_string()) }];
+        // The coverage relied on keeps its dates from now on: no extending it to fit the claim.
+        if let Some(cid) = request.coverage_id
+            && let Some(c) = next.coverages_mut().iter_mut().find(|c| c.id == cid && c.locked_at.is_none())
+        {
+            c.locked_at = Some(now);
+            changes.push(FieldChange {
+                field: format!("coverages/{cid}/locked"),
+                from: Some("false".into()),
+                to: Some("true".into()),
+            });
+        }
         if next.locked_at.is_none() {
             next.locked_at = Some(now);
             changes.push(FieldChange { field: "locked".into(), from: Some("false".into()), to: Some("true".into()) });

@@ -15,8 +15,8 @@ use super::Services;
 use super::intake::ReceivedInvoice;
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    FieldError, InvoiceRef, OcrRequested, OcrState, ProductField, ProductId, ProductRecord, PurchaseDate, SerialNumber,
-    UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
+    Coverage, FieldError, InvoiceRef, OcrRequested, OcrState, ProductField, ProductId, ProductRecord, PurchaseDate,
+    SerialNumber, UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
 };
 use crate::ports::{IdempotencyRecord, StoreError, StoredResponse, Unavailable};
 
@@ -178,6 +178,7 @@ pub async fn register(
         (invoice.size_bytes, invoice.sha256.clone(), invoice.file_name.clone(), invoice.version);
     let location = invoice.upload.commit().await?;
 
+    let catalogue = Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
     let product = ProductRecord {
         id: product_id,
         user_id: user.clone(),
@@ -195,6 +196,7 @@ pub async fn register(
         notes: None,
         locked_at: None,
         service_requests: Vec::new(),
+        coverages: vec![catalogue],
         audit: vec![crate::domain::AuditEntry {
             at: now,
             by: user.clone(),

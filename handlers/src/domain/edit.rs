@@ -263,6 +263,14 @@ impl ProductRecord {
         }
         next.brand_key = super::brand_catalog::brand_key(&next.brand);
         next.warranty_expires_on = expiry_date(next.purchase_date.date(), next.warranty_months);
+        // The catalogue's coverage follows the product until its dates are edited on their own.
+        if next.purchase_date != self.purchase_date || next.warranty_months != self.warranty_months {
+            let (start, months) = (next.purchase_date.date(), next.warranty_months);
+            for c in next.coverages_mut().iter_mut().filter(|c| c.follows_product) {
+                c.starts_on = start;
+                c.months = Some(months);
+            }
+        }
 
         let text = |s: &str| Some(s.to_owned());
         let pairs = [

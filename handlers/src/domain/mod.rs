@@ -4,6 +4,7 @@
 //! stored valid), so code that holds a [`SerialNumber`] or a [`PurchaseDate`] holds a valid one.
 
 pub mod brand_catalog;
+pub mod coverage;
 pub mod edit;
 pub mod extraction;
 pub mod invoice;
@@ -16,6 +17,7 @@ pub mod verification;
 pub mod warranty;
 
 pub use brand_catalog::{BrandCatalog, WarrantyTerms};
+pub use coverage::{Coverage, CoverageError, CoverageKind, CoverageStatus, CoverageView};
 pub use edit::{Change, EditError, PatchError, ProductField, ProductPatch};
 pub use invoice::{INVOICE_MAX_BYTES, InvoiceKind, Sniffed};
 pub use ocr::{OcrState, OcrStatus};

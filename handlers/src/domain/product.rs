@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::coverage::{Coverage, CoverageStatus, CoverageView, covered_until};
 use super::ocr::OcrState;
 use super::{InvoiceKind, PurchaseDate, SerialNumber, WarrantyStatus};
 
@@ -69,6 +70,10 @@ pub struct ProductRecord {
     /// Who changed what and when, oldest first.
     #[serde(default)]
     pub audit: Vec<AuditEntry>,
+    /// The warranties the product has. Empty only in documents stored before coverages
+    /// existed: read through [`ProductRecord::coverages`], which supplies the manufacturer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverages: Vec<Coverage>,
 }
 
 fn first_revision() -> u64 {
@@ -85,6 +90,10 @@ pub struct ServiceRequest {
     pub created_at: DateTime<Utc>,
     /// Whether the warranty was active on the day the request was raised (UTC).
     pub in_warranty: bool,
+    /// The coverage the request relies on (the user's choice, or the first active one that
+    /// day); `null` when none covered it.
+    #[serde(default)]
+    pub coverage_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +126,12 @@ pub struct WarrantyCard {
     pub purchase_date: NaiveDate,
     pub warranty_months: u32,
     pub warranty_expires_on: NaiveDate,
+    /// `active` while any coverage is.
     pub warranty_status: WarrantyStatus,
+    /// Every coverage, with its expiry and status today.
+    pub coverages: Vec<CoverageView>,
+    /// The last day any coverage covers; `null` when one is for life.
+    pub covered_until: Option<NaiveDate>,
     pub invoice: InvoiceView,
     pub ocr: OcrState,
     pub created_at: DateTime<Utc>,
@@ -150,8 +164,37 @@ pub struct InvoiceView {
 }
 
 impl ProductRecord {
+    /// The coverages, with the catalogue's manufacturer coverage for documents stored before
+    /// coverages existed.
+    pub fn coverages(&self) -> std::borrow::Cow<'_, [Coverage]> {
+        if self.coverages.is_empty() {
+            std::borrow::Cow::Owned(vec![self.catalogue_coverage()])
+        } else {
+            std::borrow::Cow::Borrowed(&self.coverages)
+        }
+    }
+
+    /// The manufacturer coverage the catalogue gives this product.
+    pub fn catalogue_coverage(&self) -> Coverage {
+        Coverage::from_catalogue(self.id, &self.brand, self.purchase_date.date(), self.warranty_months)
+    }
+
+    /// The coverages as stored from now on (filled in for an older document before a change).
+    pub fn coverages_mut(&mut self) -> &mut Vec<Coverage> {
+        if self.coverages.is_empty() {
+            self.coverages.push(self.catalogue_coverage());
+        }
+        &mut self.coverages
+    }
+
+    /// Whether any coverage covers `day`.
+    pub fn covered_on(&self, day: NaiveDate) -> bool {
+        self.coverages().iter().any(|c| c.status(day) == CoverageStatus::Active)
+    }
+
     /// The card as of `today` (UTC): the status is computed, never stored, so it cannot go stale.
     pub fn card(&self, today: NaiveDate) -> WarrantyCard {
+        let coverages = self.coverages();
         WarrantyCard {
             id: self.id,
             brand: self.brand.clone(),
@@ -160,7 +203,9 @@ impl ProductRecord {
             purchase_date: self.purchase_date.date(),
             warranty_months: self.warranty_months,
             warranty_expires_on: self.warranty_expires_on,
-            warranty_status: WarrantyStatus::on(self.warranty_expires_on, today),
+            warranty_status: if self.covered_on(today) { WarrantyStatus::Active } else { WarrantyStatus::Expired },
+            coverages: coverages.iter().map(|c| c.view(today)).collect(),
+            covered_until: covered_until(&coverages),
             invoice: InvoiceView {
                 file_name: self.invoice.file_name.clone(),
                 content_type: self.invoice.kind.content_type(),

@@ -37,13 +37,36 @@ async fn concrete(app: &TestApp, path: &str) -> String {
         .post_form("alice", Form::registration("Acme", "Contract 1", &serial, "2024-01-01", &fixture("invoice.pdf")))
         .await;
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    path.replace("{id}", &id)
+    let path = path.replace("{id}", &id);
+    if !path.contains("{coverageId}") {
+        return path;
+    }
+    // A coverage of its own (the product is then at revision 2).
+    let resp = app
+        .client
+        .post(format!("{}/api/products/{id}/coverages", app.base))
+        .bearer_auth(token("alice"))
+        .json(&serde_json::json!({"kind": "retailer", "months": 24}))
+        .send()
+        .await
+        .unwrap();
+    let cid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    path.replace("{coverageId}", &cid)
 }
 
 async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
     let url = format!("{}{path}", app.base);
     let req = match method {
         "GET" => app.client.get(url),
+        "POST" if path.ends_with("/coverages") => {
+            app.client.post(url).json(&serde_json::json!({"kind": "extended", "lifetime": true}))
+        }
+        "PATCH" if path.contains("/coverages/") => app
+            .client
+            .patch(url)
+            .header("if-match", "\"r2\"")
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"reference":"R-2"}"#),
         "POST" if path.ends_with("/service-requests") => {
             app.client.post(url).json(&serde_json::json!({"description": "The screen flickers."}))
         }

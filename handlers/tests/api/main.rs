@@ -12,6 +12,7 @@ mod azure;
 mod binary;
 mod clients;
 mod contract;
+mod coverages;
 mod crash;
 mod deploy;
 mod docintel;

@@ -44,6 +44,12 @@ pub enum ApiError {
     ProductLocked { fields: Vec<&'static str> },
     /// 409: a product with service requests cannot be deleted.
     HasServiceRequests,
+    /// 409: a coverage a service request relied on keeps its kind, start and duration (and stays).
+    CoverageLocked { fields: Vec<&'static str> },
+    /// 409: the product has the most coverages allowed.
+    CoverageLimit,
+    /// 409: a product keeps at least one coverage.
+    LastCoverage,
     /// 503: a backend is unavailable; the client may retry.
     Unavailable { code: &'static str },
     /// 507: a store has no space left; nothing was stored. Retrying helps once space is freed.
@@ -87,7 +93,11 @@ impl ApiError {
             Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::ProductLocked { .. } | Self::HasServiceRequests => StatusCode::CONFLICT,
+            Self::ProductLocked { .. }
+            | Self::HasServiceRequests
+            | Self::CoverageLocked { .. }
+            | Self::CoverageLimit
+            | Self::LastCoverage => StatusCode::CONFLICT,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -110,6 +120,9 @@ impl ApiError {
             Self::PreconditionFailed => "precondition_failed",
             Self::ProductLocked { .. } => "product_locked",
             Self::HasServiceRequests => "product_has_service_requests",
+            Self::CoverageLocked { .. } => "coverage_locked",
+            Self::CoverageLimit => "coverage_limit_reached",
+            Self::LastCoverage => "coverage_last",
             Self::BadRequest { code, .. } => code,
             Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound => "not_found",
@@ -132,6 +145,9 @@ impl ApiError {
             Self::PreconditionFailed => "The product changed",
             Self::ProductLocked { .. } => "The product is locked",
             Self::HasServiceRequests => "The product has service requests",
+            Self::CoverageLocked { .. } => "The coverage is locked",
+            Self::CoverageLimit => "Too many coverages",
+            Self::LastCoverage => "The last coverage stays",
             Self::BadRequest { .. } => "Malformed request",
             Self::Unauthorized { .. } => "Authentication required",
             Self::NotFound => "Not found",
@@ -164,6 +180,14 @@ impl ApiError {
                 fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
             ),
             Self::HasServiceRequests => "A product with service requests is kept for its warranty history.".into(),
+            Self::CoverageLocked { fields } => format!(
+                "A service request relied on this coverage: {} can no longer change, and it cannot be removed. Provider and reference stay editable.",
+                fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            ),
+            Self::CoverageLimit => {
+                format!("A product has at most {} coverages.", crate::domain::coverage::MAX_COVERAGES)
+            }
+            Self::LastCoverage => "A product keeps at least one coverage: edit it instead.".into(),
             Self::BadRequest { detail, .. } => detail.clone(),
             Self::Unauthorized { token_present: false } => "Send a bearer token in the Authorization header.".into(),
             Self::Unauthorized { token_present: true } => "The bearer token is invalid or expired.".into(),
@@ -268,6 +292,9 @@ impl From<Error> for ApiError {
             Error::PreconditionFailed => Self::PreconditionFailed,
             Error::Locked { fields } => Self::ProductLocked { fields },
             Error::HasServiceRequests => Self::HasServiceRequests,
+            Error::CoverageLocked { fields } => Self::CoverageLocked { fields },
+            Error::CoverageLimit => Self::CoverageLimit,
+            Error::LastCoverage => Self::LastCoverage,
             Error::InvoiceTooLarge => Self::InvoiceTooLarge,
             Error::InvoiceUnsupported => Self::InvoiceTypeUnsupported,
             Error::Unavailable(u) => u.into(),
@@ -324,6 +351,15 @@ pub const ALL_CODES: &[&str] = &[
     "precondition_failed",
     "product_locked",
     "product_has_service_requests",
+    "coverage_locked",
+    "coverage_limit_reached",
+    "coverage_last",
+    "coverage_kind_invalid",
+    "coverage_duration_invalid",
+    "coverage_months_invalid",
+    "coverage_date_invalid",
+    "coverage_dates_out_of_order",
+    "coverage_unknown",
     "field_read_only",
     "patch_invalid",
     "body_too_large",

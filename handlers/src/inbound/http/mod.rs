@@ -5,6 +5,7 @@
 //! every failure the same problem+json shape, makes 404 vs 405 exact, and lets tests compare
 //! the table with `function.json` files and the OpenAPI document.
 
+mod coverages;
 pub mod error;
 mod meta;
 mod multipart;
@@ -71,6 +72,9 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/products/{id}/audit", Some("ProductAudit")),
     ("GET", "/api/products/{id}/service-requests", Some("ServiceRequests")),
     ("POST", "/api/products/{id}/service-requests", Some("ServiceRequests")),
+    ("POST", "/api/products/{id}/coverages", Some("Coverages")),
+    ("PATCH", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
+    ("DELETE", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -112,6 +116,21 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         }
         (["api", "products", id, "service-requests"], _) if !id.is_empty() => {
             Err(ApiError::MethodNotAllowed { allow: "GET, POST" })
+        }
+        (["api", "products", id, "coverages"], &Method::POST) if !id.is_empty() => {
+            coverages::add_coverage(&state, &req, id, body).await
+        }
+        (["api", "products", id, "coverages"], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        }
+        (["api", "products", id, "coverages", cid], &Method::PATCH) if !id.is_empty() && !cid.is_empty() => {
+            coverages::edit_coverage(&state, &req, id, cid, body).await
+        }
+        (["api", "products", id, "coverages", cid], &Method::DELETE) if !id.is_empty() && !cid.is_empty() => {
+            coverages::remove_coverage(&state, &req, id, cid).await
+        }
+        (["api", "products", id, "coverages", cid], _) if !id.is_empty() && !cid.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "PATCH, DELETE" })
         }
         // Trigger invocations from the Functions host (loopback only; not part of the API).
         (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::inbound::triggers::process_invoice_ocr(&state, body).await),

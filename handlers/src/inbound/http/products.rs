@@ -13,7 +13,7 @@ use crate::application::products::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::application::register::{self, Registered};
 use crate::domain::ProductPatch;
 
-fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(super) fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     let mut resp = Response::new(Bytes::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -210,13 +210,13 @@ pub async fn audit(state: &AppState, req: &Request, id: &str) -> Result<HttpResp
 const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// A path id that is not a UUID cannot exist: 404, like a missing one.
-fn product_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+pub(super) fn product_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse::<uuid::Uuid>().map_err(|_| ApiError::NotFound)
 }
 
 /// The revision named by `If-Match` (`"r3"`, weak or strong). `None` when absent or `*`;
 /// an entity tag this service never issued names no revision (`Some(None)`: fails the match).
-fn if_match(req: &Request) -> Option<Option<u64>> {
+pub(super) fn if_match(req: &Request) -> Option<Option<u64>> {
     let raw = req.header("if-match")?.trim();
     if raw == "*" || raw.is_empty() {
         return None;
@@ -225,7 +225,11 @@ fn if_match(req: &Request) -> Option<Option<u64>> {
     Some(tag.strip_prefix("\"r").and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok()))
 }
 
-async fn read_json(req: &Request, body: BodyStream, media: &'static str) -> Result<serde_json::Value, ApiError> {
+pub(super) async fn read_json(
+    req: &Request,
+    body: BodyStream,
+    media: &'static str,
+) -> Result<serde_json::Value, ApiError> {
     use futures_util::StreamExt;
     let content_type = req.header("content-type").unwrap_or("").to_owned();
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -297,6 +301,7 @@ pub async fn delete(state: &AppState, req: &Request, id: &str) -> Result<HttpRes
 struct NewServiceRequest {
     description: Option<String>,
     preferred_contact: Option<String>,
+    coverage_id: Option<String>,
 }
 
 /// `POST /api/products/{id}/service-requests`.
@@ -311,14 +316,28 @@ pub async fn raise_service_request(
     let value = read_json(req, body, "application/json").await?;
     let new: NewServiceRequest = serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
         code: "patch_invalid",
-        detail: format!("The body must be {{\"description\": string, \"preferredContact\"?: string}}: {e}."),
+        detail: format!(
+            "The body must be {{\"description\": string, \"preferredContact\"?: string, \"coverageId\"?: string}}: {e}."
+        ),
     })?;
+    let coverage = match new.coverage_id.as_deref().map(str::parse::<uuid::Uuid>) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => {
+            return Err(ApiError::Validation(vec![crate::domain::FieldError::new(
+                "coverageId",
+                "coverage_unknown",
+                "`coverageId` names no coverage of this product",
+            )]));
+        }
+    };
     let request = lifecycle::raise_service_request(
         &state.services,
         &user,
         id,
         new.description.as_deref(),
         new.preferred_contact.as_deref(),
+        coverage,
     )
     .await?;
     tracing::info!(product_id = %id, service_request = %request.id, in_warranty = request.in_warranty, "service request raised");
