@@ -151,6 +151,24 @@ impl Application {
             idempotency_ttl: settings.server.idempotency_ttl(),
             reader: readers.clone(),
             ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
+            links: {
+                if settings.sharing.verification_key.is_none()
+                    && settings.products.product_store == crate::config::ProductStoreKind::Cosmos
+                {
+                    tracing::warn!(
+                        "WARRANTY_VERIFICATION_KEY is not set: card links are signed with a key kept in the data directory, which other instances do not share"
+                    );
+                }
+                crate::application::sharing::LinkPolicy {
+                    key: crate::inbound::auth::kept_secret(
+                        settings.sharing.verification_key.as_ref().map(crate::config::Secret::expose),
+                        &settings.server.data_dir,
+                        "verification-key",
+                    )
+                    .map_err(|e| StartupError::DataDir(settings.server.data_dir.display().to_string(), e))?,
+                    lifetime: chrono::Duration::days(i64::from(settings.sharing.verification_link_days)),
+                }
+            },
         };
         let reconcile = ReconcilePolicy {
             grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
@@ -162,7 +180,12 @@ impl Application {
         }
         Ok(Self {
             listener,
-            state: Arc::new(AppState { services, auth, version: VERSION }),
+            state: Arc::new(AppState {
+                services,
+                auth,
+                version: VERSION,
+                public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
+            }),
             readers,
             worker,
             reconcile,

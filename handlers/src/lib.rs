@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod application;
 pub mod build_info;
+pub mod card;
 pub mod config;
 pub mod domain;
 pub mod host;

@@ -163,6 +163,10 @@ pub trait ProductRepository: Send + Sync {
     /// The location of product `id`'s current invoice, whoever owns it (reconciliation).
     async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable>;
 
+    /// A product whoever owns it: the public verification page, which knows the product from a
+    /// signed link and never the user.
+    async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
+
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;

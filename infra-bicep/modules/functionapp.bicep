@@ -60,6 +60,9 @@ var shared = [
   { name: 'WEBSITE_SWAP_WARMUP_PING_STATUSES', value: '200' }
   { name: 'AZURE_CLIENT_ID', value: identityClientId }
   { name: 'KEY_VAULT_URI', value: keyVaultUri }
+  // Signs the verification links on warranty cards; one key for every instance and slot, so a
+  // printed card stays valid across restarts, scale-out and swaps (see README, "Configuration").
+  { name: 'WARRANTY_VERIFICATION_KEY', value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/verification-key/)' }
   { name: 'WARRANTY_PRODUCT_STORE', value: 'cosmos' }
   { name: 'CosmosDb__accountEndpoint', value: cosmosEndpoint }
   { name: 'WARRANTY_INVOICE_STORE', value: 'blob' }

@@ -1,6 +1,7 @@
 // Key Vault with RBAC (no access policies), soft delete and purge protection. The app holds
-// Secrets User for Key Vault references in app settings; no secret is needed today (every
-// service is reached with the managed identity), the vault is where one would go.
+// Secrets User for Key Vault references in app settings. Every Azure service is reached with the
+// managed identity; the one secret is `verification-key`, the HMAC key of the warranty cards'
+// verification links, set once by an operator (README, "Configuration").
 param name string
 param location string
 param tags object

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod products;
 pub mod reconcile;
 pub mod register;
+pub mod sharing;
 
 use std::sync::Arc;
 
@@ -32,4 +33,6 @@ pub struct Services {
     pub ocr_date_tolerance_days: u32,
     /// Delivers the OCR events the product store's outbox holds; told of every new one.
     pub outbox: Arc<outbox::Relay>,
+    /// Signing key and lifetime of the card's verification links.
+    pub links: sharing::LinkPolicy,
 }

@@ -197,6 +197,7 @@ pub async fn register(
         locked_at: None,
         service_requests: Vec::new(),
         coverages: vec![catalogue],
+        verification_epoch: 0,
         audit: vec![crate::domain::AuditEntry {
             at: now,
             by: user.clone(),

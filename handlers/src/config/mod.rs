@@ -134,6 +134,24 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     #[command(flatten)]
     pub identity: IdentitySettings,
+    #[command(flatten)]
+    pub sharing: SharingSettings,
+}
+
+/// The printable card's verification links and the calendar feed.
+#[derive(Debug, Clone, Args)]
+pub struct SharingSettings {
+    /// HMAC key that signs verification links (in Azure: a Key Vault reference). Unset: a random
+    /// one is kept in the data dir (embedded default only; links die with it).
+    #[arg(long, env = "WARRANTY_VERIFICATION_KEY", hide_env_values = true)]
+    pub verification_key: Option<Secret>,
+    /// Days a verification link printed on a card stays valid.
+    #[arg(long, env = "WARRANTY_VERIFICATION_LINK_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub verification_link_days: u32,
+    /// Public base URL of the API (`https://api.example.com`), for links on cards and in
+    /// calendars. Unset: taken from the request (`X-Forwarded-Proto`/`-Host`, then `Host`).
+    #[arg(long, env = "WARRANTY_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
 }
 
 /// The process: where it listens, where the embedded store keeps its files, the rules of registration.

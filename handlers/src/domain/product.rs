@@ -74,6 +74,13 @@ pub struct ProductRecord {
     /// existed: read through [`ProductRecord::coverages`], which supplies the manufacturer's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coverages: Vec<Coverage>,
+    /// Verification links carry the epoch they were issued in; revoking them bumps it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verification_epoch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn first_revision() -> u64 {

@@ -199,10 +199,16 @@ pub fn dev_token(secret: &[u8], user: &str, ttl: Duration) -> String {
 /// The development secret: `configured` if given, else the one stored under the data
 /// directory, created (32 random bytes, mode 0600) on first use.
 pub fn dev_secret(configured: Option<&str>, data_dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    kept_secret(configured, data_dir, "dev-jwt-secret")
+}
+
+/// `configured` when set; else the random secret kept in `data_dir/name` (made on first use,
+/// mode 0600; a concurrent first use by another process is taken, not overwritten).
+pub fn kept_secret(configured: Option<&str>, data_dir: &std::path::Path, name: &str) -> std::io::Result<Vec<u8>> {
     if let Some(s) = configured.filter(|s| !s.is_empty()) {
         return Ok(s.as_bytes().to_vec());
     }
-    let path = data_dir.join("dev-jwt-secret");
+    let path = data_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
         Ok(_) => {}

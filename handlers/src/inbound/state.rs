@@ -20,4 +20,6 @@ pub struct AppState {
     pub services: Services,
     pub auth: Authenticator,
     pub version: &'static str,
+    /// Public base URL for links on cards and in calendars; `None`: from the request.
+    pub public_base_url: Option<String>,
 }

@@ -28,6 +28,14 @@ fn served() -> BTreeSet<(String, String)> {
 
 /// Registers one product and returns the path with `{id}` filled in.
 async fn concrete(app: &TestApp, path: &str) -> String {
+    if path.contains("{token}") {
+        // A genuine verification link of a fresh product, signed with the app's key.
+        let product = Box::pin(concrete(app, "{id}")).await;
+        let key = std::fs::read_to_string(app.dir.path().join("verification-key")).unwrap();
+        let expires = chrono::Utc::now() + chrono::Duration::days(1);
+        let token = warranty::card::token::issue(key.trim().as_bytes(), product.parse().unwrap(), 0, expires);
+        return path.replace("{token}", &token);
+    }
     if !path.contains("{id}") {
         return path.to_owned();
     }

@@ -26,3 +26,4 @@ mod ocr_trigger;
 mod ops;
 mod registration;
 mod servicebus;
+mod sharing;

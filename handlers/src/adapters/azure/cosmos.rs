@@ -305,6 +305,22 @@ impl ProductRepository for CosmosProductRepository {
         Ok(found.into_iter().next().map(|f| f.location))
     }
 
+    async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
+        // Across partitions, by id (indexed): the verification link names the product only.
+        let query = Query::from("SELECT * FROM c WHERE c.type = 'product' AND c.id = @id")
+            .with_parameter("@id", id.to_string())
+            .map_err(unavailable)?;
+        let docs: Vec<ProductDoc> = self
+            .container
+            .query_items::<ProductDoc>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(docs.into_iter().next().map(|d| d.product))
+    }
+
     async fn insert_registration(
         &self,
         product: &ProductRecord,

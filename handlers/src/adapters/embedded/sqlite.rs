@@ -311,6 +311,19 @@ impl ProductRepository for SqliteProductRepository {
         .map_err(unavailable)
     }
 
+    async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
+        let doc = self
+            .read(move |c| {
+                c.query_row("SELECT doc FROM products WHERE id = ?1", params![id.to_string()], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()
+            })
+            .await?
+            .map_err(unavailable)?;
+        doc.as_deref().map(decode).transpose()
+    }
+
     async fn health(&self) -> Result<(), Unavailable> {
         // Fast either way: a read never waits for the writer, and the write probe does not wait.
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map_err(unavailable)?;

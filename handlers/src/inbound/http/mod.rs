@@ -11,6 +11,7 @@ mod meta;
 mod multipart;
 mod products;
 pub mod server;
+mod sharing;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,6 +76,9 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/products/{id}/coverages", Some("Coverages")),
     ("PATCH", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
     ("DELETE", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
+    ("GET", "/api/products/{id}/card.pdf", Some("ProductCard")),
+    ("DELETE", "/api/products/{id}/verification", Some("ProductVerification")),
+    ("GET", "/api/verify/{token}", Some("Verify")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -132,6 +136,18 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         (["api", "products", id, "coverages", cid], _) if !id.is_empty() && !cid.is_empty() => {
             Err(ApiError::MethodNotAllowed { allow: "PATCH, DELETE" })
         }
+        (["api", "products", id, "card.pdf"], &Method::GET) if !id.is_empty() => {
+            sharing::card_pdf(&state, &req, id).await
+        }
+        (["api", "products", id, "card.pdf"], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "products", id, "verification"], &Method::DELETE) if !id.is_empty() => {
+            sharing::revoke(&state, &req, id).await
+        }
+        (["api", "products", id, "verification"], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "DELETE" })
+        }
+        (["api", "verify", token], &Method::GET) if !token.is_empty() => sharing::verify(&state, &req, token).await,
+        (["api", "verify", token], _) if !token.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         // Trigger invocations from the Functions host (loopback only; not part of the API).
         (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::inbound::triggers::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),

@@ -357,7 +357,7 @@ pub async fn service_requests(state: &AppState, req: &Request, id: &str) -> Resu
 
 /// `Content-Disposition` for a client-supplied file name: an ASCII fallback with only safe
 /// characters, and the exact name in RFC 5987 `filename*`.
-pub fn content_disposition(file_name: &str) -> String {
+pub(super) fn content_disposition(file_name: &str) -> String {
     let fallback: String =
         file_name.chars().map(|c| if c.is_ascii_alphanumeric() || "._- ()".contains(c) { c } else { '_' }).collect();
     let fallback = fallback.trim();
@@ -396,7 +396,7 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
 /// The type to label a download with: the file's own, unless the client asks for
 /// `application/octet-stream` and does not accept the file's type (generated clients that
 /// only know "bytes"); the bytes are the same either way.
-fn download_type(req: &Request, own: &'static str) -> &'static str {
+pub(super) fn download_type(req: &Request, own: &'static str) -> &'static str {
     const OCTETS: &str = "application/octet-stream";
     let Some(accept) = req.header("accept") else { return own };
     let (major, _) = own.split_once('/').unwrap_or((own, ""));

@@ -1,0 +1,170 @@
+//! The card a person shows: `GET /api/products/{id}/card.pdf`, the public
+//! `GET /api/verify/{token}` behind its QR code, and `DELETE /api/products/{id}/verification`.
+
+use bytes::Bytes;
+use warp::http::{HeaderValue, Response, StatusCode, header};
+
+use super::error::ApiError;
+use super::products::{content_disposition, download_type, json, product_id};
+use super::{AppState, HttpResponse, Request};
+use crate::application::sharing::{self, PublicView};
+use crate::card::page::{PageCoverage, PageView};
+use crate::card::pdf::{CardSheet, CoverageLine};
+use crate::domain::{CoverageKind, CoverageStatus};
+
+/// The API's public base URL: configured, or what the request says it was sent to.
+pub(super) fn base_url(state: &AppState, req: &Request) -> String {
+    if let Some(url) = &state.public_base_url {
+        return url.clone();
+    }
+    let first = |h: &str| req.header(h).and_then(|v| v.split(',').next()).map(str::trim).filter(|v| !v.is_empty());
+    let host = first("x-forwarded-host").or_else(|| first("host")).unwrap_or("127.0.0.1");
+    let proto = first("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
+    // Only characters a host (and port) can have: nothing from a header reaches the card as-is.
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(*c)).collect();
+    format!("{proto}://{host}")
+}
+
+fn status_name(s: CoverageStatus) -> &'static str {
+    match s {
+        CoverageStatus::Upcoming => "upcoming",
+        CoverageStatus::Active => "active",
+        CoverageStatus::Expired => "expired",
+    }
+}
+
+fn label(kind: CoverageKind) -> &'static str {
+    kind.label()
+}
+
+/// `GET /api/products/{id}/card.pdf`: the printable card with a fresh verification link.
+pub async fn card_pdf(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let (product, token, expires_at) = sharing::issue_link(&state.services, &user, id).await?;
+    let today = state.services.clock.now().date_naive();
+    let card = product.card(today);
+    let verdict = if product.covered_on(today) {
+        match card.covered_until {
+            Some(d) => format!("Covered today, until {d}"),
+            None => "Covered today, for life".to_owned(),
+        }
+    } else {
+        "Not covered today".to_owned()
+    };
+    let sheet = CardSheet {
+        brand: card.brand.clone(),
+        model: card.model.clone(),
+        serial_number: card.serial_number.clone(),
+        purchase_date: card.purchase_date.to_string(),
+        coverages: card
+            .coverages
+            .iter()
+            .map(|c| CoverageLine {
+                label: label(c.kind).to_owned(),
+                provider: c.provider.clone(),
+                term: match c.expires_on {
+                    Some(end) if c.starts_on > today => format!("from {} until {end}", c.starts_on),
+                    Some(end) => format!("until {end}"),
+                    None => format!("for life, from {}", c.starts_on),
+                },
+                status: status_name(c.status).to_owned(),
+            })
+            .collect(),
+        verdict,
+        verify_url: format!("{}/api/verify/{token}", base_url(state, req)),
+        issued_on: today.to_string(),
+        link_expires_on: expires_at.date_naive().to_string(),
+    };
+    let pdf = crate::card::pdf::render(&sheet);
+    let mut resp = Response::new(Bytes::from(pdf));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(download_type(req, "application/pdf")));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    let name = format!("warranty-card-{}-{}.pdf", card.brand, card.serial_number);
+    let disposition = content_disposition(&name).replacen("attachment", "inline", 1);
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("only ASCII is produced"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok(resp)
+}
+
+/// Whether the client reads HTML (a phone's browser after scanning) rather than JSON.
+fn wants_html(req: &Request) -> bool {
+    let accept = req.header("accept").unwrap_or("");
+    let html = accept.find("text/html");
+    let json = accept.find("application/json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    let mut resp = Response::new(Bytes::from(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+fn page_view(v: &PublicView) -> PageView {
+    PageView {
+        brand: v.brand.clone(),
+        model: v.model.clone(),
+        masked_serial: v.serial_number.clone(),
+        covered_today: v.covered_today,
+        covered_until: v.covered_until,
+        checked_on: v.checked_on,
+        coverages: v
+            .coverages
+            .iter()
+            .map(|c| PageCoverage {
+                label: label(c.kind),
+                provider: c.provider.clone(),
+                starts_on: c.starts_on,
+                expires_on: c.expires_on,
+                status: status_name(c.status),
+            })
+            .collect(),
+    }
+}
+
+/// `GET /api/verify/{token}`: public. JSON, or a page for a browser; 404 for any link that is
+/// not valid.
+pub async fn verify(state: &AppState, req: &Request, token: &str) -> Result<HttpResponse, ApiError> {
+    let result = sharing::verify(&state.services, token).await;
+    match (result, wants_html(req)) {
+        (Ok(view), true) => Ok(html(StatusCode::OK, crate::card::page::render(&page_view(&view)))),
+        (Ok(view), false) => {
+            let mut resp = json(StatusCode::OK, serde_json::to_vec(&view).expect("a view serialises"));
+            resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+            Ok(resp)
+        }
+        (Err(crate::application::Error::NotFound), true) => {
+            Ok(html(StatusCode::NOT_FOUND, crate::card::page::not_valid()))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// `DELETE /api/products/{id}/verification`: every link printed so far stops working.
+pub async fn revoke(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let id = product_id(id)?;
+    let revision = sharing::revoke_links(&state.services, &user, id).await?;
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&format!("\"r{revision}\"")).expect("ascii"));
+    Ok(resp)
+}
