@@ -1,6 +1,6 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends` runs one):
+//! Sections (all by default; `--only binary|ocr|backends|card` runs one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
 //!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
@@ -12,7 +12,9 @@
 //!   Bus) — with the app in this process, built exactly as the integration tests build it
 //!   (`tests/api/support`, compiled in here), because the Cosmos DB emulator is an in-process
 //!   transport only a dev-dependency provides. The emulator does no network or disk I/O: the
-//!   `azure` figures measure this service and the SDK's pipeline, not Cosmos DB's own latency.
+//!   `azure` figures measure this service and the SDK's pipeline, not Cosmos DB's own latency;
+//! - **card**: the warranty card PDF (rendering alone, and `GET …/card.pdf` end to end) and the
+//!   public verification endpoint's latency, in process on the embedded and Cosmos DB backends.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -34,6 +36,7 @@ enum Section {
     Binary,
     Ocr,
     Backends,
+    Card,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -217,6 +220,13 @@ fn main() {
         }
         if runs(Section::Ocr) {
             ocr_bench(&bin).await;
+        }
+        if runs(Section::Card) {
+            println!("## warranty card and verification, in process");
+            card_render_bench();
+            for backend in [Backend::Embedded, Backend::Azure] {
+                card_bench(backend).await;
+            }
         }
         if runs(Section::Backends) {
             println!("## registration on each backend, in process");
@@ -589,4 +599,113 @@ fn corpus_form(inv: &serde_json::Value) -> Form {
         .text("serialNumber", &field("serialNumber"))
         .text("purchaseDate", &field("purchaseDate"))
         .file("invoice", file, content_type, &bytes)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn quantiles(lat: &mut [Duration]) -> String {
+    lat.sort();
+    format!(
+        "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} runs)",
+        percentile(lat, 0.50),
+        percentile(lat, 0.95),
+        percentile(lat, 0.99),
+        ms(*lat.last().unwrap()),
+        lat.len()
+    )
+}
+
+/// Rendering the card alone: layout, font subsetting, compression, the QR code.
+fn card_render_bench() {
+    use warranty::card::pdf::{CardSheet, CoverageLine, render};
+    let sheet = CardSheet {
+        brand: "Apple".into(),
+        model: "MacBook Air 13".into(),
+        serial_number: "C02XK0ABJGH5".into(),
+        purchase_date: "2026-03-14".into(),
+        coverages: ["Manufacturer warranty", "Extended warranty", "Insurance"]
+            .iter()
+            .map(|l| CoverageLine {
+                label: (*l).into(),
+                provider: Some("Acme Care".into()),
+                term: "until 2029-03-15".into(),
+                status: "active".into(),
+            })
+            .collect(),
+        verdict: "Covered today, until 2029-03-15".into(),
+        verify_url: "https://api.example.com/api/verify/AaIcbT6Zd5SmZXpzFTp0qQAAAAAAAAAAa3_6Q8yAwekB05dyjkr_LGlYNiw"
+            .into(),
+        issued_on: "2026-11-27".into(),
+        link_expires_on: "2027-02-25".into(),
+    };
+    let size = render(&sheet).len();
+    let mut lat: Vec<Duration> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(render(std::hint::black_box(&sheet)));
+            t.elapsed()
+        })
+        .collect();
+    println!("card PDF rendering alone (3 coverages, {size} bytes): {}", quantiles(&mut lat));
+}
+
+/// `GET …/card.pdf` and `GET /api/verify/{token}` through HTTP on loopback, one client.
+async fn card_bench(backend: Backend) {
+    let app = BACKEND.scope(backend, support::spawn_app()).await;
+    let label = format!("{backend:?}").to_lowercase();
+    let resp = app
+        .post_form(
+            "bench-user",
+            Form::registration("Apple", "MacBook Air 13", "C02XK0ABJGH5", "2026-03-14", &pdf(50_000)),
+        )
+        .await;
+    let card: serde_json::Value = resp.json().await.unwrap();
+    let id = card["id"].as_str().unwrap().to_owned();
+    for body in [
+        serde_json::json!({"kind": "extended", "startsOn": "2027-03-15", "months": 24}),
+        serde_json::json!({"kind": "insurance", "lifetime": true}),
+    ] {
+        let resp = app
+            .client
+            .post(format!("{}/api/products/{id}/coverages", app.base))
+            .bearer_auth(support::token("bench-user"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    // Other users' products in the store, so the lookup is not of the only row.
+    for n in 0..200 {
+        let form = Form::registration("Dell", "Inspiron 14", &format!("B{n:06}"), "2026-01-15", &pdf(2_000));
+        assert_eq!(app.post_form(&format!("other-{n}"), form).await.status(), 201);
+    }
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let resp = app.get("bench-user", &format!("/api/products/{id}/card.pdf")).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    println!("{label:<8} GET card.pdf end to end: {}", quantiles(&mut lat));
+    let key = std::fs::read_to_string(app.dir.path().join("verification-key")).unwrap();
+    let token = warranty::card::token::issue(
+        key.trim().as_bytes(),
+        id.parse().unwrap(),
+        0,
+        chrono::Utc::now() + chrono::Duration::days(1),
+    );
+    let url = format!("{}/api/verify/{token}", app.base);
+    let mut lat = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let resp = app.client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    println!("{label:<8} GET /api/verify/{{token}} (JSON): {}", quantiles(&mut lat));
 }

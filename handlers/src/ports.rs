@@ -108,6 +108,16 @@ pub struct IdempotencyRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A user's calendar feed: the hash of its secret (the secret itself is shown once, in the feed
+/// URL) and the reminder lead times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarFeed {
+    pub secret_sha256: String,
+    pub lead_days: Vec<u32>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Position in a newest-first listing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListCursor {
@@ -162,6 +172,15 @@ pub trait ProductRepository: Send + Sync {
 
     /// The location of product `id`'s current invoice, whoever owns it (reconciliation).
     async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable>;
+
+    /// The user's calendar feed, if they made one.
+    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable>;
+
+    /// Stores the user's calendar feed, replacing any earlier one (rotation).
+    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable>;
+
+    /// Removes the user's calendar feed; false when there was none.
+    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable>;
 
     /// A product whoever owns it: the public verification page, which knows the product from a
     /// signed link and never the user.

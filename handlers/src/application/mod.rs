@@ -1,5 +1,6 @@
 //! Use cases, written against the ports only. Ordering, idempotency and compensation live here.
 
+pub mod calendar;
 pub mod coverages;
 pub mod error;
 pub mod intake;

@@ -28,6 +28,19 @@ fn served() -> BTreeSet<(String, String)> {
 
 /// Registers one product and returns the path with `{id}` filled in.
 async fn concrete(app: &TestApp, path: &str) -> String {
+    if path.contains("{feedToken}") {
+        // alice's current feed (made here).
+        let resp = app
+            .client
+            .post(format!("{}/api/me/calendar-feed", app.base))
+            .bearer_auth(token("alice"))
+            .send()
+            .await
+            .unwrap();
+        let url = resp.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+        let feed = url.rsplit('/').next().unwrap().trim_end_matches(".ics").to_owned();
+        return path.replace("{feedToken}", &feed);
+    }
     if path.contains("{token}") {
         // A genuine verification link of a fresh product, signed with the app's key.
         let product = Box::pin(concrete(app, "{id}")).await;
@@ -66,6 +79,12 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
     let url = format!("{}{path}", app.base);
     let req = match method {
         "GET" => app.client.get(url),
+        "POST" if path.ends_with("/calendar-feed") => app.client.post(url).json(&serde_json::json!({"leadDays": [14]})),
+        // A feed to revoke.
+        "DELETE" if path.ends_with("/calendar-feed") => {
+            app.client.post(&url).bearer_auth(token("alice")).send().await.unwrap();
+            app.client.delete(url)
+        }
         "POST" if path.ends_with("/coverages") => {
             app.client.post(url).json(&serde_json::json!({"kind": "extended", "lifetime": true}))
         }

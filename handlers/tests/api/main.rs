@@ -10,6 +10,7 @@ mod architecture;
 mod auth;
 mod azure;
 mod binary;
+mod calendar;
 mod clients;
 mod contract;
 mod coverages;

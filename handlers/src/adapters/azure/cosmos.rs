@@ -33,7 +33,8 @@ use super::identity::Identity;
 use crate::config::{ProductStoreSettings, StartupError};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
-    IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse, Unavailable,
+    CalendarFeed, IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse,
+    Unavailable,
 };
 
 const BACKEND: &str = "product store";
@@ -183,6 +184,19 @@ pub async fn container_from_settings(
         .map_err(|e| err(&e))
 }
 
+/// The id of a user's calendar-feed document (in the user's partition).
+const CALENDAR_FEED_ID: &str = "calendar-feed";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CalendarFeedDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    feed: CalendarFeed,
+}
+
 impl CosmosProductRepository {
     pub fn new(container: ContainerClient) -> Self {
         Self { container }
@@ -303,6 +317,40 @@ impl ProductRepository for CosmosProductRepository {
             .await
             .map_err(unavailable)?;
         Ok(found.into_iter().next().map(|f| f.location))
+    }
+
+    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable> {
+        match self.container.read_item(user.as_str().to_owned(), CALENDAR_FEED_ID, None).await {
+            Ok(resp) => {
+                let doc: CalendarFeedDoc = resp.into_model().map_err(unavailable)?;
+                Ok(Some(doc.feed))
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable> {
+        // In the user's partition, beside their products; one per user.
+        let doc = CalendarFeedDoc {
+            id: CALENDAR_FEED_ID.to_owned(),
+            user_id: user.as_str().to_owned(),
+            doc_type: "calendar-feed".into(),
+            feed: feed.clone(),
+        };
+        self.container
+            .upsert_item(user.as_str().to_owned(), CALENDAR_FEED_ID, &doc, None)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable> {
+        match self.container.delete_item(user.as_str().to_owned(), CALENDAR_FEED_ID, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {

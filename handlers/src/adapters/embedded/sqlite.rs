@@ -14,7 +14,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::db::{Db, ts, unavailable};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
-use crate::ports::{IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable};
+use crate::ports::{
+    CalendarFeed, IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -46,6 +48,10 @@ CREATE TABLE IF NOT EXISTS ocr_dead_letters (
     delivery_count   INTEGER NOT NULL,
     reason           TEXT NOT NULL,
     dead_lettered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calendar_feeds (
+    user_id TEXT PRIMARY KEY,
+    doc     TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id     TEXT NOT NULL,
@@ -309,6 +315,43 @@ impl ProductRepository for SqliteProductRepository {
         .await?
         .map(Option::flatten)
         .map_err(unavailable)
+    }
+
+    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable> {
+        let user = user.clone();
+        let doc = self
+            .read(move |c| {
+                c.query_row("SELECT doc FROM calendar_feeds WHERE user_id = ?1", params![user.as_str()], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()
+            })
+            .await?
+            .map_err(unavailable)?;
+        doc.map(|d| serde_json::from_str(&d).map_err(unavailable)).transpose()
+    }
+
+    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable> {
+        let (user, doc) = (user.clone(), serde_json::to_string(feed).map_err(unavailable)?);
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO calendar_feeds (user_id, doc) VALUES (?1, ?2) ON CONFLICT(user_id) DO UPDATE SET doc = excluded.doc",
+                    params![user.as_str(), doc],
+                )
+            })
+            .await?
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable> {
+        let user = user.clone();
+        self.db
+            .write(move |c| c.execute("DELETE FROM calendar_feeds WHERE user_id = ?1", params![user.as_str()]))
+            .await?
+            .map(|n| n > 0)
+            .map_err(unavailable)
     }
 
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {

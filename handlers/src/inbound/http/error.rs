@@ -360,6 +360,7 @@ pub const ALL_CODES: &[&str] = &[
     "coverage_date_invalid",
     "coverage_dates_out_of_order",
     "coverage_unknown",
+    "lead_days_invalid",
     "field_read_only",
     "patch_invalid",
     "body_too_large",

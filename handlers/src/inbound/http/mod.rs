@@ -79,6 +79,9 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/products/{id}/card.pdf", Some("ProductCard")),
     ("DELETE", "/api/products/{id}/verification", Some("ProductVerification")),
     ("GET", "/api/verify/{token}", Some("Verify")),
+    ("POST", "/api/me/calendar-feed", Some("CalendarFeed")),
+    ("DELETE", "/api/me/calendar-feed", Some("CalendarFeed")),
+    ("GET", "/api/calendar/{feedToken}.ics", Some("CalendarIcs")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -148,6 +151,13 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         }
         (["api", "verify", token], &Method::GET) if !token.is_empty() => sharing::verify(&state, &req, token).await,
         (["api", "verify", token], _) if !token.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "me", "calendar-feed"], &Method::POST) => sharing::create_calendar_feed(&state, &req, body).await,
+        (["api", "me", "calendar-feed"], &Method::DELETE) => sharing::revoke_calendar_feed(&state, &req).await,
+        (["api", "me", "calendar-feed"], _) => Err(ApiError::MethodNotAllowed { allow: "POST, DELETE" }),
+        (["api", "calendar", file], &Method::GET) if file.ends_with(".ics") => {
+            sharing::calendar_feed(&state, file).await
+        }
+        (["api", "calendar", file], _) if file.ends_with(".ics") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         // Trigger invocations from the Functions host (loopback only; not part of the API).
         (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::inbound::triggers::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),

@@ -168,3 +168,59 @@ pub async fn revoke(state: &AppState, req: &Request, id: &str) -> Result<HttpRes
     resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&format!("\"r{revision}\"")).expect("ascii"));
     Ok(resp)
 }
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewCalendarFeed {
+    lead_days: Option<Vec<i64>>,
+}
+
+/// `POST /api/me/calendar-feed`: makes (or rotates) the caller's feed. Body optional:
+/// `{"leadDays": [30, 7]}`.
+pub async fn create_calendar_feed(
+    state: &AppState,
+    req: &Request,
+    body: super::BodyStream,
+) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let has_body =
+        req.header("content-length").is_some_and(|l| l.trim() != "0") || req.header("transfer-encoding").is_some();
+    let requested: NewCalendarFeed = if has_body {
+        let value = super::products::read_json(req, body, "application/json").await?;
+        serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
+            code: "patch_invalid",
+            detail: format!("The body must be {{\"leadDays\"?: [days, …]}}: {e}."),
+        })?
+    } else {
+        NewCalendarFeed { lead_days: None }
+    };
+    let lead_days = crate::application::calendar::lead_days(requested.lead_days.as_deref())?;
+    let (token, feed) = crate::application::calendar::create(&state.services, &user, lead_days).await?;
+    let url = format!("{}/api/calendar/{token}.ics", base_url(state, req));
+    let body = serde_json::json!({ "url": url, "leadDays": feed.lead_days, "createdAt": feed.created_at });
+    let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&body).expect("json"));
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&url).map_err(|_| ApiError::Internal)?);
+    Ok(resp)
+}
+
+/// `DELETE /api/me/calendar-feed`: the feed URL stops working.
+pub async fn revoke_calendar_feed(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    crate::application::calendar::revoke(&state.services, &user).await?;
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+/// `GET /api/calendar/{feedToken}.ics`: public (the token is the credential).
+pub async fn calendar_feed(state: &AppState, file: &str) -> Result<HttpResponse, ApiError> {
+    let token = file.strip_suffix(".ics").ok_or(ApiError::NotFound)?;
+    let ics = crate::application::calendar::feed(&state.services, token).await?;
+    let mut resp = Response::new(Bytes::from(ics));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/calendar; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    Ok(resp)
+}
