@@ -271,8 +271,15 @@ pub trait InvoiceUpload: Send {
 
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
-    /// Starts writing the invoice of `product` (version `version`) with extension `ext`.
-    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
+    /// Starts writing the invoice of `product` (version `version`) with extension `ext`:
+    /// `{product}.v{version}.{ext}`.
+    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        self.begin_named(&format!("{product}.v{version}"), ext).await
+    }
+
+    /// Starts writing the file `{stem}.{ext}`; stems start with the product id (reconciliation
+    /// reads it back), for example `{product}.proof-{coverage}` for a coverage's proof.
+    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
 
     /// Removes a committed invoice (compensation when the product could not be stored).
     async fn delete(&self, location: &str) -> Result<(), Unavailable>;

@@ -4,10 +4,11 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::intake::ReceivedInvoice;
 use super::{Error, Services};
 use crate::domain::coverage::{self, MAX_COVERAGES};
-use crate::domain::{AuditEntry, Coverage, CoverageError, CoverageKind, FieldChange, FieldError, ProductId, UserId};
-use crate::domain::{CoverageView, ProductRecord};
+use crate::domain::{AuditEntry, Coverage, CoverageError, FieldChange, FieldError, ProductId, UserId};
+use crate::domain::{CoverageView, InvoiceRef, ProductRecord};
 use crate::ports::{StoreError, Unavailable};
 
 /// How often an addition is re-applied after losing a race before giving up.
@@ -57,8 +58,52 @@ fn changed(
 }
 
 /// Adds a coverage from a JSON object (`kind` and one duration form required; `startsOn`
-/// defaults to the purchase date). Returns it and the product's new revision.
-pub async fn add(services: &Services, user: &UserId, id: ProductId, doc: &Value) -> Result<(CoverageView, u64), Error> {
+/// defaults to the purchase date), with its proof document when one was received (then under
+/// `coverage_id`, the id its file was named after). Returns it and the product's new revision.
+/// Nothing is left behind when it is refused: the proof is removed.
+pub async fn add(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    doc: &Value,
+    proof: Option<ReceivedInvoice>,
+    coverage_id: Uuid,
+) -> Result<(CoverageView, u64), Error> {
+    let checked = check_new(services, user, id, doc, coverage_id).await;
+    let location = match (checked, proof) {
+        (Err(e), Some(p)) => {
+            p.abort().await;
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+        (Ok(()), None) => None,
+        (Ok(()), Some(p)) => {
+            let (kind, size_bytes, sha256, file_name) = (p.kind, p.size_bytes, p.sha256.clone(), p.file_name.clone());
+            let location = p.upload.commit().await?;
+            Some(InvoiceRef { file_name, kind, size_bytes, sha256, location, version: 1 })
+        }
+    };
+    let result = store_new(services, user, id, doc, coverage_id, location.clone()).await;
+    if let (Err(_), Some(proof)) = (&result, &location)
+        && let Err(e) = services.invoices.delete(&proof.location).await
+    {
+        tracing::error!(location = %proof.location, error = %e, "could not remove the proof of a refused coverage");
+    }
+    result
+}
+
+fn new_coverage(product: &ProductRecord, coverage_id: Uuid) -> Coverage {
+    Coverage::draft(coverage_id, product.purchase_date.date())
+}
+
+/// Every rule, before a proof document is committed.
+async fn check_new(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    doc: &Value,
+    coverage_id: Uuid,
+) -> Result<(), Error> {
     if doc.as_object().is_some_and(|o| !o.contains_key("kind")) {
         return Err(Error::Invalid(vec![FieldError::new(
             "kind",
@@ -66,21 +111,26 @@ pub async fn add(services: &Services, user: &UserId, id: ProductId, doc: &Value)
             "`kind` is required: manufacturer, statutory, retailer, extended, insurance or repair",
         )]));
     }
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
+    coverage::apply(&new_coverage(&product, coverage_id), doc, false).map_err(refused)?;
+    if product.coverages().len() >= MAX_COVERAGES {
+        return Err(Error::CoverageLimit);
+    }
+    Ok(())
+}
+
+async fn store_new(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    doc: &Value,
+    coverage_id: Uuid,
+    proof: Option<InvoiceRef>,
+) -> Result<(CoverageView, u64), Error> {
     for _ in 0..MAX_RETRIES {
         let now = services.clock.now();
         let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
-        let base = Coverage {
-            id: Uuid::now_v7(),
-            kind: CoverageKind::Extended,
-            provider: None,
-            reference: None,
-            starts_on: product.purchase_date.date(),
-            months: None,
-            ends_on: None,
-            lifetime: false,
-            locked_at: None,
-            follows_product: false,
-        };
+        let base = Coverage { proof: proof.clone(), ..new_coverage(&product, coverage_id) };
         let new = coverage::apply(&base, doc, false).map_err(refused)?;
         let mut next = product.clone();
         if next.coverages_mut().len() >= MAX_COVERAGES {
@@ -151,5 +201,29 @@ pub async fn remove(
     let gone = coverages.remove(at);
     let next = changed(next, user, now, "coverage_removed", changes(coverage_id, Some(&gone), None));
     services.products.replace(&next, product.revision, None).await?;
+    // No record references the proof any more.
+    if let Some(proof) = &gone.proof
+        && let Err(e) = services.invoices.delete(&proof.location).await
+    {
+        tracing::error!(location = %proof.location, error = %e, "proof of a removed coverage not removed");
+    }
     Ok(next.revision)
+}
+
+/// A coverage's proof document and its bytes.
+pub async fn proof(
+    services: &Services,
+    user: &UserId,
+    id: ProductId,
+    coverage_id: Uuid,
+) -> Result<(InvoiceRef, bytes::Bytes), Error> {
+    let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
+    let proof = product
+        .coverages()
+        .iter()
+        .find(|c| c.id == coverage_id)
+        .and_then(|c| c.proof.clone())
+        .ok_or(Error::NotFound)?;
+    let bytes = services.invoices.read(&proof.location).await?.ok_or(Error::NotFound)?;
+    Ok((proof, bytes))
 }

@@ -40,6 +40,8 @@ pub struct InvoiceIntake<'a> {
     upload: Option<Box<dyn InvoiceUpload>>,
     size: u64,
     hasher: Sha256,
+    /// The file's name without extension, when it is not the product's invoice.
+    stem: Option<String>,
 }
 
 impl<'a> InvoiceIntake<'a> {
@@ -54,7 +56,15 @@ impl<'a> InvoiceIntake<'a> {
             upload: None,
             size: 0,
             hasher: Sha256::new(),
+            stem: None,
         }
+    }
+
+    /// Receives the proof document of a coverage (`{product}.proof-{coverage}.{ext}`) rather
+    /// than an invoice; the same type and size rules apply.
+    pub fn for_proof(mut self, coverage: uuid::Uuid) -> Self {
+        self.stem = Some(format!("{}.proof-{coverage}", self.product));
+        self
     }
 
     /// Receives version `version` of the product's invoice (a replacement), not the first.
@@ -88,7 +98,10 @@ impl<'a> InvoiceIntake<'a> {
                 Sniffed::Unsupported => return Err(Error::InvoiceUnsupported),
                 Sniffed::NeedMore => return Ok(()),
                 Sniffed::Kind(kind) => {
-                    let mut upload = self.store.begin(self.product, self.version, kind.extension()).await?;
+                    let mut upload = match &self.stem {
+                        Some(stem) => self.store.begin_named(stem, kind.extension()).await?,
+                        None => self.store.begin(self.product, self.version, kind.extension()).await?,
+                    };
                     self.kind = Some(kind);
                     // The head bytes seen so far, then whatever of this chunk came after them.
                     let already = self.head.len() - take;

@@ -154,8 +154,11 @@ pub async fn delete(
     }
     // The record is gone, so nothing references the invoice any more. If removing it fails it
     // is logged for the operator: unreachable, but not lost silently.
-    if let Err(e) = services.invoices.delete(&product.invoice.location).await {
-        tracing::error!(product_id = %id, location = %product.invoice.location, error = %e, "invoice of a deleted product not removed");
+    let proofs = product.coverages.iter().filter_map(|c| c.proof.as_ref()).map(|p| p.location.as_str());
+    for location in std::iter::once(product.invoice.location.as_str()).chain(proofs) {
+        if let Err(e) = services.invoices.delete(location).await {
+            tracing::error!(product_id = %id, location, error = %e, "file of a deleted product not removed");
+        }
     }
     Ok(())
 }

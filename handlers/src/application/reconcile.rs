@@ -47,6 +47,10 @@ pub async fn orphan_invoices(
     for location in services.invoices.written_between(from, to).await? {
         done.checked += 1;
         let referenced = match product_of(&location) {
+            // A coverage's proof document: referenced when a coverage of the product holds it.
+            Some(id) if location.contains(".proof-") => services.products.find(id).await?.is_some_and(|p| {
+                p.coverages.iter().any(|c| c.proof.as_ref().is_some_and(|proof| proof.location == location))
+            }),
             Some(id) => services.products.invoice_location(id).await?.is_some_and(|current| current == location),
             None => continue, // not an invoice this service named: leave it alone
         };

@@ -12,6 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::FieldError;
+use super::invoice::InvoiceRef;
 use super::text_field::BoundedText;
 use super::warranty::expiry_date;
 
@@ -106,6 +107,19 @@ pub struct Coverage {
     /// it follows the product's purchase date and warranty term when those are edited.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follows_product: bool,
+    /// A document proving it (contract, policy, repair receipt): same rules as the invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<InvoiceRef>,
+}
+
+/// What clients see of a proof document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofView {
+    pub file_name: String,
+    pub content_type: &'static str,
+    pub size_bytes: u64,
+    pub sha256: String,
 }
 
 /// What clients see of a coverage on a given day.
@@ -128,6 +142,8 @@ pub struct CoverageView {
     pub expires_on: Option<NaiveDate>,
     pub status: CoverageStatus,
     pub locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofView>,
 }
 
 impl Coverage {
@@ -145,6 +161,25 @@ impl Coverage {
             lifetime: false,
             locked_at: None,
             follows_product: true,
+            proof: None,
+        }
+    }
+
+    /// A new coverage's starting point before the client's fields are applied: no duration
+    /// yet (the rules require one), starting on `starts_on`.
+    pub fn draft(id: Uuid, starts_on: NaiveDate) -> Self {
+        Self {
+            id,
+            kind: CoverageKind::Extended,
+            provider: None,
+            reference: None,
+            starts_on,
+            months: None,
+            ends_on: None,
+            lifetime: false,
+            locked_at: None,
+            follows_product: false,
+            proof: None,
         }
     }
 
@@ -190,6 +225,12 @@ impl Coverage {
             expires_on: self.expires_on(),
             status: self.status(today),
             locked: self.locked_at.is_some(),
+            proof: self.proof.as_ref().map(|p| ProofView {
+                file_name: p.file_name.clone(),
+                content_type: p.kind.content_type(),
+                size_bytes: p.size_bytes,
+                sha256: p.sha256.clone(),
+            }),
         }
     }
 
@@ -387,18 +428,7 @@ mod tests {
     }
 
     fn base() -> Coverage {
-        Coverage {
-            id: Uuid::nil(),
-            kind: CoverageKind::Extended,
-            provider: None,
-            reference: None,
-            starts_on: d(2026, 1, 31),
-            months: None,
-            ends_on: None,
-            lifetime: false,
-            locked_at: None,
-            follows_product: false,
-        }
+        Coverage::draft(Uuid::nil(), d(2026, 1, 31))
     }
 
     fn codes(r: Result<Coverage, CoverageError>) -> Vec<&'static str> {

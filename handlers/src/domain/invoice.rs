@@ -88,6 +88,20 @@ pub fn display_file_name(client_name: Option<&str>, kind: InvoiceKind) -> String
     base.chars().take(200).collect()
 }
 
+/// Where the invoice went and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceRef {
+    pub file_name: String,
+    pub kind: InvoiceKind,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// Store-specific location (a relative path, a blob name). Never shown to clients.
+    pub location: String,
+    /// Bumped when the invoice is replaced; part of the OCR message id.
+    pub version: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

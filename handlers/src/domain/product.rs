@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::coverage::{Coverage, CoverageStatus, CoverageView, covered_until};
+pub use super::invoice::InvoiceRef;
 use super::ocr::OcrState;
-use super::{InvoiceKind, PurchaseDate, SerialNumber, WarrantyStatus};
+use super::{PurchaseDate, SerialNumber, WarrantyStatus};
 
 /// Products are identified by UUIDv7: unguessable enough with auth in front, and time-ordered
 /// so that storage indexes stay append-mostly.
@@ -21,20 +22,6 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Where the invoice went and what it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InvoiceRef {
-    pub file_name: String,
-    pub kind: InvoiceKind,
-    pub size_bytes: u64,
-    pub sha256: String,
-    /// Store-specific location (a relative path, a blob name). Never shown to clients.
-    pub location: String,
-    /// Bumped when the invoice is replaced; part of the OCR message id.
-    pub version: u32,
 }
 
 /// The stored document. Serialised as-is into the embedded store and into Cosmos DB.

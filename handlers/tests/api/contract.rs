@@ -62,15 +62,14 @@ async fn concrete(app: &TestApp, path: &str) -> String {
     if !path.contains("{coverageId}") {
         return path;
     }
-    // A coverage of its own (the product is then at revision 2).
-    let resp = app
-        .client
-        .post(format!("{}/api/products/{id}/coverages", app.base))
-        .bearer_auth(token("alice"))
-        .json(&serde_json::json!({"kind": "retailer", "months": 24}))
-        .send()
-        .await
-        .unwrap();
+    // A coverage of its own (the product is then at revision 2), with a proof document.
+    let form = Form::new().text("kind", "retailer").text("months", "24").file(
+        "proof",
+        "receipt.png",
+        "image/png",
+        &fixture("invoice.png"),
+    );
+    let resp = post_form_to(&app.client, &format!("{}/api/products/{id}/coverages", app.base), "alice", form).await;
     let cid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     path.replace("{coverageId}", &cid)
 }

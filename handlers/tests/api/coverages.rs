@@ -7,6 +7,7 @@ backends!([embedded, azure]:
     bad_coverage_requests_get_problems_and_change_nothing,
     a_service_request_relies_on_the_first_active_coverage_and_locks_its_dates,
     the_catalogue_coverage_follows_product_edits_until_its_own_dates_are_edited,
+    a_coverage_carries_its_proof_document_and_a_refused_one_leaves_no_file,
 );
 
 use crate::support::*;
@@ -324,4 +325,82 @@ async fn a_product_stored_before_coverages_reads_with_its_manufacturer_coverage(
     let stored: Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(stored.as_array().unwrap().len(), 2);
     assert_eq!(stored[0]["id"], id.as_str());
+}
+
+async fn add_form(app: &TestApp, id: &str, form: Form) -> reqwest::Response {
+    post_form_to(&app.client, &format!("{}/api/products/{id}/coverages", app.base), "alice", form).await
+}
+
+async fn a_coverage_carries_its_proof_document_and_a_refused_one_leaves_no_file() {
+    let app = spawn_app().await;
+    let id = product(&app, "CVR0007", -30).await;
+    let files_before = app.invoice_files().len();
+    let png = fixture("invoice.png");
+    let form = Form::new()
+        .text("kind", "insurance")
+        .text("provider", "Allianz")
+        .text("reference", "POL-99")
+        .text("endsOn", &day(700))
+        .file("proof", "Police Allianz.png", "image/png", &png);
+    let resp = add_form(&app, &id, form).await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let added: Value = resp.json().await.unwrap();
+    assert_eq!((added["kind"].as_str(), added["endsOn"].as_str()), (Some("insurance"), Some(day(700).as_str())));
+    let proof = &added["proof"];
+    assert_eq!(
+        (proof["fileName"].as_str(), proof["contentType"].as_str()),
+        (Some("Police Allianz.png"), Some("image/png"))
+    );
+    assert_eq!(
+        (proof["sizeBytes"].as_u64(), proof["sha256"].as_str()),
+        (Some(png.len() as u64), Some(sha256_hex(&png).as_str()))
+    );
+    assert_eq!(app.invoice_files().len(), files_before + 1);
+    let cid = added["id"].as_str().unwrap();
+    let resp = app.get("alice", &format!("/api/products/{id}/coverages/{cid}/proof")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), png.as_slice());
+    assert_eq!(app.get("mallory", &format!("/api/products/{id}/coverages/{cid}/proof")).await.status(), 404);
+    assert_eq!(app.get("alice", &format!("/api/products/{id}/coverages/{id}/proof")).await.status(), 404, "no proof");
+
+    // Refused after the file arrived (a rule), refused by the file itself (type), and an empty
+    // file: the product does not change and no file stays.
+    let revision = card(&app, &id).await["revision"].clone();
+    for (form, status, code) in [
+        (
+            Form::new().text("kind", "insurance").file("proof", "p.png", "image/png", &png),
+            422,
+            "coverage_duration_invalid",
+        ),
+        (
+            Form::new().text("kind", "insurance").text("months", "twelve").file("proof", "p.png", "image/png", &png),
+            422,
+            "coverage_months_invalid",
+        ),
+        (
+            Form::new().text("kind", "insurance").text("months", "12").file(
+                "proof",
+                "p.txt",
+                "text/plain",
+                b"not a document",
+            ),
+            415,
+            "invoice_type_unsupported",
+        ),
+        (
+            Form::new().text("kind", "insurance").text("months", "12").file("proof", "p.png", "image/png", b""),
+            422,
+            "proof_empty",
+        ),
+    ] {
+        let (s, p) = problem(add_form(&app, &id, form).await).await;
+        assert_eq!((s, p["code"].as_str().unwrap()), (status, code));
+    }
+    assert_eq!(card(&app, &id).await["revision"], revision);
+    assert_eq!(app.invoice_files().len(), files_before + 1, "no file of a refused coverage stays");
+
+    // Removing the coverage removes its proof.
+    assert_eq!(remove(&app, &id, cid).await.status(), 204);
+    assert_eq!(app.invoice_files().len(), files_before);
 }

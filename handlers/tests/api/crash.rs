@@ -60,13 +60,24 @@ fn invoices(data: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Product ids, the files they reference (invoices and coverages' proofs), and OCR events.
 fn stored(data: &Path) -> (BTreeSet<String>, BTreeSet<String>, usize) {
     let db = rusqlite::Connection::open(data.join("warranty.sqlite3")).unwrap();
-    let mut q = db.prepare("SELECT id, json_extract(doc, '$.invoice.location') FROM products").unwrap();
+    let mut q = db.prepare("SELECT id, doc FROM products").unwrap();
     let rows: Vec<(String, String)> =
         q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
     let events: usize = db.query_row("SELECT count(*) FROM ocr_queue", [], |r| r.get(0)).unwrap();
-    (rows.iter().map(|r| r.0.clone()).collect(), rows.iter().map(|r| r.1.clone()).collect(), events)
+    let mut files = BTreeSet::new();
+    for (_, doc) in &rows {
+        let doc: Value = serde_json::from_str(doc).unwrap();
+        files.insert(doc["invoice"]["location"].as_str().unwrap().to_owned());
+        for c in doc["coverages"].as_array().into_iter().flatten() {
+            if let Some(proof) = c["proof"]["location"].as_str() {
+                files.insert(proof.to_owned());
+            }
+        }
+    }
+    (rows.iter().map(|r| r.0.clone()).collect(), files, events)
 }
 
 /// Waits until reconciliation has left exactly the referenced invoices (bounded).
@@ -89,28 +100,36 @@ async fn until_files_match(data: &Path) {
 async fn unreferenced_invoices_are_removed_at_start_and_referenced_ones_kept() {
     let data = tempfile::tempdir().unwrap();
     let app = start(data.path()).await;
+    let client = reqwest::Client::new();
     let form = Form::registration("Dell", "XPS", "7XK9JH2", &day(-3), &fixture("invoice.pdf"));
-    let (ct, body) = form.finish();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/products", app.base))
-        .bearer_auth(token("alice"))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form_to(&client, &format!("{}/api/products", app.base), "alice", form).await;
     assert_eq!(resp.status(), 201);
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // A coverage with its proof document: referenced, so it stays.
+    let form = Form::new().text("kind", "insurance").text("months", "24").file(
+        "proof",
+        "policy.png",
+        "image/png",
+        &fixture("invoice.png"),
+    );
+    let resp = post_form_to(&client, &format!("{}/api/products/{id}/coverages", app.base), "alice", form).await;
+    assert_eq!(resp.status(), 201);
+    let cid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     drop(app);
-    // What an interrupted registration and an interrupted invoice replacement leave behind.
+    // What an interrupted registration, an interrupted invoice replacement and an interrupted
+    // coverage with a proof leave behind.
     let orphan = format!("{}.v1.pdf", uuid::Uuid::now_v7());
     let old_version = format!("{id}.v7.pdf");
-    std::fs::write(data.path().join("invoices").join(&orphan), b"%PDF-1.7 orphan").unwrap();
-    std::fs::write(data.path().join("invoices").join(&old_version), b"%PDF-1.7 stale").unwrap();
-    assert_eq!(invoices(data.path()).len(), 3);
+    let orphan_proof = format!("{id}.proof-{}.png", uuid::Uuid::now_v7());
+    for (name, bytes) in
+        [(&orphan, &b"%PDF-1.7 orphan"[..]), (&old_version, b"%PDF-1.7 stale"), (&orphan_proof, b"\x89PNG orphan")]
+    {
+        std::fs::write(data.path().join("invoices").join(name), bytes).unwrap();
+    }
+    assert_eq!(invoices(data.path()).len(), 5);
     let _app = start(data.path()).await;
     until_files_match(data.path()).await;
-    assert_eq!(invoices(data.path()), BTreeSet::from([format!("{id}.v1.pdf")]));
+    assert_eq!(invoices(data.path()), BTreeSet::from([format!("{id}.v1.pdf"), format!("{id}.proof-{cid}.png")]));
 }
 
 /// SIGKILL at several points of a burst of concurrent registrations, then a restart: every

@@ -184,6 +184,19 @@ pub async fn container_from_settings(
         .map_err(|e| err(&e))
 }
 
+/// The partition holding, per product, who owns it (verification lookups).
+const LINK_OWNERS: &str = "~link-owners";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkOwnerDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    owner: String,
+}
+
 /// The id of a user's calendar-feed document (in the user's partition).
 const CALENDAR_FEED_ID: &str = "calendar-feed";
 
@@ -354,7 +367,20 @@ impl ProductRepository for CosmosProductRepository {
     }
 
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
-        // Across partitions, by id (indexed): the verification link names the product only.
+        // The verification link names the product only. Its owner is remembered in a small
+        // document of a partition of its own, so a scan is two point reads; the first lookup of
+        // a product is a cross-partition query by id (indexed), which then records the owner.
+        let pid = id.to_string();
+        match self.container.read_item(LINK_OWNERS.to_owned(), &pid, None).await {
+            Ok(resp) => {
+                let owner: LinkOwnerDoc = resp.into_model().map_err(unavailable)?;
+                if let Some(doc) = self.read_doc(&owner.owner, &pid).await? {
+                    return Ok(Some(doc.product));
+                }
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
         let query = Query::from("SELECT * FROM c WHERE c.type = 'product' AND c.id = @id")
             .with_parameter("@id", id.to_string())
             .map_err(unavailable)?;
@@ -366,7 +392,18 @@ impl ProductRepository for CosmosProductRepository {
             .try_collect()
             .await
             .map_err(unavailable)?;
-        Ok(docs.into_iter().next().map(|d| d.product))
+        let Some(doc) = docs.into_iter().next() else { return Ok(None) };
+        let owner = LinkOwnerDoc {
+            id: pid.clone(),
+            user_id: LINK_OWNERS.to_owned(),
+            doc_type: "link-owner".into(),
+            owner: doc.user_id.clone(),
+        };
+        // A cache: failing to write it only costs the next lookup a query.
+        if let Err(e) = self.container.upsert_item(LINK_OWNERS.to_owned(), &pid, &owner, None).await {
+            tracing::warn!(product_id = %pid, error = %e, "could not remember a product's owner for verification");
+        }
+        Ok(Some(doc.product))
     }
 
     async fn insert_registration(

@@ -14,7 +14,6 @@ use tokio::io::AsyncWriteExt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ProductId;
 use crate::domain::invoice::INVOICE_MAX_BYTES;
 use crate::ports::{Cause, InvoiceStore, InvoiceUpload, Unavailable};
 
@@ -110,11 +109,11 @@ impl InvoiceUpload for FileUpload {
 
 #[async_trait]
 impl InvoiceStore for FileInvoiceStore {
-    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        let location = format!("{stem}.{ext}");
+        let final_path = self.path_of(&location)?;
         let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await.map_err(unavailable)?;
-        let location = format!("{product}.v{version}.{ext}");
-        let final_path = self.root.join(&location);
         Ok(Box::new(FileUpload { file: Some(file), tmp, final_path, location, done: false }))
     }
 

@@ -361,6 +361,7 @@ pub const ALL_CODES: &[&str] = &[
     "coverage_dates_out_of_order",
     "coverage_unknown",
     "lead_days_invalid",
+    "proof_empty",
     "field_read_only",
     "patch_invalid",
     "body_too_large",

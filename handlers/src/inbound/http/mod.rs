@@ -76,6 +76,7 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/products/{id}/coverages", Some("Coverages")),
     ("PATCH", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
     ("DELETE", "/api/products/{id}/coverages/{coverageId}", Some("CoverageById")),
+    ("GET", "/api/products/{id}/coverages/{coverageId}/proof", Some("CoverageProof")),
     ("GET", "/api/products/{id}/card.pdf", Some("ProductCard")),
     ("DELETE", "/api/products/{id}/verification", Some("ProductVerification")),
     ("GET", "/api/verify/{token}", Some("Verify")),
@@ -138,6 +139,12 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         }
         (["api", "products", id, "coverages", cid], _) if !id.is_empty() && !cid.is_empty() => {
             Err(ApiError::MethodNotAllowed { allow: "PATCH, DELETE" })
+        }
+        (["api", "products", id, "coverages", cid, "proof"], &Method::GET) if !id.is_empty() && !cid.is_empty() => {
+            coverages::proof(&state, &req, id, cid).await
+        }
+        (["api", "products", id, "coverages", cid, "proof"], _) if !id.is_empty() && !cid.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "GET" })
         }
         (["api", "products", id, "card.pdf"], &Method::GET) if !id.is_empty() => {
             sharing::card_pdf(&state, &req, id).await

@@ -83,6 +83,16 @@ pub fn pump(mut body: BodyStream) -> (BodyStream, Arc<AtomicBool>) {
     (Box::pin(stream), too_large)
 }
 
+/// A multipart error as the client should see it: 413 when the body outgrew the cap (the
+/// parser only saw the stream end), 400 `multipart_malformed` otherwise.
+pub fn malformed(e: multer::Error, too_large: &AtomicBool) -> ApiError {
+    if too_large.load(Ordering::SeqCst) {
+        ApiError::InvoiceTooLarge
+    } else {
+        ApiError::BadRequest { code: "multipart_malformed", detail: format!("The multipart body is malformed: {e}.") }
+    }
+}
+
 /// What the form held.
 pub struct ParsedForm {
     pub form: RegistrationForm,
@@ -104,17 +114,6 @@ pub async fn read_form(
     let mut field_errors = Vec::new();
     let mut invoice: Option<Result<ReceivedInvoice, FieldError>> = None;
     let mut parts = 0usize;
-
-    let malformed = |e: multer::Error, too_large: &AtomicBool| -> ApiError {
-        if too_large.load(Ordering::SeqCst) {
-            ApiError::InvoiceTooLarge
-        } else {
-            ApiError::BadRequest {
-                code: "multipart_malformed",
-                detail: format!("The multipart body is malformed: {e}."),
-            }
-        }
-    };
 
     let result: Result<(), ApiError> = async {
         loop {

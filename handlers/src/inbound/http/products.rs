@@ -42,7 +42,7 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
 
 /// The multipart boundary of an invoice upload. A declared oversize body is refused before a
 /// byte of it is read: a client that sent `Expect: 100-continue` never uploads at all.
-fn upload_boundary(req: &Request) -> Result<String, ApiError> {
+pub(super) fn upload_boundary(req: &Request) -> Result<String, ApiError> {
     let content_type = req.header("content-type").unwrap_or("");
     let is_form_data =
         content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
@@ -379,6 +379,12 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
     let user = req.user(state).await?;
     let id = product_id(id)?;
     let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await?;
+    Ok(file_response(req, &invoice, bytes))
+}
+
+/// A stored file (an invoice, a proof) as a download: its type (or `application/octet-stream`
+/// for a client that accepts only that), a safe `Content-Disposition`, never sniffed or cached.
+pub(super) fn file_response(req: &Request, invoice: &crate::domain::InvoiceRef, bytes: Bytes) -> HttpResponse {
     let mut resp = Response::new(bytes);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(download_type(req, invoice.kind.content_type())));
@@ -390,7 +396,7 @@ pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpRe
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", invoice.sha256)).expect("hex"));
-    Ok(resp)
+    resp
 }
 
 /// The type to label a download with: the file's own, unless the client asks for

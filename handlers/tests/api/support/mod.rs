@@ -248,6 +248,12 @@ impl Form {
     }
 }
 
+/// POSTs `form` as multipart to `url` with `user`'s token (any server: in process or a child).
+pub async fn post_form_to(client: &reqwest::Client, url: &str, user: &str, form: Form) -> reqwest::Response {
+    let (ct, body) = form.finish();
+    client.post(url).bearer_auth(token(user)).header("content-type", ct).body(body).send().await.expect("request sent")
+}
+
 impl TestApp {
     pub async fn post_form(&self, user: &str, form: Form) -> reqwest::Response {
         self.post_form_with(user, form, None).await

@@ -23,7 +23,6 @@ use bytes::Bytes;
 
 use super::identity::Identity;
 use crate::config::{InvoiceStoreSettings, StartupError};
-use crate::domain::ProductId;
 use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
 
 const BACKEND: &str = "invoice store (blob)";
@@ -227,8 +226,8 @@ impl InvoiceStore for BlobInvoiceStore {
         Ok(found)
     }
 
-    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
-        let location = format!("{product}.v{version}.{ext}");
+    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        let location = format!("{stem}.{ext}");
         let client = self.container.blob_client(&location).block_blob_client();
         Ok(Box::new(BlobUpload {
             client,
