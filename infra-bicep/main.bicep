@@ -161,6 +161,8 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     tenantId: tenantId
     apiAudience: apiAudience
+    // The gateway's host name is its resource name's (declared below); its API path is `api`.
+    publicBaseUrl: 'https://${baseName}-apim-${suffix}.azure-api.net/api'
   }
 }
 

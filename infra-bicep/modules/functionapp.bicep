@@ -28,6 +28,8 @@ param docIntelEndpoint string
 param keyVaultUri string
 param tenantId string
 param apiAudience string
+@description('Public base URL of the API at the gateway: the links printed on warranty cards and served in calendar feeds.')
+param publicBaseUrl string
 
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: '${baseName}-plan'
@@ -63,6 +65,9 @@ var shared = [
   // Signs the verification links on warranty cards; one key for every instance and slot, so a
   // printed card stays valid across restarts, scale-out and swaps (see README, "Configuration").
   { name: 'WARRANTY_VERIFICATION_KEY', value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/verification-key/)' }
+  // The host forwards the function app's own host name, which needs a function key: links for
+  // people (card QR codes, calendar feeds) must name the gateway.
+  { name: 'WARRANTY_PUBLIC_BASE_URL', value: publicBaseUrl }
   { name: 'WARRANTY_PRODUCT_STORE', value: 'cosmos' }
   { name: 'CosmosDb__accountEndpoint', value: cosmosEndpoint }
   { name: 'WARRANTY_INVOICE_STORE', value: 'blob' }
