@@ -173,14 +173,15 @@ pub trait ProductRepository: Send + Sync {
     /// The location of product `id`'s current invoice, whoever owns it (reconciliation).
     async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable>;
 
-    /// The user's calendar feed, if they made one.
-    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable>;
+    /// One of the user's own records (`key`: `calendar-feed`, `notification-settings`, …), a
+    /// JSON document the use case owns.
+    async fn user_record(&self, user: &UserId, key: &str) -> Result<Option<serde_json::Value>, Unavailable>;
 
-    /// Stores the user's calendar feed, replacing any earlier one (rotation).
-    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable>;
+    /// Stores one of the user's records, replacing the earlier one.
+    async fn put_user_record(&self, user: &UserId, key: &str, doc: &serde_json::Value) -> Result<(), Unavailable>;
 
-    /// Removes the user's calendar feed; false when there was none.
-    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable>;
+    /// Removes one of the user's records; false when there was none.
+    async fn delete_user_record(&self, user: &UserId, key: &str) -> Result<bool, Unavailable>;
 
     /// A product whoever owns it: the public verification page, which knows the product from a
     /// signed link and never the user.

@@ -20,6 +20,8 @@ use crate::ports::CalendarFeed;
 pub const DEFAULT_LEAD_DAYS: [u32; 2] = [30, 7];
 pub const MAX_LEAD_TIMES: usize = 5;
 pub const MAX_LEAD_DAYS: u32 = 365;
+/// The user record holding the feed.
+const RECORD: &str = "calendar-feed";
 /// Products read per page while building a feed.
 const PAGE: usize = 100;
 
@@ -53,14 +55,15 @@ pub async fn create(services: &Services, user: &UserId, lead_days: Vec<u32>) -> 
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| crate::ports::Unavailable::new("random source", e.to_string()))?;
     let feed = CalendarFeed { secret_sha256: digest(&secret), lead_days, created_at: services.clock.now() };
-    services.products.put_calendar_feed(user, &feed).await?;
+    let doc = serde_json::to_value(&feed).expect("a feed serialises");
+    services.products.put_user_record(user, RECORD, &doc).await?;
     let token = format!("{}.{}", URL_SAFE_NO_PAD.encode(user.as_str()), URL_SAFE_NO_PAD.encode(secret));
     Ok((token, feed))
 }
 
 /// Revokes the user's feed.
 pub async fn revoke(services: &Services, user: &UserId) -> Result<(), Error> {
-    if services.products.delete_calendar_feed(user).await? { Ok(()) } else { Err(Error::NotFound) }
+    if services.products.delete_user_record(user, RECORD).await? { Ok(()) } else { Err(Error::NotFound) }
 }
 
 /// The feed behind `token` as iCalendar text; [`Error::NotFound`] for any token that is not the
@@ -70,7 +73,10 @@ pub async fn feed(services: &Services, token: &str) -> Result<String, Error> {
     let user = URL_SAFE_NO_PAD.decode(user).ok().and_then(|u| String::from_utf8(u).ok()).ok_or(Error::NotFound)?;
     let secret = URL_SAFE_NO_PAD.decode(secret).map_err(|_| Error::NotFound)?;
     let user = UserId(user);
-    let stored = services.products.calendar_feed(&user).await?.ok_or(Error::NotFound)?;
+    let stored = services.products.user_record(&user, RECORD).await?.ok_or(Error::NotFound)?;
+    let stored: CalendarFeed = serde_json::from_value(stored).map_err(|e| {
+        crate::ports::Unavailable::new("product store", format!("stored calendar feed is unreadable: {e}"))
+    })?;
     // Constant-time comparison of the digests.
     let presented = digest(&secret);
     let same = presented.len() == stored.secret_sha256.len()

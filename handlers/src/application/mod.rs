@@ -5,6 +5,7 @@ pub mod coverages;
 pub mod error;
 pub mod intake;
 pub mod lifecycle;
+pub mod notifications;
 pub mod ocr;
 pub mod outbox;
 pub mod products;

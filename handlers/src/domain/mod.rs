@@ -11,6 +11,7 @@ pub mod invoice;
 pub mod ocr;
 pub mod product;
 pub mod purchase_date;
+pub mod reminders;
 pub mod serial_number;
 pub mod text_field;
 pub mod verification;

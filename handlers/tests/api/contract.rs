@@ -78,6 +78,9 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
     let url = format!("{}{path}", app.base);
     let req = match method {
         "GET" => app.client.get(url),
+        "PUT" if path.ends_with("/notification-settings") => {
+            app.client.put(url).json(&serde_json::json!({"timeZone": "Europe/Berlin"}))
+        }
         "POST" if path.ends_with("/calendar-feed") => app.client.post(url).json(&serde_json::json!({"leadDays": [14]})),
         // A feed to revoke.
         "DELETE" if path.ends_with("/calendar-feed") => {

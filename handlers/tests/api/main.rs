@@ -21,6 +21,7 @@ mod drills;
 mod full_disk;
 mod hostile;
 mod lifecycle;
+mod notifications;
 mod ocr_corpus;
 mod ocr_dispatch;
 mod ocr_trigger;

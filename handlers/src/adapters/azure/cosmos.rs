@@ -33,8 +33,7 @@ use super::identity::Identity;
 use crate::config::{ProductStoreSettings, StartupError};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{
-    CalendarFeed, IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse,
-    Unavailable,
+    IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse, Unavailable,
 };
 
 const BACKEND: &str = "product store";
@@ -197,17 +196,19 @@ struct LinkOwnerDoc {
     owner: String,
 }
 
-/// The id of a user's calendar-feed document (in the user's partition).
-const CALENDAR_FEED_ID: &str = "calendar-feed";
+/// The id of one of a user's records (in the user's partition): never a product id (UUIDs).
+fn user_record_id(key: &str) -> String {
+    format!("user-record:{key}")
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CalendarFeedDoc {
+struct UserRecordDoc {
     id: String,
     user_id: String,
     #[serde(rename = "type")]
     doc_type: String,
-    feed: CalendarFeed,
+    value: serde_json::Value,
 }
 
 impl CosmosProductRepository {
@@ -332,34 +333,31 @@ impl ProductRepository for CosmosProductRepository {
         Ok(found.into_iter().next().map(|f| f.location))
     }
 
-    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable> {
-        match self.container.read_item(user.as_str().to_owned(), CALENDAR_FEED_ID, None).await {
+    async fn user_record(&self, user: &UserId, key: &str) -> Result<Option<serde_json::Value>, Unavailable> {
+        match self.container.read_item(user.as_str().to_owned(), &user_record_id(key), None).await {
             Ok(resp) => {
-                let doc: CalendarFeedDoc = resp.into_model().map_err(unavailable)?;
-                Ok(Some(doc.feed))
+                let doc: UserRecordDoc = resp.into_model().map_err(unavailable)?;
+                Ok(Some(doc.value))
             }
             Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable> {
-        // In the user's partition, beside their products; one per user.
-        let doc = CalendarFeedDoc {
-            id: CALENDAR_FEED_ID.to_owned(),
+    async fn put_user_record(&self, user: &UserId, key: &str, doc: &serde_json::Value) -> Result<(), Unavailable> {
+        // In the user's partition, beside their products.
+        let id = user_record_id(key);
+        let record = UserRecordDoc {
+            id: id.clone(),
             user_id: user.as_str().to_owned(),
-            doc_type: "calendar-feed".into(),
-            feed: feed.clone(),
+            doc_type: "user-record".into(),
+            value: doc.clone(),
         };
-        self.container
-            .upsert_item(user.as_str().to_owned(), CALENDAR_FEED_ID, &doc, None)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.container.upsert_item(user.as_str().to_owned(), &id, &record, None).await.map(|_| ()).map_err(unavailable)
     }
 
-    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable> {
-        match self.container.delete_item(user.as_str().to_owned(), CALENDAR_FEED_ID, None).await {
+    async fn delete_user_record(&self, user: &UserId, key: &str) -> Result<bool, Unavailable> {
+        match self.container.delete_item(user.as_str().to_owned(), &user_record_id(key), None).await {
             Ok(_) => Ok(true),
             Err(e) if is(&e, StatusCode::NotFound) => Ok(false),
             Err(e) => Err(unavailable(e)),

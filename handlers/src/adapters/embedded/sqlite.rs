@@ -14,9 +14,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::db::{Db, ts, unavailable};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
-use crate::ports::{
-    CalendarFeed, IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable,
-};
+use crate::ports::{IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -49,9 +47,11 @@ CREATE TABLE IF NOT EXISTS ocr_dead_letters (
     reason           TEXT NOT NULL,
     dead_lettered_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS calendar_feeds (
-    user_id TEXT PRIMARY KEY,
-    doc     TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS user_records (
+    user_id TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id     TEXT NOT NULL,
@@ -317,13 +317,15 @@ impl ProductRepository for SqliteProductRepository {
         .map_err(unavailable)
     }
 
-    async fn calendar_feed(&self, user: &UserId) -> Result<Option<CalendarFeed>, Unavailable> {
-        let user = user.clone();
+    async fn user_record(&self, user: &UserId, key: &str) -> Result<Option<serde_json::Value>, Unavailable> {
+        let (user, key) = (user.clone(), key.to_owned());
         let doc = self
             .read(move |c| {
-                c.query_row("SELECT doc FROM calendar_feeds WHERE user_id = ?1", params![user.as_str()], |r| {
-                    r.get::<_, String>(0)
-                })
+                c.query_row(
+                    "SELECT doc FROM user_records WHERE user_id = ?1 AND key = ?2",
+                    params![user.as_str(), key],
+                    |r| r.get::<_, String>(0),
+                )
                 .optional()
             })
             .await?
@@ -331,13 +333,13 @@ impl ProductRepository for SqliteProductRepository {
         doc.map(|d| serde_json::from_str(&d).map_err(unavailable)).transpose()
     }
 
-    async fn put_calendar_feed(&self, user: &UserId, feed: &CalendarFeed) -> Result<(), Unavailable> {
-        let (user, doc) = (user.clone(), serde_json::to_string(feed).map_err(unavailable)?);
+    async fn put_user_record(&self, user: &UserId, key: &str, doc: &serde_json::Value) -> Result<(), Unavailable> {
+        let (user, key, doc) = (user.clone(), key.to_owned(), doc.to_string());
         self.db
             .write(move |c| {
                 c.execute(
-                    "INSERT INTO calendar_feeds (user_id, doc) VALUES (?1, ?2) ON CONFLICT(user_id) DO UPDATE SET doc = excluded.doc",
-                    params![user.as_str(), doc],
+                    "INSERT INTO user_records (user_id, key, doc) VALUES (?1, ?2, ?3) ON CONFLICT(user_id, key) DO UPDATE SET doc = excluded.doc",
+                    params![user.as_str(), key, doc],
                 )
             })
             .await?
@@ -345,10 +347,12 @@ impl ProductRepository for SqliteProductRepository {
             .map_err(unavailable)
     }
 
-    async fn delete_calendar_feed(&self, user: &UserId) -> Result<bool, Unavailable> {
-        let user = user.clone();
+    async fn delete_user_record(&self, user: &UserId, key: &str) -> Result<bool, Unavailable> {
+        let (user, key) = (user.clone(), key.to_owned());
         self.db
-            .write(move |c| c.execute("DELETE FROM calendar_feeds WHERE user_id = ?1", params![user.as_str()]))
+            .write(move |c| {
+                c.execute("DELETE FROM user_records WHERE user_id = ?1 AND key = ?2", params![user.as_str(), key])
+            })
             .await?
             .map(|n| n > 0)
             .map_err(unavailable)

@@ -83,6 +83,8 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/me/calendar-feed", Some("CalendarFeed")),
     ("DELETE", "/api/me/calendar-feed", Some("CalendarFeed")),
     ("GET", "/api/calendar/{feedToken}.ics", Some("CalendarIcs")),
+    ("GET", "/api/me/notification-settings", Some("NotificationSettings")),
+    ("PUT", "/api/me/notification-settings", Some("NotificationSettings")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -160,6 +162,11 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
         (["api", "verify", token], _) if !token.is_empty() => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "me", "calendar-feed"], &Method::POST) => sharing::create_calendar_feed(&state, &req, body).await,
         (["api", "me", "calendar-feed"], &Method::DELETE) => sharing::revoke_calendar_feed(&state, &req).await,
+        (["api", "me", "notification-settings"], &Method::GET) => sharing::notification_settings(&state, &req).await,
+        (["api", "me", "notification-settings"], &Method::PUT) => {
+            sharing::put_notification_settings(&state, &req, body).await
+        }
+        (["api", "me", "notification-settings"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, PUT" }),
         (["api", "me", "calendar-feed"], _) => Err(ApiError::MethodNotAllowed { allow: "POST, DELETE" }),
         (["api", "calendar", file], &Method::GET) if file.ends_with(".ics") => {
             sharing::calendar_feed(&state, file).await

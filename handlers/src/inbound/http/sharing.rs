@@ -224,3 +224,22 @@ pub async fn calendar_feed(state: &AppState, file: &str) -> Result<HttpResponse,
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     Ok(resp)
 }
+
+/// `GET /api/me/notification-settings`: the caller's reminder settings (defaults until set).
+pub async fn notification_settings(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let settings = crate::application::notifications::get(&state.services, &user).await?;
+    Ok(json(StatusCode::OK, serde_json::to_vec(&settings).expect("settings serialise")))
+}
+
+/// `PUT /api/me/notification-settings`: replaces them (absent fields take their defaults).
+pub async fn put_notification_settings(
+    state: &AppState,
+    req: &Request,
+    body: super::BodyStream,
+) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let doc = super::products::read_json(req, body, "application/json").await?;
+    let settings = crate::application::notifications::put(&state.services, &user, &doc).await?;
+    Ok(json(StatusCode::OK, serde_json::to_vec(&settings).expect("settings serialise")))
+}
