@@ -13,13 +13,10 @@ use sha2::{Digest, Sha256};
 use super::{Error, Services};
 use crate::application::sharing::mask_serial;
 use crate::card::ics::Expiry;
+use crate::domain::reminders;
 use crate::domain::{FieldError, UserId};
 use crate::ports::CalendarFeed;
 
-/// Reminder lead times when the owner names none: a month and a week before.
-pub const DEFAULT_LEAD_DAYS: [u32; 2] = [30, 7];
-pub const MAX_LEAD_TIMES: usize = 5;
-pub const MAX_LEAD_DAYS: u32 = 365;
 /// The user record holding the feed.
 const RECORD: &str = "calendar-feed";
 /// Products read per page while building a feed.
@@ -29,25 +26,17 @@ fn digest(secret: &[u8]) -> String {
     hex::encode(Sha256::digest(secret))
 }
 
-/// Validated lead times: 1 to 5 distinct values of 0–365 days, largest first.
+/// Validated alarm lead times: 1 to 5 distinct values of 0–365 days, largest first; a month and
+/// a week before when none are named.
 pub fn lead_days(requested: Option<&[i64]>) -> Result<Vec<u32>, Error> {
-    let Some(days) = requested else { return Ok(DEFAULT_LEAD_DAYS.to_vec()) };
-    let invalid = |detail: &str| Error::Invalid(vec![FieldError::new("leadDays", "lead_days_invalid", detail)]);
-    if days.is_empty() || days.len() > MAX_LEAD_TIMES {
-        return Err(invalid("give 1 to 5 lead times in days"));
-    }
-    let mut out = Vec::with_capacity(days.len());
-    for d in days {
-        let d = u32::try_from(*d)
-            .ok()
-            .filter(|d| *d <= MAX_LEAD_DAYS)
-            .ok_or_else(|| invalid("each lead time is 0 to 365 days"))?;
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    out.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(out)
+    let Some(days) = requested else { return Ok(reminders::DEFAULT_LEAD_DAYS.to_vec()) };
+    reminders::lead_days(days, 0).ok_or_else(|| {
+        Error::Invalid(vec![FieldError::new(
+            "leadDays",
+            "lead_days_invalid",
+            "give 1 to 5 lead times, each 0 to 365 days",
+        )])
+    })
 }
 
 /// Makes (or rotates) the user's feed; returns its token, shown once.

@@ -69,15 +69,25 @@ pub async fn add(
     proof: Option<ReceivedInvoice>,
     coverage_id: Uuid,
 ) -> Result<(CoverageView, u64), Error> {
-    let checked = check_new(services, user, id, doc, coverage_id).await;
-    let location = match (checked, proof) {
-        (Err(e), Some(p)) => {
+    if doc.as_object().is_some_and(|o| !o.contains_key("kind")) {
+        if let Some(p) = proof {
             p.abort().await;
-            return Err(e);
         }
-        (Err(e), None) => return Err(e),
-        (Ok(()), None) => None,
-        (Ok(()), Some(p)) => {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "kind",
+            "coverage_kind_invalid",
+            "`kind` is required: manufacturer, statutory, retailer, extended, insurance or repair",
+        )]));
+    }
+    // Without a proof, `store_new` checks every rule itself. With one, they are checked before
+    // the file is committed, so a refused coverage never has a file to remove.
+    let location = match proof {
+        None => None,
+        Some(p) => {
+            if let Err(e) = check_new(services, user, id, doc, coverage_id).await {
+                p.abort().await;
+                return Err(e);
+            }
             let (kind, size_bytes, sha256, file_name) = (p.kind, p.size_bytes, p.sha256.clone(), p.file_name.clone());
             let location = p.upload.commit().await?;
             Some(InvoiceRef { file_name, kind, size_bytes, sha256, location, version: 1 })
@@ -96,7 +106,7 @@ fn new_coverage(product: &ProductRecord, coverage_id: Uuid) -> Coverage {
     Coverage::draft(coverage_id, product.purchase_date.date())
 }
 
-/// Every rule, before a proof document is committed.
+/// The rules `store_new` applies, before a proof document is committed.
 async fn check_new(
     services: &Services,
     user: &UserId,
@@ -104,13 +114,6 @@ async fn check_new(
     doc: &Value,
     coverage_id: Uuid,
 ) -> Result<(), Error> {
-    if doc.as_object().is_some_and(|o| !o.contains_key("kind")) {
-        return Err(Error::Invalid(vec![FieldError::new(
-            "kind",
-            "coverage_kind_invalid",
-            "`kind` is required: manufacturer, statutory, retailer, extended, insurance or repair",
-        )]));
-    }
     let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
     coverage::apply(&new_coverage(&product, coverage_id), doc, false).map_err(refused)?;
     if product.coverages().len() >= MAX_COVERAGES {

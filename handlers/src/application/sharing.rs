@@ -92,7 +92,7 @@ pub async fn verify(services: &Services, token: &str) -> Result<PublicView, Erro
         brand: card.brand,
         model: card.model,
         serial_number: mask_serial(&card.serial_number),
-        covered_today: product.covered_on(today),
+        covered_today: card.warranty_status == crate::domain::WarrantyStatus::Active,
         covered_until: card.covered_until,
         checked_on: today,
         coverages: card.coverages.iter().map(PublicCoverage::from).collect(),

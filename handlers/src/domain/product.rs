@@ -157,6 +157,11 @@ pub struct InvoiceView {
     pub version: u32,
 }
 
+/// The entity tag of a card at `revision`: `"r{revision}"`.
+pub fn revision_etag(revision: u64) -> String {
+    format!("\"r{revision}\"")
+}
+
 impl ProductRecord {
     /// The coverages, with the catalogue's manufacturer coverage for documents stored before
     /// coverages existed.
@@ -181,14 +186,11 @@ impl ProductRecord {
         &mut self.coverages
     }
 
-    /// Whether any coverage covers `day`.
-    pub fn covered_on(&self, day: NaiveDate) -> bool {
-        self.coverages().iter().any(|c| c.status(day) == CoverageStatus::Active)
-    }
-
     /// The card as of `today` (UTC): the status is computed, never stored, so it cannot go stale.
     pub fn card(&self, today: NaiveDate) -> WarrantyCard {
         let coverages = self.coverages();
+        let views: Vec<CoverageView> = coverages.iter().map(|c| c.view(today)).collect();
+        let covered = views.iter().any(|c| c.status == CoverageStatus::Active);
         WarrantyCard {
             id: self.id,
             brand: self.brand.clone(),
@@ -197,8 +199,8 @@ impl ProductRecord {
             purchase_date: self.purchase_date.date(),
             warranty_months: self.warranty_months,
             warranty_expires_on: self.warranty_expires_on,
-            warranty_status: if self.covered_on(today) { WarrantyStatus::Active } else { WarrantyStatus::Expired },
-            coverages: coverages.iter().map(|c| c.view(today)).collect(),
+            warranty_status: if covered { WarrantyStatus::Active } else { WarrantyStatus::Expired },
+            coverages: views,
             covered_until: covered_until(&coverages),
             invoice: InvoiceView {
                 file_name: self.invoice.file_name.clone(),
@@ -227,7 +229,7 @@ impl ProductRecord {
 
     /// The card's entity tag: changes whenever a user-visible, user-editable part changes.
     pub fn etag(&self) -> String {
-        format!("\"r{}\"", self.revision)
+        revision_etag(self.revision)
     }
 }
 

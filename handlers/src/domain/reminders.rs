@@ -65,6 +65,24 @@ impl Default for NotificationSettings {
     }
 }
 
+/// The longest lead time, in days.
+pub const MAX_LEAD_DAYS: u32 = 365;
+
+/// Lead times as given (1 to 5 values, each `min`–365 days), distinct and largest first; `None`
+/// when they break a rule. Reminders take 1–365; the calendar feed's alarms also 0 (the day).
+pub fn lead_days(days: &[i64], min: u32) -> Option<Vec<u32>> {
+    if days.is_empty() || days.len() > MAX_LEAD_TIMES {
+        return None;
+    }
+    let mut out: Vec<u32> = days
+        .iter()
+        .map(|d| u32::try_from(*d).ok().filter(|d| (min..=MAX_LEAD_DAYS).contains(d)))
+        .collect::<Option<_>>()?;
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.dedup();
+    Some(out)
+}
+
 /// Why a settings document was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SettingsError {
@@ -88,15 +106,9 @@ impl NotificationSettings {
         let mut s = Self::default();
         let mut errors = Vec::new();
         if let Some(v) = obj.get("leadDays") {
-            let days: Option<Vec<u32>> = v.as_array().and_then(|a| {
-                a.iter().map(|d| d.as_u64().filter(|d| (1..=365).contains(d)).map(|d| d as u32)).collect()
-            });
-            match days.filter(|d| !d.is_empty() && d.len() <= MAX_LEAD_TIMES) {
-                Some(mut d) => {
-                    d.sort_unstable_by(|a, b| b.cmp(a));
-                    d.dedup();
-                    s.lead_days = d;
-                }
+            let given: Option<Vec<i64>> = v.as_array().and_then(|a| a.iter().map(Value::as_i64).collect());
+            match given.and_then(|d| lead_days(&d, 1)) {
+                Some(d) => s.lead_days = d,
                 None => errors.push(FieldError::new(
                     "leadDays",
                     "lead_days_invalid",

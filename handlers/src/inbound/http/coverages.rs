@@ -1,10 +1,9 @@
 //! `/api/products/{id}/coverages`: add, edit and remove a product's coverages.
 
-use bytes::Bytes;
-use warp::http::{HeaderValue, Response, StatusCode, header};
+use warp::http::{HeaderValue, StatusCode, header};
 
 use super::error::ApiError;
-use super::products::{if_match, json, product_id, read_json};
+use super::products::{etag, if_match, is_form_data, json, no_content, optional_if_match, path_id, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::coverages;
 use crate::application::intake::ReceivedInvoice;
@@ -13,13 +12,8 @@ use crate::domain::FieldError;
 /// The coverage and the card's new `ETag` (every coverage change bumps the card's revision).
 fn coverage_response(status: StatusCode, view: &crate::domain::CoverageView, revision: u64) -> HttpResponse {
     let mut resp = json(status, serde_json::to_vec(view).expect("a coverage serialises"));
-    let etag = format!("\"r{revision}\"");
-    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    resp.headers_mut().insert(header::ETAG, etag(revision));
     resp
-}
-
-fn coverage_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    raw.parse::<uuid::Uuid>().map_err(|_| ApiError::NotFound)
 }
 
 /// The fields of a coverage sent as a form, as the JSON object they stand for.
@@ -133,13 +127,9 @@ pub async fn add_coverage(
     body: BodyStream,
 ) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let coverage_id = uuid::Uuid::now_v7();
-    let is_form = req
-        .header("content-type")
-        .and_then(|c| c.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
-    let (doc, proof) = if is_form {
+    let (doc, proof) = if is_form_data(req) {
         let boundary = super::products::upload_boundary(req)?;
         read_coverage_form(state, body, boundary, id, coverage_id).await?
     } else {
@@ -162,7 +152,7 @@ pub async fn edit_coverage(
     body: BodyStream,
 ) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let (id, coverage) = (product_id(id)?, coverage_id(coverage)?);
+    let (id, coverage) = (path_id(id)?, path_id(coverage)?);
     let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?.ok_or(ApiError::PreconditionFailed)?;
     let doc = read_json(req, body, "application/merge-patch+json").await?;
     let (view, revision) = coverages::edit(&state.services, &user, id, coverage, revision, &doc).await?;
@@ -177,22 +167,16 @@ pub async fn remove_coverage(
     coverage: &str,
 ) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let (id, coverage) = (product_id(id)?, coverage_id(coverage)?);
-    let revision = match if_match(req) {
-        None => None,
-        Some(r) => Some(r.ok_or(ApiError::PreconditionFailed)?),
-    };
+    let (id, coverage) = (path_id(id)?, path_id(coverage)?);
+    let revision = optional_if_match(req)?;
     let revision = coverages::remove(&state.services, &user, id, coverage, revision).await?;
-    let mut resp = Response::new(Bytes::new());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&format!("\"r{revision}\"")).expect("ascii"));
-    Ok(resp)
+    Ok(no_content(Some(revision)))
 }
 
 /// `GET /api/products/{id}/coverages/{coverageId}/proof`: the proof document.
 pub async fn proof(state: &AppState, req: &Request, id: &str, coverage: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let (id, coverage) = (product_id(id)?, coverage_id(coverage)?);
+    let (id, coverage) = (path_id(id)?, path_id(coverage)?);
     let (proof, bytes) = coverages::proof(&state.services, &user, id, coverage).await?;
     Ok(super::products::file_response(req, &proof, bytes))
 }

@@ -42,11 +42,15 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
 
 /// The multipart boundary of an invoice upload. A declared oversize body is refused before a
 /// byte of it is read: a client that sent `Expect: 100-continue` never uploads at all.
+/// Whether the body is declared `multipart/form-data`.
+pub(super) fn is_form_data(req: &Request) -> bool {
+    let content_type = req.header("content-type").unwrap_or("");
+    content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
 pub(super) fn upload_boundary(req: &Request) -> Result<String, ApiError> {
     let content_type = req.header("content-type").unwrap_or("");
-    let is_form_data =
-        content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
-    let boundary = is_form_data.then(|| multer::parse_boundary(content_type).ok()).flatten().ok_or_else(|| {
+    let boundary = is_form_data(req).then(|| multer::parse_boundary(content_type).ok()).flatten().ok_or_else(|| {
         ApiError::ContentTypeUnsupported {
             expected: "multipart/form-data with a boundary",
             got: content_type.to_owned(),
@@ -99,8 +103,8 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
                     .ok()
                     .and_then(|card| card["revision"].as_u64());
                 let mut resp = json(status, stored.body.into_bytes());
-                if let Some(etag) = revision.and_then(|r| HeaderValue::from_str(&format!("\"r{r}\"")).ok()) {
-                    resp.headers_mut().insert(header::ETAG, etag);
+                if let Some(r) = revision {
+                    resp.headers_mut().insert(header::ETAG, etag(r));
                 }
                 if let Some(loc) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
                     resp.headers_mut().insert(header::LOCATION, loc);
@@ -187,7 +191,7 @@ pub async fn audit(state: &AppState, req: &Request, id: &str) -> Result<HttpResp
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let (limit, token) = page_params(req)?;
     let from = match token {
         None => 0,
@@ -209,8 +213,8 @@ pub async fn audit(state: &AppState, req: &Request, id: &str) -> Result<HttpResp
 /// Largest JSON body read for an edit or a service request.
 const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// A path id that is not a UUID cannot exist: 404, like a missing one.
-pub(super) fn product_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+/// A path id (product, coverage) that is not a UUID cannot exist: 404, like a missing one.
+pub(super) fn path_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse::<uuid::Uuid>().map_err(|_| ApiError::NotFound)
 }
 
@@ -257,15 +261,38 @@ pub(super) async fn read_json(
 
 fn card_response(status: StatusCode, card: &crate::domain::WarrantyCard) -> HttpResponse {
     let mut resp = json(status, serde_json::to_vec(card).expect("a card serialises"));
-    let etag = format!("\"r{}\"", card.revision);
-    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    resp.headers_mut().insert(header::ETAG, etag(card.revision));
     resp
+}
+
+/// The card's `ETag` header at `revision`.
+pub(super) fn etag(revision: u64) -> HeaderValue {
+    HeaderValue::from_str(&crate::domain::product::revision_etag(revision)).expect("ascii")
+}
+
+/// `204 No Content`, with the card's new `ETag` when the change bumped its revision.
+pub(super) fn no_content(revision: Option<u64>) -> HttpResponse {
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    if let Some(r) = revision {
+        resp.headers_mut().insert(header::ETAG, etag(r));
+    }
+    resp
+}
+
+/// An optional `If-Match`: absent or `*` is no condition; a tag this service never issued
+/// fails it.
+pub(super) fn optional_if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+    match if_match(req) {
+        None => Ok(None),
+        Some(r) => r.map(Some).ok_or(ApiError::PreconditionFailed),
+    }
 }
 
 /// `PATCH /api/products/{id}`: JSON merge patch (RFC 7396) with `If-Match`.
 pub async fn patch(state: &AppState, req: &Request, id: &str, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?;
     let patch = read_json(req, body, "application/merge-patch+json").await?;
     let Some(revision) = revision else {
@@ -283,17 +310,11 @@ pub async fn patch(state: &AppState, req: &Request, id: &str, body: BodyStream) 
 /// `DELETE /api/products/{id}` (`If-Match` optional).
 pub async fn delete(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
-    let expected = match if_match(req) {
-        None => None,
-        Some(None) => return Err(ApiError::PreconditionFailed),
-        Some(Some(r)) => Some(r),
-    };
+    let id = path_id(id)?;
+    let expected = optional_if_match(req)?;
     lifecycle::delete(&state.services, &user, id, expected).await?;
     tracing::info!(product_id = %id, "product deleted");
-    let mut resp = Response::new(Bytes::new());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    Ok(resp)
+    Ok(no_content(None))
 }
 
 #[derive(serde::Deserialize)]
@@ -312,7 +333,7 @@ pub async fn raise_service_request(
     body: BodyStream,
 ) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let value = read_json(req, body, "application/json").await?;
     let new: NewServiceRequest = serde_json::from_value(value).map_err(|e| ApiError::BadRequest {
         code: "patch_invalid",
@@ -350,7 +371,7 @@ pub async fn raise_service_request(
 /// `GET /api/products/{id}/service-requests`.
 pub async fn service_requests(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let items = lifecycle::service_requests(&state.services, &user, id).await?;
     Ok(json(StatusCode::OK, serde_json::to_vec(&serde_json::json!({ "items": items })).expect("json")))
 }
@@ -377,7 +398,7 @@ pub(super) fn content_disposition(file_name: &str) -> String {
 /// `GET /api/products/{id}/invoice`: the original file.
 pub async fn invoice(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let (invoice, bytes) = lifecycle::invoice(&state.services, &user, id).await?;
     Ok(file_response(req, &invoice, bytes))
 }
@@ -431,7 +452,7 @@ pub async fn replace_invoice(
     body: BodyStream,
 ) -> Result<HttpResponse, ApiError> {
     let user = req.user(&state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let revision = if_match(req).ok_or(ApiError::PreconditionRequired)?.ok_or(ApiError::PreconditionFailed)?;
     let boundary = upload_boundary(req)?;
     // Refused before a byte of the file is read: missing, stale, locked.

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 
 use super::error::ApiError;
-use super::products::{content_disposition, download_type, json, product_id};
+use super::products::{content_disposition, download_type, json, no_content, path_id};
 use super::{AppState, HttpResponse, Request};
 use crate::application::sharing::{self, PublicView};
 use crate::card::page::{PageCoverage, PageView};
@@ -40,11 +40,11 @@ fn label(kind: CoverageKind) -> &'static str {
 /// `GET /api/products/{id}/card.pdf`: the printable card with a fresh verification link.
 pub async fn card_pdf(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let (product, token, expires_at) = sharing::issue_link(&state.services, &user, id).await?;
     let today = state.services.clock.now().date_naive();
     let card = product.card(today);
-    let verdict = if product.covered_on(today) {
+    let verdict = if card.warranty_status == crate::domain::WarrantyStatus::Active {
         match card.covered_until {
             Some(d) => format!("Covered today, until {d}"),
             None => "Covered today, for life".to_owned(),
@@ -161,12 +161,9 @@ pub async fn verify(state: &AppState, req: &Request, token: &str) -> Result<Http
 /// `DELETE /api/products/{id}/verification`: every link printed so far stops working.
 pub async fn revoke(state: &AppState, req: &Request, id: &str) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let id = product_id(id)?;
+    let id = path_id(id)?;
     let revision = sharing::revoke_links(&state.services, &user, id).await?;
-    let mut resp = Response::new(Bytes::new());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&format!("\"r{revision}\"")).expect("ascii"));
-    Ok(resp)
+    Ok(no_content(Some(revision)))
 }
 
 #[derive(serde::Deserialize)]
@@ -207,9 +204,7 @@ pub async fn create_calendar_feed(
 pub async fn revoke_calendar_feed(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
     crate::application::calendar::revoke(&state.services, &user).await?;
-    let mut resp = Response::new(Bytes::new());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    Ok(resp)
+    Ok(no_content(None))
 }
 
 /// `GET /api/calendar/{feedToken}.ics`: public (the token is the credential).
