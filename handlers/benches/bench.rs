@@ -667,14 +667,7 @@ async fn card_bench(backend: Backend) {
         serde_json::json!({"kind": "extended", "startsOn": "2027-03-15", "months": 24}),
         serde_json::json!({"kind": "insurance", "lifetime": true}),
     ] {
-        let resp = app
-            .client
-            .post(format!("{}/api/products/{id}/coverages", app.base))
-            .bearer_auth(support::token("bench-user"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = app.post_json("bench-user", &format!("/api/products/{id}/coverages"), &body).await;
         assert_eq!(resp.status(), 201);
     }
     // Other users' products in the store, so the lookup is not of the only row.

@@ -76,15 +76,7 @@ async fn the_feed_has_one_event_per_coverage_expiry_with_the_owners_alarms() {
         json!({"kind": "extended", "provider": "Acme Care, Ltd.", "startsOn": laptop["warrantyExpiresOn"], "months": 24}),
         json!({"kind": "insurance", "lifetime": true}),
     ] {
-        let resp = app
-            .client
-            .post(format!("{}/api/products/{lid}/coverages", app.base))
-            .bearer_auth(token("alice"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
+        assert_eq!(app.post_json("alice", &format!("/api/products/{lid}/coverages"), &body).await.status(), 201);
     }
     // Someone else's product never appears in alice's feed.
     app.post_form("bob", Form::registration("Dell", "Inspiron 14", "BOB0001", &day(-10), &fixture("invoice.pdf")))

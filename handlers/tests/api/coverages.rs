@@ -26,26 +26,11 @@ async fn card(app: &TestApp, id: &str) -> Value {
 }
 
 async fn add(app: &TestApp, id: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(format!("{}/api/products/{id}/coverages", app.base))
-        .bearer_auth(token("alice"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json("alice", &format!("/api/products/{id}/coverages"), &body).await
 }
 
 async fn edit(app: &TestApp, id: &str, cid: &str, if_match: Option<&str>, body: Value) -> reqwest::Response {
-    let mut req = app
-        .client
-        .patch(format!("{}/api/products/{id}/coverages/{cid}", app.base))
-        .bearer_auth(token("alice"))
-        .header("content-type", "application/merge-patch+json")
-        .body(body.to_string());
-    if let Some(tag) = if_match {
-        req = req.header("if-match", tag);
-    }
-    req.send().await.unwrap()
+    app.merge_patch("alice", &format!("/api/products/{id}/coverages/{cid}"), if_match, &body.to_string()).await
 }
 
 async fn remove(app: &TestApp, id: &str, cid: &str) -> reqwest::Response {
@@ -58,14 +43,7 @@ async fn remove(app: &TestApp, id: &str, cid: &str) -> reqwest::Response {
 }
 
 async fn raise(app: &TestApp, id: &str, body: Value) -> Value {
-    let resp = app
-        .client
-        .post(format!("{}/api/products/{id}/service-requests", app.base))
-        .bearer_auth(token("alice"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_json("alice", &format!("/api/products/{id}/service-requests"), &body).await;
     assert_eq!(resp.status(), 201);
     resp.json().await.unwrap()
 }
@@ -180,13 +158,8 @@ async fn bad_coverage_requests_get_problems_and_change_nothing() {
     assert_eq!(problem(resp).await.1["code"], "content_type_unsupported");
     // Another user's product, and coverages that do not exist, are not found.
     let resp = app
-        .client
-        .post(format!("{}/api/products/{id}/coverages", app.base))
-        .bearer_auth(token("mallory"))
-        .json(&json!({"kind": "retailer", "months": 3}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("mallory", &format!("/api/products/{id}/coverages"), &json!({"kind": "retailer", "months": 3}))
+        .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(
         edit(&app, &id, &uuid::Uuid::now_v7().to_string(), Some("\"r1\""), json!({"months": 3})).await.status(),
@@ -243,14 +216,8 @@ async fn a_service_request_relies_on_the_first_active_coverage_and_locks_its_dat
     assert_eq!(edit(&app, &id, &id, Some(&tag), json!({"months": 24})).await.status(), 200);
     assert_eq!(add(&app, &id, json!({"kind": "insurance", "lifetime": true})).await.status(), 201);
 
-    let resp = app
-        .client
-        .post(format!("{}/api/products/{id}/service-requests", app.base))
-        .bearer_auth(token("alice"))
-        .json(&json!({"description": "x", "coverageId": uuid::Uuid::now_v7()}))
-        .send()
-        .await
-        .unwrap();
+    let unknown = json!({"description": "x", "coverageId": uuid::Uuid::now_v7()});
+    let resp = app.post_json("alice", &format!("/api/products/{id}/service-requests"), &unknown).await;
     let (s, p) = problem(resp).await;
     assert_eq!((s, p["code"].as_str()), (422, Some("coverage_unknown")));
 
@@ -263,16 +230,8 @@ async fn a_service_request_relies_on_the_first_active_coverage_and_locks_its_dat
 async fn the_catalogue_coverage_follows_product_edits_until_its_own_dates_are_edited() {
     let app = spawn_app().await;
     let id = product(&app, "CVR0005", -30).await;
-    let resp = app
-        .client
-        .patch(format!("{}/api/products/{id}", app.base))
-        .bearer_auth(token("alice"))
-        .header("if-match", "\"r1\"")
-        .header("content-type", "application/merge-patch+json")
-        .body(json!({"purchaseDate": day(-40), "model": "Latitude 7440"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let edit_product = json!({"purchaseDate": day(-40), "model": "Latitude 7440"}).to_string();
+    let resp = app.merge_patch("alice", &format!("/api/products/{id}"), Some("\"r1\""), &edit_product).await;
     assert_eq!(resp.status(), 200);
     let c: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -284,16 +243,8 @@ async fn the_catalogue_coverage_follows_product_edits_until_its_own_dates_are_ed
     // Once its own dates are edited, it keeps them.
     let resp = edit(&app, &id, &id, Some("\"r2\""), json!({"months": 48})).await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .client
-        .patch(format!("{}/api/products/{id}", app.base))
-        .bearer_auth(token("alice"))
-        .header("if-match", "\"r3\"")
-        .header("content-type", "application/merge-patch+json")
-        .body(json!({"purchaseDate": day(-50)}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let later = json!({"purchaseDate": day(-50)}).to_string();
+    let resp = app.merge_patch("alice", &format!("/api/products/{id}"), Some("\"r3\""), &later).await;
     let c: Value = resp.json().await.unwrap();
     assert_eq!(
         (c["coverages"][0]["startsOn"].as_str(), c["coverages"][0]["months"].as_u64()),

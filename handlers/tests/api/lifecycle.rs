@@ -61,26 +61,11 @@ async fn registered_as(app: &TestApp, brand: &str, serial: &str) -> (String, Val
 }
 
 async fn patch(app: &TestApp, id: &str, if_match: Option<&str>, body: &str) -> reqwest::Response {
-    let mut req = app
-        .client
-        .patch(format!("{}/api/products/{id}", app.base))
-        .bearer_auth(token("alice"))
-        .header("content-type", "application/merge-patch+json")
-        .body(body.to_owned());
-    if let Some(tag) = if_match {
-        req = req.header("if-match", tag);
-    }
-    req.send().await.unwrap()
+    app.merge_patch("alice", &format!("/api/products/{id}"), if_match, body).await
 }
 
 async fn raise(app: &TestApp, id: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(format!("{}/api/products/{id}/service-requests", app.base))
-        .bearer_auth(token("alice"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json("alice", &format!("/api/products/{id}/service-requests"), &body).await
 }
 
 async fn edits_need_the_current_etag_reapply_the_rules_and_are_audited() {

@@ -26,14 +26,8 @@ async fn product_with_two_coverages(app: &TestApp) -> (String, Value) {
     let card: Value = app.post_form("alice", form).await.json().await.unwrap();
     let id = card["id"].as_str().unwrap().to_owned();
     let starts = card["warrantyExpiresOn"].as_str().unwrap();
-    let resp = app
-        .client
-        .post(format!("{}/api/products/{id}/coverages", app.base))
-        .bearer_auth(token("alice"))
-        .json(&json!({"kind": "extended", "provider": "Acme Care", "startsOn": starts, "months": 24}))
-        .send()
-        .await
-        .unwrap();
+    let extended = json!({"kind": "extended", "provider": "Acme Care", "startsOn": starts, "months": 24});
+    let resp = app.post_json("alice", &format!("/api/products/{id}/coverages"), &extended).await;
     assert_eq!(resp.status(), 201);
     let card: Value = app.get("alice", &format!("/api/products/{id}")).await.json().await.unwrap();
     (id, card)

@@ -273,6 +273,26 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// POSTs `body` as JSON to `path` with `user`'s token.
+    pub async fn post_json(&self, user: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let req = self.client.post(format!("{}{path}", self.base)).bearer_auth(token(user)).json(body);
+        req.send().await.expect("request sent")
+    }
+
+    /// A JSON merge patch (`application/merge-patch+json`) to `path`, with `If-Match` if given.
+    pub async fn merge_patch(&self, user: &str, path: &str, if_match: Option<&str>, body: &str) -> reqwest::Response {
+        let mut req = self
+            .client
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token(user))
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_owned());
+        if let Some(tag) = if_match {
+            req = req.header("if-match", tag);
+        }
+        req.send().await.expect("request sent")
+    }
+
     pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).bearer_auth(token(user)).send().await.expect("request sent")
     }
