@@ -32,6 +32,8 @@ pub struct Application {
     worker: bool,
     reconcile: ReconcilePolicy,
     reconcile_every: Duration,
+    /// Local reminder sweeps (embedded store), if on.
+    reminder_sweep: Option<Duration>,
     limits: server::Limits,
     body_idle: Duration,
 }
@@ -77,6 +79,8 @@ pub fn return_large_buffers_to_os() {
 #[derive(Default)]
 pub struct Overrides {
     pub cosmos_container: Option<azure_data_cosmos::clients::ContainerClient>,
+    /// The clock the use cases read (tests move it by hand); the wall clock when unset.
+    pub clock: Option<Arc<dyn crate::ports::Clock>>,
 }
 
 impl Application {
@@ -102,7 +106,11 @@ impl Application {
             workers: delivery.ocr_workers.max(1),
             idle_poll: Duration::from_millis(delivery.ocr_idle_poll_ms.max(1)),
         };
-        let (products, events): (Arc<dyn ProductRepository>, Arc<dyn Outbox>) = match settings.products.product_store {
+        let (products, events, reminder_store): (
+            Arc<dyn ProductRepository>,
+            Arc<dyn Outbox>,
+            Arc<dyn crate::ports::ReminderStore>,
+        ) = match settings.products.product_store {
             ProductStoreKind::Cosmos => {
                 if servicebus.is_none() {
                     return Err(StartupError::CosmosNeedsServiceBus);
@@ -113,7 +121,7 @@ impl Application {
                 };
                 let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
                 policy.drive = Drive::AtWriteAndTimer;
-                (repo.clone(), repo)
+                (repo.clone(), repo.clone(), repo)
             }
             ProductStoreKind::Sqlite => {
                 let repo = SqliteProductRepository::open(
@@ -122,7 +130,8 @@ impl Application {
                 )?;
                 let queue = Arc::new(repo.ocr_queue());
                 policy.min_age = Duration::ZERO;
-                (Arc::new(repo), queue)
+                let repo = Arc::new(repo);
+                (repo.clone(), queue, repo)
             }
         };
         let invoices: Arc<dyn InvoiceStore> = match settings.invoices.invoice_store {
@@ -146,11 +155,30 @@ impl Application {
             outbox: Arc::new(outbox::Relay::new(events, publisher, policy)),
             products,
             invoices,
-            clock: Arc::new(SystemClock),
+            clock: overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
             catalog: Arc::new(BrandCatalog::bundled(settings.server.default_warranty_months)?),
             idempotency_ttl: settings.server.idempotency_ttl(),
             reader: readers.clone(),
             ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
+            reminders: crate::application::reminders::Reminders {
+                store: reminder_store,
+                push: match &settings.reminders.notification_hub_connection_string {
+                    None => None,
+                    Some(cs) => Some(Arc::new(
+                        crate::adapters::notify::hubs::NotificationHub::new(
+                            cs,
+                            &settings.reminders.notification_hub_name,
+                        )
+                        .map_err(StartupError::NotificationHubConfig)?,
+                    )),
+                },
+                webhook: Arc::new(crate::adapters::notify::webhook::WebhookNotifier::default()),
+                policy: crate::application::reminders::Policy {
+                    max_attempts: settings.reminders.reminder_max_attempts,
+                    retry_base: Duration::from_secs(settings.reminders.reminder_retry_base_secs.max(1)),
+                    ..Default::default()
+                },
+            },
             links: {
                 if settings.sharing.verification_key.is_none()
                     && settings.products.product_store == crate::config::ProductStoreKind::Cosmos
@@ -170,6 +198,9 @@ impl Application {
                 }
             },
         };
+        let reminder_sweep = (settings.products.product_store == ProductStoreKind::Sqlite
+            && settings.reminders.reminder_sweep_secs > 0)
+            .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs));
         let reconcile = ReconcilePolicy {
             grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
             lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
@@ -190,12 +221,18 @@ impl Application {
             worker,
             reconcile,
             reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
+            reminder_sweep,
             limits: server::Limits {
                 header_timeout: Duration::from_secs(settings.server.header_timeout_secs.max(1)),
                 max_connections,
             },
             body_idle: Duration::from_secs(settings.server.body_idle_timeout_secs.max(1)),
         })
+    }
+
+    /// The use cases' services (tests drive the reminder sweep through them).
+    pub fn services(&self) -> Services {
+        self.state.services.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -213,7 +250,7 @@ impl Application {
         let worker = self.worker.then(|| tokio::spawn(self.state.services.outbox.clone().run(stop_rx.clone())));
         // Invoices left without a product by an interrupted write: at start, then periodically.
         let (state, policy, every) = (self.state.clone(), self.reconcile, self.reconcile_every);
-        let mut stop_reconcile = stop_rx;
+        let mut stop_reconcile = stop_rx.clone();
         tokio::spawn(async move {
             loop {
                 match reconcile::orphan_invoices(&state.services, state.services.clock.now(), policy).await {
@@ -229,6 +266,27 @@ impl Application {
                 }
             }
         });
+        // Expiry reminders on the embedded store: the timer function's work, from here.
+        if let Some(every) = self.reminder_sweep {
+            let state = self.state.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let now = state.services.clock.now();
+                    match crate::application::reminders::sweep(&state.services, now).await {
+                        Ok(r) if r.created + r.delivered + r.retried + r.dead_lettered > 0 => {
+                            tracing::info!(report = ?r, "reminder sweep")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reminder sweep failed; the next one retries"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
         let routes = api::routes(self.state, self.body_idle);
         server::serve(self.listener, routes, self.limits, async move {
             shutdown.await;

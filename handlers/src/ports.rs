@@ -294,6 +294,148 @@ pub trait InvoiceStore: Send + Sync {
     async fn health(&self) -> Result<(), Unavailable>;
 }
 
+/// A reminder: one per (coverage, expiry date, lead time), shown in the user's feed and sent
+/// on their other channels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reminder {
+    /// `domain::reminders::reminder_id` of the three.
+    pub id: String,
+    pub user_id: UserId,
+    pub product_id: ProductId,
+    pub coverage_id: uuid::Uuid,
+    pub title: String,
+    pub body: String,
+    pub expires_on: chrono::NaiveDate,
+    pub lead_days: u32,
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// Where one delivery of a reminder goes: a channel and, for push, one device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryTarget {
+    /// `push` or `webhook`.
+    pub channel: String,
+    /// Push: the device's installation id in the hub; webhook: `webhook`.
+    pub target: String,
+}
+
+/// One delivery taken from the reminder outbox, leased to the caller until it is settled.
+#[derive(Debug, Clone)]
+pub struct ReminderDelivery {
+    pub reminder: Reminder,
+    pub target: DeliveryTarget,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delivered (or no longer deliverable and dropped on purpose, `reason` says why).
+    Done { reason: Option<String> },
+    /// Try again at `at`.
+    Retry { at: DateTime<Utc>, reason: String },
+    /// Given up: kept for an operator.
+    DeadLetter { reason: String },
+}
+
+/// Position in a user's newest-first reminder feed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeedCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// The reminder schedule, the reminders themselves (the feed) and their delivery outbox.
+///
+/// Every product write marks the product for the next sweep (in the same write); the sweep
+/// computes the product's reminders and stores when the next one falls due, indexed, so a sweep
+/// reads only products that have something due.
+#[async_trait]
+pub trait ReminderStore: Send + Sync {
+    /// Up to `limit` products whose next reminder is due at `now` (or that changed since the
+    /// last sweep), whoever owns them.
+    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(UserId, ProductId)>, Unavailable>;
+    /// Records when the product's next reminder falls due (`None`: never), if the product is
+    /// still at `revision`; false when it changed or went meanwhile (it stays marked).
+    async fn schedule(
+        &self,
+        user: &UserId,
+        id: ProductId,
+        revision: u64,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, Unavailable>;
+    /// Marks every product of the user for the next sweep (their settings changed).
+    async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable>;
+    /// Stores the reminder with its deliveries, due now, unless a reminder with its id exists:
+    /// true when this call created it.
+    async fn create(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable>;
+    /// The user's reminders, newest first, strictly after `after`.
+    async fn feed(&self, user: &UserId, after: Option<&FeedCursor>, limit: usize)
+    -> Result<Vec<Reminder>, Unavailable>;
+    /// How many of the user's reminders are unread.
+    async fn unread(&self, user: &UserId) -> Result<u64, Unavailable>;
+    /// Marks one of the user's reminders read (once; a second call keeps the first time);
+    /// false when the user has no such reminder.
+    async fn mark_read(&self, user: &UserId, id: &str, at: DateTime<Utc>) -> Result<bool, Unavailable>;
+    /// Up to `limit` deliveries due at `now`, each leased until `lease_until` (a delivery whose
+    /// lease runs out is due again) with its attempt count raised.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ReminderDelivery>, Unavailable>;
+    /// Ends a claimed delivery.
+    async fn settle(&self, delivery: &ReminderDelivery, how: &Settlement) -> Result<(), Unavailable>;
+}
+
+/// Why a reminder was not sent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendFailure {
+    /// Worth trying again (throttled, a 5xx, a timeout), no sooner than `retry_after` if given.
+    #[error("{reason}")]
+    Transient { reason: String, retry_after: Option<std::time::Duration> },
+    /// Never deliverable as it is (refused credentials, a bad request, a forbidden address).
+    #[error("{0}")]
+    Permanent(String),
+    /// The destination no longer exists (a device uninstalled the app): forget it.
+    #[error("{0}")]
+    Gone(String),
+}
+
+/// A device as the push service registers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Installation {
+    /// The id in the push service (derived from the user and the app's own id, so one user can
+    /// never overwrite another's).
+    pub id: String,
+    pub user_id: UserId,
+    /// `fcmv1` or `apns`.
+    pub platform: String,
+    pub push_channel: String,
+}
+
+/// Sends a reminder to one destination: a push installation (`to` = its id) or a webhook
+/// (`to` = the URL, `secret` = the signing secret).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, to: &str, reminder: &Reminder, secret: Option<&str>) -> Result<(), SendFailure>;
+}
+
+/// Where devices are registered for push.
+#[async_trait]
+pub trait PushRegistry: Notifier {
+    async fn install(&self, installation: &Installation) -> Result<(), SendFailure>;
+    async fn uninstall(&self, id: &str) -> Result<(), SendFailure>;
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
@@ -304,6 +446,25 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// A clock that moves only when told: tests and benchmarks set the time the sweep runs at.
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -2,4 +2,5 @@
 
 pub mod azure;
 pub mod embedded;
+pub mod notify;
 pub mod ocr;

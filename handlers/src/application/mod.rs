@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod products;
 pub mod reconcile;
 pub mod register;
+pub mod reminders;
 pub mod sharing;
 
 use std::sync::Arc;
@@ -37,4 +38,6 @@ pub struct Services {
     pub outbox: Arc<outbox::Relay>,
     /// Signing key and lifetime of the card's verification links.
     pub links: sharing::LinkPolicy,
+    /// Expiry reminders: schedule, feed, outbox and the channels they go out on.
+    pub reminders: reminders::Reminders,
 }

@@ -1,11 +1,24 @@
 //! A user's notification settings: lead times, time zone, hour of delivery, channels.
 
-use super::{Error, Services};
+use serde::Serialize;
+
+use super::{Error, Services, reminders};
 use crate::domain::UserId;
-use crate::domain::reminders::{NotificationSettings, SettingsError};
+use crate::domain::reminders::{Channel, NotificationSettings, SettingsError};
 
 /// The user record holding them.
 const RECORD: &str = "notification-settings";
+
+/// The settings as their owner sees them: with the webhook's signing secret while the webhook
+/// channel is on.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsView {
+    #[serde(flatten)]
+    pub settings: NotificationSettings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
 
 /// The user's settings, or the defaults when they never set any.
 pub async fn get(services: &Services, user: &UserId) -> Result<NotificationSettings, Error> {
@@ -18,13 +31,26 @@ pub async fn get(services: &Services, user: &UserId) -> Result<NotificationSetti
     }
 }
 
-/// Replaces the user's settings with the ones `doc` describes (absent fields: defaults).
-pub async fn put(services: &Services, user: &UserId, doc: &serde_json::Value) -> Result<NotificationSettings, Error> {
+/// The user's settings with the webhook secret, if the webhook is on.
+pub async fn view(services: &Services, user: &UserId) -> Result<SettingsView, Error> {
+    let settings = get(services, user).await?;
+    let webhook_secret = if settings.channels.contains(&Channel::Webhook) {
+        reminders::webhook_secret(services, user, true).await?
+    } else {
+        None
+    };
+    Ok(SettingsView { settings, webhook_secret })
+}
+
+/// Replaces the user's settings with the ones `doc` describes (absent fields: defaults), and
+/// marks the user's products so the next sweep reschedules their reminders.
+pub async fn put(services: &Services, user: &UserId, doc: &serde_json::Value) -> Result<SettingsView, Error> {
     let settings = NotificationSettings::from_json(doc).map_err(|e| match e {
         SettingsError::Malformed(detail) => Error::PatchInvalid(detail),
         SettingsError::Invalid(errors) => Error::Invalid(errors),
     })?;
     let stored = serde_json::to_value(&settings).expect("settings serialise");
     services.products.put_user_record(user, RECORD, &stored).await?;
-    Ok(settings)
+    services.reminders.store.reschedule_user(user).await?;
+    view(services, user).await
 }

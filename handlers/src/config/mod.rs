@@ -84,6 +84,8 @@ pub enum StartupError {
     CosmosConfig(String),
     #[error("WARRANTY_PRODUCT_STORE=cosmos needs WARRANTY_OCR_DELIVERY=servicebus: Cosmos DB has no local queue")]
     CosmosNeedsServiceBus,
+    #[error("WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING is not usable: {0}")]
+    NotificationHubConfig(String),
     #[error("cannot listen on port {0}: {1}")]
     Bind(u16, std::io::Error),
 }
@@ -136,6 +138,31 @@ pub struct Settings {
     pub identity: IdentitySettings,
     #[command(flatten)]
     pub sharing: SharingSettings,
+    #[command(flatten)]
+    pub reminders: ReminderSettings,
+}
+
+/// Expiry reminders: the local scheduler, delivery retries, and the push hub.
+#[derive(Debug, Clone, Args)]
+pub struct ReminderSettings {
+    /// Seconds between reminder sweeps of the local scheduler inside `warranty serve` (embedded
+    /// store only; in Azure the `SendExpiryReminders` timer function sweeps). 0: off.
+    #[arg(long, env = "WARRANTY_REMINDER_SWEEP_SECS", default_value_t = 300)]
+    pub reminder_sweep_secs: u64,
+    /// Attempts per reminder delivery (push device, webhook) before it is dead-lettered.
+    #[arg(long, env = "WARRANTY_REMINDER_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub reminder_max_attempts: u32,
+    /// Seconds before the first retry of a failed delivery; doubled after each failure, at most
+    /// six hours.
+    #[arg(long, env = "WARRANTY_REMINDER_RETRY_BASE_SECS", default_value_t = 60)]
+    pub reminder_retry_base_secs: u64,
+    /// Azure Notification Hubs connection string (`Endpoint=sb://…;SharedAccessKeyName=…;
+    /// SharedAccessKey=…`, a Listen+Send rule; in Azure a Key Vault reference). Unset: no push.
+    #[arg(long, env = "WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING", hide_env_values = true)]
+    pub notification_hub_connection_string: Option<Secret>,
+    /// The notification hub's name.
+    #[arg(long, env = "WARRANTY_NOTIFICATION_HUB_NAME", default_value = "warranty")]
+    pub notification_hub_name: String,
 }
 
 /// The printable card's verification links and the calendar feed.
@@ -444,6 +471,8 @@ impl Settings {
         s.server.data_dir = data_dir;
         s.auth.dev_jwt_secret = Some(Secret::new("test-secret-not-for-production"));
         s.delivery.ocr_dispatcher = false;
+        // Tests sweep reminders themselves, at the times they choose.
+        s.reminders.reminder_sweep_secs = 0;
         s
     }
 }

@@ -27,5 +27,6 @@ mod ocr_dispatch;
 mod ocr_trigger;
 mod ops;
 mod registration;
+mod reminders;
 mod servicebus;
 mod sharing;

@@ -12,6 +12,11 @@
 //!   the event and `pendingOcrSince` (the marker: this store's outbox, see `application::outbox`).
 //! - `type: "idempotency"`: the first answer to an `Idempotency-Key`, with its own `serialKey`
 //!   so it never collides with a product's.
+//! - `type: "user-record"`: one of the user's own records (settings, calendar feed, devices).
+//! - `type: "reminder"`: an expiry reminder with its deliveries (see [`reminders`]).
+//!
+//! A product's `nextReminderAt` (range-indexed) is when its next reminder falls due; every
+//! product write sets it to `""`, so the next sweep recomputes it.
 //!
 //! Every update is a read followed by a replace with `If-Match` on the read ETag; a `412` means
 //! another writer won, and the update is re-read and re-applied. Throttling (`429`) and
@@ -59,6 +64,10 @@ struct ProductDoc {
     pending_ocr: Option<OcrRequested>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending_ocr_since: Option<String>,
+    /// When the next expiry reminder falls due (range-indexed); `""` = written since the last
+    /// sweep; absent = never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_reminder_at: Option<String>,
     #[serde(default, rename = "_etag", skip_serializing)]
     etag: Option<String>,
 }
@@ -208,6 +217,10 @@ struct UserRecordDoc {
     user_id: String,
     #[serde(rename = "type")]
     doc_type: String,
+    /// Its id: the container's unique key (`/serialKey`, per partition) counts a missing value
+    /// as one value, so every document carries its own.
+    #[serde(default)]
+    serial_key: String,
     value: serde_json::Value,
 }
 
@@ -305,6 +318,7 @@ fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
         product: product.clone(),
         pending_ocr: Some(event.clone()),
         pending_ocr_since: Some(ts(product.created_at)),
+        next_reminder_at: Some(String::new()),
         etag: None,
     }
 }
@@ -351,6 +365,7 @@ impl ProductRepository for CosmosProductRepository {
             id: id.clone(),
             user_id: user.as_str().to_owned(),
             doc_type: "user-record".into(),
+            serial_key: id.clone(),
             value: doc.clone(),
         };
         self.container.upsert_item(user.as_str().to_owned(), &id, &record, None).await.map(|_| ()).map_err(unavailable)
@@ -533,6 +548,7 @@ impl ProductRepository for CosmosProductRepository {
                 }
             }
             doc.serial_key = serial_key(product);
+            doc.next_reminder_at = Some(String::new());
             let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
             match self.container.replace_item(user.to_owned(), &id, &doc, Some(if_match(&etag))).await {
                 Ok(_) => return Ok(()),
@@ -582,6 +598,9 @@ impl ProductRepository for CosmosProductRepository {
         .await
     }
 }
+
+#[path = "cosmos_reminders.rs"]
+mod reminders;
 
 /// The markers, read and cleared.
 impl CosmosProductRepository {

@@ -5,6 +5,7 @@ mod db;
 mod files;
 pub mod local_handler;
 pub mod queue;
+mod reminders;
 mod sqlite;
 
 pub use files::FileInvoiceStore;

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS products (
     serial_number TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     doc           TEXT NOT NULL,
+    -- When the next expiry reminder falls due; '' = written since the last sweep; NULL = never.
+    next_reminder_at TEXT,
     CONSTRAINT products_user_brand_serial UNIQUE (user_id, brand_key, serial_number)
 );
 CREATE INDEX IF NOT EXISTS products_by_user_newest ON products (user_id, created_at DESC, id DESC);
@@ -53,6 +55,27 @@ CREATE TABLE IF NOT EXISTS user_records (
     doc     TEXT NOT NULL,
     PRIMARY KEY (user_id, key)
 );
+CREATE TABLE IF NOT EXISTS reminders (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    read_at    TEXT,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reminders_by_user_newest ON reminders (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS reminders_unread ON reminders (user_id) WHERE read_at IS NULL;
+CREATE TABLE IF NOT EXISTS reminder_deliveries (
+    reminder_id TEXT NOT NULL REFERENCES reminders (id) ON DELETE CASCADE,
+    channel     TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    due_at      TEXT,
+    last_error  TEXT,
+    PRIMARY KEY (reminder_id, channel, target)
+);
+CREATE INDEX IF NOT EXISTS reminder_deliveries_due ON reminder_deliveries (due_at) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id     TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -67,7 +90,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 #[derive(Clone)]
 pub struct SqliteProductRepository {
-    db: Arc<Db>,
+    pub(super) db: Arc<Db>,
 }
 
 impl SqliteProductRepository {
@@ -80,7 +103,8 @@ impl SqliteProductRepository {
             // power loss can lose the last transactions.
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.execute_batch(SCHEMA)
+            conn.execute_batch(SCHEMA)?;
+            migrate(conn)
         })?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -104,6 +128,28 @@ impl SqliteProductRepository {
     ) -> Result<T, Unavailable> {
         self.db.read(f).await
     }
+}
+
+/// Brings a database made by an earlier version up to this schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_schedule: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('products') WHERE name = 'next_reminder_at'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_schedule == 0 {
+        // Products stored before reminders existed: all marked for the first sweep.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE products ADD COLUMN next_reminder_at TEXT;
+             UPDATE products SET next_reminder_at = '';
+             COMMIT;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS products_next_reminder ON products (next_reminder_at)
+         WHERE next_reminder_at IS NOT NULL;",
+    )
 }
 
 /// Queues `event` (the transactional outbox), once per message id.
@@ -197,8 +243,8 @@ impl ProductRepository for SqliteProductRepository {
             }
             let doc = serde_json::to_string(&product).map_err(unavailable)?;
             let inserted = tx.execute(
-                "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc, next_reminder_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
                 params![
                     product.id.to_string(),
                     product.user_id.as_str(),
@@ -392,10 +438,10 @@ impl ProductRepository for SqliteProductRepository {
             // Unless the invoice changed, the stored OCR state is kept: the OCR handler may have
             // written it meanwhile.
             let sql = if event.is_some() {
-                "UPDATE products SET brand_key = ?1, serial_number = ?2, doc = ?3
+                "UPDATE products SET brand_key = ?1, serial_number = ?2, doc = ?3, next_reminder_at = ''
                  WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6"
             } else {
-                "UPDATE products SET brand_key = ?1, serial_number = ?2,
+                "UPDATE products SET brand_key = ?1, serial_number = ?2, next_reminder_at = '',
                         doc = json_set(?3, '$.ocr', json(json_extract(doc, '$.ocr')))
                  WHERE id = ?4 AND user_id = ?5 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?6"
             };

@@ -52,6 +52,8 @@ pub enum ApiError {
     LastCoverage,
     /// 503: a backend is unavailable; the client may retry.
     Unavailable { code: &'static str },
+    /// 501: push notifications need a notification hub, and none is configured.
+    PushNotConfigured,
     /// 507: a store has no space left; nothing was stored. Retrying helps once space is freed.
     StorageFull,
     /// 500: a bug. Logged with the request id.
@@ -104,6 +106,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PushNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +133,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "product_already_registered",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Unavailable { code } => code,
+            Self::PushNotConfigured => "push_not_configured",
             Self::StorageFull => "storage_full",
             Self::Internal => "internal_error",
         }
@@ -155,6 +159,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "Product already registered",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::PushNotConfigured => "Push notifications are not available",
             Self::StorageFull => "No storage space left",
             Self::Internal => "Internal error",
         }
@@ -199,7 +204,13 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 "This Idempotency-Key was already used for a different registration; use a new key.".into()
             }
+            Self::Unavailable { code: "push_unavailable" } => {
+                "The push service is unavailable. Retry later; the device was not registered.".into()
+            }
             Self::Unavailable { .. } => "A storage backend is unavailable. Retry later; nothing was stored.".into(),
+            Self::PushNotConfigured => {
+                "This deployment has no push service; reminders reach you in the in-app feed and by webhook.".into()
+            }
             Self::StorageFull => {
                 "The service has no storage space left. Nothing was stored; retry later (the operators are alerted)."
                     .into()
@@ -370,4 +381,9 @@ pub const ALL_CODES: &[&str] = &[
     "patch_invalid",
     "body_too_large",
     "description_missing",
+    "installation_id_invalid",
+    "platform_invalid",
+    "push_channel_invalid",
+    "push_not_configured",
+    "push_unavailable",
 ];

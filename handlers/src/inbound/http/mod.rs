@@ -9,6 +9,7 @@ mod coverages;
 pub mod error;
 mod meta;
 mod multipart;
+mod notifications;
 mod products;
 pub mod server;
 mod sharing;
@@ -85,6 +86,10 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/calendar/{feedToken}.ics", Some("CalendarIcs")),
     ("GET", "/api/me/notification-settings", Some("NotificationSettings")),
     ("PUT", "/api/me/notification-settings", Some("NotificationSettings")),
+    ("GET", "/api/notifications", Some("Notifications")),
+    ("POST", "/api/notifications/{id}/read", Some("NotificationRead")),
+    ("PUT", "/api/me/devices/{installationId}", Some("Devices")),
+    ("DELETE", "/api/me/devices/{installationId}", Some("Devices")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -167,6 +172,21 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
             sharing::put_notification_settings(&state, &req, body).await
         }
         (["api", "me", "notification-settings"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, PUT" }),
+        (["api", "notifications"], &Method::GET) => notifications::feed(&state, &req).await,
+        (["api", "notifications"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "notifications", id, "read"], &Method::POST) if !id.is_empty() => {
+            notifications::mark_read(&state, &req, id).await
+        }
+        (["api", "notifications", id, "read"], _) if !id.is_empty() => {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        }
+        (["api", "me", "devices", id], &Method::PUT) if !id.is_empty() => {
+            notifications::put_device(&state, &req, id, body).await
+        }
+        (["api", "me", "devices", id], &Method::DELETE) if !id.is_empty() => {
+            notifications::delete_device(&state, &req, id).await
+        }
+        (["api", "me", "devices", id], _) if !id.is_empty() => Err(ApiError::MethodNotAllowed { allow: "PUT, DELETE" }),
         (["api", "me", "calendar-feed"], _) => Err(ApiError::MethodNotAllowed { allow: "POST, DELETE" }),
         (["api", "calendar", file], &Method::GET) if file.ends_with(".ics") => {
             sharing::calendar_feed(&state, file).await
@@ -179,6 +199,10 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
             Ok(crate::inbound::triggers::republish_pending_ocr(&state, body).await)
         }
         (["RepublishPendingOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (["SendExpiryReminders"], &Method::POST) => {
+            Ok(crate::inbound::triggers::send_expiry_reminders(&state, body).await)
+        }
+        (["SendExpiryReminders"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound),
     }
 }

@@ -144,7 +144,7 @@ struct PageBody {
 }
 
 /// `limit` (1..=`MAX_PAGE`, default `DEFAULT_PAGE`) and `continuationToken` of a paged read.
-fn page_params(req: &Request) -> Result<(usize, Option<String>), ApiError> {
+pub(super) fn page_params(req: &Request) -> Result<(usize, Option<String>), ApiError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(&req.query)
         .map_err(|_| ApiError::BadRequest { code: "query_invalid", detail: "The query string is malformed.".into() })?;
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());

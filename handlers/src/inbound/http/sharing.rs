@@ -223,7 +223,7 @@ pub async fn calendar_feed(state: &AppState, file: &str) -> Result<HttpResponse,
 /// `GET /api/me/notification-settings`: the caller's reminder settings (defaults until set).
 pub async fn notification_settings(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
-    let settings = crate::application::notifications::get(&state.services, &user).await?;
+    let settings = crate::application::notifications::view(&state.services, &user).await?;
     Ok(json(StatusCode::OK, serde_json::to_vec(&settings).expect("settings serialise")))
 }
 

@@ -17,8 +17,11 @@ use crate::domain::OcrRequested;
 use crate::inbound::state::{AppState, BodyStream, HttpResponse};
 
 /// Trigger functions this binary serves: (function name, path).
-pub const TRIGGER_ROUTES: &[(&str, &str)] =
-    &[("ProcessInvoiceOcr", "/ProcessInvoiceOcr"), ("RepublishPendingOcr", "/RepublishPendingOcr")];
+pub const TRIGGER_ROUTES: &[(&str, &str)] = &[
+    ("ProcessInvoiceOcr", "/ProcessInvoiceOcr"),
+    ("RepublishPendingOcr", "/RepublishPendingOcr"),
+    ("SendExpiryReminders", "/SendExpiryReminders"),
+];
 
 /// Largest invocation payload read (an OCR event is a few hundred bytes).
 const MAX_PAYLOAD: usize = 1024 * 1024;
@@ -165,6 +168,35 @@ pub async fn republish_pending_ocr(state: &AppState, body: BodyStream) -> HttpRe
         Err(e) => {
             tracing::error!(error = %e, "OCR sweep: product store unavailable");
             reply(StatusCode::SERVICE_UNAVAILABLE, &["product store unavailable; the next tick retries".into()])
+        }
+    }
+}
+
+/// `POST /SendExpiryReminders`: the hourly timer. Chooses the reminders due now and delivers
+/// what is due (see `application::reminders`); the time is the service's clock, not the
+/// payload's schedule (a late or repeated tick does the same work once). A failed invocation
+/// is harmless: the next tick finds the same work.
+pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpResponse {
+    let raw = match read_body(body).await {
+        Ok(b) => b,
+        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
+    };
+    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
+        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    }
+    let now = state.services.clock.now();
+    match crate::application::reminders::sweep(&state.services, now).await {
+        Ok(report) => {
+            tracing::info!(report = ?report, "reminder sweep");
+            let log = format!(
+                "products {} created {} delivered {} retried {} dead-lettered {}",
+                report.products, report.created, report.delivered, report.retried, report.dead_lettered
+            );
+            reply_with(StatusCode::OK, &[log], json!(report))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reminder sweep: store unavailable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &["store unavailable; the next tick retries".into()])
         }
     }
 }

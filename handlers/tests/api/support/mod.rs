@@ -10,8 +10,10 @@ use warranty::host::{Application, Overrides};
 use warranty::inbound::auth;
 
 mod cosmos;
+mod hub;
 mod servicebus;
 pub use cosmos::*;
+pub use hub::*;
 pub use servicebus::*;
 
 pub const SECRET: &str = "test-secret-not-for-production";
@@ -124,6 +126,8 @@ pub struct TestApp {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// The use cases' services (reminder sweeps are driven through them).
+    pub services: warranty::application::Services,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -140,6 +144,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_custom(configure, None).await
+}
+
+/// An app whose use cases read `clock` (the test moves it).
+pub async fn spawn_at(
+    clock: std::sync::Arc<warranty::ports::ManualClock>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn_custom(configure, Some(clock)).await
+}
+
+pub async fn spawn_custom(
+    configure: impl FnOnce(&mut Settings),
+    clock: Option<std::sync::Arc<warranty::ports::ManualClock>>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_tests(dir.path().to_owned());
     let backend = backend();
@@ -161,9 +180,13 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     let blob_connection =
         settings.invoices.blob_connection_string.clone().map(|c| (c, settings.invoices.blob_container.clone()));
-    let overrides = Overrides { cosmos_container: cosmos.as_ref().map(|c| c.container.clone()) };
+    let overrides = Overrides {
+        cosmos_container: cosmos.as_ref().map(|c| c.container.clone()),
+        clock: clock.map(|c| c as std::sync::Arc<dyn warranty::ports::Clock>),
+    };
     let app = Application::build_with(&settings, overrides).await.expect("app builds");
     let port = app.port();
+    let services = app.services();
     if let Some(bus) = &bus {
         // `ocr_dispatcher` means "deliver queued events" on every backend: here the loopback
         // host delivers what the namespace accepted.
@@ -188,6 +211,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         port,
         dir,
         client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        services,
         shutdown: Some(tx),
     }
 }

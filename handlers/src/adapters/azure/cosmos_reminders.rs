@@ -1,0 +1,318 @@
+//! The reminder schedule, feed and delivery outbox in the products container.
+//!
+//! A reminder is one document in its owner's partition, id = the reminder id: creating it a
+//! second time answers `409` and changes nothing, whoever computes it. Its deliveries live in
+//! the same document (so they exist exactly when the reminder does), with `nextDeliveryAt`
+//! (range-indexed) the earliest pending one. A claim moves the claimed deliveries' due time to
+//! the lease's end with `If-Match`, so of two racing claimers one wins and the other skips.
+
+use async_trait::async_trait;
+use azure_core::http::StatusCode;
+use azure_data_cosmos::{FeedScope, Query};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{CosmosProductRepository, MAX_CONFLICT_RETRIES, if_match, is, ts, unavailable};
+use crate::domain::{ProductId, UserId};
+use crate::ports::{DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Settlement, Unavailable};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReminderDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    serial_key: String,
+    sort_key: String,
+    reminder: Reminder,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unread: bool,
+    #[serde(default)]
+    deliveries: Vec<DeliveryState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_delivery_at: Option<String>,
+    #[serde(default, rename = "_etag", skip_serializing)]
+    etag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryState {
+    channel: String,
+    target: String,
+    /// `pending` or `dead` (delivered ones are removed).
+    state: String,
+    attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+impl ReminderDoc {
+    fn refresh_next(&mut self) {
+        self.next_delivery_at =
+            self.deliveries.iter().filter(|d| d.state == "pending").filter_map(|d| d.due_at.clone()).min();
+    }
+}
+
+fn feed_key(created_at: DateTime<Utc>, id: &str) -> String {
+    format!("{}|{id}", ts(created_at))
+}
+
+impl CosmosProductRepository {
+    async fn read_reminder(&self, user: &str, id: &str) -> Result<Option<ReminderDoc>, Unavailable> {
+        match self.container.read_item(user.to_owned(), id, None).await {
+            Ok(resp) => {
+                let doc: serde_json::Value = resp.into_model().map_err(unavailable)?;
+                if doc["type"] != "reminder" {
+                    return Ok(None);
+                }
+                serde_json::from_value(doc).map(Some).map_err(unavailable)
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Re-reads the reminder and applies `change` until a replace with `If-Match` succeeds.
+    async fn update_reminder(
+        &self,
+        user: &str,
+        id: &str,
+        mut change: impl FnMut(&mut ReminderDoc) -> bool + Send,
+    ) -> Result<bool, Unavailable> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(mut doc) = self.read_reminder(user, id).await? else {
+                return Ok(false);
+            };
+            if !change(&mut doc) {
+                return Ok(false);
+            }
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.replace_item(user.to_owned(), id, &doc, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(true),
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Ok(false),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")))
+    }
+
+    async fn query<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        query: Query,
+        scope: FeedScope,
+    ) -> Result<Vec<T>, Unavailable> {
+        self.container
+            .query_items::<T>(query, scope, None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Owned {
+    user_id: String,
+    id: String,
+}
+
+#[async_trait]
+impl ReminderStore for CosmosProductRepository {
+    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(UserId, ProductId)>, Unavailable> {
+        // Across partitions, through the range index on `nextReminderAt`: only products with
+        // something due match.
+        let query = Query::from(format!(
+            "SELECT TOP {limit} c.userId, c.id FROM c WHERE c.type = 'product' AND c.nextReminderAt <= @now"
+        ))
+        .with_parameter("@now", ts(now))
+        .map_err(unavailable)?;
+        let found: Vec<Owned> = self.query(query, FeedScope::full_container()).await?;
+        Ok(found.into_iter().take(limit).filter_map(|o| Some((UserId(o.user_id), o.id.parse().ok()?))).collect())
+    }
+
+    async fn schedule(
+        &self,
+        user: &UserId,
+        id: ProductId,
+        revision: u64,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool, Unavailable> {
+        self.update(user.as_str(), &id.to_string(), |doc| {
+            if doc.product.revision != revision {
+                return false;
+            }
+            doc.next_reminder_at = next.map(ts);
+            true
+        })
+        .await
+    }
+
+    async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable> {
+        let query = Query::from("SELECT c.userId, c.id FROM c WHERE c.type = 'product'");
+        let products: Vec<Owned> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
+        for p in products {
+            self.update(user.as_str(), &p.id, |doc| {
+                doc.next_reminder_at = Some(String::new());
+                true
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable> {
+        let due = ts(reminder.created_at);
+        let mut doc = ReminderDoc {
+            id: reminder.id.clone(),
+            user_id: reminder.user_id.as_str().to_owned(),
+            doc_type: "reminder".into(),
+            serial_key: format!("reminder:{}", reminder.id),
+            sort_key: feed_key(reminder.created_at, &reminder.id),
+            reminder: reminder.clone(),
+            unread: true,
+            deliveries: deliveries
+                .iter()
+                .map(|d| DeliveryState {
+                    channel: d.channel.clone(),
+                    target: d.target.clone(),
+                    state: "pending".into(),
+                    attempts: 0,
+                    due_at: Some(due.clone()),
+                    last_error: None,
+                })
+                .collect(),
+            next_delivery_at: None,
+            etag: None,
+        };
+        doc.refresh_next();
+        match self.container.create_item(reminder.user_id.as_str().to_owned(), &reminder.id, &doc, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if is(&e, StatusCode::Conflict) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn feed(
+        &self,
+        user: &UserId,
+        after: Option<&FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<Reminder>, Unavailable> {
+        let before = after.map(|c| feed_key(c.created_at, &c.id)).unwrap_or_else(|| "~".into());
+        let query = Query::from(format!(
+            "SELECT TOP {limit} * FROM c WHERE c.type = 'reminder' AND c.sortKey < @before ORDER BY c.sortKey DESC"
+        ))
+        .with_parameter("@before", before)
+        .map_err(unavailable)?;
+        let docs: Vec<ReminderDoc> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
+        Ok(docs.into_iter().take(limit).map(|d| d.reminder).collect())
+    }
+
+    async fn unread(&self, user: &UserId) -> Result<u64, Unavailable> {
+        #[derive(Deserialize)]
+        struct Id {
+            #[allow(dead_code)]
+            id: String,
+        }
+        // The unread ones of one partition (few): counted here rather than with an aggregate.
+        let query = Query::from("SELECT c.id FROM c WHERE c.type = 'reminder' AND c.unread = true");
+        let ids: Vec<Id> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn mark_read(&self, user: &UserId, id: &str, at: DateTime<Utc>) -> Result<bool, Unavailable> {
+        if self.read_reminder(user.as_str(), id).await?.is_none() {
+            return Ok(false);
+        }
+        self.update_reminder(user.as_str(), id, |doc| {
+            if doc.reminder.read_at.is_some() {
+                return false;
+            }
+            doc.reminder.read_at = Some(at);
+            doc.unread = false;
+            true
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ReminderDelivery>, Unavailable> {
+        let query =
+            Query::from(format!("SELECT TOP {limit} * FROM c WHERE c.type = 'reminder' AND c.nextDeliveryAt <= @now"))
+                .with_parameter("@now", ts(now))
+                .map_err(unavailable)?;
+        let docs: Vec<ReminderDoc> = self.query(query, FeedScope::full_container()).await?;
+        let (now, lease) = (ts(now), ts(lease_until));
+        let mut out = Vec::new();
+        for mut doc in docs {
+            let mut taken = Vec::new();
+            for d in doc.deliveries.iter_mut() {
+                if d.state == "pending" && d.due_at.as_deref().is_some_and(|t| t <= now.as_str()) {
+                    d.attempts += 1;
+                    d.due_at = Some(lease.clone());
+                    taken.push(ReminderDelivery {
+                        reminder: doc.reminder.clone(),
+                        target: DeliveryTarget { channel: d.channel.clone(), target: d.target.clone() },
+                        attempts: d.attempts,
+                    });
+                }
+            }
+            if taken.is_empty() {
+                continue;
+            }
+            doc.refresh_next();
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.replace_item(doc.user_id.clone(), &doc.id, &doc, Some(if_match(&etag))).await {
+                Ok(_) => out.extend(taken),
+                // Another claimer (or a read mark) changed it: this round leaves it.
+                Err(e) if is(&e, StatusCode::PreconditionFailed) || is(&e, StatusCode::NotFound) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle(&self, delivery: &ReminderDelivery, how: &Settlement) -> Result<(), Unavailable> {
+        let r = &delivery.reminder;
+        let (channel, target) = (&delivery.target.channel, &delivery.target.target);
+        self.update_reminder(r.user_id.as_str(), &r.id, |doc| {
+            let Some(i) = doc.deliveries.iter().position(|d| &d.channel == channel && &d.target == target) else {
+                return false;
+            };
+            match how {
+                Settlement::Done { .. } => {
+                    doc.deliveries.remove(i);
+                }
+                Settlement::Retry { at, reason } => {
+                    doc.deliveries[i].due_at = Some(ts(*at));
+                    doc.deliveries[i].last_error = Some(reason.clone());
+                }
+                Settlement::DeadLetter { reason } => {
+                    doc.deliveries[i].state = "dead".into();
+                    doc.deliveries[i].due_at = None;
+                    doc.deliveries[i].last_error = Some(reason.clone());
+                }
+            }
+            doc.refresh_next();
+            true
+        })
+        .await
+        .map(|_| ())
+    }
+}
