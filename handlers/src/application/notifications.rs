@@ -2,12 +2,14 @@
 
 use serde::Serialize;
 
-use super::{Error, Services, reminders};
+use super::{Error, Services};
 use crate::domain::UserId;
 use crate::domain::reminders::{Channel, NotificationSettings, SettingsError};
 
 /// The user record holding them.
 const RECORD: &str = "notification-settings";
+/// The user record holding the webhook signing secret.
+const WEBHOOK_SECRET: &str = "webhook-secret";
 
 /// The settings as their owner sees them: with the webhook's signing secret while the webhook
 /// channel is on.
@@ -34,11 +36,8 @@ pub async fn get(services: &Services, user: &UserId) -> Result<NotificationSetti
 /// The user's settings with the webhook secret, if the webhook is on.
 pub async fn view(services: &Services, user: &UserId) -> Result<SettingsView, Error> {
     let settings = get(services, user).await?;
-    let webhook_secret = if settings.channels.contains(&Channel::Webhook) {
-        reminders::webhook_secret(services, user, true).await?
-    } else {
-        None
-    };
+    let webhook_secret =
+        if settings.channels.contains(&Channel::Webhook) { webhook_secret(services, user, true).await? } else { None };
     Ok(SettingsView { settings, webhook_secret })
 }
 
@@ -53,4 +52,27 @@ pub async fn put(services: &Services, user: &UserId, doc: &serde_json::Value) ->
     services.products.put_user_record(user, RECORD, &stored).await?;
     services.reminders.store.reschedule_user(user).await?;
     view(services, user).await
+}
+
+/// The user's webhook signing secret (`whsec_` + base64 of 32 random bytes, the Standard
+/// Webhooks form); made on first use when `create`.
+pub async fn webhook_secret(
+    services: &Services,
+    user: &UserId,
+    create: bool,
+) -> Result<Option<String>, crate::ports::Unavailable> {
+    if let Some(doc) = services.products.user_record(user, WEBHOOK_SECRET).await? {
+        if let Some(s) = doc.get("secret").and_then(|s| s.as_str()) {
+            return Ok(Some(s.to_owned()));
+        }
+    }
+    if !create {
+        return Ok(None);
+    }
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| crate::ports::Unavailable::new("random source", e))?;
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+    services.products.put_user_record(user, WEBHOOK_SECRET, &serde_json::json!({ "secret": secret })).await?;
+    Ok(Some(secret))
 }

@@ -85,8 +85,6 @@ pub struct SweepReport {
 
 /// The user record listing the user's push devices.
 const DEVICES: &str = "devices";
-/// The user record holding the webhook signing secret.
-const WEBHOOK_SECRET: &str = "webhook-secret";
 /// Devices kept per user; registering another replaces the least recently registered.
 pub const MAX_DEVICES: usize = 10;
 
@@ -307,7 +305,7 @@ async fn deliver_one(services: &Services, d: &ReminderDelivery, now: DateTime<Ut
                 (Some(url), true) => url.clone(),
                 _ => return Ok(Settlement::Done { reason: Some("the webhook was switched off".into()) }),
             };
-            let secret = webhook_secret(services, user, false).await?;
+            let secret = notifications::webhook_secret(services, user, false).await?;
             services.reminders.webhook.send(&url, reminder, secret.as_deref()).await
         }
         other => Err(SendFailure::Permanent(format!("unknown channel {other}"))),
@@ -507,23 +505,4 @@ pub async fn remove_device(services: &Services, user: &UserId, installation_id: 
     list.retain(|d| d.hub_id != hub_id);
     store_devices(services, user, &list).await?;
     Ok(())
-}
-
-/// The user's webhook signing secret (`whsec_` + base64 of 32 random bytes, the Standard
-/// Webhooks form); made on first use when `create`.
-pub async fn webhook_secret(services: &Services, user: &UserId, create: bool) -> Result<Option<String>, Unavailable> {
-    if let Some(doc) = services.products.user_record(user, WEBHOOK_SECRET).await? {
-        if let Some(s) = doc.get("secret").and_then(|s| s.as_str()) {
-            return Ok(Some(s.to_owned()));
-        }
-    }
-    if !create {
-        return Ok(None);
-    }
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Unavailable::new("random source", e))?;
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-    services.products.put_user_record(user, WEBHOOK_SECRET, &serde_json::json!({ "secret": secret })).await?;
-    Ok(Some(secret))
 }

@@ -28,6 +28,21 @@ fn served() -> BTreeSet<(String, String)> {
 
 /// Registers one product and returns the path with `{id}` filled in.
 async fn concrete(app: &TestApp, path: &str) -> String {
+    if path.contains("{installationId}") {
+        return path.replace("{installationId}", "contract-phone");
+    }
+    if path.starts_with("/api/notifications/{id}") {
+        // A reminder of alice's: a coverage ending in three days, then a sweep.
+        let product = Box::pin(concrete(app, "/api/products/{id}")).await;
+        let ends = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive().to_string();
+        let body = serde_json::json!({"kind": "extended", "startsOn": "2024-01-01", "endsOn": ends});
+        let resp = app.post_json("alice", &format!("{product}/coverages"), &body).await;
+        assert_eq!(resp.status(), 201);
+        warranty::application::reminders::sweep(&app.services, chrono::Utc::now()).await.unwrap();
+        let feed: Value = app.get("alice", "/api/notifications").await.json().await.unwrap();
+        let id = feed["items"][0]["id"].as_str().expect("a reminder").to_owned();
+        return path.replace("{id}", &id);
+    }
     if path.contains("{feedToken}") {
         // alice's current feed (made here).
         let resp = app
@@ -81,6 +96,16 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
         "PUT" if path.ends_with("/notification-settings") => {
             app.client.put(url).json(&serde_json::json!({"timeZone": "Europe/Berlin"}))
         }
+        "PUT" if path.contains("/me/devices/") => {
+            app.client.put(url).json(&serde_json::json!({"platform": "fcmv1", "pushChannel": "contract-token"}))
+        }
+        // A device to remove.
+        "DELETE" if path.contains("/me/devices/") => {
+            let body = serde_json::json!({"platform": "apns", "pushChannel": "c0ffee"});
+            app.client.put(&url).bearer_auth(token("alice")).json(&body).send().await.unwrap();
+            app.client.delete(url)
+        }
+        "POST" if path.ends_with("/read") => app.client.post(url),
         "POST" if path.ends_with("/calendar-feed") => app.client.post(url).json(&serde_json::json!({"leadDays": [14]})),
         // A feed to revoke.
         "DELETE" if path.ends_with("/calendar-feed") => {
@@ -132,7 +157,10 @@ async fn every_function_json_is_forwarded_to_a_route_the_binary_serves() {
     let cargo = std::fs::read_to_string(repo().join("handlers/Cargo.toml")).unwrap();
     assert!(cargo.contains("name = \"warranty\""), "the binary the host starts exists");
 
-    let app = spawn_app().await;
+    // With a (loopback) notification hub, so device registration is served.
+    let hub = notification_hub().await;
+    let hub_connection = warranty::config::Secret::new(hub.connection_string());
+    let app = spawn_with(|s| s.reminders.notification_hub_connection_string = Some(hub_connection)).await;
     let mut forwarded: HashMap<String, BTreeSet<(String, String)>> = HashMap::new();
     for entry in std::fs::read_dir(repo().join("function-app")).unwrap().flatten() {
         let fj = entry.path().join("function.json");
