@@ -128,6 +128,16 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+module notificationHubs 'modules/notificationhubs.bicep' = {
+  name: 'notificationhubs'
+  params: {
+    baseName: '${baseName}-${suffix}'
+    location: location
+    tags: tags
+    keyVaultName: keyVault.outputs.name
+  }
+}
+
 module docIntel 'modules/docintel.bicep' = {
   name: 'docintel'
   params: {
@@ -159,6 +169,8 @@ module functionApp 'modules/functionapp.bicep' = {
     serviceBusNamespaceFqdn: serviceBus.outputs.namespaceFqdn
     docIntelEndpoint: docIntel.outputs.endpoint
     keyVaultUri: keyVault.outputs.uri
+    notificationHubName: notificationHubs.outputs.hubName
+    stagingNotificationHubName: notificationHubs.outputs.stagingHubName
     tenantId: tenantId
     apiAudience: apiAudience
     // The gateway's host name is its resource name's (declared below); its API path is `api`.

@@ -80,6 +80,37 @@ resource failures 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = 
   }
 }
 
+// A reminder delivery given up after its retries (the app logs each one): someone was not told
+// their warranty ends. Never expected; one is enough to page.
+resource deadReminders 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+  name: '${baseName}-reminder-dead-letters'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Expiry reminders dead-lettered'
+    description: 'A reminder delivery (push or webhook) failed every attempt. See the trace for the reminder id, channel and reason; Notification Hubs quota or credentials are the usual causes.'
+    severity: 2
+    enabled: true
+    scopes: [appInsightsId]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where cloud_RoleName !endswith "staging" | where message has "reminder delivery dead-lettered" | summarize dead = count()'
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'dead'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    actions: { actionGroups: [actionGroup.id] }
+  }
+}
+
 var workbookContent = {
   version: 'Notebook/1.0'
   items: [

@@ -44,6 +44,10 @@ var containerDefinition = {
       { path: '/serialKey/?' }
       { path: '/sortKey/?' }
       { path: '/pendingOcrSince/?' }
+      // Expiry reminders: products whose next reminder is due, deliveries due, unread ones.
+      { path: '/nextReminderAt/?' }
+      { path: '/nextDeliveryAt/?' }
+      { path: '/unread/?' }
     ]
     excludedPaths: [{ path: '/*' }]
   }

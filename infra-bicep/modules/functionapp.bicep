@@ -3,8 +3,8 @@
 // - Identity-based connections only: AzureWebJobsStorage__*, ServiceBusConnection__*,
 //   CosmosDb__accountEndpoint, InvoiceStorage__blobServiceUri; no key in any setting.
 // - Slot-sticky settings keep the staging slot off production data while it warms up: its own
-//   Cosmos database, blob container and queue, and its Service Bus trigger and sweeper timer
-//   disabled. A swap moves the code, never these settings.
+//   Cosmos database, blob container, queue and notification hub, and its Service Bus trigger,
+//   OCR sweeper and reminder timer disabled. A swap moves the code, never these settings.
 // - The images are parameters (`productionImage`, `stagingImage`) the deploy workflow passes as
 //   the digests running now, so re-applying this template never rolls an image back.
 param baseName string
@@ -28,6 +28,9 @@ param docIntelEndpoint string
 param keyVaultUri string
 param tenantId string
 param apiAudience string
+@description('The notification hub of each slot (its connection string is the Key Vault secret `notification-hub-connection`, `-staging` for the staging slot).')
+param notificationHubName string
+param stagingNotificationHubName string
 @description('Public base URL of the API at the gateway: the links printed on warranty cards and served in calendar feeds.')
 param publicBaseUrl string
 
@@ -92,6 +95,9 @@ var productionData = [
   { name: 'WARRANTY_OCR_QUEUE', value: 'invoice-ocr' }
   { name: 'AzureWebJobs.ProcessInvoiceOcr.Disabled', value: 'false' }
   { name: 'AzureWebJobs.RepublishPendingOcr.Disabled', value: 'false' }
+  { name: 'AzureWebJobs.SendExpiryReminders.Disabled', value: 'false' }
+  { name: 'WARRANTY_NOTIFICATION_HUB_NAME', value: notificationHubName }
+  { name: 'WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING', value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/notification-hub-connection/)' }
   { name: 'DEPLOYMENT_SLOT', value: 'production' }
 ]
 var stagingData = [
@@ -101,6 +107,10 @@ var stagingData = [
   { name: 'WARRANTY_OCR_QUEUE', value: 'invoice-ocr-staging' }
   { name: 'AzureWebJobs.ProcessInvoiceOcr.Disabled', value: 'true' }
   { name: 'AzureWebJobs.RepublishPendingOcr.Disabled', value: 'true' }
+  // A warming staging slot never sends reminders (a swap moves the code, not this setting).
+  { name: 'AzureWebJobs.SendExpiryReminders.Disabled', value: 'true' }
+  { name: 'WARRANTY_NOTIFICATION_HUB_NAME', value: stagingNotificationHubName }
+  { name: 'WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING', value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/notification-hub-connection-staging/)' }
   { name: 'DEPLOYMENT_SLOT', value: 'staging' }
 ]
 

@@ -46,3 +46,4 @@ resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
 }
 
 output uri string = vault.properties.vaultUri
+output name string = vault.name

@@ -148,6 +148,7 @@ const PLATFORM: &[&str] = &[
     "KEY_VAULT_URI",
     "AzureWebJobs.ProcessInvoiceOcr.Disabled",
     "AzureWebJobs.RepublishPendingOcr.Disabled",
+    "AzureWebJobs.SendExpiryReminders.Disabled",
     "DEPLOYMENT_SLOT",
     // Read by the binary's log filter (`telemetry::init`), not a `Settings` field.
     "RUST_LOG",
@@ -213,10 +214,20 @@ fn the_bicep_sets_the_settings_the_binary_reads_and_no_keys() {
     let names = |l: &[(String, String)]| l.iter().map(|(n, _)| n.clone()).collect::<BTreeSet<_>>();
     assert_eq!(names(&production), names(&staging));
     assert!(bicep.contains("appSettingNames: [for s in productionData: s.name]"), "the data settings are sticky");
-    for n in ["WARRANTY_COSMOS_DATABASE", "WARRANTY_BLOB_CONTAINER", "WARRANTY_OCR_QUEUE"] {
+    for n in [
+        "WARRANTY_COSMOS_DATABASE",
+        "WARRANTY_BLOB_CONTAINER",
+        "WARRANTY_OCR_QUEUE",
+        "WARRANTY_NOTIFICATION_HUB_NAME",
+        "WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING",
+    ] {
         assert_ne!(value(&production, n), value(&staging, n), "{n} must differ between the slots");
     }
-    for n in ["AzureWebJobs.ProcessInvoiceOcr.Disabled", "AzureWebJobs.RepublishPendingOcr.Disabled"] {
+    for n in [
+        "AzureWebJobs.ProcessInvoiceOcr.Disabled",
+        "AzureWebJobs.RepublishPendingOcr.Disabled",
+        "AzureWebJobs.SendExpiryReminders.Disabled",
+    ] {
         assert_eq!(value(&staging, n).as_deref(), Some("'true'"), "{n}: staging never consumes");
         assert_eq!(value(&production, n).as_deref(), Some("'false'"));
     }
@@ -257,6 +268,9 @@ fn the_bicep_containers_and_queues_are_the_ones_the_adapters_use() {
     let timer: Value = serde_json::from_str(&read("function-app/RepublishPendingOcr/function.json")).unwrap();
     assert_eq!(timer["bindings"][0]["type"], "timerTrigger");
     assert_eq!(timer["bindings"][0]["schedule"], "0 */5 * * * *");
+    let reminders: Value = serde_json::from_str(&read("function-app/SendExpiryReminders/function.json")).unwrap();
+    assert_eq!(reminders["bindings"][0]["type"], "timerTrigger");
+    assert_eq!(reminders["bindings"][0]["schedule"], "0 0 * * * *", "hourly, on the hour");
 }
 
 #[test]
