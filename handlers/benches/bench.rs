@@ -1,6 +1,6 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card` runs one):
+//! Sections (all by default; `--only binary|ocr|backends|card|reminders` runs one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
 //!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
@@ -14,7 +14,10 @@
 //!   transport only a dev-dependency provides. The emulator does no network or disk I/O: the
 //!   `azure` figures measure this service and the SDK's pipeline, not Cosmos DB's own latency;
 //! - **card**: the warranty card PDF (rendering alone, and `GET …/card.pdf` end to end) and the
-//!   public verification endpoint's latency, in process on the embedded and Cosmos DB backends.
+//!   public verification endpoint's latency, in process on the embedded and Cosmos DB backends;
+//! - **reminders**: the expiry-reminder sweep over a generated SQLite store of up to 1,000,000
+//!   coverages (one per product, each scheduled as a sweep leaves it), with 1,000 or 10,000
+//!   due: the time to choose and create the due reminders, and the process's RSS around it.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -37,6 +40,7 @@ enum Section {
     Ocr,
     Backends,
     Card,
+    Reminders,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -227,6 +231,9 @@ fn main() {
             for backend in [Backend::Embedded, Backend::Azure] {
                 card_bench(backend).await;
             }
+        }
+        if runs(Section::Reminders) {
+            reminder_bench().await;
         }
         if runs(Section::Backends) {
             println!("## registration on each backend, in process");
@@ -701,4 +708,109 @@ async fn card_bench(backend: Backend) {
         lat.push(t.elapsed());
     }
     println!("{label:<8} GET /api/verify/{{token}} (JSON): {}", quantiles(&mut lat));
+}
+
+/// Inserts `total` products, each with one coverage, straight into the app's database in one
+/// transaction: `due` of them have a reminder due at `now` (their coverage ends in 5 days, the
+/// 7-day reminder has come), the rest are scheduled over the coming year, as a sweep leaves them.
+fn generate_store(
+    app: &support::TestApp,
+    template: &serde_json::Value,
+    total: usize,
+    due: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let mut db = app.db();
+    db.pragma_update(None, "synchronous", "OFF").unwrap();
+    let tx = db.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc, next_reminder_at)
+                 VALUES (?1, ?2, 'dell', ?3, ?4, ?5, ?6)",
+            )
+            .unwrap();
+        let today = now.date_naive();
+        for n in 0..total {
+            let id = uuid::Uuid::now_v7();
+            let user = format!("user-{}", n % (total / 2).max(1));
+            let serial = format!("G{n:07}");
+            // Due: ends in 5 days. Not due: ends 40 to 400 days out; next reminder 30 days before.
+            let (ends, next) = if n < due {
+                (today + chrono::Duration::days(5), String::new())
+            } else {
+                let ends = today + chrono::Duration::days(40 + (n % 360) as i64);
+                let next = (ends - chrono::Duration::days(30)).and_hms_opt(9, 0, 0).unwrap().and_utc();
+                (ends, next.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            };
+            let mut doc = template.clone();
+            doc["id"] = id.to_string().into();
+            doc["userId"] = user.clone().into();
+            doc["serialNumber"] = serial.clone().into();
+            doc["coverages"] = serde_json::json!([{
+                "id": id, "kind": "extended", "provider": "CarePlus",
+                "startsOn": "2026-01-15", "endsOn": ends.to_string()
+            }]);
+            insert
+                .execute(rusqlite::params![
+                    id.to_string(),
+                    user,
+                    serial,
+                    "2026-01-15T10:00:00.000000Z",
+                    doc.to_string(),
+                    next
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    // Write the generated pages into the database now: left in the log, the sweep's first
+    // write would copy them (a cost of generating, not of sweeping).
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+}
+
+fn rss_kib() -> u64 {
+    status_kib(std::process::id(), "VmRSS:")
+}
+
+async fn reminder_bench() {
+    println!("## expiry-reminder sweep on SQLite (generated store, in process)");
+    let now: chrono::DateTime<chrono::Utc> = "2027-03-01T10:00:00Z".parse().unwrap();
+    for (total, due) in [(100_000, 1_000), (1_000_000, 1_000), (1_000_000, 10_000)] {
+        let clock = Arc::new(warranty::ports::ManualClock::new(now));
+        let app = BACKEND.scope(Backend::Embedded, support::spawn_at(clock, |_| {})).await;
+        // One real registration gives the stored document's shape.
+        let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
+        assert_eq!(app.post_form("template", form).await.status(), 201);
+        let doc: String = app.db().query_row("SELECT doc FROM products", [], |r| r.get(0)).unwrap();
+        app.db().execute("DELETE FROM products", []).unwrap();
+        let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let t = Instant::now();
+        generate_store(&app, &template, total, due, now);
+        let generated = t.elapsed();
+        let size = std::fs::metadata(app.dir.path().join("warranty.sqlite3")).map(|m| m.len()).unwrap_or(0);
+        let before = rss_kib();
+        let t = Instant::now();
+        let report = warranty::application::reminders::choose(&app.services, now).await.unwrap();
+        let took = t.elapsed();
+        let after = rss_kib();
+        assert_eq!(report.created, due, "every due coverage gets its reminder");
+        assert_eq!(report.products, due, "only the due products are read");
+        // A second sweep finds nothing: the schedule moved on.
+        let t = Instant::now();
+        let again = warranty::application::reminders::choose(&app.services, now).await.unwrap();
+        let idle = t.elapsed();
+        assert_eq!(again.created, 0);
+        println!(
+            "{total:>9} coverages, {due:>6} due: sweep {:.1} ms ({:.1} ms per 1,000 due); idle sweep {:.2} ms; RSS {} → {} MiB (database {} MiB, generated in {:.0} s)",
+            ms(took),
+            ms(took) * 1000.0 / due as f64,
+            ms(idle),
+            before / 1024,
+            after / 1024,
+            size / (1024 * 1024),
+            generated.as_secs_f64()
+        );
+    }
+    println!("command: cargo bench --bench bench -- --only reminders");
 }

@@ -180,6 +180,15 @@ pub trait ProductRepository: Send + Sync {
     /// Stores one of the user's records, replacing the earlier one.
     async fn put_user_record(&self, user: &UserId, key: &str, doc: &serde_json::Value) -> Result<(), Unavailable>;
 
+    /// One record of each of `users` (the reminder sweep reads many at once).
+    async fn user_records(&self, users: &[UserId], key: &str) -> Result<Vec<Option<serde_json::Value>>, Unavailable> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.user_record(user, key).await?);
+        }
+        Ok(out)
+    }
+
     /// Removes one of the user's records; false when there was none.
     async fn delete_user_record(&self, user: &UserId, key: &str) -> Result<bool, Unavailable>;
 
@@ -344,6 +353,15 @@ pub enum Settlement {
     DeadLetter { reason: String },
 }
 
+/// When a product's next reminder falls due, as computed from `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub user: UserId,
+    pub id: ProductId,
+    pub revision: u64,
+    pub next: Option<DateTime<Utc>>,
+}
+
 /// Position in a user's newest-first reminder feed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeedCursor {
@@ -360,21 +378,16 @@ pub struct FeedCursor {
 pub trait ReminderStore: Send + Sync {
     /// Up to `limit` products whose next reminder is due at `now` (or that changed since the
     /// last sweep), whoever owns them.
-    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(UserId, ProductId)>, Unavailable>;
-    /// Records when the product's next reminder falls due (`None`: never), if the product is
-    /// still at `revision`; false when it changed or went meanwhile (it stays marked).
-    async fn schedule(
-        &self,
-        user: &UserId,
-        id: ProductId,
-        revision: u64,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, Unavailable>;
+    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ProductRecord>, Unavailable>;
+    /// Records when each product's next reminder falls due (`None`: never), for each product
+    /// still at the revision given (one that changed or went meanwhile stays marked). Returns
+    /// how many were recorded.
+    async fn schedule(&self, entries: &[Schedule]) -> Result<usize, Unavailable>;
     /// Marks every product of the user for the next sweep (their settings changed).
     async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable>;
-    /// Stores the reminder with its deliveries, due now, unless a reminder with its id exists:
-    /// true when this call created it.
-    async fn create(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable>;
+    /// Stores each reminder with its deliveries, due now, unless a reminder with its id exists:
+    /// for each, true when this call created it.
+    async fn create(&self, reminders: &[(Reminder, Vec<DeliveryTarget>)]) -> Result<Vec<bool>, Unavailable>;
     /// The user's reminders, newest first, strictly after `after`.
     async fn feed(&self, user: &UserId, after: Option<&FeedCursor>, limit: usize)
     -> Result<Vec<Reminder>, Unavailable>;

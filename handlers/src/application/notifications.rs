@@ -7,7 +7,7 @@ use crate::domain::UserId;
 use crate::domain::reminders::{Channel, NotificationSettings, SettingsError};
 
 /// The user record holding them.
-const RECORD: &str = "notification-settings";
+pub const RECORD: &str = "notification-settings";
 /// The user record holding the webhook signing secret.
 const WEBHOOK_SECRET: &str = "webhook-secret";
 

@@ -29,7 +29,7 @@ use crate::domain::reminders::{Channel, NotificationSettings, due_at, reminder_i
 use crate::domain::{FieldError, ProductRecord, UserId};
 use crate::ports::{
     DeliveryTarget, FeedCursor, Installation, Notifier, PushRegistry, Reminder, ReminderDelivery, ReminderStore,
-    SendFailure, Settlement, Unavailable,
+    Schedule, SendFailure, Settlement, Unavailable,
 };
 
 /// How reminders are delivered.
@@ -125,45 +125,78 @@ pub async fn sweep(services: &Services, now: DateTime<Utc>) -> Result<SweepRepor
     Ok(report)
 }
 
-/// Creates the reminders due at `now` and reschedules the products it read.
+/// Creates the reminders due at `now` and reschedules the products it read. Works in batches:
+/// per batch one read of the due products, one of their owners' settings and devices, one
+/// write of the new reminders and one of the schedules.
 pub async fn choose(services: &Services, now: DateTime<Utc>) -> Result<SweepReport, Unavailable> {
     let r = &services.reminders;
     let mut report = SweepReport::default();
-    let mut users: HashMap<UserId, (NotificationSettings, Vec<Device>)> = HashMap::new();
     let mut seen = HashSet::new();
     loop {
         let due = r.store.due_products(now, r.policy.batch).await?;
-        let fresh: Vec<_> = due.iter().filter(|(_, id)| !seen.contains(id)).cloned().collect();
+        let full = due.len() >= r.policy.batch;
+        // Products that changed while this sweep read them come round again: the next sweep
+        // takes those.
+        let fresh: Vec<ProductRecord> = due.into_iter().filter(|p| seen.insert(p.id)).collect();
         if fresh.is_empty() {
-            // Nothing, or only products that changed while this sweep read them: the next
-            // sweep takes those.
             break;
         }
-        for (user, id) in fresh {
-            seen.insert(id);
-            let Some(product) = services.products.get(&user, id).await? else { continue };
-            if !users.contains_key(&user) {
-                let settings = notifications::get(services, &user).await.map_err(unavailable)?;
-                let devices = devices(services, &user).await?;
-                users.insert(user.clone(), (settings, devices));
-            }
-            let (settings, devices) = &users[&user];
-            let plan = plan(&product, settings, now);
-            for reminder in &plan.due {
-                let targets = targets(services, settings, devices);
-                if r.store.create(reminder, &targets).await? {
+        let recipients = recipients(services, &fresh).await?;
+        let mut new = Vec::new();
+        let mut schedules = Vec::with_capacity(fresh.len());
+        for product in &fresh {
+            let (settings, devices) = &recipients[&product.user_id];
+            let plan = plan(product, settings, now);
+            let targets = targets(services, settings, devices);
+            new.extend(plan.due.into_iter().map(|rem| (rem, targets.clone())));
+            schedules.push(Schedule {
+                user: product.user_id.clone(),
+                id: product.id,
+                revision: product.revision,
+                next: plan.next,
+            });
+        }
+        if !new.is_empty() {
+            let created = r.store.create(&new).await?;
+            for ((rem, _), created) in new.iter().zip(created) {
+                if created {
                     report.created += 1;
-                    tracing::info!(reminder_id = %reminder.id, product_id = %id, lead_days = reminder.lead_days, "reminder created");
+                    tracing::info!(reminder_id = %rem.id, product_id = %rem.product_id, lead_days = rem.lead_days, "reminder created");
                 }
             }
-            r.store.schedule(&user, id, product.revision, plan.next).await?;
-            report.products += 1;
         }
-        if due.len() < r.policy.batch {
+        r.store.schedule(&schedules).await?;
+        report.products += fresh.len();
+        if !full {
             break;
         }
     }
     Ok(report)
+}
+
+/// The settings and push devices of each owner of `products`, read once per user.
+async fn recipients(
+    services: &Services,
+    products: &[ProductRecord],
+) -> Result<HashMap<UserId, (NotificationSettings, Vec<Device>)>, Unavailable> {
+    let mut users: Vec<UserId> = products.iter().map(|p| p.user_id.clone()).collect();
+    users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    users.dedup();
+    let settings = services.products.user_records(&users, notifications::RECORD).await?;
+    let devices = services.products.user_records(&users, DEVICES).await?;
+    let mut out = HashMap::with_capacity(users.len());
+    for ((user, settings), devices) in users.into_iter().zip(settings).zip(devices) {
+        let settings = match settings {
+            None => NotificationSettings::default(),
+            Some(doc) => serde_json::from_value(doc).map_err(|e| Unavailable::new("product store", e))?,
+        };
+        let devices = match devices {
+            None => Vec::new(),
+            Some(doc) => serde_json::from_value(doc).map_err(|e| Unavailable::new("product store", e))?,
+        };
+        out.insert(user, (settings, devices));
+    }
+    Ok(out)
 }
 
 fn unavailable(e: Error) -> Unavailable {

@@ -12,6 +12,8 @@ backends!([embedded, azure]:
     webhooks_to_internal_addresses_are_refused,
 );
 
+backends!([embedded]: the_local_scheduler_in_warranty_serve_sweeps_by_itself);
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -355,4 +357,30 @@ async fn webhooks_to_internal_addresses_are_refused() {
     // Switching the webhook off stops it.
     let settings = put_settings(&app, "frank", json!({"channels": ["feed"]})).await;
     assert!(settings.get("webhookSecret").is_none());
+}
+
+/// The embedded default has no timer function: `warranty serve` sweeps on its own (here every
+/// second, on the wall clock), and the reminder reaches the feed with no one calling the timer.
+async fn the_local_scheduler_in_warranty_serve_sweeps_by_itself() {
+    let app = spawn_with(|s| s.reminders.reminder_sweep_secs = 1).await;
+    // Ends in three days: both default lead times (30, 7 days at 09:00 UTC) have passed.
+    let today = chrono::Utc::now().date_naive();
+    let ends = (today + chrono::Duration::days(3)).to_string();
+    let bought = (today - chrono::Duration::days(30)).to_string();
+    product_with_coverage(&app, "gina", "LOCAL01", &bought, &ends).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let page = feed(&app, "gina", "").await;
+        if !page["items"].as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one reminder, from the scheduler: {page}");
+    assert_eq!(items[0]["leadDays"], 7);
+    assert_eq!(items[0]["expiresOn"], ends.as_str());
+    // The timer entry point refuses what is not an invocation.
+    let resp = app.client.post(format!("{}/SendExpiryReminders", app.base)).body("not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
 }

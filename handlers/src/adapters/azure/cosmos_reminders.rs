@@ -14,8 +14,10 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{CosmosProductRepository, MAX_CONFLICT_RETRIES, if_match, is, ts, unavailable};
-use crate::domain::{ProductId, UserId};
-use crate::ports::{DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Settlement, Unavailable};
+use crate::domain::{ProductRecord, UserId};
+use crate::ports::{
+    DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Schedule, Settlement, Unavailable,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -117,58 +119,8 @@ impl CosmosProductRepository {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Owned {
-    user_id: String,
-    id: String,
-}
-
-#[async_trait]
-impl ReminderStore for CosmosProductRepository {
-    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(UserId, ProductId)>, Unavailable> {
-        // Across partitions, through the range index on `nextReminderAt`: only products with
-        // something due match.
-        let query = Query::from(format!(
-            "SELECT TOP {limit} c.userId, c.id FROM c WHERE c.type = 'product' AND c.nextReminderAt <= @now"
-        ))
-        .with_parameter("@now", ts(now))
-        .map_err(unavailable)?;
-        let found: Vec<Owned> = self.query(query, FeedScope::full_container()).await?;
-        Ok(found.into_iter().take(limit).filter_map(|o| Some((UserId(o.user_id), o.id.parse().ok()?))).collect())
-    }
-
-    async fn schedule(
-        &self,
-        user: &UserId,
-        id: ProductId,
-        revision: u64,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, Unavailable> {
-        self.update(user.as_str(), &id.to_string(), |doc| {
-            if doc.product.revision != revision {
-                return false;
-            }
-            doc.next_reminder_at = next.map(ts);
-            true
-        })
-        .await
-    }
-
-    async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable> {
-        let query = Query::from("SELECT c.userId, c.id FROM c WHERE c.type = 'product'");
-        let products: Vec<Owned> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
-        for p in products {
-            self.update(user.as_str(), &p.id, |doc| {
-                doc.next_reminder_at = Some(String::new());
-                true
-            })
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn create(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable> {
+impl CosmosProductRepository {
+    async fn create_one(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable> {
         let due = ts(reminder.created_at);
         let mut doc = ReminderDoc {
             id: reminder.id.clone(),
@@ -198,6 +150,77 @@ impl ReminderStore for CosmosProductRepository {
             Err(e) if is(&e, StatusCode::Conflict) => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+/// Requests a sweep keeps in flight at once.
+const CONCURRENCY: usize = 16;
+
+#[derive(Deserialize)]
+struct Owned {
+    id: String,
+}
+
+#[async_trait]
+impl ReminderStore for CosmosProductRepository {
+    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ProductRecord>, Unavailable> {
+        // Across partitions, through the range index on `nextReminderAt`: only products with
+        // something due match.
+        let query =
+            Query::from(format!("SELECT TOP {limit} * FROM c WHERE c.type = 'product' AND c.nextReminderAt <= @now"))
+                .with_parameter("@now", ts(now))
+                .map_err(unavailable)?;
+        let found: Vec<super::ProductDoc> = self.query(query, FeedScope::full_container()).await?;
+        Ok(found.into_iter().take(limit).map(|d| d.product).collect())
+    }
+
+    async fn schedule(&self, entries: &[Schedule]) -> Result<usize, Unavailable> {
+        let mut results = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(CONCURRENCY) {
+            let ids: Vec<String> = chunk.iter().map(|e| e.id.to_string()).collect();
+            results.extend(
+                futures_util::future::join_all(chunk.iter().zip(&ids).map(|(e, id)| {
+                    self.update(e.user.as_str(), id, move |doc| {
+                        if doc.product.revision != e.revision {
+                            return false;
+                        }
+                        doc.next_reminder_at = e.next.map(ts);
+                        true
+                    })
+                }))
+                .await,
+            );
+        }
+        let mut stored = 0;
+        for r in results {
+            stored += usize::from(r?);
+        }
+        Ok(stored)
+    }
+
+    async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable> {
+        let query = Query::from("SELECT c.id FROM c WHERE c.type = 'product'");
+        let products: Vec<Owned> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
+        for p in products {
+            self.update(user.as_str(), &p.id, |doc| {
+                doc.next_reminder_at = Some(String::new());
+                true
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, reminders: &[(Reminder, Vec<DeliveryTarget>)]) -> Result<Vec<bool>, Unavailable> {
+        // Each in its owner's partition: no transaction spans them, and none is needed (each
+        // document holds its reminder and its deliveries).
+        let mut out = Vec::with_capacity(reminders.len());
+        for chunk in reminders.chunks(CONCURRENCY) {
+            for created in futures_util::future::join_all(chunk.iter().map(|(r, d)| self.create_one(r, d))).await {
+                out.push(created?);
+            }
+        }
+        Ok(out)
     }
 
     async fn feed(

@@ -13,8 +13,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::db::{ts, unavailable};
 use super::sqlite::SqliteProductRepository;
-use crate::domain::{ProductId, UserId};
-use crate::ports::{DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Settlement, Unavailable};
+use crate::domain::{ProductRecord, UserId};
+use crate::ports::{
+    DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Schedule, Settlement, Unavailable,
+};
 
 fn decode(doc: &str) -> rusqlite::Result<Reminder> {
     serde_json::from_str(doc).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -22,40 +24,46 @@ fn decode(doc: &str) -> rusqlite::Result<Reminder> {
 
 #[async_trait]
 impl ReminderStore for SqliteProductRepository {
-    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(UserId, ProductId)>, Unavailable> {
-        let rows = self
+    async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ProductRecord>, Unavailable> {
+        let docs = self
             .db
-            .read(move |c| -> rusqlite::Result<Vec<(String, String)>> {
+            .read(move |c| -> rusqlite::Result<Vec<String>> {
                 let mut stmt = c.prepare_cached(
-                    "SELECT user_id, id FROM products
+                    "SELECT doc FROM products
                      WHERE next_reminder_at IS NOT NULL AND next_reminder_at <= ?1
                      ORDER BY next_reminder_at LIMIT ?2",
                 )?;
-                stmt.query_map(params![ts(now), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                stmt.query_map(params![ts(now), limit as i64], |r| r.get(0))?.collect()
             })
             .await?
             .map_err(unavailable)?;
-        Ok(rows.into_iter().filter_map(|(u, id)| Some((UserId(u), id.parse().ok()?))).collect())
+        docs.iter().map(|d| serde_json::from_str(d).map_err(unavailable)).collect()
     }
 
-    async fn schedule(
-        &self,
-        user: &UserId,
-        id: ProductId,
-        revision: u64,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<bool, Unavailable> {
-        let user = user.clone();
+    async fn schedule(&self, entries: &[Schedule]) -> Result<usize, Unavailable> {
+        let entries = entries.to_vec();
         self.db
-            .write(move |c| {
-                c.execute(
-                    "UPDATE products SET next_reminder_at = ?1
-                     WHERE id = ?2 AND user_id = ?3 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?4",
-                    params![next.map(ts), id.to_string(), user.as_str(), revision as i64],
-                )
+            .write(move |c| -> rusqlite::Result<usize> {
+                let tx = c.transaction()?;
+                let mut stored = 0;
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE products SET next_reminder_at = ?1
+                         WHERE id = ?2 AND user_id = ?3 AND COALESCE(json_extract(doc, '$.revision'), 1) = ?4",
+                    )?;
+                    for e in &entries {
+                        stored += update.execute(params![
+                            e.next.map(ts),
+                            e.id.to_string(),
+                            e.user.as_str(),
+                            e.revision as i64
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(stored)
             })
             .await?
-            .map(|n| n == 1)
             .map_err(unavailable)
     }
 
@@ -70,34 +78,40 @@ impl ReminderStore for SqliteProductRepository {
             .map_err(unavailable)
     }
 
-    async fn create(&self, reminder: &Reminder, deliveries: &[DeliveryTarget]) -> Result<bool, Unavailable> {
-        let doc = serde_json::to_string(reminder).map_err(unavailable)?;
-        let (reminder, deliveries) = (reminder.clone(), deliveries.to_vec());
+    async fn create(&self, reminders: &[(Reminder, Vec<DeliveryTarget>)]) -> Result<Vec<bool>, Unavailable> {
+        let docs: Vec<String> =
+            reminders.iter().map(|(r, _)| serde_json::to_string(r)).collect::<Result<_, _>>().map_err(unavailable)?;
+        let reminders = reminders.to_vec();
         self.db
-            .write(move |c| -> rusqlite::Result<bool> {
+            .write(move |c| -> rusqlite::Result<Vec<bool>> {
                 let tx = c.transaction()?;
-                let created = tx.execute(
-                    "INSERT INTO reminders (id, user_id, product_id, created_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![
-                        reminder.id,
-                        reminder.user_id.as_str(),
-                        reminder.product_id.to_string(),
-                        ts(reminder.created_at),
-                        doc
-                    ],
-                )?;
-                if created == 0 {
-                    return Ok(false);
-                }
-                for d in &deliveries {
-                    tx.execute(
-                        "INSERT INTO reminder_deliveries (reminder_id, channel, target, due_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![reminder.id, d.channel, d.target, ts(reminder.created_at)],
+                let mut out = Vec::with_capacity(reminders.len());
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO reminders (id, user_id, product_id, created_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (id) DO NOTHING",
                     )?;
+                    let mut delivery = tx.prepare_cached(
+                        "INSERT INTO reminder_deliveries (reminder_id, channel, target, due_at) VALUES (?1, ?2, ?3, ?4)",
+                    )?;
+                    for ((reminder, deliveries), doc) in reminders.iter().zip(&docs) {
+                        let created = insert.execute(params![
+                            reminder.id,
+                            reminder.user_id.as_str(),
+                            reminder.product_id.to_string(),
+                            ts(reminder.created_at),
+                            doc
+                        ])? == 1;
+                        if created {
+                            for d in deliveries {
+                                delivery.execute(params![reminder.id, d.channel, d.target, ts(reminder.created_at)])?;
+                            }
+                        }
+                        out.push(created);
+                    }
                 }
                 tx.commit()?;
-                Ok(true)
+                Ok(out)
             })
             .await?
             .map_err(unavailable)
@@ -235,5 +249,50 @@ impl ReminderStore for SqliteProductRepository {
             .await?
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before reminders existed is brought up to date: the column and its index
+    /// appear, and every product is marked for the first sweep.
+    #[tokio::test]
+    async fn an_older_database_gets_the_schedule_with_every_product_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warranty.sqlite3");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE products (
+                    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, brand_key TEXT NOT NULL,
+                    serial_number TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL,
+                    CONSTRAINT products_user_brand_serial UNIQUE (user_id, brand_key, serial_number));
+                 INSERT INTO products VALUES
+                    ('0192f3a4-5b6c-7d8e-9f01-23456789abcd', 'u1', 'dell', 'ABC1234', '2026-01-01T00:00:00Z', '{}'),
+                    ('0192f3a4-5b6c-7d8e-9f01-23456789abce', 'u2', 'dell', 'ABC1235', '2026-01-01T00:00:00Z', '{}');",
+            )
+            .unwrap();
+        }
+        let repo = SqliteProductRepository::open(&path, std::time::Duration::from_secs(1)).unwrap();
+        let marked: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM products WHERE next_reminder_at = ''", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(marked, 2, "every product is due for the first sweep");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let index: i64 = c
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'products_next_reminder'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(index, 1);
+        drop(repo);
+        // Opening again changes nothing.
+        let repo = SqliteProductRepository::open(&path, std::time::Duration::from_secs(1)).unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let marked: i64 =
+            c.query_row("SELECT COUNT(*) FROM products WHERE next_reminder_at = ''", [], |r| r.get(0)).unwrap();
+        assert_eq!(marked, 2);
+        drop(repo);
     }
 }

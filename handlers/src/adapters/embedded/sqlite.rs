@@ -379,6 +379,18 @@ impl ProductRepository for SqliteProductRepository {
         doc.map(|d| serde_json::from_str(&d).map_err(unavailable)).transpose()
     }
 
+    async fn user_records(&self, users: &[UserId], key: &str) -> Result<Vec<Option<serde_json::Value>>, Unavailable> {
+        let (users, key) = (users.to_vec(), key.to_owned());
+        let docs = self
+            .read(move |c| -> rusqlite::Result<Vec<Option<String>>> {
+                let mut stmt = c.prepare_cached("SELECT doc FROM user_records WHERE user_id = ?1 AND key = ?2")?;
+                users.iter().map(|u| stmt.query_row(params![u.as_str(), key], |r| r.get(0)).optional()).collect()
+            })
+            .await?
+            .map_err(unavailable)?;
+        docs.into_iter().map(|d| d.map(|d| serde_json::from_str(&d).map_err(unavailable)).transpose()).collect()
+    }
+
     async fn put_user_record(&self, user: &UserId, key: &str, doc: &serde_json::Value) -> Result<(), Unavailable> {
         let (user, key, doc) = (user.clone(), key.to_owned(), doc.to_string());
         self.db
