@@ -61,10 +61,10 @@ pub async fn webhook_secret(
     user: &UserId,
     create: bool,
 ) -> Result<Option<String>, crate::ports::Unavailable> {
-    if let Some(doc) = services.products.user_record(user, WEBHOOK_SECRET).await? {
-        if let Some(s) = doc.get("secret").and_then(|s| s.as_str()) {
-            return Ok(Some(s.to_owned()));
-        }
+    if let Some(doc) = services.products.user_record(user, WEBHOOK_SECRET).await?
+        && let Some(s) = doc.get("secret").and_then(|s| s.as_str())
+    {
+        return Ok(Some(s.to_owned()));
     }
     if !create {
         return Ok(None);

@@ -426,10 +426,10 @@ async fn forget_device(services: &Services, user: &UserId, hub_id: &str) -> Resu
         tracing::info!(hub_id, "push device gone; removed");
     }
     // The hub may still hold the installation: it goes too (best effort, it cannot be sent to).
-    if let Some(hub) = &services.reminders.push {
-        if let Err(e) = hub.uninstall(hub_id).await {
-            tracing::warn!(hub_id, error = %e, "could not remove a gone installation from the hub");
-        }
+    if let Some(hub) = &services.reminders.push
+        && let Err(e) = hub.uninstall(hub_id).await
+    {
+        tracing::warn!(hub_id, error = %e, "could not remove a gone installation from the hub");
     }
     Ok(())
 }

@@ -337,14 +337,17 @@ async fn webhooks_to_internal_addresses_are_refused() {
     let resp = put_device(&app, "frank", "phone", json!({"platform": "apns", "pushChannel": "ff00"})).await;
     assert_eq!(resp.status(), 501);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "push_not_configured");
-    let mut day = 1;
-    for url in [
+    for (day, url) in [
         "https://localhost/hook",
         "https://127.0.0.1:8443/hook",
         "https://[::1]/hook",
         "https://169.254.169.254/latest/meta-data",
         "https://10.0.0.7/hook",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let day = day + 1;
         let settings = put_settings(&app, "frank", json!({"channels": ["webhook"], "webhookUrl": url})).await;
         assert!(settings["webhookSecret"].as_str().unwrap().starts_with("whsec_"));
         // A new expiry each time, so a new reminder.
@@ -352,7 +355,6 @@ async fn webhooks_to_internal_addresses_are_refused() {
         let report = tick(&app, &clock, &format!("2027-08-01T1{day}:00:00Z")).await;
         assert_eq!(report["deadLettered"], 1, "{url}: {report}");
         assert_eq!(report["delivered"], 0, "{url}");
-        day += 1;
     }
     // Switching the webhook off stops it.
     let settings = put_settings(&app, "frank", json!({"channels": ["feed"]})).await;

@@ -13,6 +13,7 @@ mod cosmos;
 mod hub;
 mod servicebus;
 pub use cosmos::*;
+#[allow(unused_imports)]
 pub use hub::*;
 pub use servicebus::*;
 
