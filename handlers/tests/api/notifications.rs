@@ -32,8 +32,14 @@ async fn notification_settings_default_validate_and_belong_to_their_user() {
     let resp = put(&app, "alice", json!({"leadDays": [7, 60], "timeZone": "Europe/Berlin", "hour": 18, "channels": ["webhook"], "webhookUrl": "https://hooks.example.com/warranty"})).await;
     assert_eq!(resp.status(), 200);
     let stored = json!({"leadDays": [60, 7], "timeZone": "Europe/Berlin", "hour": 18, "channels": ["feed", "webhook"], "webhookUrl": "https://hooks.example.com/warranty"});
-    assert_eq!(resp.json::<Value>().await.unwrap(), stored, "sorted, feed always on");
-    assert_eq!(get(&app, "alice").await, stored);
+    let mut answered: Value = resp.json().await.unwrap();
+    // With the webhook on, its signing secret is shown to its owner, the same on every read.
+    let secret = answered.as_object_mut().unwrap().remove("webhookSecret").expect("the webhook's secret");
+    assert!(secret.as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(answered, stored, "sorted, feed always on");
+    let mut read = get(&app, "alice").await;
+    assert_eq!(read.as_object_mut().unwrap().remove("webhookSecret"), Some(secret));
+    assert_eq!(read, stored);
     assert_eq!(get(&app, "bob").await, defaults, "bob's are his own");
 
     for (body, status, code) in [
@@ -50,7 +56,9 @@ async fn notification_settings_default_validate_and_belong_to_their_user() {
         let (s, p) = problem(put(&app, "alice", body.clone()).await).await;
         assert_eq!((s, p["code"].as_str().unwrap()), (status, code), "{body}");
     }
-    assert_eq!(get(&app, "alice").await, stored, "a refused PUT changes nothing");
+    let mut read = get(&app, "alice").await;
+    read.as_object_mut().unwrap().remove("webhookSecret");
+    assert_eq!(read, stored, "a refused PUT changes nothing");
     assert_eq!(
         app.client.get(format!("{}/api/me/notification-settings", app.base)).send().await.unwrap().status(),
         401
