@@ -266,6 +266,24 @@ impl Application {
                 }
             }
         });
+        // Erasures a crash interrupted: finished at start, and looked for every 5 minutes.
+        {
+            let state = self.state.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match crate::application::privacy::resume_pending(&state.services).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(finished = n, "interrupted erasures finished"),
+                        Err(e) => tracing::warn!(error = %e, "resuming erasures failed; the next pass retries"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
         // Expiry reminders on the embedded store: the timer function's work, from here.
         if let Some(every) = self.reminder_sweep {
             let state = self.state.clone();

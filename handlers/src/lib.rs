@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod application;
+pub mod archive;
 pub mod build_info;
 pub mod card;
 pub mod config;

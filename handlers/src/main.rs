@@ -32,6 +32,12 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Support staff: one user's data — the same code paths as `GET /api/me/export` and
+    /// `DELETE /api/me`, on the store these settings name.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// Inspect and replay the embedded default's OCR queue (one JSON object per line).
     Queue {
         #[command(subcommand)]
@@ -212,6 +218,91 @@ fn ops_command(action: OpsAction) -> ExitCode {
 }
 
 #[derive(Subcommand)]
+enum UsersAction {
+    /// Writes the user's archive (ZIP) to standard output: `warranty users export --user ID > file.zip`.
+    Export {
+        #[arg(long)]
+        user: String,
+    },
+    /// Erases everything of the user, on every store (cannot be undone).
+    Erase {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+fn users_command(settings: &Settings, action: UsersAction) -> ExitCode {
+    use std::io::Write;
+    let mut settings = settings.clone();
+    // Never the serving port: a server may be running on it.
+    settings.server.port = 0;
+    settings.reminders.reminder_sweep_secs = 0;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let app = match Application::build(&settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let services = app.services();
+        match action {
+            UsersAction::Export { user } => {
+                let user = warranty::domain::UserId(user);
+                let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+                let task =
+                    tokio::spawn(async move { warranty::application::privacy::export(&services, &user, tx).await });
+                let mut out = std::io::stdout().lock();
+                while let Some(chunk) = rx.recv().await {
+                    match chunk {
+                        Ok(bytes) if out.write_all(&bytes).is_ok() => {}
+                        _ => return ExitCode::FAILURE,
+                    }
+                }
+                let _ = out.flush();
+                match task.await {
+                    Ok(Ok(bytes)) => {
+                        eprintln!("exported {bytes} bytes");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Err(e)) => {
+                        eprintln!("export failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("export failed: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            UsersAction::Erase { user } => {
+                let user = warranty::domain::UserId(user);
+                let result = async {
+                    warranty::application::privacy::begin_erasure(&services, &user).await?;
+                    warranty::application::privacy::continue_erasure(&services, &user, None).await
+                }
+                .await;
+                match result {
+                    Ok(true) => {
+                        eprintln!("erased");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(false) => {
+                        eprintln!("erasure not finished; run again to resume");
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("erasure stopped ({e}); run again to resume");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[derive(Subcommand)]
 enum QueueAction {
     /// Messages waiting or in flight.
     List,
@@ -360,6 +451,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Queue { action } => queue_command(&cli.settings, action),
+        Command::Users { action } => users_command(&cli.settings, action),
         Command::Ops { action } => ops_command(action),
         Command::OcrEval { corpus, derive, kinds, limit, jobs, json, cache, show } => {
             let opts = warranty::ocr_eval::EvalOptions {

@@ -192,6 +192,13 @@ pub trait ProductRepository: Send + Sync {
     /// Removes one of the user's records; false when there was none.
     async fn delete_user_record(&self, user: &UserId, key: &str) -> Result<bool, Unavailable>;
 
+    /// Removes everything of the user's but their products and their record `keep`: idempotent
+    /// answers, user records, reminders and their deliveries, dead-lettered OCR events.
+    async fn erase_user_data(&self, user: &UserId, keep: &str) -> Result<(), Unavailable>;
+
+    /// The users who have a record `key` (erasures to resume).
+    async fn users_with_record(&self, key: &str) -> Result<Vec<UserId>, Unavailable>;
+
     /// A product whoever owns it: the public verification page, which knows the product from a
     /// signed link and never the user.
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
@@ -269,6 +276,9 @@ pub trait OcrPublisher: Send + Sync {
     async fn deliver(&self, message: &OutboxMessage) -> Result<(), DeliveryFailed>;
 }
 
+/// A file read in chunks.
+pub type ChunkStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Unavailable>> + Send>>;
+
 /// An invoice being written. Dropping it without `commit` must leave nothing behind
 /// (adapters abort in `Drop` as a last resort; callers call `abort` explicitly).
 #[async_trait]
@@ -296,6 +306,15 @@ pub trait InvoiceStore: Send + Sync {
 
     /// The whole invoice (at most 10 MiB), or `None` when there is nothing at `location`.
     async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable>;
+
+    /// The invoice as a stream of chunks (the export sends files without holding one whole).
+    /// By default the whole file as one chunk.
+    async fn open(&self, location: &str) -> Result<Option<ChunkStream>, Unavailable> {
+        Ok(self
+            .read(location)
+            .await?
+            .map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as ChunkStream))
+    }
 
     /// Locations of committed invoices last written between `from` and `to` (reconciliation).
     async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, Unavailable>;

@@ -18,7 +18,7 @@ use crate::domain::{FieldError, UserId};
 use crate::ports::CalendarFeed;
 
 /// The user record holding the feed.
-const RECORD: &str = "calendar-feed";
+pub const RECORD: &str = "calendar-feed";
 /// Products read per page while building a feed.
 const PAGE: usize = 100;
 

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod notifications;
 pub mod ocr;
 pub mod outbox;
+pub mod privacy;
 pub mod products;
 pub mod reconcile;
 pub mod register;

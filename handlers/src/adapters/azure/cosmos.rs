@@ -379,6 +379,55 @@ impl ProductRepository for CosmosProductRepository {
         }
     }
 
+    async fn erase_user_data(&self, user: &UserId, keep: &str) -> Result<(), Unavailable> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        // Everything in the user's partition but products (erased one by one, with their files)
+        // and the record kept: idempotent answers, user records, reminders with their deliveries.
+        let query = Query::from("SELECT c.id FROM c WHERE c.type <> 'product' AND c.id <> @keep")
+            .with_parameter("@keep", user_record_id(keep))
+            .map_err(unavailable)?;
+        let ids: Vec<Id> = self
+            .container
+            .query_items::<Id>(query, FeedScope::partition(user.as_str().to_owned()), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        for Id { id } in ids {
+            match self.container.delete_item(user.as_str().to_owned(), &id, None).await {
+                Ok(_) => {}
+                Err(e) if is(&e, StatusCode::NotFound) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn users_with_record(&self, key: &str) -> Result<Vec<UserId>, Unavailable> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Owner {
+            user_id: String,
+        }
+        // Across partitions, by id (indexed): erasures in progress are few.
+        let query = Query::from("SELECT c.userId FROM c WHERE c.type = 'user-record' AND c.id = @id")
+            .with_parameter("@id", user_record_id(key))
+            .map_err(unavailable)?;
+        let owners: Vec<Owner> = self
+            .container
+            .query_items::<Owner>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(owners.into_iter().map(|o| UserId(o.user_id)).collect())
+    }
+
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
         // The verification link names the product only. Its owner is remembered in a small
         // document of a partition of its own, so a scan is two point reads; the first lookup of

@@ -147,6 +147,29 @@ impl InvoiceStore for FileInvoiceStore {
         }
     }
 
+    async fn open(&self, location: &str) -> Result<Option<crate::ports::ChunkStream>, Unavailable> {
+        let file = match tokio::fs::File::open(self.path_of(location)?).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        // 64 KiB at a time: the export holds one chunk of a file, never the file.
+        let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file?;
+            let mut buf = vec![0u8; 64 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(unavailable(e)), None)),
+            }
+        });
+        Ok(Some(Box::pin(chunks)))
+    }
+
     async fn read(&self, location: &str) -> Result<Option<bytes::Bytes>, Unavailable> {
         match tokio::fs::read(self.path_of(location)?).await {
             Ok(data) => Ok(Some(bytes::Bytes::from(data))),

@@ -416,6 +416,34 @@ impl ProductRepository for SqliteProductRepository {
             .map_err(unavailable)
     }
 
+    async fn erase_user_data(&self, user: &UserId, keep: &str) -> Result<(), Unavailable> {
+        let (user, keep) = (user.clone(), keep.to_owned());
+        self.db
+            .write(move |c| -> rusqlite::Result<()> {
+                let tx = c.transaction()?;
+                let u = user.as_str();
+                tx.execute("DELETE FROM idempotency WHERE user_id = ?1", params![u])?;
+                tx.execute("DELETE FROM user_records WHERE user_id = ?1 AND key <> ?2", params![u, keep])?;
+                // Deliveries go with their reminders (ON DELETE CASCADE).
+                tx.execute("DELETE FROM reminders WHERE user_id = ?1", params![u])?;
+                tx.execute("DELETE FROM ocr_dead_letters WHERE json_extract(body, '$.userId') = ?1", params![u])?;
+                tx.commit()
+            })
+            .await?
+            .map_err(unavailable)
+    }
+
+    async fn users_with_record(&self, key: &str) -> Result<Vec<UserId>, Unavailable> {
+        let key = key.to_owned();
+        self.read(move |c| -> rusqlite::Result<Vec<UserId>> {
+            c.prepare_cached("SELECT user_id FROM user_records WHERE key = ?1")?
+                .query_map(params![key], |r| r.get::<_, String>(0).map(UserId))?
+                .collect()
+        })
+        .await?
+        .map_err(unavailable)
+    }
+
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
         let doc = self
             .read(move |c| {

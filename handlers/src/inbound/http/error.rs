@@ -54,6 +54,8 @@ pub enum ApiError {
     Unavailable { code: &'static str },
     /// 501: push notifications need a notification hub, and none is configured.
     PushNotConfigured,
+    /// 428: erasing one's data needs the confirmation phrase in the body.
+    ConfirmationRequired,
     /// 507: a store has no space left; nothing was stored. Retrying helps once space is freed.
     StorageFull,
     /// 500: a bug. Logged with the request id.
@@ -93,7 +95,7 @@ impl ApiError {
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvoiceTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvoiceTypeUnsupported | Self::ContentTypeUnsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::PreconditionRequired | Self::ConfirmationRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::ProductLocked { .. }
             | Self::HasServiceRequests
@@ -134,6 +136,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Unavailable { code } => code,
             Self::PushNotConfigured => "push_not_configured",
+            Self::ConfirmationRequired => "confirmation_required",
             Self::StorageFull => "storage_full",
             Self::Internal => "internal_error",
         }
@@ -160,6 +163,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::Unavailable { .. } => "Service temporarily unavailable",
             Self::PushNotConfigured => "Push notifications are not available",
+            Self::ConfirmationRequired => "Confirmation required",
             Self::StorageFull => "No storage space left",
             Self::Internal => "Internal error",
         }
@@ -210,6 +214,10 @@ impl ApiError {
             Self::Unavailable { .. } => "A storage backend is unavailable. Retry later; nothing was stored.".into(),
             Self::PushNotConfigured => {
                 "This deployment has no push service; reminders reach you in the in-app feed and by webhook.".into()
+            }
+            Self::ConfirmationRequired => {
+                "Erasing your data cannot be undone: send {\"confirm\": \"delete my data\"} as the JSON body. Nothing was erased."
+                    .into()
             }
             Self::StorageFull => {
                 "The service has no storage space left. Nothing was stored; retry later (the operators are alerted)."
@@ -386,4 +394,5 @@ pub const ALL_CODES: &[&str] = &[
     "push_channel_invalid",
     "push_not_configured",
     "push_unavailable",
+    "confirmation_required",
 ];

@@ -10,6 +10,7 @@ pub mod error;
 mod meta;
 mod multipart;
 mod notifications;
+mod privacy;
 mod products;
 pub mod server;
 mod sharing;
@@ -90,6 +91,9 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/notifications/{id}/read", Some("NotificationRead")),
     ("PUT", "/api/me/devices/{installationId}", Some("Devices")),
     ("DELETE", "/api/me/devices/{installationId}", Some("Devices")),
+    ("GET", "/api/me/export", Some("Export")),
+    ("DELETE", "/api/me", Some("Me")),
+    ("GET", "/api/me/erasure", Some("Erasure")),
 ];
 
 async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
@@ -172,6 +176,11 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
             sharing::put_notification_settings(&state, &req, body).await
         }
         (["api", "me", "notification-settings"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, PUT" }),
+        (["api", "me", "export"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (["api", "me"], &Method::DELETE) => privacy::erase(&state, &req, body).await,
+        (["api", "me"], _) => Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
+        (["api", "me", "erasure"], &Method::GET) => privacy::erasure_status(&state, &req).await,
+        (["api", "me", "erasure"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "notifications"], &Method::GET) => notifications::feed(&state, &req).await,
         (["api", "notifications"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "notifications", id, "read"], &Method::POST) if !id.is_empty() => {
@@ -238,7 +247,8 @@ async fn handle(
     query: String,
     headers: HeaderMap,
     body: BodyStream,
-) -> HttpResponse {
+) -> warp::reply::Response {
+    use warp::Reply;
     let started = Instant::now();
     let request_id = request_id_from(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
     let trace_id = trace_id_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
@@ -248,9 +258,18 @@ async fn handle(
     let ctx = RequestContext { request_id: request_id.clone(), trace_id, path: path.clone() };
     let req = Request { method, path: path.clone(), query, headers, ctx };
     async move {
-        let mut resp = match dispatch(state, req, body).await {
-            Ok(resp) => resp,
-            Err(err) => err.to_response(&path, &request_id),
+        // The export is the one streamed answer; everything else is answered whole.
+        let mut resp = if req.method == Method::GET && req.path == "/api/me/export" {
+            match privacy::export(state, &req).await {
+                Ok(resp) => resp,
+                Err(err) => err.to_response(&path, &request_id).into_response(),
+            }
+        } else {
+            match dispatch(state, req, body).await {
+                Ok(resp) => resp,
+                Err(err) => err.to_response(&path, &request_id),
+            }
+            .into_response()
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
@@ -272,7 +291,7 @@ async fn handle(
 pub fn routes(
     state: Arc<AppState>,
     body_idle: std::time::Duration,
-) -> impl Filter<Extract = (HttpResponse,), Error = std::convert::Infallible> + Clone {
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
@@ -284,7 +303,9 @@ pub fn routes(
             let body = body_stream(body, body_idle);
             handle(state, method, full.as_str().to_owned(), query, headers, body)
         })
-        .recover(|_| async { Ok::<_, std::convert::Infallible>(ApiError::Internal.to_response("", "")) })
+        .recover(|_| async {
+            Ok::<_, std::convert::Infallible>(warp::Reply::into_response(ApiError::Internal.to_response("", "")))
+        })
         .unify()
 }
 

@@ -100,6 +100,24 @@ impl CosmosFixture {
             .unwrap()
     }
 
+    /// Every document in the user's partition, by type: what is stored for them.
+    pub async fn partition(&self, user: &str) -> Vec<(String, String)> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            id: String,
+            #[serde(rename = "type")]
+            doc_type: String,
+        }
+        self.container
+            .query_items::<Doc>("SELECT c.id, c.type FROM c", FeedScope::partition(user.to_owned()), None)
+            .await
+            .unwrap()
+            .map_ok(|d| (d.doc_type, d.id))
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
     /// A raw document.
     pub async fn document(&self, user: &str, id: &str) -> Option<serde_json::Value> {
         match self.container.read_item(user.to_owned(), id, None).await {

@@ -1,0 +1,427 @@
+//! A user's data is theirs: all of it as one archive (GDPR art. 15 and 20), and all of it erased
+//! (art. 17).
+//!
+//! **Export** streams a ZIP: the archive is produced entry by entry into a bounded channel the
+//! HTTP body reads from, so memory holds a few chunks whatever the size; a client that goes away
+//! closes the channel and the export stops (it writes nothing anywhere, so nothing is left).
+//!
+//! **Erasure** first records that it started (a user record `erasure`, the one record it keeps
+//! until the end), then removes push installations, each product's files and then its record
+//! (files first: a crash in between leaves a product to erase again, never a file without one),
+//! then everything else of the user, and the marker last. Every step is idempotent; a crashed
+//! erasure is found by its marker and resumed (`resume_pending`, run at start and periodically).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{Error, Services, notifications, reminders};
+use crate::archive::{Method, ZipWriter};
+use crate::domain::{ProductRecord, UserId};
+use crate::ports::{ListCursor, Unavailable};
+
+/// The user record marking an erasure in progress.
+pub const ERASURE_RECORD: &str = "erasure";
+/// What `DELETE /api/me` must be sent to go ahead.
+pub const CONFIRMATION: &str = "delete my data";
+
+/// Products read per page by the export and the erasure.
+const PAGE: usize = 50;
+
+/// The export stopped: the client went away, or a store failed mid-way (the archive is then cut
+/// short, and the client sees the transfer fail).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportStopped {
+    #[error("the client went away")]
+    Disconnected,
+    #[error(transparent)]
+    Store(#[from] Unavailable),
+}
+
+/// Where the archive's bytes go.
+struct Sink {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    zip: ZipWriter,
+    sent: u64,
+}
+
+impl Sink {
+    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), ExportStopped> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.sent += bytes.len() as u64;
+        self.tx.send(Ok(Bytes::from(bytes))).await.map_err(|_| ExportStopped::Disconnected)
+    }
+
+    async fn start(&mut self, name: &str, method: Method) -> Result<(), ExportStopped> {
+        let h = self.zip.start(name, method);
+        self.send(h).await
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), ExportStopped> {
+        let out = self.zip.write(data).map_err(|e| Unavailable::new("export", e))?;
+        self.send(out).await
+    }
+
+    async fn finish(&mut self) -> Result<(), ExportStopped> {
+        let out = self.zip.finish().map_err(|e| Unavailable::new("export", e))?;
+        self.send(out).await
+    }
+
+    async fn entry(&mut self, name: &str, data: &[u8]) -> Result<(), ExportStopped> {
+        self.start(name, Method::Deflated).await?;
+        self.write(data).await?;
+        self.finish().await
+    }
+}
+
+const README: &str = "Your warranty data, exported on {date}.
+
+products.json      every product in full: the card's fields, coverages, service requests,
+                   the whole audit trail and what was read from the invoice (OCR)
+products.csv       one row per product, for a spreadsheet
+invoices/          each product's invoice: {purchase date}_{product id}_v{version}.{ext}
+proofs/            each coverage's proof document: {product id}_{coverage id}.{ext}
+notifications.json your expiry reminders
+settings.json      your reminder settings, calendar feed and push devices
+
+Dates are ISO 8601 (UTC where a time is given). The SHA-256 of each invoice is in products.json
+(invoice.sha256) and products.csv, so you can check the files.
+";
+
+/// Every product of the user, page by page, in newest-first order.
+async fn each_product(
+    services: &Services,
+    user: &UserId,
+    after: Option<ListCursor>,
+) -> Result<Vec<ProductRecord>, Unavailable> {
+    services.products.list(user, after.as_ref(), PAGE).await
+}
+
+fn cursor(p: &ProductRecord) -> ListCursor {
+    ListCursor { created_at: p.created_at, id: p.id }
+}
+
+/// A product as the export shows it: everything stored, without the stores' own locations.
+pub fn exported(product: &ProductRecord) -> Value {
+    let mut v = serde_json::to_value(product).expect("a product serialises");
+    if let Some(inv) = v.get_mut("invoice").and_then(Value::as_object_mut) {
+        inv.remove("location");
+    }
+    if let Some(coverages) = v.get_mut("coverages").and_then(Value::as_array_mut) {
+        for c in coverages {
+            if let Some(proof) = c.get_mut("proof").and_then(Value::as_object_mut) {
+                proof.remove("location");
+            }
+        }
+    }
+    v["coveredUntil"] = json!(crate::domain::coverage::covered_until(&product.coverages()));
+    v
+}
+
+/// One CSV field (RFC 4180), with a leading `'` before what a spreadsheet would run as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "id",
+    "brand",
+    "model",
+    "serialNumber",
+    "purchaseDate",
+    "warrantyMonths",
+    "warrantyExpiresOn",
+    "coveredUntil",
+    "coverages",
+    "serviceRequests",
+    "ocrStatus",
+    "invoiceFileName",
+    "invoiceSha256",
+    "createdAt",
+    "notes",
+];
+
+fn csv_row(p: &ProductRecord) -> String {
+    let v = serde_json::to_value(p).expect("a product serialises");
+    let text = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let covered = crate::domain::coverage::covered_until(&p.coverages()).map(|d| d.to_string()).unwrap_or_default();
+    let fields = [
+        p.id.to_string(),
+        p.brand.clone(),
+        p.model.clone(),
+        text("serialNumber"),
+        text("purchaseDate"),
+        p.warranty_months.to_string(),
+        p.warranty_expires_on.to_string(),
+        covered,
+        p.coverages().len().to_string(),
+        p.service_requests.len().to_string(),
+        v["ocr"]["status"].as_str().unwrap_or_default().to_owned(),
+        p.invoice.file_name.clone(),
+        p.invoice.sha256.clone(),
+        p.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        p.notes.clone().unwrap_or_default(),
+    ];
+    let mut line = fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
+    line.push_str("\r\n");
+    line
+}
+
+/// The archive's file name for `user` on `day`.
+pub fn file_name(day: chrono::NaiveDate) -> String {
+    format!("warranty-export-{day}.zip")
+}
+
+/// Streams the user's archive into `tx`. Returns the bytes sent.
+pub async fn export(
+    services: &Services,
+    user: &UserId,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<u64, ExportStopped> {
+    let now = services.clock.now();
+    let mut sink = Sink { tx, zip: ZipWriter::new(now), sent: 0 };
+    sink.entry("README.txt", README.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
+
+    // products.json, a page at a time.
+    sink.start("products.json", Method::Deflated).await?;
+    sink.write(b"[").await?;
+    let (mut after, mut first) = (None, true);
+    loop {
+        let page = each_product(services, user, after.take()).await?;
+        for p in &page {
+            let sep: &[u8] = if first { b"\n" } else { b",\n" };
+            first = false;
+            sink.write(sep).await?;
+            sink.write(&serde_json::to_vec_pretty(&exported(p)).expect("a product serialises")).await?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
+            _ => break,
+        }
+    }
+    sink.write(b"\n]\n").await?;
+    sink.finish().await?;
+
+    // products.csv.
+    sink.start("products.csv", Method::Deflated).await?;
+    sink.write(format!("{}\r\n", CSV_COLUMNS.join(",")).as_bytes()).await?;
+    let mut after = None;
+    loop {
+        let page = each_product(services, user, after.take()).await?;
+        for p in &page {
+            sink.write(csv_row(p).as_bytes()).await?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
+            _ => break,
+        }
+    }
+    sink.finish().await?;
+
+    // The files, streamed chunk by chunk.
+    let mut after = None;
+    loop {
+        let page = each_product(services, user, after.take()).await?;
+        for p in &page {
+            let ext = p.invoice.kind.extension();
+            let name = format!("invoices/{}_{}_v{}.{ext}", p.purchase_date.date(), p.id, p.invoice.version);
+            copy_file(services, &mut sink, &name, &p.invoice.location).await?;
+            for c in p.coverages().iter() {
+                if let Some(proof) = &c.proof {
+                    let name = format!("proofs/{}_{}.{}", p.id, c.id, proof.kind.extension());
+                    copy_file(services, &mut sink, &name, &proof.location).await?;
+                }
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
+            _ => break,
+        }
+    }
+
+    // notifications.json.
+    sink.start("notifications.json", Method::Deflated).await?;
+    sink.write(b"[").await?;
+    let (mut after, mut first) = (None, true);
+    loop {
+        let page = services.reminders.store.feed(user, after.as_ref(), PAGE).await?;
+        for r in &page {
+            let sep: &[u8] = if first { b"\n" } else { b",\n" };
+            first = false;
+            sink.write(sep).await?;
+            sink.write(&serde_json::to_vec_pretty(r).expect("a reminder serialises")).await?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => {
+                after = Some(crate::ports::FeedCursor { created_at: last.created_at, id: last.id.clone() })
+            }
+            _ => break,
+        }
+    }
+    sink.write(b"\n]\n").await?;
+    sink.finish().await?;
+
+    // settings.json: what the user chose; secrets (the webhook's, the calendar feed's) stay out.
+    let settings = notifications::get(services, user).await.map_err(|e| match e {
+        Error::Unavailable(u) => u,
+        other => Unavailable::new("product store", other),
+    })?;
+    let calendar = services.products.user_record(user, super::calendar::RECORD).await?.map(|mut feed| {
+        if let Some(o) = feed.as_object_mut() {
+            o.remove("secretSha256");
+        }
+        feed
+    });
+    let devices: Vec<Value> = reminders::devices(services, user)
+        .await?
+        .iter()
+        .map(|d| json!({"installationId": d.installation_id, "platform": d.platform, "registeredAt": d.registered_at}))
+        .collect();
+    let doc = json!({"notificationSettings": settings, "calendarFeed": calendar, "devices": devices});
+    sink.entry("settings.json", &serde_json::to_vec_pretty(&doc).expect("settings serialise")).await?;
+
+    let tail = sink.zip.close();
+    sink.send(tail).await?;
+    Ok(sink.sent)
+}
+
+async fn copy_file(services: &Services, sink: &mut Sink, name: &str, location: &str) -> Result<(), ExportStopped> {
+    let Some(mut chunks) = services.invoices.open(location).await? else {
+        tracing::warn!(location, "a file the product names is missing; left out of the export");
+        return Ok(());
+    };
+    sink.start(name, Method::Stored).await?;
+    while let Some(chunk) = chunks.next().await {
+        sink.write(&chunk?).await?;
+    }
+    sink.finish().await
+}
+
+/// Whether an erasure of the user is in progress, and since when.
+pub async fn erasure_status(services: &Services, user: &UserId) -> Result<Option<DateTime<Utc>>, Unavailable> {
+    Ok(services
+        .products
+        .user_record(user, ERASURE_RECORD)
+        .await?
+        .and_then(|doc| doc.get("startedAt").and_then(|t| t.as_str()).and_then(|t| t.parse().ok())))
+}
+
+/// Records that the user's erasure started (keeping the first start time).
+pub async fn begin_erasure(services: &Services, user: &UserId) -> Result<DateTime<Utc>, Unavailable> {
+    if let Some(started) = erasure_status(services, user).await? {
+        return Ok(started);
+    }
+    let now = services.clock.now();
+    services.products.put_user_record(user, ERASURE_RECORD, &json!({ "startedAt": now })).await?;
+    Ok(now)
+}
+
+/// Erases the user's data, at most `product_budget` products this call (`None`: all). Returns
+/// true when everything is gone (the marker included).
+pub async fn continue_erasure(
+    services: &Services,
+    user: &UserId,
+    product_budget: Option<usize>,
+) -> Result<bool, Unavailable> {
+    // Push installations first: the devices list is one of the records erased below.
+    if let Some(hub) = &services.reminders.push {
+        for d in reminders::devices(services, user).await? {
+            match hub.uninstall(&d.hub_id).await {
+                Ok(()) | Err(crate::ports::SendFailure::Gone(_)) => {}
+                Err(e) => return Err(Unavailable::new("push service", e)),
+            }
+        }
+    }
+    let mut left = product_budget.unwrap_or(usize::MAX);
+    loop {
+        let page = services.products.list(user, None, PAGE).await?;
+        if page.is_empty() {
+            services.products.erase_user_data(user, ERASURE_RECORD).await?;
+            // A registration that raced the erasure goes round again rather than staying.
+            if services.products.list(user, None, 1).await?.is_empty() {
+                services.products.delete_user_record(user, ERASURE_RECORD).await?;
+                return Ok(true);
+            }
+            continue;
+        }
+        for p in page {
+            if left == 0 {
+                return Ok(false);
+            }
+            erase_product(services, &p).await?;
+            left -= 1;
+        }
+    }
+}
+
+/// One product: its files, then its record (with its queued OCR work).
+async fn erase_product(services: &Services, p: &ProductRecord) -> Result<(), Unavailable> {
+    let proofs = p.coverages.iter().filter_map(|c| c.proof.as_ref()).map(|pr| pr.location.clone());
+    for location in std::iter::once(p.invoice.location.clone()).chain(proofs) {
+        services.invoices.delete(&location).await?;
+    }
+    let mut revision = p.revision;
+    loop {
+        match services.products.delete(&p.user_id, p.id, revision).await {
+            Ok(()) | Err(crate::ports::StoreError::Gone) => return Ok(()),
+            Err(crate::ports::StoreError::Stale) => {
+                // Changed meanwhile (an OCR result, an edit): its files may have changed too.
+                match services.products.get(&p.user_id, p.id).await? {
+                    None => return Ok(()),
+                    Some(now) => {
+                        if now.invoice.location != p.invoice.location {
+                            services.invoices.delete(&now.invoice.location).await?;
+                        }
+                        for proof in now.coverages.iter().filter_map(|c| c.proof.as_ref()) {
+                            services.invoices.delete(&proof.location).await?;
+                        }
+                        revision = now.revision;
+                    }
+                }
+            }
+            Err(crate::ports::StoreError::Unavailable(u)) => return Err(u),
+            Err(other) => return Err(Unavailable::new("product store", other)),
+        }
+    }
+}
+
+/// Finishes every erasure a crash interrupted. Returns how many were finished.
+pub async fn resume_pending(services: &Services) -> Result<usize, Unavailable> {
+    let mut done = 0;
+    for user in services.products.users_with_record(ERASURE_RECORD).await? {
+        if continue_erasure(services, &user, None).await? {
+            tracing::info!("an interrupted erasure was finished");
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// How long `DELETE /api/me` waits for the erasure before answering `202`.
+pub const ERASURE_WAIT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_run_as_formulas() {
+        assert_eq!(csv_field("Dell"), "Dell");
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-5"), "'-5");
+        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+    }
+}

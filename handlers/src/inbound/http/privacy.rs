@@ -1,0 +1,111 @@
+//! `GET /api/me/export`, `DELETE /api/me` and `GET /api/me/erasure`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use warp::Reply;
+use warp::http::{HeaderValue, StatusCode, header};
+
+use super::error::ApiError;
+use super::products::{json, read_json};
+use super::{AppState, BodyStream, HttpResponse, Request};
+use crate::application::privacy::{self, CONFIRMATION, ERASURE_WAIT};
+
+/// Chunks in flight between the archive writer and the connection: memory is a few of them.
+const CHANNEL: usize = 4;
+
+/// `GET /api/me/export`: the caller's data as a streamed ZIP.
+pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::Response, ApiError> {
+    let user = req.user(&state).await?;
+    // Fails before the first byte if the store is down: the client gets a problem, not a
+    // broken archive.
+    state.services.products.list(&user, None, 1).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL);
+    let services = state.services.clone();
+    let day = services.clock.now().date_naive();
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let started = std::time::Instant::now();
+            let tx_err = tx.clone();
+            match privacy::export(&services, &user, tx).await {
+                Ok(bytes) => tracing::info!(bytes, ms = started.elapsed().as_millis() as u64, "export sent"),
+                Err(privacy::ExportStopped::Disconnected) => tracing::info!("export stopped: the client went away"),
+                Err(privacy::ExportStopped::Store(e)) => {
+                    tracing::error!(error = %e, "export cut short: a store failed");
+                    // The transfer ends with an error: the client sees a failed download, never a
+                    // short archive that looks whole.
+                    let _ = tx_err.send(Err(std::io::Error::other("the export failed"))).await;
+                }
+            }
+        },
+        span,
+    ));
+    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut resp = warp::reply::stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", privacy::file_name(day))) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    status: &'static str,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn in_progress(started_at: chrono::DateTime<chrono::Utc>) -> HttpResponse {
+    let mut resp = json(
+        StatusCode::ACCEPTED,
+        serde_json::to_vec(&Status { status: "in_progress", started_at }).expect("a status serialises"),
+    );
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/api/me/erasure"));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    resp
+}
+
+/// `DELETE /api/me` with `{"confirm": "delete my data"}`: erases everything of the caller.
+/// `204` when done; `202` with `Location: /api/me/erasure` when it takes longer (it goes on).
+pub async fn erase(state: &AppState, req: &Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    let confirmed = match read_json(req, body, "application/json").await {
+        Ok(doc) => doc.get("confirm").and_then(|c| c.as_str()) == Some(CONFIRMATION),
+        Err(ApiError::BadRequest { .. } | ApiError::ContentTypeUnsupported { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    if !confirmed {
+        return Err(ApiError::ConfirmationRequired);
+    }
+    let started = privacy::begin_erasure(&state.services, &user).await?;
+    let services = state.services.clone();
+    let work = tokio::spawn(async move { privacy::continue_erasure(&services, &user, None).await });
+    match tokio::time::timeout(ERASURE_WAIT, work).await {
+        Ok(Ok(Ok(true))) => {
+            let mut resp = HttpResponse::new(bytes::Bytes::new());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        // Still going (or resumed later by the periodic pass).
+        Ok(Ok(Ok(false))) | Err(_) => Ok(in_progress(started)),
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(_)) => Err(ApiError::Internal),
+    }
+}
+
+/// `GET /api/me/erasure`: `200` with the erasure in progress, `404` when there is none (it
+/// finished, or never started).
+pub async fn erasure_status(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
+    let user = req.user(state).await?;
+    match privacy::erasure_status(&state.services, &user).await? {
+        Some(started_at) => Ok(json(
+            StatusCode::OK,
+            serde_json::to_vec(&Status { status: "in_progress", started_at }).expect("a status serialises"),
+        )),
+        None => Err(ApiError::NotFound),
+    }
+}
