@@ -28,6 +28,12 @@ fn served() -> BTreeSet<(String, String)> {
 
 /// Registers one product and returns the path with `{id}` filled in.
 async fn concrete(app: &TestApp, path: &str) -> String {
+    if path == "/api/me/erasure" {
+        // An erasure in progress (its marker), so the status answers 200.
+        let user = warranty::domain::UserId("alice".into());
+        warranty::application::privacy::begin_erasure(&app.services, &user).await.unwrap();
+        return path.to_owned();
+    }
     if path.contains("{installationId}") {
         return path.replace("{installationId}", "contract-phone");
     }
@@ -106,6 +112,7 @@ async fn call(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
             app.client.delete(url)
         }
         "POST" if path.ends_with("/read") => app.client.post(url),
+        "DELETE" if path == "/api/me" => app.client.delete(url).json(&serde_json::json!({"confirm": "delete my data"})),
         "POST" if path.ends_with("/calendar-feed") => app.client.post(url).json(&serde_json::json!({"leadDays": [14]})),
         // A feed to revoke.
         "DELETE" if path.ends_with("/calendar-feed") => {

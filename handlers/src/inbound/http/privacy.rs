@@ -7,7 +7,7 @@ use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 
 use super::error::ApiError;
-use super::products::{json, read_json};
+use super::products::{download_type, json, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::privacy::{self, CONFIRMATION, ERASURE_WAIT};
 
@@ -44,7 +44,8 @@ pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut resp = warp::reply::stream(body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(download_type(req, "application/zip")));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", privacy::file_name(day))) {
         h.insert(header::CONTENT_DISPOSITION, v);
