@@ -1,6 +1,6 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card|reminders` runs one):
+//! Sections (all by default; `--only binary|ocr|backends|card|reminders|export` runs one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
 //!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
@@ -17,7 +17,9 @@
 //!   public verification endpoint's latency, in process on the embedded and Cosmos DB backends;
 //! - **reminders**: the expiry-reminder sweep over a generated SQLite store of up to 1,000,000
 //!   coverages (one per product, each scheduled as a sweep leaves it), with 1,000 or 10,000
-//!   due: the time to choose and create the due reminders, and the process's RSS around it.
+//!   due: the time to choose and create the due reminders, and the process's RSS around it;
+//! - **export**: `GET /api/me/export` of 200 products with 1 MB invoices from the release binary
+//!   (a child process): bytes per second and the server's peak RSS while it streams.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -41,6 +43,7 @@ enum Section {
     Backends,
     Card,
     Reminders,
+    Export,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -231,6 +234,9 @@ fn main() {
             for backend in [Backend::Embedded, Backend::Azure] {
                 card_bench(backend).await;
             }
+        }
+        if runs(Section::Export) {
+            export_bench(&bin).await;
         }
         if runs(Section::Reminders) {
             reminder_bench().await;
@@ -813,4 +819,45 @@ async fn reminder_bench() {
         );
     }
     println!("command: cargo bench --bench bench -- --only reminders");
+}
+
+/// Peak RSS (`VmHWM`) of `pid` in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+async fn export_bench(bin: &Path) {
+    println!("## the export (GET /api/me/export), release binary as a child process");
+    let (server, _) = start(bin, &[]);
+    let pid = server.child.id();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    let token = token("export-user");
+    let invoice = pdf(1_000_000);
+    for n in 0..200 {
+        let form = Form::registration("Acme", "Export 1", &format!("EXP{n:06}"), "2026-01-15", &invoice);
+        assert_eq!(post_registration(&client, &base, &token, form).await, 201);
+    }
+    let before = status_kib(pid, "VmRSS:");
+    let peak_before = peak_kib(pid);
+    let t = Instant::now();
+    let mut resp = client.get(format!("{base}/api/me/export")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (mut bytes, mut peak) = (0u64, 0u64);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        bytes += chunk.len() as u64;
+        peak = peak.max(status_kib(pid, "VmRSS:"));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert!(bytes > 200_000_000, "every invoice is in the archive");
+    println!(
+        "200 products, 1 MB invoices: {:.1} MB in {secs:.2} s = {:.0} MB/s; server RSS {:.1} MiB before, {:.1} MiB at most while streaming (process peak before the export {:.1} MiB, after {:.1} MiB)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        peak_before as f64 / 1024.0,
+        peak_kib(pid) as f64 / 1024.0,
+    );
+    println!("command: cargo bench --bench bench -- --only export");
 }

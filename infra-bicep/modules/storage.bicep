@@ -49,8 +49,33 @@ resource dataBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' =
     isVersioningEnabled: true
     deleteRetentionPolicy: { enabled: true, days: 30 }
     containerDeleteRetentionPolicy: { enabled: true, days: 30 }
-    changeFeed: { enabled: true }
+    // The change feed (blob names and events, which point-in-time restore needs) is kept a
+    // day longer than the restore window, not forever (docs/privacy.md).
+    changeFeed: { enabled: true, retentionInDays: 30 }
     restorePolicy: { enabled: true, days: 29 }
+  }
+}
+
+// Versioning keeps a blob's earlier versions, also after the blob is deleted (an erased user's
+// invoices included): they are removed 30 days after they stop being current. The rule runs once
+// a day (docs/privacy.md lists what stays and for how long).
+resource dataLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: data
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'earlier-versions-expire'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'] }
+            actions: { version: { delete: { daysAfterCreationGreaterThan: 30 } } }
+          }
+        }
+      ]
+    }
   }
 }
 

@@ -483,3 +483,38 @@ fn the_seeds_dispatch_call_is_accepted_by_deploy_yml() {
     // The tag reaches the procedure through the environment.
     assert!(deploy.contains("INPUT_IMAGE_TAG: ${{ inputs.imageTag }}"));
 }
+
+/// `docs/privacy.md` states how long each platform safety net keeps erased data; those figures
+/// are the ones the Bicep sets.
+#[test]
+fn the_privacy_retention_table_matches_the_bicep() {
+    let privacy = read("docs/privacy.md");
+    for (file, setting, stated) in [
+        (
+            "infra-bicep/modules/storage.bicep",
+            "deleteRetentionPolicy: { enabled: true, days: 30 }",
+            "| Blob Storage soft delete | deleted invoices and proofs, restorable by an operator | **30 days**",
+        ),
+        (
+            "infra-bicep/modules/storage.bicep",
+            "version: { delete: { daysAfterCreationGreaterThan: 30 } }",
+            "| Blob Storage versions | earlier versions of each invoice blob | **30 days**",
+        ),
+        ("infra-bicep/modules/storage.bicep", "restorePolicy: { enabled: true, days: 29 }", "**29 days**"),
+        (
+            "infra-bicep/modules/storage.bicep",
+            "changeFeed: { enabled: true, retentionInDays: 30 }",
+            "| Blob Storage change feed | blob names (product ids) and events | **30 days**",
+        ),
+        (
+            "infra-bicep/modules/cosmos.bicep",
+            "tier: 'Continuous30Days'",
+            "| Cosmos DB continuous backup | point-in-time copies of the account (same caveat on restore) | **30 days**",
+        ),
+        ("infra-bicep/modules/servicebus.bicep", "defaultMessageTimeToLive: 'P14D'", "**14 days** at most"),
+        ("infra-bicep/modules/monitoring.bicep", "retentionInDays: 90", "**90 days**"),
+    ] {
+        assert!(read(file).contains(setting), "{file} no longer sets `{setting}`: update docs/privacy.md");
+        assert!(privacy.contains(stated), "docs/privacy.md does not state `{stated}`");
+    }
+}
