@@ -216,6 +216,7 @@ impl Application {
                 auth,
                 version: VERSION,
                 public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
+                erasure_wait: Duration::from_secs(settings.server.erasure_wait_secs),
             }),
             readers,
             worker,

@@ -11,8 +11,6 @@
 //! then everything else of the user, and the marker last. Every step is idempotent; a crashed
 //! erasure is found by its marker and resumed (`resume_pending`, run at start and periodically).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -407,9 +405,6 @@ pub async fn resume_pending(services: &Services) -> Result<usize, Unavailable> {
     }
     Ok(done)
 }
-
-/// How long `DELETE /api/me` waits for the erasure before answering `202`.
-pub const ERASURE_WAIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

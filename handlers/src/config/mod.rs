@@ -212,6 +212,9 @@ pub struct ServerSettings {
     /// How long an Idempotency-Key answer is remembered, in hours.
     #[arg(long, env = "WARRANTY_IDEMPOTENCY_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
     pub idempotency_ttl_hours: u32,
+    /// Seconds `DELETE /api/me` waits for the erasure before answering `202` (it goes on).
+    #[arg(long, env = "WARRANTY_ERASURE_WAIT_SECS", default_value_t = 10)]
+    pub erasure_wait_secs: u64,
 }
 
 /// How bearer tokens are checked: an identity provider's JWKS, or the embedded default's shared secret.

@@ -22,4 +22,6 @@ pub struct AppState {
     pub version: &'static str,
     /// Public base URL for links on cards and in calendars; `None`: from the request.
     pub public_base_url: Option<String>,
+    /// How long `DELETE /api/me` waits for the erasure before answering `202`.
+    pub erasure_wait: std::time::Duration,
 }

@@ -8,7 +8,10 @@ backends!([embedded, azure]:
     the_export_is_a_zip_with_every_card_file_reminder_and_setting,
     erasure_needs_its_confirmation_and_leaves_nothing_of_the_user,
     an_interrupted_erasure_is_resumed_and_finished,
+    an_erasure_longer_than_the_wait_answers_202_and_goes_on,
 );
+
+backends!([embedded]: support_staff_export_and_erase_with_the_cli);
 
 use std::sync::Arc;
 
@@ -329,4 +332,62 @@ async fn an_interrupted_erasure_is_resumed_and_finished() {
     assert_eq!(stored(&app, "frank", &other).await, frank);
     assert_eq!(app.get("erin", "/api/me/erasure").await.status(), 404);
     assert_eq!(warranty::application::privacy::resume_pending(&app.services).await.unwrap(), 0);
+}
+
+async fn an_erasure_longer_than_the_wait_answers_202_and_goes_on() {
+    let hub = notification_hub().await;
+    let cs = warranty::config::Secret::new(hub.connection_string());
+    let clock = Arc::new(ManualClock::new(NOW.parse().unwrap()));
+    let app = spawn_at(clock, |s| {
+        s.reminders.notification_hub_connection_string = Some(cs);
+        // No wait at all: every erasure outlives it.
+        s.server.erasure_wait_secs = 0;
+    })
+    .await;
+    let (ids, _) = populate(&app, "gail", "ERE").await;
+    let resp = erase(&app, "gail", Some(json!({"confirm": "delete my data"}))).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["location"], "/api/me/erasure");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["startedAt"].as_str()), (Some("in_progress"), Some(NOW)));
+    // It goes on without the request: poll the status until it is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.get("gail", "/api/me/erasure").await.status() == 200 {
+        assert!(std::time::Instant::now() < deadline, "the erasure did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.get("gail", "/api/me/erasure").await.status(), 404);
+    assert_eq!(stored(&app, "gail", &ids).await, Default::default());
+}
+
+/// `warranty users export` and `warranty users erase`: the release procedures for support staff,
+/// run as the real binary on the same data directory as a running server.
+async fn support_staff_export_and_erase_with_the_cli() {
+    let (app, _hub) = app().await;
+    let (ids, _) = populate(&app, "hank", "CLI").await;
+    let (others, _) = populate(&app, "ivy", "CLJ").await;
+    let ivy = stored(&app, "ivy", &others).await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warranty"))
+            .args(args)
+            .env("WARRANTY_DATA_DIR", app.dir.path())
+            .env("WARRANTY_DEV_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs")
+    };
+    let out = cli(&["users", "export", "--user", "hank"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("hank.zip");
+    std::fs::write(&zip, &out.stdout).unwrap();
+    let listing = python(
+        "import sys, json, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps([len(json.loads(z.read('products.json'))), len([n for n in z.namelist() if n.startswith('invoices/')])]))",
+        &zip,
+    );
+    assert_eq!(listing, json!([3, 3]));
+    let out = cli(&["users", "erase", "--user", "hank"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stored(&app, "hank", &ids).await, Default::default());
+    assert_eq!(stored(&app, "ivy", &others).await, ivy);
 }

@@ -9,7 +9,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use super::error::ApiError;
 use super::products::{download_type, json, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
-use crate::application::privacy::{self, CONFIRMATION, ERASURE_WAIT};
+use crate::application::privacy::{self, CONFIRMATION};
 
 /// Chunks in flight between the archive writer and the connection: memory is a few of them.
 const CHANNEL: usize = 4;
@@ -85,7 +85,7 @@ pub async fn erase(state: &AppState, req: &Request, body: BodyStream) -> Result<
     let started = privacy::begin_erasure(&state.services, &user).await?;
     let services = state.services.clone();
     let work = tokio::spawn(async move { privacy::continue_erasure(&services, &user, None).await });
-    match tokio::time::timeout(ERASURE_WAIT, work).await {
+    match tokio::time::timeout(state.erasure_wait, work).await {
         Ok(Ok(Ok(true))) => {
             let mut resp = HttpResponse::new(bytes::Bytes::new());
             *resp.status_mut() = StatusCode::NO_CONTENT;
