@@ -9,6 +9,7 @@ backends!([embedded, azure]:
     erasure_needs_its_confirmation_and_leaves_nothing_of_the_user,
     an_interrupted_erasure_is_resumed_and_finished,
     an_erasure_longer_than_the_wait_answers_202_and_goes_on,
+    a_client_that_leaves_mid_export_leaves_nothing_behind,
 );
 
 backends!([embedded]: support_staff_export_and_erase_with_the_cli);
@@ -390,4 +391,50 @@ async fn support_staff_export_and_erase_with_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stored(&app, "hank", &ids).await, Default::default());
     assert_eq!(stored(&app, "ivy", &others).await, ivy);
+}
+
+/// Every file under `dir`, with its size.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    fn walk(p: &std::path::Path, out: &mut std::collections::BTreeMap<String, u64>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if !path.to_string_lossy().contains("warranty.sqlite3") {
+                out.insert(path.display().to_string(), e.metadata().map(|m| m.len()).unwrap_or(0));
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(dir, &mut out);
+    out
+}
+
+async fn a_client_that_leaves_mid_export_leaves_nothing_behind() {
+    let (app, _hub) = app().await;
+    // Invoices large enough that the archive cannot sit in the socket's buffers.
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.resize(6_000_000, b' ');
+    for n in 0..3 {
+        let form = Form::registration("Dell", "Inspiron 14", &format!("BIG{n:03}X"), "2027-01-15", &big);
+        assert_eq!(app.post_form("lena", form).await.status(), 201);
+    }
+    let before = tree(app.dir.path());
+    let mut resp = app.get("lena", "/api/me/export").await;
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().expect("the archive starts");
+    assert!(first.starts_with(b"PK\x03\x04"));
+    drop(resp);
+    // The server wrote nothing for the export and serves the next one whole.
+    assert_eq!(tree(app.dir.path()), before);
+    let whole = app.get("lena", "/api/me/export").await.bytes().await.unwrap();
+    assert!(whole.len() > 18_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("lena.zip");
+    std::fs::write(&zip, &whole).unwrap();
+    let names = python(
+        "import sys, json, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(len(z.namelist())))",
+        &zip,
+    );
+    assert_eq!(names, json!(8), "README, 2 product files, 3 invoices, notifications, settings");
 }

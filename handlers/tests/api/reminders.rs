@@ -5,6 +5,7 @@
 
 backends!([embedded, azure]:
     reminders_fall_due_at_the_users_hour_across_a_dst_change_exactly_once,
+    a_leap_day_reminder_in_auckland_falls_due_the_utc_day_before,
     edits_deletions_and_expiry_decide_which_reminders_exist,
     racing_sweeps_create_each_reminder_once,
     push_goes_to_each_device_with_retries_dead_letters_and_gone_devices_removed,
@@ -140,6 +141,19 @@ async fn reminders_fall_due_at_the_users_hour_across_a_dst_change_exactly_once()
     assert_eq!(feed(&app, "mallory", "").await["items"], json!([]), "another user's feed is theirs");
     let bad = app.get("alice", "/api/notifications?continuationToken=xyz").await;
     assert_eq!(bad.status(), 400);
+}
+
+async fn a_leap_day_reminder_in_auckland_falls_due_the_utc_day_before() {
+    let (app, clock) = app_at("2028-01-10T00:00:00Z", |_| {}).await;
+    put_settings(&app, "kiri", json!({"leadDays": [1], "timeZone": "Pacific/Auckland", "hour": 9})).await;
+    product_with_coverage(&app, "kiri", "LEAP001", "2027-12-01", "2028-03-01").await;
+    // One day before 1 March 2028 is 29 February; 09:00 in Auckland (UTC+13 in summer) is
+    // 20:00 UTC on the 28th.
+    assert_eq!(tick(&app, &clock, "2028-02-28T19:59:59Z").await["created"], 0);
+    assert_eq!(tick(&app, &clock, "2028-02-28T20:00:00Z").await["created"], 1);
+    let items = feed(&app, "kiri", "").await["items"].clone();
+    assert_eq!(items[0]["dueAt"], "2028-02-28T20:00:00Z");
+    assert_eq!(items[0]["title"], "Warranty ends tomorrow", "tomorrow in Auckland, whatever the UTC date");
 }
 
 async fn edits_deletions_and_expiry_decide_which_reminders_exist() {
