@@ -19,7 +19,8 @@
 //!   coverages (one per product, each scheduled as a sweep leaves it), with 1,000 or 10,000
 //!   due: the time to choose and create the due reminders, and the process's RSS around it;
 //! - **export**: `GET /api/me/export` of 200 products with 1 MB invoices from the release binary
-//!   (a child process): bytes per second and the server's peak RSS while it streams.
+//!   (a child process), invoices on files and in Azurite: bytes per second and the server's RSS
+//!   while it streams.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -236,7 +237,8 @@ fn main() {
             }
         }
         if runs(Section::Export) {
-            export_bench(&bin).await;
+            export_bench(&bin, InvoiceStore::Files).await;
+            export_bench(&bin, InvoiceStore::Blob).await;
         }
         if runs(Section::Reminders) {
             reminder_bench().await;
@@ -826,9 +828,17 @@ fn peak_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
 }
 
-async fn export_bench(bin: &Path) {
-    println!("## the export (GET /api/me/export), release binary as a child process");
-    let (server, _) = start(bin, &[]);
+async fn export_bench(bin: &Path, store: InvoiceStore) {
+    println!("## the export (GET /api/me/export), release binary as a child process, {store:?} invoice store");
+    let env = match store {
+        InvoiceStore::Files => Vec::new(),
+        InvoiceStore::Blob => vec![
+            ("WARRANTY_INVOICE_STORE".to_owned(), "blob".to_owned()),
+            ("InvoiceStorage".to_owned(), support::azurite_connection_string()),
+            ("WARRANTY_BLOB_CONTAINER".to_owned(), format!("export{}", std::process::id())),
+        ],
+    };
+    let (server, _) = start(bin, &env);
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::new();

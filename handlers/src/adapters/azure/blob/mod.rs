@@ -249,6 +249,22 @@ impl InvoiceStore for BlobInvoiceStore {
         }
     }
 
+    async fn open(&self, location: &str) -> Result<Option<crate::ports::ChunkStream>, Unavailable> {
+        use futures_util::StreamExt;
+        // One range request at a time, 1 MiB each: the export holds one chunk of one blob (the
+        // SDK's default downloads 8 or more partitions at once).
+        let options = azure_storage_blob::models::BlobClientDownloadOptions {
+            parallel: std::num::NonZero::new(1),
+            partition_size: std::num::NonZero::new(1024 * 1024),
+            ..Default::default()
+        };
+        match self.container.blob_client(location).download(Some(options)).await {
+            Ok(resp) => Ok(Some(Box::pin(resp.body.map(|chunk| chunk.map_err(unavailable))))),
+            Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn read(&self, location: &str) -> Result<Option<Bytes>, Unavailable> {
         match self.container.blob_client(location).download(None).await {
             Ok(resp) => resp.body.collect().await.map(|b| Some(Bytes::from(b.to_vec()))).map_err(unavailable),
