@@ -72,6 +72,33 @@ struct ProductDoc {
     etag: Option<String>,
 }
 
+/// A document type this adapter reads and updates with `If-Match`.
+trait Stored: Serialize + serde::de::DeserializeOwned + Send + Sync {
+    /// Its `type` field.
+    const TYPE: &'static str;
+    fn etag(&self) -> Option<&str>;
+    /// Refuses a stored document this code cannot read.
+    fn check(_id: &str, _doc: &serde_json::Value) -> Result<(), Unavailable> {
+        Ok(())
+    }
+}
+
+impl Stored for ProductDoc {
+    const TYPE: &'static str = "product";
+
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    fn check(id: &str, doc: &serde_json::Value) -> Result<(), Unavailable> {
+        let version = doc["schemaVersion"].as_u64().unwrap_or(0);
+        if version != u64::from(SCHEMA_VERSION) {
+            return Err(unavailable(format!("product {id} has unknown schema version {version}")));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct IdempotencyDoc {
@@ -229,17 +256,15 @@ impl CosmosProductRepository {
         Self { container }
     }
 
-    async fn read_doc(&self, user: &str, id: &str) -> Result<Option<ProductDoc>, Unavailable> {
+    /// A document of type `T` by id; `None` when there is none (or it is of another type).
+    async fn read_typed<T: Stored>(&self, user: &str, id: &str) -> Result<Option<T>, Unavailable> {
         match self.container.read_item(user.to_owned(), id, None).await {
             Ok(resp) => {
                 let doc: serde_json::Value = resp.into_model().map_err(unavailable)?;
-                if doc["type"] != "product" {
+                if doc["type"] != T::TYPE {
                     return Ok(None);
                 }
-                let version = doc["schemaVersion"].as_u64().unwrap_or(0);
-                if version != u64::from(SCHEMA_VERSION) {
-                    return Err(unavailable(format!("product {id} has unknown schema version {version}")));
-                }
+                T::check(id, &doc)?;
                 serde_json::from_value(doc).map(Some).map_err(unavailable)
             }
             Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
@@ -247,22 +272,26 @@ impl CosmosProductRepository {
         }
     }
 
+    async fn read_doc(&self, user: &str, id: &str) -> Result<Option<ProductDoc>, Unavailable> {
+        self.read_typed(user, id).await
+    }
+
     /// Re-reads the document and applies `change` until a replace with `If-Match` succeeds.
     /// `change` returns false to leave the document alone. Returns whether a change was stored.
-    async fn update(
+    async fn update_typed<T: Stored>(
         &self,
         user: &str,
         id: &str,
-        mut change: impl FnMut(&mut ProductDoc) -> bool + Send,
+        mut change: impl FnMut(&mut T) -> bool + Send,
     ) -> Result<bool, Unavailable> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let Some(mut doc) = self.read_doc(user, id).await? else {
+            let Some(mut doc) = self.read_typed::<T>(user, id).await? else {
                 return Ok(false);
             };
             if !change(&mut doc) {
                 return Ok(false);
             }
-            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            let etag = doc.etag().ok_or_else(|| unavailable("a stored document without an ETag"))?.to_owned();
             match self.container.replace_item(user.to_owned(), id, &doc, Some(if_match(&etag))).await {
                 Ok(_) => return Ok(true),
                 Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
@@ -271,6 +300,31 @@ impl CosmosProductRepository {
             }
         }
         Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")))
+    }
+
+    /// [`update_typed`](Self::update_typed) for products.
+    async fn update(
+        &self,
+        user: &str,
+        id: &str,
+        change: impl FnMut(&mut ProductDoc) -> bool + Send,
+    ) -> Result<bool, Unavailable> {
+        self.update_typed(user, id, change).await
+    }
+
+    /// Every result of `query` in `scope`.
+    async fn query<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        query: Query,
+        scope: FeedScope,
+    ) -> Result<Vec<T>, Unavailable> {
+        self.container
+            .query_items::<T>(query, scope, None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)
     }
 
     async fn existing_with_serial(&self, user: &str, serial_key: &str) -> Result<Option<ProductId>, Unavailable> {
@@ -336,14 +390,7 @@ impl ProductRepository for CosmosProductRepository {
             Query::from("SELECT c.product.invoice.location AS location FROM c WHERE c.type = 'product' AND c.id = @id")
                 .with_parameter("@id", id.to_string())
                 .map_err(unavailable)?;
-        let found: Vec<Found> = self
-            .container
-            .query_items::<Found>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let found: Vec<Found> = self.query(query, FeedScope::full_container()).await?;
         Ok(found.into_iter().next().map(|f| f.location))
     }
 
@@ -389,14 +436,7 @@ impl ProductRepository for CosmosProductRepository {
         let query = Query::from("SELECT c.id FROM c WHERE c.type <> 'product' AND c.id <> @keep")
             .with_parameter("@keep", user_record_id(keep))
             .map_err(unavailable)?;
-        let ids: Vec<Id> = self
-            .container
-            .query_items::<Id>(query, FeedScope::partition(user.as_str().to_owned()), None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let ids: Vec<Id> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
         for Id { id } in ids {
             match self.container.delete_item(user.as_str().to_owned(), &id, None).await {
                 Ok(_) => {}
@@ -417,14 +457,7 @@ impl ProductRepository for CosmosProductRepository {
         let query = Query::from("SELECT c.userId FROM c WHERE c.type = 'user-record' AND c.id = @id")
             .with_parameter("@id", user_record_id(key))
             .map_err(unavailable)?;
-        let owners: Vec<Owner> = self
-            .container
-            .query_items::<Owner>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let owners: Vec<Owner> = self.query(query, FeedScope::full_container()).await?;
         Ok(owners.into_iter().map(|o| UserId(o.user_id)).collect())
     }
 
@@ -446,14 +479,7 @@ impl ProductRepository for CosmosProductRepository {
         let query = Query::from("SELECT * FROM c WHERE c.type = 'product' AND c.id = @id")
             .with_parameter("@id", id.to_string())
             .map_err(unavailable)?;
-        let docs: Vec<ProductDoc> = self
-            .container
-            .query_items::<ProductDoc>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let docs: Vec<ProductDoc> = self.query(query, FeedScope::full_container()).await?;
         let Some(doc) = docs.into_iter().next() else { return Ok(None) };
         let owner = LinkOwnerDoc {
             id: pid.clone(),
@@ -535,14 +561,7 @@ impl ProductRepository for CosmosProductRepository {
         ))
         .with_parameter("@before", before)
         .map_err(unavailable)?;
-        let docs: Vec<ProductDoc> = self
-            .container
-            .query_items::<ProductDoc>(query, FeedScope::partition(user.as_str().to_owned()), None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let docs: Vec<ProductDoc> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
         Ok(docs.into_iter().take(limit).map(|d| d.product).collect())
     }
 

@@ -10,10 +10,9 @@ use async_trait::async_trait;
 use azure_core::http::StatusCode;
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{CosmosProductRepository, MAX_CONFLICT_RETRIES, if_match, is, ts, unavailable};
+use super::{CosmosProductRepository, if_match, is, ts, unavailable};
 use crate::domain::{ProductRecord, UserId};
 use crate::ports::{
     DeliveryTarget, FeedCursor, Reminder, ReminderDelivery, ReminderStore, Schedule, Settlement, Unavailable,
@@ -64,58 +63,11 @@ fn feed_key(created_at: DateTime<Utc>, id: &str) -> String {
     format!("{}|{id}", ts(created_at))
 }
 
-impl CosmosProductRepository {
-    async fn read_reminder(&self, user: &str, id: &str) -> Result<Option<ReminderDoc>, Unavailable> {
-        match self.container.read_item(user.to_owned(), id, None).await {
-            Ok(resp) => {
-                let doc: serde_json::Value = resp.into_model().map_err(unavailable)?;
-                if doc["type"] != "reminder" {
-                    return Ok(None);
-                }
-                serde_json::from_value(doc).map(Some).map_err(unavailable)
-            }
-            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
-    }
+impl super::Stored for ReminderDoc {
+    const TYPE: &'static str = "reminder";
 
-    /// Re-reads the reminder and applies `change` until a replace with `If-Match` succeeds.
-    async fn update_reminder(
-        &self,
-        user: &str,
-        id: &str,
-        mut change: impl FnMut(&mut ReminderDoc) -> bool + Send,
-    ) -> Result<bool, Unavailable> {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let Some(mut doc) = self.read_reminder(user, id).await? else {
-                return Ok(false);
-            };
-            if !change(&mut doc) {
-                return Ok(false);
-            }
-            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
-            match self.container.replace_item(user.to_owned(), id, &doc, Some(if_match(&etag))).await {
-                Ok(_) => return Ok(true),
-                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
-                Err(e) if is(&e, StatusCode::NotFound) => return Ok(false),
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")))
-    }
-
-    async fn query<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        query: Query,
-        scope: FeedScope,
-    ) -> Result<Vec<T>, Unavailable> {
-        self.container
-            .query_items::<T>(query, scope, None)
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
     }
 }
 
@@ -252,10 +204,10 @@ impl ReminderStore for CosmosProductRepository {
     }
 
     async fn mark_read(&self, user: &UserId, id: &str, at: DateTime<Utc>) -> Result<bool, Unavailable> {
-        if self.read_reminder(user.as_str(), id).await?.is_none() {
-            return Ok(false);
-        }
-        self.update_reminder(user.as_str(), id, |doc| {
+        // One read: the change is told whether the reminder exists.
+        let mut found = false;
+        self.update_typed::<ReminderDoc>(user.as_str(), id, |doc| {
+            found = true;
             if doc.reminder.read_at.is_some() {
                 return false;
             }
@@ -264,7 +216,7 @@ impl ReminderStore for CosmosProductRepository {
             true
         })
         .await?;
-        Ok(true)
+        Ok(found)
     }
 
     async fn claim(
@@ -314,7 +266,7 @@ impl ReminderStore for CosmosProductRepository {
     async fn settle(&self, delivery: &ReminderDelivery, how: &Settlement) -> Result<(), Unavailable> {
         let r = &delivery.reminder;
         let (channel, target) = (&delivery.target.channel, &delivery.target.target);
-        self.update_reminder(r.user_id.as_str(), &r.id, |doc| {
+        self.update_typed::<ReminderDoc>(r.user_id.as_str(), &r.id, |doc| {
             let Some(i) = doc.deliveries.iter().position(|d| &d.channel == channel && &d.target == target) else {
                 return false;
             };
