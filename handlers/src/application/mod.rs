@@ -42,3 +42,16 @@ pub struct Services {
     /// Expiry reminders: schedule, feed, outbox and the channels they go out on.
     pub reminders: reminders::Reminders,
 }
+
+/// One of a user's records (`ProductRepository::user_record`) read as `T`; `T`'s default when
+/// the user has none.
+pub fn record_or_default<T: serde::de::DeserializeOwned + Default>(
+    key: &str,
+    doc: Option<serde_json::Value>,
+) -> Result<T, crate::ports::Unavailable> {
+    match doc {
+        None => Ok(T::default()),
+        Some(doc) => serde_json::from_value(doc)
+            .map_err(|e| crate::ports::Unavailable::new("product store", format!("stored {key} is unreadable: {e}"))),
+    }
+}

@@ -23,14 +23,8 @@ pub struct SettingsView {
 }
 
 /// The user's settings, or the defaults when they never set any.
-pub async fn get(services: &Services, user: &UserId) -> Result<NotificationSettings, Error> {
-    match services.products.user_record(user, RECORD).await? {
-        None => Ok(NotificationSettings::default()),
-        Some(doc) => serde_json::from_value(doc).map_err(|e| {
-            crate::ports::Unavailable::new("product store", format!("stored notification settings are unreadable: {e}"))
-                .into()
-        }),
-    }
+pub async fn get(services: &Services, user: &UserId) -> Result<NotificationSettings, crate::ports::Unavailable> {
+    super::record_or_default(RECORD, services.products.user_record(user, RECORD).await?)
 }
 
 /// The user's settings with the webhook secret, if the webhook is on.

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Error, Services, notifications, reminders};
+use super::{Services, notifications, reminders};
 use crate::archive::{Method, ZipWriter};
 use crate::domain::{ProductRecord, UserId};
 use crate::ports::{ListCursor, Unavailable};
@@ -92,17 +92,37 @@ Dates are ISO 8601 (UTC where a time is given). The SHA-256 of each invoice is i
 (invoice.sha256) and products.csv, so you can check the files.
 ";
 
-/// Every product of the user, page by page, in newest-first order.
-async fn each_product(
-    services: &Services,
-    user: &UserId,
+/// The user's products a page at a time, newest first.
+struct ProductPages<'a> {
+    services: &'a Services,
+    user: &'a UserId,
     after: Option<ListCursor>,
-) -> Result<Vec<ProductRecord>, Unavailable> {
-    services.products.list(user, after.as_ref(), PAGE).await
+    done: bool,
 }
 
-fn cursor(p: &ProductRecord) -> ListCursor {
-    ListCursor { created_at: p.created_at, id: p.id }
+impl<'a> ProductPages<'a> {
+    fn new(services: &'a Services, user: &'a UserId) -> Self {
+        Self { services, user, after: None, done: false }
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<ProductRecord>>, Unavailable> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.services.products.list(self.user, self.after.as_ref(), PAGE).await?;
+        self.done = page.len() < PAGE;
+        self.after = page.last().map(|p| ListCursor { created_at: p.created_at, id: p.id });
+        Ok(Some(page))
+    }
+}
+
+impl Sink {
+    /// One element of a JSON array being written (`[` and `]` are the caller's).
+    async fn element(&mut self, first: &mut bool, json: Vec<u8>) -> Result<(), ExportStopped> {
+        self.write(if *first { b"\n" } else { b",\n" }).await?;
+        *first = false;
+        self.write(&json).await
+    }
 }
 
 /// A product as the export shows it: everything stored, without the stores' own locations.
@@ -194,18 +214,10 @@ pub async fn export(
     // products.json, a page at a time.
     sink.start("products.json", Method::Deflated).await?;
     sink.write(b"[").await?;
-    let (mut after, mut first) = (None, true);
-    loop {
-        let page = each_product(services, user, after.take()).await?;
+    let (mut pages, mut first) = (ProductPages::new(services, user), true);
+    while let Some(page) = pages.next().await? {
         for p in &page {
-            let sep: &[u8] = if first { b"\n" } else { b",\n" };
-            first = false;
-            sink.write(sep).await?;
-            sink.write(&serde_json::to_vec_pretty(&exported(p)).expect("a product serialises")).await?;
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
-            _ => break,
+            sink.element(&mut first, serde_json::to_vec_pretty(&exported(p)).expect("a product serialises")).await?;
         }
     }
     sink.write(b"\n]\n").await?;
@@ -214,23 +226,17 @@ pub async fn export(
     // products.csv.
     sink.start("products.csv", Method::Deflated).await?;
     sink.write(format!("{}\r\n", CSV_COLUMNS.join(",")).as_bytes()).await?;
-    let mut after = None;
-    loop {
-        let page = each_product(services, user, after.take()).await?;
+    let mut pages = ProductPages::new(services, user);
+    while let Some(page) = pages.next().await? {
         for p in &page {
             sink.write(csv_row(p).as_bytes()).await?;
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
-            _ => break,
         }
     }
     sink.finish().await?;
 
     // The files, streamed chunk by chunk.
-    let mut after = None;
-    loop {
-        let page = each_product(services, user, after.take()).await?;
+    let mut pages = ProductPages::new(services, user);
+    while let Some(page) = pages.next().await? {
         for p in &page {
             let ext = p.invoice.kind.extension();
             let name = format!("invoices/{}_{}_v{}.{ext}", p.purchase_date.date(), p.id, p.invoice.version);
@@ -242,10 +248,6 @@ pub async fn export(
                 }
             }
         }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
-            _ => break,
-        }
     }
 
     // notifications.json.
@@ -255,10 +257,7 @@ pub async fn export(
     loop {
         let page = services.reminders.store.feed(user, after.as_ref(), PAGE).await?;
         for r in &page {
-            let sep: &[u8] = if first { b"\n" } else { b",\n" };
-            first = false;
-            sink.write(sep).await?;
-            sink.write(&serde_json::to_vec_pretty(r).expect("a reminder serialises")).await?;
+            sink.element(&mut first, serde_json::to_vec_pretty(r).expect("a reminder serialises")).await?;
         }
         match page.last() {
             Some(last) if page.len() == PAGE => {
@@ -271,10 +270,7 @@ pub async fn export(
     sink.finish().await?;
 
     // settings.json: what the user chose; secrets (the webhook's, the calendar feed's) stay out.
-    let settings = notifications::get(services, user).await.map_err(|e| match e {
-        Error::Unavailable(u) => u,
-        other => Unavailable::new("product store", other),
-    })?;
+    let settings = notifications::get(services, user).await?;
     let calendar = services.products.user_record(user, super::calendar::RECORD).await?.map(|mut feed| {
         if let Some(o) = feed.as_object_mut() {
             o.remove("secretSha256");

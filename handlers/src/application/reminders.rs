@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Error, Services, notifications};
+use super::{Error, Services, notifications, record_or_default};
 use crate::domain::reminders::{Channel, NotificationSettings, due_at, reminder_id};
 use crate::domain::{FieldError, ProductRecord, UserId};
 use crate::ports::{
@@ -186,24 +186,10 @@ async fn recipients(
     let devices = services.products.user_records(&users, DEVICES).await?;
     let mut out = HashMap::with_capacity(users.len());
     for ((user, settings), devices) in users.into_iter().zip(settings).zip(devices) {
-        let settings = match settings {
-            None => NotificationSettings::default(),
-            Some(doc) => serde_json::from_value(doc).map_err(|e| Unavailable::new("product store", e))?,
-        };
-        let devices = match devices {
-            None => Vec::new(),
-            Some(doc) => serde_json::from_value(doc).map_err(|e| Unavailable::new("product store", e))?,
-        };
-        out.insert(user, (settings, devices));
+        let settings = record_or_default(notifications::RECORD, settings)?;
+        out.insert(user, (settings, record_or_default(DEVICES, devices)?));
     }
     Ok(out)
-}
-
-fn unavailable(e: Error) -> Unavailable {
-    match e {
-        Error::Unavailable(u) => u,
-        other => Unavailable::new("product store", other),
-    }
 }
 
 /// A product's reminders at `now`: those to create, and when the next one falls due.
@@ -333,7 +319,7 @@ async fn deliver_one(services: &Services, d: &ReminderDelivery, now: DateTime<Ut
             Some(hub) => hub.send(&d.target.target, reminder, None).await,
         },
         "webhook" => {
-            let settings = notifications::get(services, user).await.map_err(unavailable)?;
+            let settings = notifications::get(services, user).await?;
             let url = match (&settings.webhook_url, settings.channels.contains(&Channel::Webhook)) {
                 (Some(url), true) => url.clone(),
                 _ => return Ok(Settlement::Done { reason: Some("the webhook was switched off".into()) }),
@@ -402,10 +388,7 @@ pub async fn mark_read(services: &Services, user: &UserId, id: &str) -> Result<(
 
 /// The user's push devices.
 pub async fn devices(services: &Services, user: &UserId) -> Result<Vec<Device>, Unavailable> {
-    match services.products.user_record(user, DEVICES).await? {
-        None => Ok(Vec::new()),
-        Some(doc) => serde_json::from_value(doc).map_err(|e| Unavailable::new("product store", e)),
-    }
+    record_or_default(DEVICES, services.products.user_record(user, DEVICES).await?)
 }
 
 async fn store_devices(services: &Services, user: &UserId, devices: &[Device]) -> Result<(), Unavailable> {
