@@ -96,7 +96,16 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/me/erasure", Some("Erasure")),
 ];
 
-async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
+/// Routes the request. The export is the one answer streamed rather than held whole; every
+/// other route answers whole.
+async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<warp::reply::Response, ApiError> {
+    if req.method == Method::GET && req.path == "/api/me/export" {
+        return privacy::export(state, &req).await;
+    }
+    route(state, req, body).await.map(warp::Reply::into_response)
+}
+
+async fn route(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &req.method) {
         ([""], &Method::GET) => Ok(meta::root()),
@@ -176,6 +185,7 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
             sharing::put_notification_settings(&state, &req, body).await
         }
         (["api", "me", "notification-settings"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, PUT" }),
+        // GET is streamed by `dispatch`.
         (["api", "me", "export"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "me"], &Method::DELETE) => privacy::erase(&state, &req, body).await,
         (["api", "me"], _) => Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
@@ -258,18 +268,9 @@ async fn handle(
     let ctx = RequestContext { request_id: request_id.clone(), trace_id, path: path.clone() };
     let req = Request { method, path: path.clone(), query, headers, ctx };
     async move {
-        // The export is the one streamed answer; everything else is answered whole.
-        let mut resp = if req.method == Method::GET && req.path == "/api/me/export" {
-            match privacy::export(state, &req).await {
-                Ok(resp) => resp,
-                Err(err) => err.to_response(&path, &request_id).into_response(),
-            }
-        } else {
-            match dispatch(state, req, body).await {
-                Ok(resp) => resp,
-                Err(err) => err.to_response(&path, &request_id),
-            }
-            .into_response()
+        let mut resp = match dispatch(state, req, body).await {
+            Ok(resp) => resp,
+            Err(err) => err.to_response(&path, &request_id).into_response(),
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);

@@ -7,7 +7,7 @@ use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 
 use super::error::ApiError;
-use super::products::{download_type, json, read_json};
+use super::products::{download_type, json, no_content, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::privacy::{self, CONFIRMATION};
 
@@ -86,11 +86,7 @@ pub async fn erase(state: &AppState, req: &Request, body: BodyStream) -> Result<
     let services = state.services.clone();
     let work = tokio::spawn(async move { privacy::continue_erasure(&services, &user, None).await });
     match tokio::time::timeout(state.erasure_wait, work).await {
-        Ok(Ok(Ok(true))) => {
-            let mut resp = HttpResponse::new(bytes::Bytes::new());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            Ok(resp)
-        }
+        Ok(Ok(Ok(true))) => Ok(no_content(None)),
         // Still going (or resumed later by the periodic pass).
         Ok(Ok(Ok(false))) | Err(_) => Ok(in_progress(started)),
         Ok(Ok(Err(e))) => Err(e.into()),
