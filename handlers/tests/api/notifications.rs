@@ -9,13 +9,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 
 async fn put(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
-    app.client
-        .put(format!("{}/api/me/notification-settings", app.base))
-        .bearer_auth(token(user))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.put_json(user, "/api/me/notification-settings", &body).await
 }
 
 async fn get(app: &TestApp, user: &str) -> Value {

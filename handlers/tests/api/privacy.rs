@@ -53,23 +53,11 @@ async fn populate(app: &TestApp, user: &str, tag: &str) -> (Vec<String>, String)
     assert_eq!(resp.status(), 201);
     let body = json!({"description": "=HYPERLINK(\"x\") The fan rattles."});
     assert_eq!(app.post_json(user, &format!("/api/products/{}/service-requests", ids[1]), &body).await.status(), 201);
-    let resp = app
-        .client
-        .put(format!("{}/api/me/notification-settings", app.base))
-        .bearer_auth(token(user))
-        .json(&json!({"leadDays": [7], "timeZone": "Europe/Berlin", "channels": ["push"]}))
-        .send()
-        .await
-        .unwrap();
+    let settings = json!({"leadDays": [7], "timeZone": "Europe/Berlin", "channels": ["push"]});
+    let resp = app.put_json(user, "/api/me/notification-settings", &settings).await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .client
-        .put(format!("{}/api/me/devices/{user}-phone", app.base))
-        .bearer_auth(token(user))
-        .json(&json!({"platform": "fcmv1", "pushChannel": format!("token-{user}")}))
-        .send()
-        .await
-        .unwrap();
+    let device = json!({"platform": "fcmv1", "pushChannel": format!("token-{user}")});
+    let resp = app.put_json(user, &format!("/api/me/devices/{user}-phone"), &device).await;
     assert_eq!(resp.status(), 201);
     let feed: Value = app.post_json(user, "/api/me/calendar-feed", &json!({})).await.json().await.unwrap();
     let url = feed["url"].as_str().unwrap().to_owned();

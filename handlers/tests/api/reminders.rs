@@ -54,14 +54,7 @@ async fn product_with_coverage(
 }
 
 async fn put_settings(app: &TestApp, user: &str, body: Value) -> Value {
-    let resp = app
-        .client
-        .put(format!("{}/api/me/notification-settings", app.base))
-        .bearer_auth(token(user))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.put_json(user, "/api/me/notification-settings", &body).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
@@ -216,13 +209,7 @@ async fn racing_sweeps_create_each_reminder_once() {
 }
 
 async fn put_device(app: &TestApp, user: &str, id: &str, body: Value) -> reqwest::Response {
-    app.client
-        .put(format!("{}/api/me/devices/{id}", app.base))
-        .bearer_auth(token(user))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.put_json(user, &format!("/api/me/devices/{id}"), &body).await
 }
 
 async fn delete_device(app: &TestApp, user: &str, id: &str) -> u16 {

@@ -304,6 +304,11 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    pub async fn put_json(&self, user: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let req = self.client.put(format!("{}{path}", self.base)).bearer_auth(token(user)).json(body);
+        req.send().await.expect("request sent")
+    }
+
     /// A JSON merge patch (`application/merge-patch+json`) to `path`, with `If-Match` if given.
     pub async fn merge_patch(&self, user: &str, path: &str, if_match: Option<&str>, body: &str) -> reqwest::Response {
         let mut req = self
