@@ -235,6 +235,22 @@ async fn push_goes_to_each_device_with_retries_dead_letters_and_gone_devices_rem
         put_device(&app, "dave", "phone/1", json!({"platform": "apns", "pushChannel": "ab"})).await.status(),
         404
     );
+    let long = "x".repeat(65);
+    for id in ["phone!1", long.as_str()] {
+        let bad = put_device(&app, "dave", id, json!({"platform": "apns", "pushChannel": "ab"})).await;
+        assert_eq!(bad.status(), 422, "{id}");
+        assert_eq!(bad.json::<Value>().await.unwrap()["code"], "installation_id_invalid");
+    }
+    let not_json = app
+        .client
+        .put(format!("{}/api/me/devices/phone-1", app.base))
+        .bearer_auth(token("dave"))
+        .body("platform=apns")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
+    assert!(hub.snapshot().installations.is_empty(), "no refused request reached the hub");
     let phone = put_device(&app, "dave", "phone-1", json!({"platform": "fcmv1", "pushChannel": "fcm-token-1"})).await;
     assert_eq!(phone.status(), 201);
     assert_eq!(
