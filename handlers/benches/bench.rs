@@ -103,8 +103,9 @@ fn scratch_dir() -> PathBuf {
     tempfile::Builder::new().prefix("warranty-bench-").tempdir().expect("scratch dir").keep()
 }
 
-/// Starts the server and returns it with the time until `GET /` first answered.
-fn start(bin: &Path, env: &[(String, String)]) -> (Server, Duration) {
+/// Starts the server and returns it with the time until `GET /` first answered and, unless
+/// `wait_ready` is false, until it said its stores are connected.
+fn start_with(bin: &Path, env: &[(String, String)], wait_ready: bool) -> (Server, Duration, Option<Duration>) {
     let dir = tempfile::Builder::new().prefix("warranty-bench-").tempdir().expect("scratch dir");
     let port = free_port();
     let started = Instant::now();
@@ -113,26 +114,36 @@ fn start(bin: &Path, env: &[(String, String)]) -> (Server, Duration) {
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("WARRANTY_DATA_DIR", dir.path())
         .env("WARRANTY_DEV_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("server starts");
     // Poll like the Functions host does (it waits 25 ms between tries; we try every 0.5 ms).
+    let mut first = None;
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            let mut buf = [0u8; 12];
-            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
-                break;
+            let mut buf = Vec::new();
+            if s.read_to_end(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+                first.get_or_insert(started.elapsed());
+                if !wait_ready || buf.windows(13).any(|w| w == b"handler ready") {
+                    break;
+                }
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "server did not start");
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
         std::thread::sleep(Duration::from_micros(500));
     }
-    (Server { child, port, _dir: dir }, started.elapsed())
+    let ready = wait_ready.then(|| started.elapsed());
+    (Server { child, port, _dir: dir }, first.unwrap(), ready)
+}
+
+fn start(bin: &Path, env: &[(String, String)]) -> (Server, Duration) {
+    let (server, first, _) = start_with(bin, env, true);
+    (server, first)
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -264,20 +275,53 @@ async fn binary_bench(bin: &Path, args: &Args) {
         ];
     }
 
-    // 1. Readiness.
-    let mut starts = Vec::new();
+    // 1. Readiness: the first answer on `/` (what the Functions host waits for), and the stores
+    //    connected; then the first answer with an invoice store that never answers.
+    let (mut starts, mut readies) = (Vec::new(), Vec::new());
     for _ in 0..args.starts {
-        let (server, took) = start(bin, &env);
-        starts.push(took);
+        let (server, first, ready) = start_with(bin, &env, true);
+        starts.push(first);
+        readies.extend(ready);
         drop(server);
     }
     starts.sort();
+    readies.sort();
     println!(
-        "startup to first answer on GET /: median {:.1} ms, max {:.1} ms over {} starts",
+        "startup to first answer on GET /: median {:.1} ms, max {:.1} ms over {} starts; stores connected: median {:.1} ms, max {:.1} ms",
         percentile(&starts, 0.5),
         starts.last().unwrap().as_secs_f64() * 1000.0,
-        starts.len()
+        starts.len(),
+        percentile(&readies, 0.5),
+        readies.last().unwrap().as_secs_f64() * 1000.0,
     );
+    {
+        let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        use warranty::adapters::azure::blob::sas::{DEV_ACCOUNT, DEV_KEY};
+        let unreachable = vec![
+            ("WARRANTY_INVOICE_STORE".to_owned(), "blob".to_owned()),
+            (
+                "InvoiceStorage".to_owned(),
+                format!(
+                    "AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint=http://{}/devstoreaccount1",
+                    black_hole.local_addr().unwrap()
+                ),
+            ),
+        ];
+        let mut firsts = Vec::new();
+        for _ in 0..args.starts {
+            let (server, first, _) = start_with(bin, &unreachable, false);
+            firsts.push(first);
+            drop(server);
+        }
+        firsts.sort();
+        println!(
+            "startup to first answer on GET / with an invoice store that never answers: median {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} starts",
+            percentile(&firsts, 0.5),
+            percentile(&firsts, 0.95),
+            firsts.last().unwrap().as_secs_f64() * 1000.0,
+            firsts.len()
+        );
+    }
 
     // 2. Idle RSS.
     let (server, _) = start(bin, &env);

@@ -18,24 +18,203 @@ use crate::config::{InvoiceStoreKind, ProductStoreKind, Settings};
 use crate::domain::BrandCatalog;
 use crate::inbound::auth::Authenticator;
 use crate::inbound::http::{self as api, AppState, server};
+use crate::inbound::state::{Gate, StoreProgress};
 use crate::ports::{InvoiceStore, OcrPublisher, Outbox, ProductRepository, SystemClock};
 
 pub use crate::build_info::{REVISION, VERSION};
 pub use crate::config::StartupError;
 
-/// A bound, not yet running, application.
+/// A bound, not yet running, application. Its stores may not be connected yet: see
+/// [`Application::bind_with`].
 pub struct Application {
     listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
+    gate: Arc<Gate>,
+    plan: Arc<Plan>,
     readers: Arc<InvoiceReaders>,
-    /// Runs the outbox worker (embedded store with its dispatcher on).
-    worker: bool,
     reconcile: ReconcilePolicy,
     reconcile_every: Duration,
     /// Local reminder sweeps (embedded store), if on.
     reminder_sweep: Option<Duration>,
     limits: server::Limits,
     body_idle: Duration,
+}
+
+/// Names of the stores in `/api/health`.
+const PRODUCT_STORE: &str = "productStore";
+const INVOICE_STORE: &str = "invoiceStore";
+
+/// Everything checked from the settings before the port is bound (no network), and what
+/// connecting the stores afterwards needs.
+struct Plan {
+    settings: Settings,
+    cosmos: Option<cosmos::CosmosTarget>,
+    cosmos_container: Option<azure_data_cosmos::clients::ContainerClient>,
+    blob: Option<BlobInvoiceStore>,
+    publisher: Arc<dyn OcrPublisher>,
+    policy: outbox::Policy,
+    readers: Arc<InvoiceReaders>,
+    auth: Arc<Authenticator>,
+    catalog: Arc<BrandCatalog>,
+    clock: Arc<dyn crate::ports::Clock>,
+    links: crate::application::sharing::LinkPolicy,
+    push: Option<Arc<crate::adapters::notify::hubs::NotificationHub>>,
+    /// Runs the outbox worker (embedded store with its dispatcher on).
+    worker: bool,
+}
+
+type ProductStores = (Arc<dyn ProductRepository>, Arc<dyn Outbox>, Arc<dyn crate::ports::ReminderStore>);
+
+impl Plan {
+    /// Opens (SQLite) or connects to (Cosmos DB) the product store and checks that it answers.
+    async fn connect_products(&self) -> Result<ProductStores, StartupError> {
+        let settings = &self.settings;
+        match settings.products.product_store {
+            ProductStoreKind::Cosmos => {
+                let container = match (&self.cosmos_container, &self.cosmos) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(target)) => target.connect().await?,
+                    (None, None) => return Err(StartupError::CosmosConfig("neither is set".into())),
+                };
+                let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
+                repo.health().await?;
+                Ok((repo.clone(), repo.clone(), repo))
+            }
+            ProductStoreKind::Sqlite => {
+                let repo = SqliteProductRepository::open(
+                    &settings.server.data_dir.join("warranty.sqlite3"),
+                    settings.products.sqlite_busy_timeout(),
+                )?;
+                let queue = Arc::new(repo.ocr_queue());
+                let repo = Arc::new(repo);
+                Ok((repo.clone(), queue, repo))
+            }
+        }
+    }
+
+    /// Opens the invoice directory or makes sure the blob container exists.
+    async fn connect_invoices(&self) -> Result<Arc<dyn InvoiceStore>, StartupError> {
+        match &self.blob {
+            Some(blob) => {
+                blob.ensure_container().await?;
+                Ok(Arc::new(blob.clone()))
+            }
+            None => Ok(Arc::new(FileInvoiceStore::open(&self.settings.server.data_dir.join("invoices"))?)),
+        }
+    }
+
+    /// The running service over connected stores.
+    fn assemble(&self, products: ProductStores, invoices: Arc<dyn InvoiceStore>) -> AppState {
+        let (products, events, reminder_store) = products;
+        let settings = &self.settings;
+        let services = Services {
+            outbox: Arc::new(outbox::Relay::new(events, self.publisher.clone(), self.policy.clone())),
+            products,
+            invoices,
+            clock: self.clock.clone(),
+            catalog: self.catalog.clone(),
+            idempotency_ttl: settings.server.idempotency_ttl(),
+            reader: self.readers.clone(),
+            ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
+            ocr_deadline: Duration::from_secs(settings.ocr.ocr_deadline_secs.max(1)),
+            reminders: crate::application::reminders::Reminders {
+                store: reminder_store,
+                push: self.push.clone().map(|h| h as Arc<dyn crate::ports::PushRegistry>),
+                webhook: Arc::new(crate::adapters::notify::webhook::WebhookNotifier::default()),
+                policy: crate::application::reminders::Policy {
+                    max_attempts: settings.reminders.reminder_max_attempts,
+                    retry_base: Duration::from_secs(settings.reminders.reminder_retry_base_secs.max(1)),
+                    ..Default::default()
+                },
+            },
+            links: self.links.clone(),
+        };
+        AppState {
+            services,
+            auth: self.auth.clone(),
+            version: VERSION,
+            public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
+            erasure_wait: Duration::from_secs(settings.server.erasure_wait_secs),
+        }
+    }
+}
+
+/// What a failed connection attempt says in `/api/health`: a word, never the error's text
+/// (which may hold an endpoint or a signed URL).
+fn failure_kind(e: &StartupError) -> &'static str {
+    match e {
+        StartupError::Store(u) => match u.condition {
+            crate::ports::Condition::Down => "unreachable",
+            crate::ports::Condition::Busy => "busy",
+            crate::ports::Condition::Full => "full",
+        },
+        StartupError::DataDir(..) => "unusable",
+        _ => "refused",
+    }
+}
+
+/// Longest wait for one connection attempt: an endpoint that accepts and never answers must not
+/// hold the loop for the SDK's own timeouts.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(10);
+
+/// One attempt at each store not yet connected; records the outcome on the gate.
+async fn attempt<T>(
+    gate: &Gate,
+    store: &'static str,
+    slot: &mut Option<T>,
+    attempts: &mut u32,
+    connect: impl Future<Output = Result<T, StartupError>>,
+) -> Option<StartupError> {
+    if slot.is_some() {
+        return None;
+    }
+    *attempts += 1;
+    let outcome = match tokio::time::timeout(CONNECT_ATTEMPT, connect).await {
+        Ok(r) => r,
+        Err(_) => {
+            gate.record(store, StoreProgress { status: "down", attempts: *attempts, last_error: Some("timed_out") });
+            tracing::warn!(store, attempts = *attempts, "store did not answer in time; retrying");
+            return Some(StartupError::Store(crate::ports::Unavailable::new(store, "timed out")));
+        }
+    };
+    match outcome {
+        Ok(v) => {
+            *slot = Some(v);
+            gate.record(store, StoreProgress { status: "up", attempts: *attempts, last_error: None });
+            tracing::info!(store, attempts = *attempts, "store connected");
+            None
+        }
+        Err(e) => {
+            let kind = failure_kind(&e);
+            gate.record(store, StoreProgress { status: "down", attempts: *attempts, last_error: Some(kind) });
+            tracing::warn!(store, attempts = *attempts, error = %e, "store not reachable yet; retrying");
+            Some(e)
+        }
+    }
+}
+
+/// Connects the stores, retrying with backoff (0.25 s doubling to 10 s) until both answer, then
+/// opens the gate. With `once`, gives up after the first round and returns its error.
+async fn connect(gate: &Gate, plan: &Plan, once: bool) -> Result<Arc<AppState>, StartupError> {
+    let (mut products, mut invoices) = (None, None);
+    let (mut pa, mut ia) = (0u32, 0u32);
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let (pe, ie) = tokio::join!(
+            attempt(gate, PRODUCT_STORE, &mut products, &mut pa, plan.connect_products()),
+            attempt(gate, INVOICE_STORE, &mut invoices, &mut ia, plan.connect_invoices()),
+        );
+        if let (Some(p), Some(i)) = (products.take(), invoices.take()) {
+            let state = Arc::new(plan.assemble(p, i));
+            gate.open(state.clone());
+            tracing::info!(after_ms = gate.started.elapsed().as_millis() as u64, "stores connected: ready");
+            return Ok(state);
+        }
+        if once && let Some(e) = pe.or(ie) {
+            return Err(e);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// Raises the soft open-file limit to the hard one (every connection and upload holds a
@@ -84,17 +263,32 @@ pub struct Overrides {
 }
 
 impl Application {
+    /// Binds the port and connects the stores before returning (tools and tests that need the
+    /// stores at once; a store that does not answer is an error).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         Self::build_with(settings, Overrides::default()).await
     }
 
     pub async fn build_with(settings: &Settings, overrides: Overrides) -> Result<Self, StartupError> {
+        let app = Self::bind_with(settings, overrides)?;
+        connect(&app.gate, &app.plan, true).await?;
+        Ok(app)
+    }
+
+    /// Checks the settings and binds the port; no network. The stores are connected by
+    /// [`Self::run_until`] after the port answers (`serve`): the Functions host restarts a
+    /// handler that does not answer `GET /` within its initialisation timeout.
+    pub fn bind(settings: &Settings) -> Result<Self, StartupError> {
+        Self::bind_with(settings, Overrides::default())
+    }
+
+    pub fn bind_with(settings: &Settings, overrides: Overrides) -> Result<Self, StartupError> {
         // Before anything opens a descriptor: connections and uploads each hold one.
         let open_files = raise_open_file_limit();
         let dir = &settings.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StartupError::DataDir(dir.display().to_string(), e))?;
         let identity = Identity::new(&settings.identity);
-        let servicebus = ServiceBusPublisher::from_settings(&settings.delivery, &identity)?;
+        let servicebus = ServiceBusPublisher::from_settings(&settings.delivery, &identity)?.map(Arc::new);
         let delivery = &settings.delivery;
         let mut policy = outbox::Policy {
             drive: Drive::Worker,
@@ -106,98 +300,75 @@ impl Application {
             workers: delivery.ocr_workers.max(1),
             idle_poll: Duration::from_millis(delivery.ocr_idle_poll_ms.max(1)),
         };
-        let (products, events, reminder_store): (
-            Arc<dyn ProductRepository>,
-            Arc<dyn Outbox>,
-            Arc<dyn crate::ports::ReminderStore>,
-        ) = match settings.products.product_store {
+        let cosmos = match settings.products.product_store {
             ProductStoreKind::Cosmos => {
                 if servicebus.is_none() {
                     return Err(StartupError::CosmosNeedsServiceBus);
                 }
-                let container = match overrides.cosmos_container {
-                    Some(c) => c,
-                    None => cosmos::container_from_settings(&settings.products, &identity).await?,
-                };
-                let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
                 policy.drive = Drive::AtWriteAndTimer;
-                (repo.clone(), repo.clone(), repo)
+                match overrides.cosmos_container {
+                    Some(_) => None,
+                    None => Some(cosmos::CosmosTarget::from_settings(&settings.products, &identity)?),
+                }
             }
             ProductStoreKind::Sqlite => {
-                let repo = SqliteProductRepository::open(
-                    &dir.join("warranty.sqlite3"),
-                    settings.products.sqlite_busy_timeout(),
-                )?;
-                let queue = Arc::new(repo.ocr_queue());
                 policy.min_age = Duration::ZERO;
-                let repo = Arc::new(repo);
-                (repo.clone(), queue, repo)
+                None
             }
         };
-        let invoices: Arc<dyn InvoiceStore> = match settings.invoices.invoice_store {
-            InvoiceStoreKind::Files => Arc::new(FileInvoiceStore::open(&dir.join("invoices"))?),
-            InvoiceStoreKind::Blob => Arc::new(BlobInvoiceStore::from_settings(&settings.invoices, &identity).await?),
+        let blob = match settings.invoices.invoice_store {
+            InvoiceStoreKind::Files => None,
+            InvoiceStoreKind::Blob => Some(BlobInvoiceStore::configured(&settings.invoices, &identity)?),
         };
         let readers =
             Arc::new(InvoiceReaders::from_settings(&settings.ocr, &identity, &dir.join("ocr-scratch"), None)?);
-        let auth = Authenticator::from_settings(&settings.auth, dir)?;
+        let auth = Arc::new(Authenticator::from_settings(&settings.auth, dir)?);
+        let push = match &settings.reminders.notification_hub_connection_string {
+            None => None,
+            Some(cs) => Some(Arc::new(
+                crate::adapters::notify::hubs::NotificationHub::new(cs, &settings.reminders.notification_hub_name)
+                    .map_err(StartupError::NotificationHubConfig)?,
+            )),
+        };
+        if settings.sharing.verification_key.is_none() && settings.products.product_store == ProductStoreKind::Cosmos {
+            tracing::warn!(
+                "WARRANTY_VERIFICATION_KEY is not set: card links are signed with a key kept in the data directory, which other instances do not share"
+            );
+        }
+        let links = crate::application::sharing::LinkPolicy {
+            key: crate::inbound::auth::kept_secret(
+                settings.sharing.verification_key.as_ref().map(crate::config::Secret::expose),
+                &settings.server.data_dir,
+                "verification-key",
+            )
+            .map_err(|e| StartupError::DataDir(settings.server.data_dir.display().to_string(), e))?,
+            lifetime: chrono::Duration::days(i64::from(settings.sharing.verification_link_days)),
+        };
+        let catalog = Arc::new(BrandCatalog::bundled(settings.server.default_warranty_months)?);
+        // A std listener bound here and handed to tokio: binding needs no runtime, so the port
+        // is open before anything else happens.
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.server.port));
+        let std_listener =
+            std::net::TcpListener::bind(addr).map_err(|e| StartupError::Bind(settings.server.port, e))?;
+        std_listener.set_nonblocking(true).map_err(|e| StartupError::Bind(settings.server.port, e))?;
         let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| StartupError::Bind(settings.server.port, e))?;
+            tokio::net::TcpListener::from_std(std_listener).map_err(|e| StartupError::Bind(settings.server.port, e))?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
         // Events go to Service Bus when configured, else to this process's own trigger endpoint.
-        let publisher: Arc<dyn OcrPublisher> = match servicebus {
-            Some(bus) => Arc::new(bus),
+        let publisher: Arc<dyn OcrPublisher> = match &servicebus {
+            Some(bus) => bus.clone(),
             None => Arc::new(LocalHandler::new(port, policy.lock)),
         };
+        let requeue = servicebus.map(|bus| crate::inbound::state::Requeue {
+            queue: bus,
+            policy: crate::inbound::state::RequeuePolicy {
+                base: Duration::from_millis(delivery.ocr_requeue_base_ms.max(1)),
+                max: Duration::from_millis(delivery.ocr_requeue_max_ms.max(1)),
+                give_up_after: chrono::Duration::hours(i64::from(delivery.ocr_requeue_for_hours)),
+            },
+        });
         let worker = policy.drive == Drive::Worker && delivery.ocr_dispatcher;
-        let services = Services {
-            outbox: Arc::new(outbox::Relay::new(events, publisher, policy)),
-            products,
-            invoices,
-            clock: overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
-            catalog: Arc::new(BrandCatalog::bundled(settings.server.default_warranty_months)?),
-            idempotency_ttl: settings.server.idempotency_ttl(),
-            reader: readers.clone(),
-            ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
-            reminders: crate::application::reminders::Reminders {
-                store: reminder_store,
-                push: match &settings.reminders.notification_hub_connection_string {
-                    None => None,
-                    Some(cs) => Some(Arc::new(
-                        crate::adapters::notify::hubs::NotificationHub::new(
-                            cs,
-                            &settings.reminders.notification_hub_name,
-                        )
-                        .map_err(StartupError::NotificationHubConfig)?,
-                    )),
-                },
-                webhook: Arc::new(crate::adapters::notify::webhook::WebhookNotifier::default()),
-                policy: crate::application::reminders::Policy {
-                    max_attempts: settings.reminders.reminder_max_attempts,
-                    retry_base: Duration::from_secs(settings.reminders.reminder_retry_base_secs.max(1)),
-                    ..Default::default()
-                },
-            },
-            links: {
-                if settings.sharing.verification_key.is_none()
-                    && settings.products.product_store == crate::config::ProductStoreKind::Cosmos
-                {
-                    tracing::warn!(
-                        "WARRANTY_VERIFICATION_KEY is not set: card links are signed with a key kept in the data directory, which other instances do not share"
-                    );
-                }
-                crate::application::sharing::LinkPolicy {
-                    key: crate::inbound::auth::kept_secret(
-                        settings.sharing.verification_key.as_ref().map(crate::config::Secret::expose),
-                        &settings.server.data_dir,
-                        "verification-key",
-                    )
-                    .map_err(|e| StartupError::DataDir(settings.server.data_dir.display().to_string(), e))?,
-                    lifetime: chrono::Duration::days(i64::from(settings.sharing.verification_link_days)),
-                }
-            },
-        };
+        let gate = Arc::new(Gate::new(VERSION, &[PRODUCT_STORE, INVOICE_STORE], requeue));
         let reminder_sweep = (settings.products.product_store == ProductStoreKind::Sqlite
             && settings.reminders.reminder_sweep_secs > 0)
             .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs));
@@ -209,17 +380,26 @@ impl Application {
         if max_connections < settings.server.max_connections {
             tracing::info!(max_connections, open_files, "connection ceiling kept below the open-file limit");
         }
+        let plan = Arc::new(Plan {
+            settings: settings.clone(),
+            cosmos,
+            cosmos_container: overrides.cosmos_container,
+            blob,
+            publisher,
+            policy,
+            readers: readers.clone(),
+            auth,
+            catalog,
+            clock: overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
+            links,
+            push,
+            worker,
+        });
         Ok(Self {
             listener,
-            state: Arc::new(AppState {
-                services,
-                auth,
-                version: VERSION,
-                public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
-                erasure_wait: Duration::from_secs(settings.server.erasure_wait_secs),
-            }),
+            gate,
+            plan,
             readers,
-            worker,
             reconcile,
             reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
             reminder_sweep,
@@ -231,45 +411,104 @@ impl Application {
         })
     }
 
-    /// The use cases' services (tests drive the reminder sweep through them).
+    /// The use cases' services (tests drive the reminder sweep through them). Only after the
+    /// stores are connected ([`Self::build_with`]).
     pub fn services(&self) -> Services {
-        self.state.services.clone()
+        self.gate.state().expect("the stores are connected (Application::build)").services.clone()
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then finishes in-flight requests. Answers at once;
+    /// connects the stores (if [`Self::bind`] did not) and starts the background work once they
+    /// answer.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let port = self.port();
-        tracing::info!(port, auth = self.state.auth.mode_name(), version = VERSION, "listening");
+        tracing::info!(port, auth = self.plan.auth.mode_name(), version = VERSION, "listening");
         // Probe the OCR tools after the listener is up: start-up is not slowed by it.
         let readers = self.readers.clone();
         tokio::spawn(async move { readers.probe().await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = self.worker.then(|| tokio::spawn(self.state.services.outbox.clone().run(stop_rx.clone())));
-        // Invoices left without a product by an interrupted write: at start, then periodically.
-        let (state, policy, every) = (self.state.clone(), self.reconcile, self.reconcile_every);
-        let mut stop_reconcile = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                match reconcile::orphan_invoices(&state.services, state.services.clock.now(), policy).await {
-                    Ok(r) if r.removed > 0 => {
-                        tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "invoice reconciliation failed; the next pass retries"),
-                }
+        if self.gate.state().is_none() {
+            let (gate, plan) = (self.gate.clone(), self.plan.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop_reconcile.changed() => return,
+                    _ = connect(&gate, &plan, false) => {}
+                    _ = stop.changed() => {}
                 }
-            }
-        });
+            });
+        }
+        let background = {
+            let gate = self.gate.clone();
+            let mut stop = stop_rx.clone();
+            let work = Background {
+                worker: self.plan.worker,
+                reconcile: self.reconcile,
+                reconcile_every: self.reconcile_every,
+                reminder_sweep: self.reminder_sweep,
+            };
+            tokio::spawn(async move {
+                let state = tokio::select! {
+                    s = gate.opened() => s,
+                    _ = stop.changed() => return None,
+                };
+                work.start(state, stop)
+            })
+        };
+        let routes = api::routes(self.gate, self.body_idle);
+        server::serve(self.listener, routes, self.limits, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        if let Ok(Some(w)) = background.await {
+            let _ = w.await;
+        }
+    }
+}
+
+/// The work that runs beside the requests once the stores answer.
+struct Background {
+    worker: bool,
+    reconcile: ReconcilePolicy,
+    reconcile_every: Duration,
+    reminder_sweep: Option<Duration>,
+}
+
+impl Background {
+    /// Starts it; returns the outbox worker, which shutdown waits for.
+    fn start(
+        self,
+        state: Arc<AppState>,
+        stop_rx: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let worker = self.worker.then(|| tokio::spawn(state.services.outbox.clone().run(stop_rx.clone())));
+        // Invoices left without a product by an interrupted write: at start, then periodically.
+        {
+            let (state, policy, every) = (state.clone(), self.reconcile, self.reconcile_every);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match reconcile::orphan_invoices(&state.services, state.services.clock.now(), policy).await {
+                        Ok(r) if r.removed > 0 => {
+                            tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "invoice reconciliation failed; the next pass retries"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
         // Erasures a crash interrupted: finished at start, and looked for every 5 minutes.
         {
-            let state = self.state.clone();
+            let state = state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
@@ -287,7 +526,6 @@ impl Application {
         }
         // Expiry reminders on the embedded store: the timer function's work, from here.
         if let Some(every) = self.reminder_sweep {
-            let state = self.state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
@@ -306,15 +544,7 @@ impl Application {
                 }
             });
         }
-        let routes = api::routes(self.state, self.body_idle);
-        server::serve(self.listener, routes, self.limits, async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
-        if let Some(w) = worker {
-            let _ = w.await;
-        }
+        worker
     }
 }
 

@@ -476,7 +476,8 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(async {
-                match Application::build(&cli.settings).await {
+                // Bind first, connect after: the Functions host waits for `GET /` to answer.
+                match Application::bind(&cli.settings) {
                     Ok(app) => {
                         app.run_until(shutdown_signal()).await;
                         ExitCode::SUCCESS

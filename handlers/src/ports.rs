@@ -276,6 +276,18 @@ pub trait OcrPublisher: Send + Sync {
     async fn deliver(&self, message: &OutboxMessage) -> Result<(), DeliveryFailed>;
 }
 
+/// Puts an OCR event back on the queue to be delivered again after a delay, as a new message.
+///
+/// Service Bus through the Functions host redelivers an abandoned message at once and
+/// dead-letters it after `MaxDeliveryCount` (10) deliveries: a store outage of a minute would use
+/// them all up. A transient failure is therefore answered 2xx (the delivery completes) after a
+/// copy is scheduled for later (`ScheduledEnqueueTimeUtc`) under its own message id
+/// (`{messageId}~r{n}`), which duplicate detection does not confuse with the original.
+#[async_trait]
+pub trait OcrRequeue: Send + Sync {
+    async fn requeue(&self, event: &OcrRequested, at: chrono::DateTime<chrono::Utc>) -> Result<(), DeliveryFailed>;
+}
+
 /// A file read in chunks.
 pub type ChunkStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Unavailable>> + Send>>;
 

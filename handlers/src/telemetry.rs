@@ -1,7 +1,11 @@
-//! Structured JSON logs on stdout, one object per line. The Functions host (and App Insights
-//! behind it) collects stdout; `RUST_LOG` tunes the levels.
+//! Structured JSON logs, one object per line: warnings and errors on stderr, the rest on
+//! stdout. The Functions host logs a worker's stdout at Information and its stderr at Warning
+//! or Error (`WorkerProcess.cs`), so the split is what gives a log line its level in
+//! Application Insights; host.json keeps only Warning and above from the console, unsampled, so
+//! the alerts that read them see every one. `RUST_LOG` tunes the levels.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -11,6 +15,6 @@ pub fn init() {
         .with_current_span(true)
         .with_span_list(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(std::io::stderr.with_max_level(tracing::Level::WARN).or_else(std::io::stdout))
         .try_init();
 }

@@ -35,6 +35,10 @@ pub struct Services {
     pub reader: Arc<dyn InvoiceReader>,
     /// How far the invoice date may be from the purchase date and still match.
     pub ocr_date_tolerance_days: u32,
+    /// Longest time one invoice is read for (every engine and page together): it ends well
+    /// inside the Functions host's `functionTimeout`, which would otherwise restart the
+    /// handler process and abort everything in flight on the instance.
+    pub ocr_deadline: std::time::Duration,
     /// Delivers the OCR events the product store's outbox holds; told of every new one.
     pub outbox: Arc<outbox::Relay>,
     /// Signing key and lifetime of the card's verification links.

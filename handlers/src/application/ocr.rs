@@ -36,6 +36,10 @@ pub enum OcrRetry {
 
 pub const ENGINE_UNAVAILABLE: &str = "ocr_engine_unavailable";
 
+/// Failure reason of an invoice not read within `WARRANTY_OCR_DEADLINE_SECS`: permanent (the
+/// same document would take as long again), so the message completes instead of coming back.
+pub const DEADLINE_EXCEEDED: &str = "ocr_deadline_exceeded";
+
 /// Whether a state is final for its invoice version (an engine that was missing is not final:
 /// the invoice is read once the engine is there).
 fn done(state: &OcrState, version: u32) -> bool {
@@ -85,7 +89,15 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
         return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
     }
 
-    match read_and_verify(services, &product, bytes).await {
+    let reading = match tokio::time::timeout(services.ocr_deadline, read_and_verify(services, &product, bytes)).await {
+        Ok(r) => r,
+        // Engines' processes are killed when their futures drop (`kill_on_drop`).
+        Err(_) => Err(ReadError::Permanent {
+            reason: DEADLINE_EXCEEDED,
+            detail: format!("not read within {} s", services.ocr_deadline.as_secs()),
+        }),
+    };
+    match reading {
         Ok((engine, fields, matches)) => {
             let Decision { status, uncertain } = decide(&fields, &matches);
             state.uncertain_fields = uncertain;

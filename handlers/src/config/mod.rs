@@ -364,6 +364,12 @@ pub struct OcrSettings {
     #[arg(long, env = "WARRANTY_OCR_MAX_PAGES", default_value_t = 5)]
     pub ocr_max_pages: usize,
 
+    /// Longest time one invoice is read for, all engines and pages together, in seconds. A
+    /// reading that takes longer is recorded as failed (`ocr_deadline_exceeded`). Must end
+    /// inside host.json's `functionTimeout` (a test holds them together).
+    #[arg(long, env = "WARRANTY_OCR_DEADLINE_SECS", default_value_t = 240)]
+    pub ocr_deadline_secs: u64,
+
     /// Pixels per image or rendered page.
     #[arg(long, env = "WARRANTY_OCR_MAX_PIXELS", default_value_t = 40_000_000)]
     pub ocr_max_pixels: u64,
@@ -436,6 +442,21 @@ pub struct DeliverySettings {
     /// Longest retry delay, in seconds.
     #[arg(long, env = "WARRANTY_OCR_RETRY_MAX_SECS", default_value_t = 300)]
     pub ocr_retry_max_secs: u64,
+
+    /// Service Bus: delay before an OCR message that failed transiently comes back, in
+    /// milliseconds; doubled per copy up to `WARRANTY_OCR_REQUEUE_MAX_MS`. The delivery itself
+    /// completes, so an outage does not use up the queue's delivery count.
+    #[arg(long, env = "WARRANTY_OCR_REQUEUE_BASE_MS", default_value_t = 5000)]
+    pub ocr_requeue_base_ms: u64,
+
+    /// Service Bus: longest delay before a put-back OCR message comes back, in milliseconds.
+    #[arg(long, env = "WARRANTY_OCR_REQUEUE_MAX_MS", default_value_t = 30_000)]
+    pub ocr_requeue_max_ms: u64,
+
+    /// Service Bus: hours after the first transient failure during which a message is put back;
+    /// later failures are left to the queue's redelivery and dead-letter queue.
+    #[arg(long, env = "WARRANTY_OCR_REQUEUE_FOR_HOURS", default_value_t = 24)]
+    pub ocr_requeue_for_hours: u32,
 
     /// Messages handled at once.
     #[arg(long, env = "WARRANTY_OCR_WORKERS", default_value_t = 1)]

@@ -249,9 +249,24 @@ pub struct OcrRequested {
     /// W3C trace id of the registration request, carried as the message's correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// How many times this event was put back on the queue after a transient failure (0 for
+    /// the event a registration publishes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeued: u32,
+    /// When the first transient failure happened: the event is retried until
+    /// `WARRANTY_OCR_REQUEUE_FOR_HOURS` after it, then left to the queue's own dead-lettering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl OcrRequested {
+    /// The Service Bus message id of this event: the event's own id, or `{id}~r{n}` for its
+    /// n-th copy put back after a transient failure (a new id, so that duplicate detection
+    /// keeps it; the event id stays the idempotency key of the reading).
+    pub fn queue_message_id(&self) -> String {
+        if self.requeued == 0 { self.message_id.clone() } else { format!("{}~r{}", self.message_id, self.requeued) }
+    }
+
     pub fn for_product(p: &ProductRecord) -> Self {
         Self {
             message_id: format!("{}:invoice:{}", p.id, p.invoice.version),
@@ -263,6 +278,8 @@ impl OcrRequested {
             invoice_version: p.invoice.version,
             requested_at: p.created_at,
             trace_id: None,
+            requeued: 0,
+            failing_since: None,
         }
     }
 }

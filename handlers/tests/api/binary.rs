@@ -52,7 +52,9 @@ fn serves_on_the_host_port_logs_json_with_trace_ids_and_accepts_its_own_dev_toke
     // Poll `/` like the host (it retries every 25 ms); the loop ends on the first answer.
     let started = Instant::now();
     let (status, _) = loop {
-        if let Some(answer) = http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") {
+        if let Some(answer) = http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            && answer.1.contains("handler ready")
+        {
             break answer;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "the binary never answered on /");
@@ -132,8 +134,9 @@ fn a_bad_setting_stops_start_up_with_a_message() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("WARRANTY_JWT_ISSUER"), "{stdout}");
+    // An error: on stderr, which the host logs at Error.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARRANTY_JWT_ISSUER"), "{stderr}");
     let out = Command::new(BIN).env("WARRANTY_DEFAULT_MONTHS", "0").arg("serve").output().unwrap();
     assert!(!out.status.success());
     assert!(
@@ -178,7 +181,9 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
     };
     let wait_ready = |port: u16| {
         let t = Instant::now();
-        while http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_none() {
+        while !http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .is_some_and(|(_, body)| body.contains("handler ready"))
+        {
             assert!(t.elapsed() < Duration::from_secs(30), "not ready");
             std::thread::sleep(Duration::from_millis(25));
         }

@@ -26,7 +26,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts the binary on `data` and waits (polling `/`, as the host does) until it answers.
+/// Starts the binary on `data` and waits (polling `/`, as the host does) until its stores are
+/// connected.
 async fn start(data: &Path) -> Proc {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(BIN)
@@ -43,11 +44,7 @@ async fn start(data: &Path) -> Proc {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(&base).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the binary never answered");
-        tokio::task::yield_now().await;
-    }
+    wait_until_ready(&client, &base).await;
     Proc { child, base }
 }
 

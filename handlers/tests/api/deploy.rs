@@ -150,6 +150,8 @@ const PLATFORM: &[&str] = &[
     "AzureWebJobs.RepublishPendingOcr.Disabled",
     "AzureWebJobs.SendExpiryReminders.Disabled",
     "DEPLOYMENT_SLOT",
+    // The Functions host's id for the slot (platform.rs checks it per slot).
+    "AzureFunctionsWebHost__hostid",
     // Read by the binary's log filter (`telemetry::init`), not a `Settings` field.
     "RUST_LOG",
 ];

@@ -73,8 +73,9 @@ async fn start_on_tmpfs(mount: &Path, log: std::fs::File) -> Option<Namespaced> 
         .env("WARRANTY_DEV_JWT_SECRET", SECRET)
         .env("WARRANTY_OCR_DISPATCHER", "false")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::null())
+        // Warnings and errors go to stderr (the host's level for them); the test reads them.
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
     let mut ns = Namespaced { data: PathBuf::new(), base: format!("http://127.0.0.1:{port}"), child };
@@ -83,11 +84,16 @@ async fn start_on_tmpfs(mount: &Path, log: std::fs::File) -> Option<Namespaced> 
         PathBuf::from(format!("/proc/{}/root", ns.child.id())).join(mount.strip_prefix("/").unwrap()).join("data");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get(&ns.base).send().await.is_err() {
+    loop {
+        if let Ok(r) = client.get(&ns.base).send().await
+            && r.text().await.is_ok_and(|t| t.contains("ready"))
+        {
+            break;
+        }
         if let Some(status) = ns.child.try_wait().unwrap() {
             panic!("the service exited on the tmpfs: {status}");
         }
-        assert!(Instant::now() < deadline, "the binary never answered");
+        assert!(Instant::now() < deadline, "the binary never became ready");
         tokio::task::yield_now().await;
     }
     Some(ns)

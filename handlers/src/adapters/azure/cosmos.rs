@@ -176,47 +176,81 @@ pub struct CosmosProductRepository {
     container: ContainerClient,
 }
 
-/// The Cosmos DB container of products: managed identity in Azure, a key locally.
-pub async fn container_from_settings(
-    settings: &ProductStoreSettings,
-    identity: &Identity,
-) -> Result<azure_data_cosmos::clients::ContainerClient, StartupError> {
-    use azure_data_cosmos::{AccountEndpoint, AccountReference, CosmosClient, RoutingStrategy};
-    let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
-    let account = if let Some(endpoint) = &settings.cosmos_endpoint {
-        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
-        let credential = identity.credential().map_err(|e| err(&e))?;
-        AccountReference::with_credential(endpoint, credential)
-    } else if let Some(cs) = &settings.cosmos_connection_string {
-        let cs = ConnectionString::parse(cs);
-        let (Ok(endpoint), Ok(key)) = (cs.require("AccountEndpoint"), cs.secret("AccountKey")) else {
-            return Err(err(&"the connection string needs AccountEndpoint and AccountKey"));
+/// Where the products container is and how to reach it, checked from the settings alone (no
+/// network): a misconfiguration stops start-up at once, an unreachable account does not.
+#[derive(Clone)]
+pub struct CosmosTarget {
+    endpoint: String,
+    auth: CosmosAuth,
+    region: String,
+    database: String,
+    container: String,
+}
+
+#[derive(Clone)]
+enum CosmosAuth {
+    Credential(std::sync::Arc<dyn azure_core::credentials::TokenCredential>),
+    Key(crate::config::Secret),
+}
+
+impl CosmosTarget {
+    /// The target the settings name: managed identity in Azure, a key locally.
+    pub fn from_settings(settings: &ProductStoreSettings, identity: &Identity) -> Result<Self, StartupError> {
+        use azure_data_cosmos::AccountEndpoint;
+        let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
+        let (endpoint, auth) = if let Some(endpoint) = &settings.cosmos_endpoint {
+            let credential = identity.credential().map_err(|e| err(&e))?;
+            (endpoint.clone(), CosmosAuth::Credential(credential))
+        } else if let Some(cs) = &settings.cosmos_connection_string {
+            let cs = ConnectionString::parse(cs);
+            let (Ok(endpoint), Ok(key)) = (cs.require("AccountEndpoint"), cs.secret("AccountKey")) else {
+                return Err(err(&"the connection string needs AccountEndpoint and AccountKey"));
+            };
+            (endpoint.to_owned(), CosmosAuth::Key(key))
+        } else {
+            return Err(err(&"neither is set"));
         };
-        let endpoint: AccountEndpoint = endpoint.parse().map_err(|e| err(&e))?;
-        AccountReference::with_authentication_key(
+        endpoint.parse::<AccountEndpoint>().map_err(|e| err(&e))?;
+        let region = settings
+            .cosmos_region
+            .clone()
+            .or_else(|| std::env::var("REGION_NAME").ok())
+            .unwrap_or_else(|| "East US".into());
+        Ok(Self {
             endpoint,
-            azure_core::credentials::Secret::new(key.expose().to_owned()),
-        )
-    } else {
-        return Err(err(&"neither is set"));
-    };
-    let region = settings
-        .cosmos_region
-        .clone()
-        .or_else(|| std::env::var("REGION_NAME").ok())
-        .unwrap_or_else(|| "East US".into());
-    let client = CosmosClient::builder()
-        .with_default_operation_options(operation_options())
-        .build(account, RoutingStrategy::ProximityTo(region.into()))
-        .await
-        .map_err(|e| err(&e))?;
-    // The database and container are infrastructure (Bicep): the app's identity may read and
-    // write items but not create containers.
-    client
-        .database_client(settings.cosmos_database.as_str())
-        .container_client(settings.cosmos_container.as_str(), None)
-        .await
-        .map_err(|e| err(&e))
+            auth,
+            region,
+            database: settings.cosmos_database.clone(),
+            container: settings.cosmos_container.clone(),
+        })
+    }
+
+    /// Connects to the account and the container (network: account metadata, container
+    /// properties). Called after the port is bound, and again until it succeeds.
+    pub async fn connect(&self) -> Result<azure_data_cosmos::clients::ContainerClient, StartupError> {
+        use azure_data_cosmos::{AccountEndpoint, AccountReference, CosmosClient, RoutingStrategy};
+        let err = |e: &dyn std::fmt::Display| StartupError::CosmosConfig(e.to_string());
+        let endpoint: AccountEndpoint = self.endpoint.parse().map_err(|e| err(&e))?;
+        let account = match &self.auth {
+            CosmosAuth::Credential(c) => AccountReference::with_credential(endpoint, c.clone()),
+            CosmosAuth::Key(key) => AccountReference::with_authentication_key(
+                endpoint,
+                azure_core::credentials::Secret::new(key.expose().to_owned()),
+            ),
+        };
+        let client = CosmosClient::builder()
+            .with_default_operation_options(operation_options())
+            .build(account, RoutingStrategy::ProximityTo(self.region.clone().into()))
+            .await
+            .map_err(|e| err(&e))?;
+        // The database and container are infrastructure (Bicep): the app's identity may read and
+        // write items but not create containers.
+        client
+            .database_client(self.database.as_str())
+            .container_client(self.container.as_str(), None)
+            .await
+            .map_err(|e| err(&e))
+    }
 }
 
 /// The partition holding, per product, who owns it (verification lookups).

@@ -144,10 +144,26 @@ impl ServiceBusPublisher {
     }
 
     pub async fn publish(&self, event: &OcrRequested, correlation_id: Option<&str>) -> Result<(), PublishError> {
+        self.send(event, correlation_id, None).await
+    }
+
+    /// Sends `event`, to be enqueued at `scheduled` when given (`ScheduledEnqueueTimeUtc`, an
+    /// RFC 1123 date in the `BrokerProperties` header); the message id is
+    /// [`OcrRequested::queue_message_id`].
+    pub async fn send(
+        &self,
+        event: &OcrRequested,
+        correlation_id: Option<&str>,
+        scheduled: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), PublishError> {
         let auth = self.auth.header().await.map_err(|e| PublishError::Rejected(format!("no credential: {e}")))?;
-        let mut broker = serde_json::json!({ "MessageId": event.message_id, "ContentType": "application/json" });
+        let mut broker =
+            serde_json::json!({ "MessageId": event.queue_message_id(), "ContentType": "application/json" });
         if let Some(c) = correlation_id {
             broker["CorrelationId"] = c.into();
+        }
+        if let Some(at) = scheduled {
+            broker["ScheduledEnqueueTimeUtc"] = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().into();
         }
         let resp = self
             .client
@@ -183,6 +199,23 @@ impl crate::ports::OcrPublisher for ServiceBusPublisher {
         self.publish(&event, Some(&correlation)).await.map_err(|e| match e {
             PublishError::Transient { retry_after, detail } => failed(detail, retry_after),
             other => failed(other.to_string(), None),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::OcrRequeue for ServiceBusPublisher {
+    async fn requeue(
+        &self,
+        event: &OcrRequested,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), crate::ports::DeliveryFailed> {
+        let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
+        self.send(event, Some(&correlation), Some(at)).await.map_err(|e| match e {
+            PublishError::Transient { retry_after, detail } => {
+                crate::ports::DeliveryFailed { reason: detail, retry_after }
+            }
+            other => crate::ports::DeliveryFailed { reason: other.to_string(), retry_after: None },
         })
     }
 }

@@ -52,6 +52,9 @@ pub enum ApiError {
     LastCoverage,
     /// 503: a backend is unavailable; the client may retry.
     Unavailable { code: &'static str },
+    /// 411: a body without `Content-Length` (chunked). The Functions host forwards a request's
+    /// body only when it has a `Content-Length`, so a chunked upload would arrive empty.
+    LengthRequired,
     /// 501: push notifications need a notification hub, and none is configured.
     PushNotConfigured,
     /// 428: erasing one's data needs the confirmation phrase in the body.
@@ -108,6 +111,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PushNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -135,6 +139,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "product_already_registered",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Unavailable { code } => code,
+            Self::LengthRequired => "length_required",
             Self::PushNotConfigured => "push_not_configured",
             Self::ConfirmationRequired => "confirmation_required",
             Self::StorageFull => "storage_full",
@@ -162,6 +167,7 @@ impl ApiError {
             Self::AlreadyRegistered { .. } => "Product already registered",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::Unavailable { .. } => "Service temporarily unavailable",
+            Self::LengthRequired => "Content-Length required",
             Self::PushNotConfigured => "Push notifications are not available",
             Self::ConfirmationRequired => "Confirmation required",
             Self::StorageFull => "No storage space left",
@@ -211,7 +217,13 @@ impl ApiError {
             Self::Unavailable { code: "push_unavailable" } => {
                 "The push service is unavailable. Retry later; the device was not registered.".into()
             }
+            Self::Unavailable { code: "service_starting" } => {
+                "The service is starting and not yet connected to its stores. Retry shortly; nothing was stored.".into()
+            }
             Self::Unavailable { .. } => "A storage backend is unavailable. Retry later; nothing was stored.".into(),
+            Self::LengthRequired => {
+                "Send the body with a Content-Length header (not chunked): the platform forwards only bodies of known length. Nothing was stored.".into()
+            }
             Self::PushNotConfigured => {
                 "This deployment has no push service; reminders reach you in the in-app feed and by webhook.".into()
             }
@@ -364,6 +376,8 @@ pub const ALL_CODES: &[&str] = &[
     "storage_unavailable",
     "storage_full",
     "server_busy",
+    "service_starting",
+    "length_required",
     "auth_unavailable",
     "internal_error",
     "precondition_required",

@@ -9,9 +9,12 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use super::{AppState, HttpResponse, Request};
 use crate::domain::brand_catalog::GENERIC_SERIAL_PATTERN;
 
-/// Answers at once: the Functions host polls `/` until the handler answers anything.
-pub fn root() -> HttpResponse {
-    let mut resp = Response::new(Bytes::from_static(b"warranty handler ready\n"));
+/// Answers at once: the Functions host polls `/` until the handler answers anything, so it
+/// answers 200 from the moment the port is bound; the body says whether the stores are
+/// connected yet (`/api/health` has the details).
+pub fn root(ready: bool) -> HttpResponse {
+    let text: &'static [u8] = if ready { b"warranty handler ready\n" } else { b"warranty handler starting\n" };
+    let mut resp = Response::new(Bytes::from_static(text));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
@@ -56,6 +59,29 @@ pub async fn health(state: &AppState) -> HttpResponse {
     *resp.status_mut() = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `/api/health` before the stores are connected: 503 with each store's progress, so the host's
+/// health check and a slot swap's warm-up wait, and an operator sees which store is missing.
+pub fn starting(gate: &crate::inbound::state::Gate) -> HttpResponse {
+    let checks: serde_json::Map<String, serde_json::Value> = gate
+        .progress()
+        .into_iter()
+        .map(|(store, p)| (store.to_owned(), serde_json::to_value(p).unwrap_or_default()))
+        .collect();
+    let body = json!({
+        "status": "starting",
+        "version": gate.version,
+        "revision": crate::build_info::revision(),
+        "uptimeMs": gate.started.elapsed().as_millis() as u64,
+        "checks": checks,
+    });
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     resp
 }
 

@@ -108,7 +108,7 @@ async fn dispatch(state: Arc<AppState>, req: Request, body: BodyStream) -> Resul
 async fn route(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<HttpResponse, ApiError> {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), &req.method) {
-        ([""], &Method::GET) => Ok(meta::root()),
+        ([""], &Method::GET) => Ok(meta::root(true)),
         ([""], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "health"], &Method::GET) => Ok(meta::health(&state).await),
         (["api", "health"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
@@ -212,7 +212,6 @@ async fn route(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<H
         }
         (["api", "calendar", file], _) if file.ends_with(".ics") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         // Trigger invocations from the Functions host (loopback only; not part of the API).
-        (["ProcessInvoiceOcr"], &Method::POST) => Ok(crate::inbound::triggers::process_invoice_ocr(&state, body).await),
         (["ProcessInvoiceOcr"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         (["RepublishPendingOcr"], &Method::POST) => {
             Ok(crate::inbound::triggers::republish_pending_ocr(&state, body).await)
@@ -250,8 +249,65 @@ fn request_id_from(header: Option<&str>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The path with its fixed segments in the route table's spelling: the Functions host matches
+/// routes without regard to case (ASP.NET Core routing) and forwards the path as the client
+/// wrote it, so `/API/Products` reaches the handler and must mean `/api/products`. Ids and
+/// tokens keep their case.
+pub fn canonical_path(path: &str) -> String {
+    static WORDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        let mut w: Vec<&'static str> = ROUTES
+            .iter()
+            .flat_map(|(_, template, _)| template.split('/'))
+            .filter(|seg| !seg.is_empty() && !seg.contains('{'))
+            .collect();
+        w.extend(crate::inbound::triggers::TRIGGER_ROUTES.iter().map(|(name, _)| *name));
+        w.sort_unstable();
+        w.dedup();
+        w
+    });
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match words.iter().find(|w| w.eq_ignore_ascii_case(seg)) {
+            Some(w) => out.push_str(w),
+            None if seg.len() > 4 && seg[seg.len() - 4..].eq_ignore_ascii_case(".ics") => {
+                out.push_str(&seg[..seg.len() - 4]);
+                out.push_str(".ics");
+            }
+            None => out.push_str(seg),
+        }
+    }
+    out
+}
+
+/// Whether an API request sends a body of unknown length (chunked). Behind the Functions host
+/// such a body never arrives (it forwards a body only when `Content-Length` > 0), so it is
+/// refused with 411 everywhere, before a byte is read: the same answer locally as in Azure.
+fn body_without_length(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    let sends_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let chunked = headers
+        .get_all(warp::http::header::TRANSFER_ENCODING)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
+    sends_body && path.starts_with("/api/") && chunked && !headers.contains_key(warp::http::header::CONTENT_LENGTH)
+}
+
+/// The answer before the stores are connected (see [`crate::inbound::state::Gate`]).
+async fn before_ready(gate: &crate::inbound::state::Gate, req: &Request) -> Result<warp::reply::Response, ApiError> {
+    use warp::Reply;
+    match (req.path.as_str(), &req.method) {
+        ("/", &Method::GET) => Ok(meta::root(false).into_response()),
+        ("/api/health", &Method::GET) => Ok(meta::starting(gate).into_response()),
+        ("/api/openapi.json", &Method::GET) => Ok(meta::openapi(req).into_response()),
+        _ => Err(ApiError::Unavailable { code: "service_starting" }),
+    }
+}
+
 async fn handle(
-    state: Arc<AppState>,
+    gate: Arc<crate::inbound::state::Gate>,
     method: Method,
     path: String,
     query: String,
@@ -260,6 +316,7 @@ async fn handle(
 ) -> warp::reply::Response {
     use warp::Reply;
     let started = Instant::now();
+    let path = canonical_path(&path);
     let request_id = request_id_from(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
     let trace_id = trace_id_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -268,7 +325,19 @@ async fn handle(
     let ctx = RequestContext { request_id: request_id.clone(), trace_id, path: path.clone() };
     let req = Request { method, path: path.clone(), query, headers, ctx };
     async move {
-        let mut resp = match dispatch(state, req, body).await {
+        let answer = if body_without_length(&req.method, &req.path, &req.headers) {
+            Err(ApiError::LengthRequired)
+        } else if req.method == Method::POST && req.path == "/ProcessInvoiceOcr" {
+            // Served before the stores answer too: the message is then put back for later.
+            let state = gate.state().map(|s| &**s);
+            Ok(crate::inbound::triggers::process_invoice_ocr(state, gate.requeue.as_ref(), body).await.into_response())
+        } else {
+            match gate.state() {
+                Some(state) => dispatch(state.clone(), req, body).await,
+                None => before_ready(&gate, &req).await,
+            }
+        };
+        let mut resp = match answer {
             Ok(resp) => resp,
             Err(err) => err.to_response(&path, &request_id).into_response(),
         };
@@ -290,7 +359,7 @@ async fn handle(
 
 /// The warp filter for the whole service.
 pub fn routes(
-    state: Arc<AppState>,
+    gate: Arc<crate::inbound::state::Gate>,
     body_idle: std::time::Duration,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
@@ -300,9 +369,9 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(move |method, full: warp::path::FullPath, query, headers, body| {
-            let state = state.clone();
+            let gate = gate.clone();
             let body = body_stream(body, body_idle);
-            handle(state, method, full.as_str().to_owned(), query, headers, body)
+            handle(gate, method, full.as_str().to_owned(), query, headers, body)
         })
         .recover(|_| async {
             Ok::<_, std::convert::Infallible>(warp::Reply::into_response(ApiError::Internal.to_response("", "")))
@@ -343,6 +412,15 @@ mod tests {
         assert_eq!(trace_id_from(Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")), None);
         assert_eq!(trace_id_from(Some("garbage")), None);
         assert_eq!(trace_id_from(None), None);
+    }
+
+    #[test]
+    fn fixed_segments_match_in_any_case_and_ids_keep_theirs() {
+        assert_eq!(canonical_path("/API/Products"), "/api/products");
+        assert_eq!(canonical_path("/api/PRODUCTS/AbC-123/Invoice"), "/api/products/AbC-123/invoice");
+        assert_eq!(canonical_path("/processinvoiceocr"), "/ProcessInvoiceOcr");
+        assert_eq!(canonical_path("/api/calendar/TokEn.ICS"), "/api/calendar/TokEn.ics");
+        assert_eq!(canonical_path("/"), "/");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use warp::http::{HeaderValue, Response, StatusCode, header};
 use crate::application::ocr::{self, OcrOutcome, OcrRetry};
 use crate::application::outbox::Drive;
 use crate::domain::OcrRequested;
-use crate::inbound::state::{AppState, BodyStream, HttpResponse};
+use crate::inbound::state::{AppState, BodyStream, HttpResponse, Requeue};
 
 /// Trigger functions this binary serves: (function name, path).
 pub const TRIGGER_ROUTES: &[(&str, &str)] = &[
@@ -86,8 +86,13 @@ async fn read_body(mut body: BodyStream) -> Result<Bytes, StatusCode> {
     Ok(buf.freeze())
 }
 
-/// `POST /ProcessInvoiceOcr`: one Service Bus message from queue `invoice-ocr`.
-pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResponse {
+/// `POST /ProcessInvoiceOcr`: one Service Bus message from queue `invoice-ocr`. Served before
+/// the stores answer too (`state` is then `None`): the message is put back for later.
+pub async fn process_invoice_ocr(
+    state: Option<&AppState>,
+    requeue: Option<&Requeue>,
+    body: BodyStream,
+) -> HttpResponse {
     let raw = match read_body(body).await {
         Ok(b) => b,
         Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
@@ -114,29 +119,76 @@ pub async fn process_invoice_ocr(state: &AppState, body: BodyStream) -> HttpResp
         }
         None => return reply(StatusCode::BAD_REQUEST, &["no message in Data".into()]),
     };
-    let span = tracing::info_span!("ocr", message_id = %message_id, product_id = %event.product_id, delivery_count, enqueued = %enqueued);
+    let span = tracing::info_span!("ocr", message_id = %message_id, product_id = %event.product_id, delivery_count, requeued = event.requeued, enqueued = %enqueued);
     // The span covers the whole processing, across its awaits.
-    handle_ocr(state, &event).instrument(span).await
+    async {
+        let Some(state) = state else {
+            return put_back(requeue, &event, "the service is still connecting to its stores").await;
+        };
+        match handle_ocr(state, &event).await {
+            Ok(resp) => resp,
+            Err(why) => put_back(requeue, &event, &why).await,
+        }
+    }
+    .instrument(span)
+    .await
 }
 
-async fn handle_ocr(state: &AppState, event: &OcrRequested) -> HttpResponse {
+/// A transient failure: a copy of the event scheduled for later and the delivery completed, or
+/// (no queue to put it on, past the give-up time, or the queue refusing) 503, which makes the
+/// host abandon the message for Service Bus to redeliver.
+async fn put_back(requeue: Option<&Requeue>, event: &OcrRequested, why: &str) -> HttpResponse {
+    let now = chrono::Utc::now();
+    let since = event.failing_since.unwrap_or(now);
+    let Some(rq) = requeue.filter(|rq| now - since < rq.policy.give_up_after) else {
+        tracing::error!(why, "OCR deferred: left to the queue's redelivery");
+        return reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{why}; retry")]);
+    };
+    let next = OcrRequested { requeued: event.requeued + 1, failing_since: Some(since), ..event.clone() };
+    let delay = rq.policy.delay(next.requeued);
+    // ±20 % jitter from the OS's randomness (no state; an error leaves the delay as it is).
+    let mut byte = [128u8];
+    let _ = getrandom::fill(&mut byte);
+    let jitter = 0.8 + 0.4 * f64::from(byte[0]) / 255.0;
+    let delay = delay.mul_f64(jitter);
+    let at = now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(60));
+    match rq.queue.requeue(&next, at).await {
+        Ok(()) => {
+            tracing::warn!(
+                why,
+                copy = next.requeued,
+                delay_ms = delay.as_millis() as u64,
+                "OCR deferred: message put back for later"
+            );
+            reply(StatusCode::OK, &[format!("{why}; put back as copy {} for {} ms", next.requeued, delay.as_millis())])
+        }
+        Err(e) => {
+            tracing::error!(why, error = %e.reason, "OCR deferred, and the queue refused the copy: left to its redelivery");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{why}; retry")])
+        }
+    }
+}
+
+/// The reading's outcome as the invocation's answer, or why it should be tried again later.
+async fn handle_ocr(state: &AppState, event: &OcrRequested) -> Result<HttpResponse, String> {
     match ocr::process(&state.services, event).await {
-        Ok(OcrOutcome::Recorded(status)) => reply(StatusCode::OK, &[format!("invoice read: {status:?}")]),
+        Ok(OcrOutcome::Recorded(status)) => Ok(reply(StatusCode::OK, &[format!("invoice read: {status:?}")])),
         Ok(OcrOutcome::Skipped(why)) => {
             tracing::info!(why, "OCR message skipped");
-            reply(StatusCode::OK, &[format!("skipped: {why}")])
+            Ok(reply(StatusCode::OK, &[format!("skipped: {why}")]))
         }
         Err(OcrRetry::Unavailable(e)) => {
             tracing::error!(error = %e, "OCR deferred: storage unavailable");
-            reply(StatusCode::SERVICE_UNAVAILABLE, &["storage unavailable; retry".into()])
+            Err("storage unavailable".into())
         }
+        // Kept as a failed delivery: it dead-letters, to be replayed once the engine is installed.
         Err(OcrRetry::EngineUnavailable(e)) => {
             tracing::error!(error = %e, "OCR engine unavailable");
-            reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{}: {e}", ocr::ENGINE_UNAVAILABLE)])
+            Ok(reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{}: {e}", ocr::ENGINE_UNAVAILABLE)]))
         }
         Err(OcrRetry::Transient(e)) => {
             tracing::warn!(error = %e, "OCR failed transiently");
-            reply(StatusCode::SERVICE_UNAVAILABLE, &["transient OCR failure; retry".into()])
+            Err("transient OCR failure".into())
         }
     }
 }

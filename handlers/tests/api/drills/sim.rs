@@ -279,7 +279,7 @@ impl ControlPlaneSim {
 }
 
 /// Starts the image's app: the real binary with the image's revision, or one that refuses to
-/// start. Waits (really) until it listens or has exited.
+/// start. Waits (really) until it is ready or has exited.
 async fn start_app(world: &Arc<Mutex<World>>, image: &str) -> Option<RunningApp> {
     let found = {
         let w = world.lock().unwrap();
@@ -306,7 +306,11 @@ async fn start_app(world: &Arc<Mutex<World>>, image: &str) -> Option<RunningApp>
     let mut child = cmd.arg("serve").spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        // Until its stores are connected, as a slot's warm-up waits (the handler answers `/`
+        // from the moment it listens, "starting" until then).
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/")).await
+            && r.text().await.is_ok_and(|t| t.contains("handler ready"))
+        {
             break;
         }
         if child.try_wait().unwrap().is_some() || Instant::now() > deadline {

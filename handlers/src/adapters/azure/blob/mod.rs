@@ -62,6 +62,14 @@ impl BlobInvoiceStore {
     /// identity with `InvoiceStorage__blobServiceUri`, or a SAS signed from a connection string
     /// (local use only).
     pub async fn from_settings(settings: &InvoiceStoreSettings, identity: &Identity) -> Result<Self, StartupError> {
+        let store = Self::configured(settings, identity)?;
+        store.ensure_container().await?;
+        Ok(store)
+    }
+
+    /// The store the settings describe, checked without touching the network (start-up binds
+    /// its port first, then calls [`Self::ensure_container`] until the account answers).
+    pub fn configured(settings: &InvoiceStoreSettings, identity: &Identity) -> Result<Self, StartupError> {
         let container = &settings.blob_container;
         let store = if let Some(uri) = &settings.blob_service_uri {
             // Production: the app's managed identity; no key anywhere.
@@ -80,7 +88,6 @@ impl BlobInvoiceStore {
         } else {
             return Err(StartupError::BlobConfig("neither is set".into()));
         };
-        store.ensure_container().await?;
         Ok(store)
     }
 
