@@ -26,6 +26,7 @@ mod ocr_corpus;
 mod ocr_dispatch;
 mod ocr_trigger;
 mod ops;
+mod platform;
 mod privacy;
 mod registration;
 mod reminders;

@@ -10,9 +10,12 @@ use warranty::host::{Application, Overrides};
 use warranty::inbound::auth;
 
 mod cosmos;
+mod host;
 mod hub;
 mod servicebus;
 pub use cosmos::*;
+#[allow(unused_imports)]
+pub use host::*;
 #[allow(unused_imports)]
 pub use hub::*;
 pub use servicebus::*;
@@ -192,7 +195,7 @@ pub async fn spawn_custom(
         // `ocr_dispatcher` means "deliver queued events" on every backend: here the loopback
         // host delivers what the namespace accepted.
         if settings.delivery.ocr_dispatcher {
-            bus.state.lock().unwrap().deliver_to = Some(port);
+            bus.start_delivering(port);
         }
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -528,6 +531,21 @@ pub fn day(days: i64) -> String {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Polls `/` as the Functions host does until the handler says its stores are connected (it
+/// answers `/` from the moment it listens, "starting" until then).
+pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(base).send().await
+            && r.text().await.is_ok_and(|t| t.contains("handler ready"))
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the binary never became ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Waits for `cond` with a deadline, checking after each yield. For state that settles

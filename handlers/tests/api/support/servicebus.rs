@@ -5,9 +5,17 @@
 //! `SharedAccessSignature` whose HMAC it recomputes, `Content-Type`, `BrokerProperties` with
 //! `MessageId`, the JSON body) and answers with the documented statuses (201, 401, 404,
 //! 429/503 with `Retry-After`, or whatever a test scripts). Like a queue with duplicate
-//! detection, it keeps one message per `MessageId`. When asked to, it also plays the Functions
-//! host: each new message is POSTed to the app's `/ProcessInvoiceOcr` in the host's invocation
-//! shape, and redelivered while the app answers non-2xx, up to the delivery count.
+//! detection, it keeps one message per `MessageId`; it honours `ScheduledEnqueueTimeUtc` (the
+//! message becomes visible at that time). When asked to, it also plays the Functions host's
+//! Service Bus trigger (see `host.rs` for the sources): each visible message is POSTed to the
+//! app's `/ProcessInvoiceOcr` in the host's invocation shape, at most `max_concurrent_calls` at
+//! once (host.json); a 2xx completes it; any other answer abandons it, which makes it visible
+//! again at once with its delivery count raised; past `MaxDeliveryCount` (10, the queue's
+//! setting in `servicebus.bicep`) it is dead-lettered.
+//!
+//! Where it differs from Service Bus: one queue, in memory; no lock expiry or renewal (the
+//! invocation holds the message until it answers); no sessions, TTL or transactions; scheduled
+//! messages wait on this process's clock.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,11 +43,20 @@ pub struct Namespace {
     pub deliveries: Vec<(String, u32, u16)>,
     /// The app's port, once known, when messages are delivered to it.
     pub deliver_to: Option<u16>,
+    /// Messages dead-lettered after `MaxDeliveryCount` failed deliveries: (MessageId, body).
+    pub dead_letters: Vec<(String, Value)>,
+    /// Messages completed (the trigger answered 2xx).
+    pub completed: Vec<String>,
+    /// Scheduled messages accepted: (MessageId, the enqueue time asked for).
+    pub scheduled: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// Accepted while nobody was delivering: handed to the trigger by `start_delivering`.
+    pending: Vec<(String, Value, Option<chrono::DateTime<chrono::Utc>>)>,
 }
 
 pub struct ServiceBus {
     pub endpoint: String,
     pub state: Arc<Mutex<Namespace>>,
+    slots: Arc<tokio::sync::Semaphore>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -51,6 +68,19 @@ impl ServiceBus {
     /// A copy of the namespace's state, to assert on without holding the lock.
     pub fn snapshot(&self) -> Namespace {
         self.state.lock().unwrap().clone()
+    }
+
+    /// Plays the Functions host's trigger from now on: delivers to the app on `port` every
+    /// message accepted so far and every later one.
+    pub fn start_delivering(&self, port: u16) {
+        let pending = {
+            let mut ns = self.state.lock().unwrap();
+            ns.deliver_to = Some(port);
+            std::mem::take(&mut ns.pending)
+        };
+        for (id, body, at) in pending {
+            tokio::spawn(deliver(self.state.clone(), self.slots.clone(), id, body, at));
+        }
     }
 
     /// Refuse the next sends with these statuses.
@@ -85,38 +115,65 @@ pub fn verify_sas(auth: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Delivers one message to the app's trigger as the Functions host does, redelivering while
-/// the app fails the invocation.
-async fn deliver(state: Arc<Mutex<Namespace>>, port: u16, id: String, body: Value) {
+/// The Functions host's concurrency for Service Bus triggers (host.json
+/// `extensions.serviceBus.maxConcurrentCalls`), shared by every message of one namespace.
+fn max_concurrent_calls() -> usize {
+    let host: Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../function-app/host.json"))
+            .expect("host.json"),
+    )
+    .expect("host.json is JSON");
+    host["extensions"]["serviceBus"]["maxConcurrentCalls"].as_u64().unwrap_or(16) as usize
+}
+
+/// Delivers one message to the app's trigger as the Functions host does: waits until its
+/// scheduled time, takes one of the concurrent-call slots, and redelivers while the app fails
+/// the invocation, then dead-letters it.
+async fn deliver(
+    state: Arc<Mutex<Namespace>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    id: String,
+    body: Value,
+    visible_at: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    if let Some(at) = visible_at {
+        // The message is invisible until its scheduled enqueue time (the broker's clock).
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+    }
     let client = reqwest::Client::new();
     for count in 1..=MAX_DELIVERY_COUNT {
-        let q = |s: &str| serde_json::to_string(s).unwrap();
-        let payload = json!({
-            "Data": { "message": body.to_string() },
-            "Metadata": {
-                "MessageId": q(&id),
-                "DeliveryCount": count.to_string(),
-                "ContentType": q("application/json"),
-                "sys": { "MethodName": "ProcessInvoiceOcr", "UtcNow": chrono::Utc::now().to_rfc3339() }
+        let Some(port) = state.lock().unwrap().deliver_to else { return };
+        let status = {
+            let _slot = slots.acquire().await.expect("open");
+            let payload = super::host::service_bus_invocation("ProcessInvoiceOcr", &id, count, &body);
+            match client.post(format!("http://127.0.0.1:{port}/ProcessInvoiceOcr")).json(&payload).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
             }
-        });
-        let status = match client.post(format!("http://127.0.0.1:{port}/ProcessInvoiceOcr")).json(&payload).send().await
-        {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
         };
-        state.lock().unwrap().deliveries.push((id.clone(), count, status));
+        let mut ns = state.lock().unwrap();
+        ns.deliveries.push((id.clone(), count, status));
         if (200..300).contains(&status) {
+            ns.completed.push(id);
             return;
         }
-        // The host's retry delay (the message's lock expiring), shortened for tests.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Abandoned: visible again at once, delivery count + 1.
     }
+    state.lock().unwrap().dead_letters.push((id, body));
+}
+
+/// `ScheduledEnqueueTimeUtc` as the REST API takes it: an RFC 1123 date.
+fn scheduled_time(broker: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = broker.get("ScheduledEnqueueTimeUtc")?.as_str()?;
+    chrono::DateTime::parse_from_rfc2822(&s.replace("GMT", "+0000")).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub async fn service_bus(script: Vec<(u16, Option<&'static str>)>) -> ServiceBus {
     let state = Arc::new(Mutex::new(Namespace { script, ..Default::default() }));
     let s = state.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_concurrent_calls()));
+    let route_slots = slots.clone();
     let route = warp::post()
         .and(warp::path!(String / "messages"))
         .and(warp::header::headers_cloned())
@@ -146,20 +203,35 @@ pub async fn service_bus(script: Vec<(u16, Option<&'static str>)>) -> ServiceBus
             let broker: Value = serde_json::from_str(&h("brokerproperties")).unwrap_or_default();
             let body: Value = serde_json::from_slice(&body).unwrap_or_default();
             let id = broker["MessageId"].as_str().unwrap_or_default().to_owned();
-            if id.is_empty() || h("content-type") != "application/json" || body["messageId"] != broker["MessageId"] {
+            // The event's own id, or `{id}~r{n}` for its n-th copy put back after a failure.
+            let expected = match body["requeued"].as_u64() {
+                Some(n) if n > 0 => format!("{}~r{n}", body["messageId"].as_str().unwrap_or_default()),
+                _ => body["messageId"].as_str().unwrap_or_default().to_owned(),
+            };
+            if id.is_empty() || h("content-type") != "application/json" || id != expected {
                 ns.refused.push(format!("malformed: {broker} {body}"));
+                return reply(400, None);
+            }
+            let visible_at = scheduled_time(&broker);
+            if broker.get("ScheduledEnqueueTimeUtc").is_some() && visible_at.is_none() {
+                ns.refused.push(format!("bad ScheduledEnqueueTimeUtc: {broker}"));
                 return reply(400, None);
             }
             if !ns.accepted.contains_key(&id) {
                 ns.accepted.insert(id.clone(), (broker, body.clone()));
-                if let Some(port) = ns.deliver_to {
-                    tokio::spawn(deliver(s.clone(), port, id, body));
+                if let Some(at) = visible_at {
+                    ns.scheduled.push((id.clone(), at));
+                }
+                if ns.deliver_to.is_some() {
+                    tokio::spawn(deliver(s.clone(), route_slots.clone(), id, body, visible_at));
+                } else {
+                    ns.pending.push((id, body, visible_at));
                 }
             }
             reply(201, None)
         });
     let (port, tx) = super::serve_loopback(route).await;
-    ServiceBus { endpoint: format!("http://127.0.0.1:{port}"), state, _stop: tx }
+    ServiceBus { endpoint: format!("http://127.0.0.1:{port}"), state, slots, _stop: tx }
 }
 
 /// An OCR event as a registration produces it, for publisher tests that need no product.
