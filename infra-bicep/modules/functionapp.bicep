@@ -87,8 +87,15 @@ var shared = [
   { name: 'RUST_LOG', value: 'info' }
 ]
 
+// The Functions host id names the slot's timer locks, schedule status and keys in the host's
+// storage. By default it is the site name (plus '-<slot>' for a slot), lowercased and cut to 32
+// characters (ScriptHostIdProvider): '<prefix>-<env>-func-<13 characters>' is already 32 long at
+// the longest, so production and staging would share one id. Each slot gets its own, sticky.
+var hostIdStem = take(toLower(replace('${baseName}${suffix}', '-', '')), 28)
+
 // Slot-sticky: where each slot's data and messages live, and which triggers run.
 var productionData = [
+  { name: 'AzureFunctionsWebHost__hostid', value: '${hostIdStem}-prd' }
   { name: 'WARRANTY_COSMOS_DATABASE', value: 'warranty' }
   { name: 'WARRANTY_COSMOS_CONTAINER', value: 'products' }
   { name: 'WARRANTY_BLOB_CONTAINER', value: 'invoices' }
@@ -101,6 +108,7 @@ var productionData = [
   { name: 'DEPLOYMENT_SLOT', value: 'production' }
 ]
 var stagingData = [
+  { name: 'AzureFunctionsWebHost__hostid', value: '${hostIdStem}-stg' }
   { name: 'WARRANTY_COSMOS_DATABASE', value: 'warranty-staging' }
   { name: 'WARRANTY_COSMOS_CONTAINER', value: 'products' }
   { name: 'WARRANTY_BLOB_CONTAINER', value: 'invoices-staging' }
