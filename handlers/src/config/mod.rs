@@ -252,6 +252,12 @@ pub struct AuthSettings {
     #[arg(long, env = "WARRANTY_JWKS_RETRY_BASE_MS", default_value_t = 2000)]
     pub jwks_retry_base_ms: u64,
 
+    /// How long past their lifetime the signing keys may still judge tokens while the identity
+    /// provider cannot be reached, in seconds, when its answer carries no `stale-if-error`
+    /// (RFC 5861); never past `WARRANTY_JWKS_MAX_TTL_SECS` since they were fetched.
+    #[arg(long, env = "WARRANTY_JWKS_STALE_IF_ERROR_SECS", default_value_t = 3600)]
+    pub jwks_stale_if_error_secs: u64,
+
     /// Required `iss` of tokens. Defaults to the dev issuer in shared-secret mode; required in JWKS mode.
     #[arg(long, env = "WARRANTY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

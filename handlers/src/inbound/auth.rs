@@ -72,6 +72,7 @@ impl Authenticator {
                     max_ttl: Duration::from_secs(settings.jwks_max_ttl_secs.max(1)),
                     unknown_kid_wait: Duration::from_millis(settings.jwks_unknown_kid_wait_ms),
                     retry_base: Duration::from_millis(settings.jwks_retry_base_ms),
+                    stale_if_error: Duration::from_secs(settings.jwks_stale_if_error_secs),
                 };
                 Ok(Self::jwks(source, policy, iss, aud, &settings.jwt_user_claim))
             }
@@ -110,6 +111,15 @@ impl Authenticator {
         match self.mode {
             Mode::Shared(_) => "shared-secret",
             Mode::Jwks(_) => "jwks",
+        }
+    }
+
+    /// The signing-key cache's state (JWKS mode): fresh or stale, and how often a stale set
+    /// judged requests because the provider could not be reached, with the last reason.
+    pub fn key_status(&self) -> Option<super::jwks::KeyCacheStatus> {
+        match &self.mode {
+            Mode::Shared(_) => None,
+            Mode::Jwks(cache) => Some(cache.status()),
         }
     }
 

@@ -1,13 +1,21 @@
 //! The identity provider's signing keys, cached.
 //!
-//! - **Lifetime**: a fetched set lives for the answer's `Cache-Control: max-age` (else the
-//!   default), capped by the maximum. Past three quarters of it, a request that uses the set
-//!   starts a refresh in the background; a key the provider dropped is refused once that refresh
-//!   lands. Past its lifetime the set is still used while a refresh runs (or fails), up to the
-//!   maximum lifetime since the last good fetch; after that, keys must be fetched again.
+//! - **Lifetime**: a fetched set is fresh for the answer's `Cache-Control: max-age` (else the
+//!   default), capped by the maximum. While fresh it judges requests at once; past three quarters
+//!   of it, a request starts a refresh in the background, so under normal refresh no request
+//!   waits.
+//! - **Revalidated past its lifetime**: a request that finds the set past its lifetime waits for
+//!   a fetch (single flight, at most `unknown_kid_wait`) and is judged by the provider's current
+//!   set, so a key the provider removed is refused on the first request after `max-age`, however
+//!   quiet the instance was.
+//! - **Stale if error** (RFC 5861): only when that fetch fails or times out is the old set used,
+//!   for at most its grace — the answer's `stale-if-error`, else `stale_if_error` — past its
+//!   lifetime, and never past `max_ttl` since it was fetched; each such use is logged (with why)
+//!   and counted. Past the grace a token the cache cannot judge gets `503 auth_unavailable`.
 //! - **Single flight, no lock across I/O**: the set is swapped under a short synchronous lock;
 //!   fetches are serialised by their own lock, so a request whose key is cached never waits for a
-//!   fetch. A request with an unknown `kid` waits for a fetch at most `unknown_kid_wait`.
+//!   fetch while the set is fresh. A request with an unknown `kid` waits for a fetch at most
+//!   `unknown_kid_wait`.
 //! - **Failures are not refreshes**: a failed fetch does not count against `min_refresh` (the
 //!   spacing of refetches caused by unknown `kid`s); it is retried after a short backoff with
 //!   jitter, and meanwhile a token the cache cannot judge gets `503 auth_unavailable`, never 401.
@@ -40,6 +48,9 @@ pub struct JwksPolicy {
     pub unknown_kid_wait: Duration,
     /// First retry delay after a failed fetch (doubles up to 30 s, ±20 % jitter).
     pub retry_base: Duration,
+    /// How long past its lifetime a set may still judge requests while the provider cannot be
+    /// reached, when the answer carried no `stale-if-error` (RFC 5861).
+    pub stale_if_error: Duration,
 }
 
 impl Default for JwksPolicy {
@@ -50,6 +61,7 @@ impl Default for JwksPolicy {
             max_ttl: Duration::from_secs(86_400),
             unknown_kid_wait: Duration::from_secs(2),
             retry_base: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(3600),
         }
     }
 }
@@ -63,6 +75,8 @@ struct KeySet {
     keys: HashMap<String, CachedKey>,
     fetched_at: Instant,
     ttl: Duration,
+    /// Use past `ttl` allowed while the provider cannot be reached.
+    grace: Duration,
 }
 
 #[derive(Default)]
@@ -91,12 +105,52 @@ pub struct JwksCache {
     policy: JwksPolicy,
     state: Mutex<State>,
     fetching: tokio::sync::Mutex<()>,
+    /// Requests judged by a set past its lifetime because the provider could not be reached.
+    stale_uses: std::sync::atomic::AtomicU64,
+    last_stale_reason: Mutex<Option<String>>,
+}
+
+/// What `/api/health` says of the key cache.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCacheStatus {
+    /// `fresh`, `stale` (past its lifetime: revalidated on the next request), or `none`.
+    pub state: &'static str,
+    pub age_secs: Option<u64>,
+    pub lifetime_secs: Option<u64>,
+    pub stale_uses: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_stale_reason: Option<String>,
 }
 
 impl JwksCache {
     pub fn new(source: KeySource, policy: JwksPolicy) -> Arc<Self> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
-        Arc::new(Self { source, client, policy, state: Mutex::new(State::default()), fetching: Default::default() })
+        Arc::new(Self {
+            source,
+            client,
+            policy,
+            state: Mutex::new(State::default()),
+            fetching: Default::default(),
+            stale_uses: Default::default(),
+            last_stale_reason: Mutex::new(None),
+        })
+    }
+
+    pub fn status(&self) -> KeyCacheStatus {
+        let (set, ..) = self.snapshot();
+        let age = set.as_ref().map(|s| s.fetched_at.elapsed());
+        KeyCacheStatus {
+            state: match (&set, age) {
+                (Some(s), Some(a)) if a < s.ttl => "fresh",
+                (Some(_), _) => "stale",
+                _ => "none",
+            },
+            age_secs: age.map(|a| a.as_secs()),
+            lifetime_secs: set.as_ref().map(|s| s.ttl.as_secs()),
+            stale_uses: self.stale_uses.load(std::sync::atomic::Ordering::Relaxed),
+            last_stale_reason: self.last_stale_reason.lock().expect("never poisoned").clone(),
+        }
     }
 
     fn snapshot(&self) -> (Option<Arc<KeySet>>, u64, Option<Instant>, Option<String>) {
@@ -110,38 +164,95 @@ impl JwksCache {
         let now = Instant::now();
         if let Some(set) = &set {
             let age = now.duration_since(set.fetched_at);
-            let usable = age < self.policy.max_ttl;
-            if usable {
-                // Refresh ahead of expiry, without making this request wait.
-                if age >= set.ttl.mul_f64(0.75) {
-                    self.refresh_in_background(generation);
-                }
-                if let Some(k) = set.keys.get(kid) {
-                    return Lookup::Found(k.key.clone(), k.declared);
-                }
-                // An unknown kid: the provider may have rotated. Refetch at most once per
-                // `min_refresh` (counted from the last good fetch).
-                if age < self.policy.min_refresh {
-                    return Lookup::Unknown;
-                }
+            if age >= set.ttl {
+                return self.revalidate(set.clone(), generation, retry_at, last_error, kid).await;
+            }
+            // Fresh. Refresh ahead of expiry, without making this request wait.
+            if age >= set.ttl.mul_f64(0.75) {
+                self.refresh_in_background(generation);
+            }
+            if let Some(k) = set.keys.get(kid) {
+                return Lookup::Found(k.key.clone(), k.declared);
+            }
+            // An unknown kid: the provider may have rotated. Refetch at most once per
+            // `min_refresh` (counted from the last good fetch).
+            if age < self.policy.min_refresh {
+                return Lookup::Unknown;
             }
         }
         if retry_at.is_some_and(|t| now < t) {
             return Lookup::Unavailable(last_error.unwrap_or_else(|| "the last fetch failed".into()));
         }
-        // Wait for a fetch (ours or one already running), briefly.
+        match self.fetch_bounded(generation).await {
+            Ok(()) => self.judge_current(kid),
+            Err(e) => Lookup::Unavailable(e),
+        }
+    }
+
+    /// Waits for a fetch (ours or one already running), at most `unknown_kid_wait`.
+    async fn fetch_bounded(self: &Arc<Self>, generation: u64) -> Result<(), String> {
         let me = self.clone();
         let fetch = tokio::spawn(async move { me.refresh_after(generation).await });
         match tokio::time::timeout(self.policy.unknown_kid_wait, fetch).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Lookup::Unavailable(e),
-            Ok(Err(e)) => return Lookup::Unavailable(e.to_string()),
-            Err(_) => return Lookup::Unavailable("the identity provider is slow to answer".into()),
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the identity provider is slow to answer".into()),
         }
+    }
+
+    fn judge_current(&self, kid: &str) -> Lookup {
         let (set, ..) = self.snapshot();
         match set.as_ref().and_then(|s| s.keys.get(kid)) {
             Some(k) => Lookup::Found(k.key.clone(), k.declared),
             None => Lookup::Unknown,
+        }
+    }
+
+    /// A set past its lifetime: ask the provider again before judging; only if it cannot be
+    /// reached, judge by the old set within its grace.
+    async fn revalidate(
+        self: &Arc<Self>,
+        set: Arc<KeySet>,
+        generation: u64,
+        retry_at: Option<Instant>,
+        last_error: Option<String>,
+        kid: &str,
+    ) -> Lookup {
+        let failed = if retry_at.is_some_and(|t| Instant::now() < t) {
+            // A fetch failed moments ago; the next is not due yet.
+            last_error.unwrap_or_else(|| "the last fetch failed".into())
+        } else {
+            match self.fetch_bounded(generation).await {
+                Ok(()) => return self.judge_current(kid),
+                Err(e) => e,
+            }
+        };
+        let age = set.fetched_at.elapsed();
+        let limit = (set.ttl + set.grace).min(self.policy.max_ttl);
+        if age >= limit {
+            tracing::error!(
+                age_secs = age.as_secs(),
+                limit_secs = limit.as_secs(),
+                reason = %failed,
+                "signing keys past their lifetime and grace, and the identity provider cannot be reached: refusing to judge tokens"
+            );
+            return Lookup::Unavailable(failed);
+        }
+        match set.keys.get(kid) {
+            Some(k) => {
+                self.stale_uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *self.last_stale_reason.lock().expect("never poisoned") = Some(failed.clone());
+                tracing::warn!(
+                    age_secs = age.as_secs(),
+                    lifetime_secs = set.ttl.as_secs(),
+                    grace_left_secs = (limit - age).as_secs(),
+                    reason = %failed,
+                    "stale signing keys used: the identity provider could not be reached to revalidate them"
+                );
+                Lookup::Found(k.key.clone(), k.declared)
+            }
+            // Not in the old set, and the provider cannot say whether it is new.
+            None => Lookup::Unavailable(failed),
         }
     }
 
@@ -200,25 +311,33 @@ impl JwksCache {
                 if !resp.status().is_success() {
                     return Err(format!("JWKS endpoint answered {}", resp.status()));
                 }
-                let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(max_age);
+                let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).map(cache_control);
                 (resp.text().await.map_err(|e| e.to_string())?, max_age)
             }
         };
         let keys = usable_keys(&text)?;
+        let (max_age, stale_if_error) = max_age.unwrap_or((None, None));
         let ttl = max_age.unwrap_or(self.policy.default_ttl).min(self.policy.max_ttl);
-        Ok(KeySet { keys, fetched_at: Instant::now(), ttl })
+        let grace = stale_if_error.unwrap_or(self.policy.stale_if_error);
+        Ok(KeySet { keys, fetched_at: Instant::now(), ttl, grace })
     }
 }
 
-/// `max-age` of a `Cache-Control` value (`no-store`/`no-cache` mean zero).
-fn max_age(cache_control: &str) -> Option<Duration> {
-    cache_control.split(',').map(str::trim).find_map(|d| {
-        let d = d.to_ascii_lowercase();
+/// `max-age` and `stale-if-error` of a `Cache-Control` value (`no-store`/`no-cache` mean a zero
+/// `max-age`).
+fn cache_control(value: &str) -> (Option<Duration>, Option<Duration>) {
+    let seconds = |d: &str, name: &str| {
+        d.strip_prefix(name).and_then(|v| v.trim_matches('"').parse::<u64>().ok()).map(Duration::from_secs)
+    };
+    let (mut age, mut stale) = (None, None);
+    for d in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
         if d == "no-store" || d == "no-cache" {
-            return Some(Duration::ZERO);
+            age = Some(Duration::ZERO);
         }
-        d.strip_prefix("max-age=").and_then(|v| v.trim_matches('"').parse::<u64>().ok()).map(Duration::from_secs)
-    })
+        age = age.or_else(|| seconds(&d, "max-age="));
+        stale = stale.or_else(|| seconds(&d, "stale-if-error="));
+    }
+    (age, stale)
 }
 
 fn backoff(base: Duration, failures: u32) -> Duration {
@@ -267,11 +386,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn max_age_is_read_from_cache_control() {
-        assert_eq!(max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
-        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
-        assert_eq!(max_age("public"), None);
-        assert_eq!(max_age("max-age=abc"), None);
+    fn max_age_and_stale_if_error_are_read_from_cache_control() {
+        let s = Duration::from_secs;
+        assert_eq!(cache_control("public, max-age=3600"), (Some(s(3600)), None));
+        assert_eq!(cache_control("max-age=60, stale-if-error=600"), (Some(s(60)), Some(s(600))));
+        assert_eq!(cache_control("no-store"), (Some(Duration::ZERO), None));
+        assert_eq!(cache_control("public"), (None, None));
+        assert_eq!(cache_control("max-age=abc, Stale-If-Error=\"5\""), (None, Some(s(5))));
     }
 
     #[test]

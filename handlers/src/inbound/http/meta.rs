@@ -49,6 +49,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
         "version": state.version,
         "revision": crate::build_info::revision(),
         "auth": state.auth.mode_name(),
+        "authKeys": state.auth.key_status(),
         "checks": { "productStore": products, "invoiceStore": invoices },
         // OCR engines do not make the service unhealthy (registration works without them);
         // a missing one is reported here and invoices that need it fail with
