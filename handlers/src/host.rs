@@ -134,6 +134,7 @@ impl Plan {
             version: VERSION,
             public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
             erasure_wait: Duration::from_secs(settings.server.erasure_wait_secs),
+            export_part_bytes: settings.server.export_part_mib.saturating_mul(1024 * 1024),
         }
     }
 }

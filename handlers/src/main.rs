@@ -251,8 +251,11 @@ fn users_command(settings: &Settings, action: UsersAction) -> ExitCode {
             UsersAction::Export { user } => {
                 let user = warranty::domain::UserId(user);
                 let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+                let whole = warranty::application::privacy::ExportPart::whole();
                 let task =
-                    tokio::spawn(async move { warranty::application::privacy::export(&services, &user, tx).await });
+                    tokio::spawn(
+                        async move { warranty::application::privacy::export(&services, &user, &whole, tx).await },
+                    );
                 let mut out = std::io::stdout().lock();
                 while let Some(chunk) = rx.recv().await {
                     match chunk {

@@ -4,6 +4,11 @@
 //! **Export** streams a ZIP: the archive is produced entry by entry into a bounded channel the
 //! HTTP body reads from, so memory holds a few chunks whatever the size; a client that goes away
 //! closes the channel and the export stops (it writes nothing anywhere, so nothing is left).
+//! The Functions host holds a forwarded answer whole before sending it on, so over HTTP the
+//! archive comes in **parts** of at most a budget of files each ([`plan_part`]): the first part
+//! has every record (products, notifications, settings) and the first products' files, each
+//! later part the next products' files, continuing after the last product of the part before in
+//! the list's stable order (products registered meanwhile are not in an export already begun).
 //!
 //! **Erasure** first records that it started (a user record `erasure`, the one record it keeps
 //! until the end), then removes push installations, each product's files and then its record
@@ -92,6 +97,58 @@ Dates are ISO 8601 (UTC where a time is given). The SHA-256 of each invoice is i
 (invoice.sha256) and products.csv, so you can check the files.
 ";
 
+const PART_README: &str = "Part {part} of your warranty data export of {date}: the invoices and proof
+documents of the next products. products.json, products.csv, notifications.json and settings.json
+are in part 1.
+";
+
+/// One part of the export: the files of the products after `after` up to and including `last`
+/// (in the list's order); `next` is where the following part starts, if one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPart {
+    pub number: u32,
+    pub after: Option<ListCursor>,
+    pub last: Option<ListCursor>,
+    pub next: Option<ListCursor>,
+}
+
+impl ExportPart {
+    /// The whole archive in one part (the support tool's export).
+    pub fn whole() -> Self {
+        Self { number: 1, after: None, last: None, next: None }
+    }
+}
+
+/// Bytes of files a product brings to the archive: its invoice and its coverages' proofs.
+fn files_size(p: &ProductRecord) -> u64 {
+    p.invoice.size_bytes + p.coverages().iter().filter_map(|c| c.proof.as_ref()).map(|f| f.size_bytes).sum::<u64>()
+}
+
+/// The part that starts after `after`: products whose files add up to at most `budget` bytes
+/// (always at least one product, whatever its size). Reads records only.
+pub async fn plan_part(
+    services: &Services,
+    user: &UserId,
+    number: u32,
+    after: Option<ListCursor>,
+    budget: u64,
+) -> Result<ExportPart, Unavailable> {
+    let mut pages = ProductPages::starting(services, user, after.clone());
+    let (mut total, mut last, mut count) = (0u64, None, 0usize);
+    while let Some(page) = pages.next().await? {
+        for p in &page {
+            let size = files_size(p);
+            if count > 0 && total + size > budget {
+                return Ok(ExportPart { number, after, next: last.clone(), last });
+            }
+            total += size;
+            count += 1;
+            last = Some(ListCursor { created_at: p.created_at, id: p.id });
+        }
+    }
+    Ok(ExportPart { number, after, last, next: None })
+}
+
 /// The user's products a page at a time, newest first.
 struct ProductPages<'a> {
     services: &'a Services,
@@ -102,7 +159,11 @@ struct ProductPages<'a> {
 
 impl<'a> ProductPages<'a> {
     fn new(services: &'a Services, user: &'a UserId) -> Self {
-        Self { services, user, after: None, done: false }
+        Self::starting(services, user, None)
+    }
+
+    fn starting(services: &'a Services, user: &'a UserId, after: Option<ListCursor>) -> Self {
+        Self { services, user, after, done: false }
     }
 
     async fn next(&mut self) -> Result<Option<Vec<ProductRecord>>, Unavailable> {
@@ -205,10 +266,19 @@ pub fn file_name(day: chrono::NaiveDate) -> String {
 pub async fn export(
     services: &Services,
     user: &UserId,
+    part: &ExportPart,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<u64, ExportStopped> {
     let now = services.clock.now();
     let mut sink = Sink { tx, zip: ZipWriter::new(now), sent: 0 };
+    if part.number > 1 {
+        let readme = PART_README.replace("{part}", &part.number.to_string());
+        sink.entry("README.txt", readme.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
+        files(services, &mut sink, user, part).await?;
+        let tail = sink.zip.close();
+        sink.send(tail).await?;
+        return Ok(sink.sent);
+    }
     sink.entry("README.txt", README.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
 
     // products.json, a page at a time.
@@ -234,21 +304,8 @@ pub async fn export(
     }
     sink.finish().await?;
 
-    // The files, streamed chunk by chunk.
-    let mut pages = ProductPages::new(services, user);
-    while let Some(page) = pages.next().await? {
-        for p in &page {
-            let ext = p.invoice.kind.extension();
-            let name = format!("invoices/{}_{}_v{}.{ext}", p.purchase_date.date(), p.id, p.invoice.version);
-            copy_file(services, &mut sink, &name, &p.invoice.location).await?;
-            for c in p.coverages().iter() {
-                if let Some(proof) = &c.proof {
-                    let name = format!("proofs/{}_{}.{}", p.id, c.id, proof.kind.extension());
-                    copy_file(services, &mut sink, &name, &proof.location).await?;
-                }
-            }
-        }
-    }
+    // The files of this part's products, streamed chunk by chunk.
+    files(services, &mut sink, user, part).await?;
 
     // notifications.json.
     sink.start("notifications.json", Method::Deflated).await?;
@@ -288,6 +345,28 @@ pub async fn export(
     let tail = sink.zip.close();
     sink.send(tail).await?;
     Ok(sink.sent)
+}
+
+/// The invoices and proofs of the part's products, in the list's order.
+async fn files(services: &Services, sink: &mut Sink, user: &UserId, part: &ExportPart) -> Result<(), ExportStopped> {
+    let mut pages = ProductPages::starting(services, user, part.after.clone());
+    while let Some(page) = pages.next().await? {
+        for p in &page {
+            let ext = p.invoice.kind.extension();
+            let name = format!("invoices/{}_{}_v{}.{ext}", p.purchase_date.date(), p.id, p.invoice.version);
+            copy_file(services, sink, &name, &p.invoice.location).await?;
+            for c in p.coverages().iter() {
+                if let Some(proof) = &c.proof {
+                    let name = format!("proofs/{}_{}.{}", p.id, c.id, proof.kind.extension());
+                    copy_file(services, sink, &name, &proof.location).await?;
+                }
+            }
+            if part.last.as_ref().is_some_and(|l| l.id == p.id) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn copy_file(services: &Services, sink: &mut Sink, name: &str, location: &str) -> Result<(), ExportStopped> {

@@ -215,6 +215,11 @@ pub struct ServerSettings {
     /// Seconds `DELETE /api/me` waits for the erasure before answering `202` (it goes on).
     #[arg(long, env = "WARRANTY_ERASURE_WAIT_SECS", default_value_t = 10)]
     pub erasure_wait_secs: u64,
+    /// Most bytes of invoices and proofs in one part of `GET /api/me/export`, in MiB. The
+    /// Functions host holds a forwarded answer whole in memory before sending it on, so a larger
+    /// archive comes in parts, each linked from the one before (`Link: rel="next"`).
+    #[arg(long, env = "WARRANTY_EXPORT_PART_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub export_part_mib: u64,
 }
 
 /// How bearer tokens are checked: an identity provider's JWKS, or the embedded default's shared secret.

@@ -24,6 +24,8 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     /// How long `DELETE /api/me` waits for the erasure before answering `202`.
     pub erasure_wait: std::time::Duration,
+    /// Most bytes of files in one part of the export.
+    pub export_part_bytes: u64,
 }
 
 /// One store's progress towards serving, as `/api/health` reports it before the service is

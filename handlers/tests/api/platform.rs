@@ -783,3 +783,99 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
     assert!(["completed", "needs_review", "failed"].contains(&card["ocr"]["status"].as_str().unwrap()), "{card}");
     assert_ne!(card["ocr"]["failureReason"], "ocr_deadline_exceeded");
 }
+
+/// The host holds each forwarded answer whole, so the export comes in parts of at most
+/// `WARRANTY_EXPORT_PART_MIB` of files, each linked from the one before: followed through the
+/// host, the parts hold every invoice once, the first part every record, and each is a whole ZIP
+/// (checked with Python's zipfile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_comes_through_the_host_in_bounded_linked_parts() {
+    let app = BACKEND.scope(Backend::Azure, spawn_with(|s| s.server.export_part_mib = 1)).await;
+    let host = FunctionsHost::in_front_of(app.port).await;
+    // Three 700 kB invoices: one product per 1 MiB part.
+    let mut pdf = b"%PDF-1.7\n%".to_vec();
+    pdf.resize(700_000, b'x');
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (ct, body) =
+            Form::registration("Apple", "MacBook Air", &format!("C02PART0000{i}"), "2026-03-15", &pdf).finish();
+        let resp = through(&host, reqwest::Method::POST, "/api/products", "alice")
+            .await
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut next = Some("/api/me/export".to_owned());
+    let mut parts: Vec<Value> = Vec::new();
+    while let Some(path) = next.take() {
+        let resp = through(&host, reqwest::Method::GET, &path, "alice").await.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-export-part"], (parts.len() + 1).to_string().as_str());
+        next = resp.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with(r#">; rel="next""#), "{l}");
+            l.trim_start_matches('<').split('>').next().unwrap().to_owned()
+        });
+        let zip = resp.bytes().await.unwrap();
+        assert!(zip.len() < 1024 * 1024 + 64 * 1024, "a part holds at most its budget: {}", zip.len());
+        let file = dir.path().join(format!("part{}.zip", parts.len() + 1));
+        std::fs::write(&file, &zip).unwrap();
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, json, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(sorted(z.namelist())))",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        parts.push(serde_json::from_slice(&out.stdout).unwrap());
+        assert!(parts.len() <= 3, "more parts than products");
+    }
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for name in ["README.txt", "products.json", "products.csv", "notifications.json", "settings.json"] {
+        assert!(parts[0].as_array().unwrap().iter().any(|n| n == name), "part 1 lacks {name}");
+        assert!(!parts[1].as_array().unwrap().iter().any(|n| n == name && name != "README.txt"));
+    }
+    let invoices: Vec<String> = parts
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().iter().filter_map(|n| n.as_str()).filter(|n| n.starts_with("invoices/")))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(invoices.len(), 3, "{invoices:?}");
+    for id in &ids {
+        assert_eq!(invoices.iter().filter(|n| n.contains(id.as_str())).count(), 1, "{id} once");
+    }
+    // A token this service did not issue.
+    let resp = through(&host, reqwest::Method::GET, "/api/me/export?continuationToken=bm9wZQ", "alice")
+        .await
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (400, "continuation_token_invalid"));
+}
+
+/// A handler that cannot start (here: a setting it refuses, so it exits at once) is started three
+/// times, then the host gives up, as the host's dispatcher does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_cannot_start_stops_the_host_after_three_tries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, started) = FunctionsHost::try_with_binary(&[
+        ("WARRANTY_DATA_DIR", dir.path().display().to_string()),
+        ("WARRANTY_DEFAULT_MONTHS", "0".to_owned()),
+    ])
+    .await;
+    let err = started.expect_err("never starts");
+    assert!(err.contains("Shutting down Functions Host"), "{err}");
+    let log = host.log();
+    assert!(log.stopped);
+    assert!(log.starts.is_empty());
+    assert_eq!(log.restarts.len(), 3, "{:?}", log.restarts);
+    assert!(log.restarts.iter().all(|r| r.contains("exited")), "{:?}", log.restarts);
+}

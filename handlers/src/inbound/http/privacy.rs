@@ -14,12 +14,47 @@ use crate::application::privacy::{self, CONFIRMATION};
 /// Chunks in flight between the archive writer and the connection: memory is a few of them.
 const CHANNEL: usize = 4;
 
-/// `GET /api/me/export`: the caller's data as a streamed ZIP.
+/// Where an export part starts: (part number, the last product of the part before).
+#[derive(Serialize, serde::Deserialize)]
+struct PartToken {
+    part: u32,
+    after: crate::ports::ListCursor,
+}
+
+fn part_token(req: &Request) -> Result<Option<PartToken>, ApiError> {
+    use base64::Engine;
+    let invalid = || ApiError::BadRequest {
+        code: "continuation_token_invalid",
+        detail: "The continuation token is not one this service issued.".into(),
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&req.query).map_err(|_| invalid())?;
+    let Some((_, token)) = pairs.into_iter().find(|(k, _)| k == "continuationToken") else { return Ok(None) };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let t: PartToken = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+    if t.part < 2 {
+        return Err(invalid());
+    }
+    Ok(Some(t))
+}
+
+/// `GET /api/me/export[?continuationToken=…]`: the caller's data as a streamed ZIP, in parts of
+/// at most `WARRANTY_EXPORT_PART_MIB` of files (the Functions host holds each answer whole);
+/// `Link: <…>; rel="next"` names the next part while there is one.
 pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::Response, ApiError> {
+    use base64::Engine;
     let user = req.user(&state).await?;
-    // Fails before the first byte if the store is down: the client gets a problem, not a
-    // broken archive.
-    state.services.products.list(&user, None, 1).await?;
+    let token = part_token(req)?;
+    let (number, after) = match token {
+        Some(t) => (t.part, Some(t.after)),
+        None => (1, None),
+    };
+    // Reads the records before the first byte: a store that is down gets a problem, not a
+    // broken archive, and the next part's link goes in the headers.
+    let part = privacy::plan_part(&state.services, &user, number, after, state.export_part_bytes).await?;
+    let next = part.next.clone().map(|after| {
+        let t = PartToken { part: number + 1, after };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).expect("a token serialises"))
+    });
     let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL);
     let services = state.services.clone();
     let day = services.clock.now().date_naive();
@@ -28,7 +63,7 @@ pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::
         async move {
             let started = std::time::Instant::now();
             let tx_err = tx.clone();
-            match privacy::export(&services, &user, tx).await {
+            match privacy::export(&services, &user, &part, tx).await {
                 Ok(bytes) => tracing::info!(bytes, ms = started.elapsed().as_millis() as u64, "export sent"),
                 Err(privacy::ExportStopped::Disconnected) => tracing::info!("export stopped: the client went away"),
                 Err(privacy::ExportStopped::Store(e)) => {
@@ -47,8 +82,20 @@ pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(download_type(req, "application/zip")));
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", privacy::file_name(day))) {
+    let name = match number {
+        1 => privacy::file_name(day),
+        n => privacy::file_name(day).replace(".zip", &format!("-part{n}.zip")),
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&number.to_string()) {
+        h.insert("x-export-part", v);
+    }
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&format!("</api/me/export?continuationToken={next}>; rel=\"next\""))
+    {
+        h.insert(header::LINK, v);
     }
     Ok(resp)
 }

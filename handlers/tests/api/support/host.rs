@@ -227,10 +227,17 @@ impl FunctionsHost {
 
     /// The host starting the real binary with these settings (environment variables).
     pub async fn with_binary(env: &[(&str, String)]) -> Self {
+        let (host, started) = Self::try_with_binary(env).await;
+        started.expect("the handler starts");
+        host
+    }
+
+    /// As [`Self::with_binary`], with the outcome of the start (three tries) beside the host.
+    pub async fn try_with_binary(env: &[(&str, String)]) -> (Self, Result<(), String>) {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         let host = Self::start(Worker::Binary { env, child: None }, 0).await;
-        host.start_worker().await.expect("the handler starts");
-        host
+        let started = host.start_worker().await;
+        (host, started)
     }
 
     async fn start(worker: Worker, port: u16) -> Self {
@@ -336,20 +343,28 @@ async fn start_worker(inner: &Arc<Mutex<Inner>>, init_timeout: Duration) -> Resu
                 .stderr(std::process::Stdio::null());
             *child = Some(cmd.spawn().map_err(|e| e.to_string())?);
         }
-        // Any HTTP answer on `/` means ready; a refused connection means not yet.
+        // Any HTTP answer on `/` means ready; a refused connection means not yet. A process that
+        // exits is a failed start at once (the host's process-exit event).
         let client = reqwest::Client::new();
-        loop {
+        let why = loop {
             if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
                 inner.lock().unwrap().log.starts.push(spawned.elapsed());
                 return Ok(());
             }
             if spawned.elapsed() > init_timeout {
-                break;
+                break format!("no answer on / within {init_timeout:?}");
+            }
+            let exited = match &mut inner.lock().unwrap().worker {
+                Worker::Binary { child: Some(c), .. } => c.try_wait().ok().flatten(),
+                _ => None,
+            };
+            if let Some(status) = exited {
+                break format!("the handler exited ({status})");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        };
         let mut g = inner.lock().unwrap();
-        g.log.restarts.push(format!("start {attempt}: no answer on / within {init_timeout:?}"));
+        g.log.restarts.push(format!("start {attempt}: {why}"));
         if let Worker::Binary { child: Some(c), .. } = &mut g.worker {
             let _ = c.kill();
             let _ = c.wait();
