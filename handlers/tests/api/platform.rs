@@ -345,6 +345,18 @@ async fn through(host: &FunctionsHost, method: reqwest::Method, path: &str, user
         .bearer_auth(token(user))
 }
 
+/// A registration through the host, multipart with its length (what the host forwards).
+async fn register_through(host: &FunctionsHost, user: &str, form: Form) -> reqwest::Response {
+    let (ct, body) = form.finish();
+    through(host, reqwest::Method::POST, "/api/products", user)
+        .await
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The seed journeys on the Azure backend, every request through the host: registration with
 /// its invoice, the OCR message from Service Bus, an edit, a service request, the reminders
 /// timer, the export (held whole by the host, as forwarding does).
@@ -355,16 +367,8 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
     app.bus.as_ref().unwrap().start_delivering(app.port);
 
     // Registration, multipart with a Content-Length (what the host forwards).
-    let (ct, body) =
-        Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf")).finish();
-    let resp = through(&host, reqwest::Method::POST, "/api/products", "alice")
-        .await
-        .header("content-type", ct)
-        .header("idempotency-key", "seed-journey-1")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let form = Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf"));
+    let resp = register_through(&host, "alice", form).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let card: Value = resp.json().await.unwrap();
@@ -667,15 +671,8 @@ async fn the_handler_answers_before_its_stores_and_becomes_ready_without_a_resta
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(host.worker_pid(), Some(pid), "the same process, not a restart");
-    let (ct, body) =
-        Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf")).finish();
-    let resp = through(&host, reqwest::Method::POST, "/api/products", "alice")
-        .await
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let form = Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf"));
+    let resp = register_through(&host, "alice", form).await;
     assert_eq!(resp.status(), 201);
     assert!(host.log().restarts.is_empty());
 }
@@ -742,15 +739,8 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
         ("RUST_LOG", "warn".to_owned()),
     ])
     .await;
-    let (ct, body) =
-        Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.png")).finish();
-    let resp = through(&host, reqwest::Method::POST, "/api/products", "alice")
-        .await
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let form = Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.png"));
+    let resp = register_through(&host, "alice", form).await;
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let event: Value = {
@@ -797,15 +787,8 @@ async fn the_export_comes_through_the_host_in_bounded_linked_parts() {
     pdf.resize(700_000, b'x');
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (ct, body) =
-            Form::registration("Apple", "MacBook Air", &format!("C02PART0000{i}"), "2026-03-15", &pdf).finish();
-        let resp = through(&host, reqwest::Method::POST, "/api/products", "alice")
-            .await
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let form = Form::registration("Apple", "MacBook Air", &format!("C02PART0000{i}"), "2026-03-15", &pdf);
+        let resp = register_through(&host, "alice", form).await;
         assert_eq!(resp.status(), 201);
         ids.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
