@@ -35,14 +35,36 @@ fn check(result: Result<(), crate::ports::Unavailable>, started: Instant) -> (bo
     }
 }
 
+/// Longest wait for one store in `/api/health`.
+const HEALTH_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn bounded(
+    name: &'static str,
+    check: impl Future<Output = Result<(), crate::ports::Unavailable>>,
+) -> Result<(), crate::ports::Unavailable> {
+    bounded_by(HEALTH_CHECK_LIMIT, name, check).await
+}
+
+async fn bounded_by(
+    limit: std::time::Duration,
+    name: &'static str,
+    check: impl Future<Output = Result<(), crate::ports::Unavailable>>,
+) -> Result<(), crate::ports::Unavailable> {
+    tokio::time::timeout(limit, check)
+        .await
+        .unwrap_or_else(|_| Err(crate::ports::Unavailable::new(name, "no answer within the health check's limit")))
+}
+
 /// Version and whether each backend answers. 503 when one does not, so a slot swap or a
 /// load balancer can act on the status alone. Causes are logged, not exposed.
 pub async fn health(state: &AppState) -> HttpResponse {
     let s = &state.services;
+    // A store that hangs makes the answer 503 in bounded time rather than holding the probe
+    // (the host's and the load balancer's) until the store's own timeouts.
     let t = Instant::now();
-    let (products_ok, products) = check(s.products.health().await, t);
+    let (products_ok, products) = check(bounded("product store", s.products.health()).await, t);
     let t = Instant::now();
-    let (invoices_ok, invoices) = check(s.invoices.health().await, t);
+    let (invoices_ok, invoices) = check(bounded("invoice store", s.invoices.health()).await, t);
     let healthy = products_ok && invoices_ok;
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -137,4 +159,20 @@ pub fn openapi(req: &Request) -> HttpResponse {
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     cache(&mut resp);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_never_answers_is_down_after_the_limit() {
+        let limit = std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        let e =
+            bounded_by(limit, "product store", std::future::pending()).await.expect_err("a hanging store is not up");
+        assert_eq!(e.condition, crate::ports::Condition::Down);
+        assert!(started.elapsed() >= limit);
+        assert!(bounded("invoice store", async { Ok(()) }).await.is_ok());
+    }
 }
