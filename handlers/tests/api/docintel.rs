@@ -53,12 +53,15 @@ fn succeeded() -> Value {
 struct FakeService {
     base: String,
     polls: Arc<AtomicUsize>,
+    analyses: Arc<AtomicUsize>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// `analyze_status` is what the analyze call answers; polls answer `running` once, then `final_body`.
 async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
     let polls = Arc::new(AtomicUsize::new(0));
+    let analyses = Arc::new(AtomicUsize::new(0));
+    let counted = analyses.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
@@ -71,6 +74,7 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
         .and(warp::header::optional::<String>("ocp-apim-subscription-key"))
         .and(warp::body::json())
         .map(move |model: String, query: String, key: Option<String>, body: Value| {
+            counted.fetch_add(1, Ordering::SeqCst);
             let mut r = Response::builder();
             let ok = model == "prebuilt-invoice:analyze"
                 && query == "api-version=2024-11-30"
@@ -110,7 +114,7 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
             })
             .run(),
     );
-    FakeService { base, polls, _stop: tx }
+    FakeService { base, polls, analyses, _stop: tx }
 }
 
 fn client(base: &str) -> DocumentIntelligence {
@@ -158,4 +162,44 @@ async fn service_errors_are_classified_for_the_retry_rules() {
     let svc = fake(202, succeeded()).await;
     let wrong = DocumentIntelligence::new(&svc.base, Credential::Key("other".into()), Duration::from_secs(5));
     assert!(wrong.analyze(Bytes::from_static(b"x"), "image/png").await.is_err());
+}
+
+/// Document Intelligence configured (as the Bicep does): a PDF with a text layer is still read
+/// from its text layer and an e-invoice from its XML, and only a photo reaches (and is billed
+/// by) the service.
+#[tokio::test]
+async fn with_document_intelligence_configured_text_layers_and_xml_are_read_first() {
+    use warranty::adapters::ocr::tesseract::TesseractConfig;
+    use warranty::adapters::ocr::{InvoiceReaders, ReaderLimits};
+    use warranty::domain::InvoiceKind;
+    use warranty::ports::InvoiceReader;
+    let svc = fake(202, succeeded()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let tesseract = TesseractConfig {
+        tesseract: "tesseract".into(),
+        pdftoppm: "pdftoppm".into(),
+        languages: "deu+fra+eng".into(),
+        timeout: Duration::from_secs(60),
+        dpi: 200,
+        psm: 6,
+        scratch: scratch.path().to_owned(),
+        cache: None,
+    };
+    let readers = InvoiceReaders::new(tesseract, Some(client(&svc.base)), ReaderLimits::default());
+    let fixture = |name: &str| {
+        Bytes::from(
+            std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap(),
+        )
+    };
+
+    let reading = readers.read(InvoiceKind::Pdf, fixture("invoice.pdf")).await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::PdfText);
+    let einvoice = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/einvoices/zugferd1-hybrid.pdf");
+    let reading = readers.read(InvoiceKind::Pdf, Bytes::from(std::fs::read(einvoice).unwrap())).await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::EmbeddedXml);
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 0, "nothing with a better source was sent");
+
+    let reading = readers.read(InvoiceKind::Png, fixture("invoice.png")).await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::DocumentIntelligence);
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 1);
 }

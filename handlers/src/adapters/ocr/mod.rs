@@ -1,8 +1,9 @@
 //! Invoice readers behind the `InvoiceReader` port.
 //!
-//! Order for a PDF: an embedded e-invoice XML (exact, no OCR) → the PDF's text layer → the
-//! pages rendered and OCRed (Tesseract) or sent to Document Intelligence when configured.
-//! Images go to Tesseract or Document Intelligence.
+//! Order for a PDF, whatever engine is configured: an embedded e-invoice XML (exact, no OCR) →
+//! the PDF's text layer → the pages rendered and OCRed (Tesseract), or sent to Document
+//! Intelligence when configured. Images go to Tesseract or Document Intelligence. So a configured
+//! Document Intelligence sees (and bills) only what has no better source: scans and photos.
 
 pub mod docintel;
 pub mod einvoice;
@@ -147,7 +148,7 @@ impl InvoiceReaders {
 
     async fn read_pdf(&self, bytes: Bytes, options: ReadOptions) -> Result<EngineReading, ReadError> {
         let limits = self.limits;
-        let use_text_layer = self.docintel.is_none() && !options.skip_text_layer;
+        let use_text_layer = !options.skip_text_layer;
         // The in-process text layer is decoded only where poppler's is not available.
         let decode_here = use_text_layer && self.tesseract().await.is_err();
         let b = bytes.clone();
