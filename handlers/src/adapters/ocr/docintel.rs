@@ -38,7 +38,8 @@ pub struct DocumentIntelligence {
     client: reqwest::Client,
     /// Give up polling after this long (the operation keeps running on the service).
     max_wait: Duration,
-    /// Wait between polls when the service sends no `Retry-After`.
+    /// Wait between polls when the service sends no `Retry-After` (its documented polling
+    /// interval is 2 s; a poll counts against the resource's request rate).
     default_poll: Duration,
 }
 
@@ -49,7 +50,7 @@ impl DocumentIntelligence {
             credential,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("a TLS client"),
             max_wait,
-            default_poll: Duration::from_secs(1),
+            default_poll: Duration::from_secs(2),
         }
     }
 
