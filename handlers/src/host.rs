@@ -299,6 +299,8 @@ impl Application {
             retry_base: Duration::from_millis(delivery.ocr_retry_base_ms),
             retry_max: Duration::from_secs(delivery.ocr_retry_max_secs),
             workers: delivery.ocr_workers.max(1),
+            drain_batch: delivery.ocr_drain_batch as usize,
+            drain_concurrency: delivery.ocr_drain_concurrency as usize,
             idle_poll: Duration::from_millis(delivery.ocr_idle_poll_ms.max(1)),
         };
         let cosmos = match settings.products.product_store {

@@ -32,8 +32,9 @@ use crate::ports::{OcrPublisher, Outbox, OutboxMessage, Unavailable};
 /// How long a request waits for its own event's publication before leaving it to the timer.
 pub const PUBLISH_NOW_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Messages handled by one timer drain at most; the next tick takes the rest.
-pub const DRAIN_BATCH: usize = 500;
+/// Longest a timer drain goes on claiming batches (the timer ticks every 5 minutes; the host's
+/// `functionTimeout` is 10): what is left is the next tick's.
+pub const DRAIN_BUDGET: Duration = Duration::from_secs(240);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drive {
@@ -57,6 +58,11 @@ pub struct Policy {
     pub retry_max: Duration,
     /// Messages handled at once by the worker.
     pub workers: usize,
+    /// Messages one timer drain claims at a time (it claims batches until none is left or its
+    /// budget is spent).
+    pub drain_batch: usize,
+    /// Deliveries a timer drain has in flight at once.
+    pub drain_concurrency: usize,
     /// Longest idle wait of the worker; a write wakes it at once.
     pub idle_poll: Duration,
 }
@@ -71,6 +77,8 @@ impl Default for Policy {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),
             workers: 1,
+            drain_batch: 500,
+            drain_concurrency: 16,
             idle_poll: Duration::from_secs(1),
         }
     }
@@ -144,17 +152,35 @@ impl Relay {
     }
 
     /// Delivers every due message once (the `RepublishPendingOcr` timer).
+    /// Claims batch after batch of due messages and delivers each batch with bounded
+    /// concurrency, until none is left, a whole batch failed (the destination is down: the next
+    /// tick retries), or [`DRAIN_BUDGET`] is spent.
     pub async fn drain(&self) -> Result<SweepReport, Unavailable> {
-        let messages = self.outbox.claim(self.policy.min_age, self.policy.lock, DRAIN_BATCH).await?;
-        let mut report = SweepReport { found: messages.len(), ..SweepReport::default() };
-        for message in &messages {
-            if self.deliver(message).await? {
-                report.published += 1;
-            } else {
-                report.failed += 1;
+        use futures_util::StreamExt;
+        let started = std::time::Instant::now();
+        let batch = self.policy.drain_batch.max(1);
+        let mut report = SweepReport::default();
+        loop {
+            let messages = self.outbox.claim(self.policy.min_age, self.policy.lock, batch).await?;
+            report.found += messages.len();
+            let deliveries: Vec<_> = messages.iter().map(|m| self.deliver(m)).collect();
+            let outcomes: Vec<Result<bool, Unavailable>> = futures_util::stream::iter(deliveries)
+                .buffer_unordered(self.policy.drain_concurrency.max(1))
+                .collect()
+                .await;
+            let mut published = 0;
+            for outcome in outcomes {
+                if outcome? {
+                    published += 1;
+                } else {
+                    report.failed += 1;
+                }
+            }
+            report.published += published;
+            if messages.len() < batch || published == 0 || started.elapsed() >= DRAIN_BUDGET {
+                return Ok(report);
             }
         }
-        Ok(report)
     }
 
     /// Delivers one message and settles it; true when delivered.

@@ -469,6 +469,15 @@ pub struct DeliverySettings {
     #[arg(long, env = "WARRANTY_OCR_REQUEUE_FOR_HOURS", default_value_t = 24)]
     pub ocr_requeue_for_hours: u32,
 
+    /// Azure: OCR events the `RepublishPendingOcr` timer claims at a time (it takes batch after
+    /// batch until none is due, for at most 4 minutes).
+    #[arg(long, env = "WARRANTY_OCR_DRAIN_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ocr_drain_batch: u64,
+
+    /// Azure: OCR events the timer sends at once.
+    #[arg(long, env = "WARRANTY_OCR_DRAIN_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub ocr_drain_concurrency: u64,
+
     /// Messages handled at once.
     #[arg(long, env = "WARRANTY_OCR_WORKERS", default_value_t = 1)]
     pub ocr_workers: usize,

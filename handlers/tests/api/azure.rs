@@ -100,6 +100,32 @@ async fn an_event_the_queue_refused_is_republished_once_by_the_sweeper() {
     assert_eq!(state.deliveries.len(), 1, "{:?}", state.deliveries);
 }
 
+/// After an outage of the queue many events wait: one timer tick drains them all, batch after
+/// batch (5 here), several in flight at once, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tick_drains_every_waiting_event_in_batches() {
+    let app = azure_app(|s| {
+        s.delivery.ocr_republish_after_secs = 0;
+        s.delivery.ocr_drain_batch = 5;
+        s.delivery.ocr_drain_concurrency = 4;
+    })
+    .await;
+    let bus = app.bus.as_ref().unwrap();
+    bus.script(vec![(503, None); 12]);
+    for i in 0..12 {
+        register(&app, &format!("C02DRAIN{i:04}")).await;
+    }
+    assert!(bus.snapshot().accepted.is_empty(), "the queue refused every send at registration");
+    assert_eq!(sweep(&app).await, json!({ "found": 12, "published": 12, "failed": 0 }));
+    let state = bus.snapshot();
+    assert_eq!(state.accepted.len(), 12);
+    assert_eq!(state.requests, 24, "12 refused, 12 sent by the sweeper");
+    for id in app.cosmos.as_ref().unwrap().product_ids().await {
+        assert!(app.cosmos.as_ref().unwrap().document("alice", &id).await.unwrap().get("pendingOcr").is_none());
+    }
+    assert_eq!(sweep(&app).await, json!({ "found": 0, "published": 0, "failed": 0 }));
+}
+
 /// The send went through but clearing the marker failed: the sweeper sends the same message
 /// id again and duplicate detection absorbs it, so the queue holds one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
