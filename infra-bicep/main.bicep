@@ -53,6 +53,10 @@ param minimumInstances int = 3
 @description('Spread the plan over availability zones.')
 param zoneRedundant bool = true
 
+@description('Autoscale ceiling (RU/s) of the products container (it scales between a tenth of this and this; 10,000 RU/s per physical partition). Decision 0009 says how the value was chosen.')
+@minValue(1000)
+param productsMaxThroughput int = 1000
+
 @description('P95 latency SLO in milliseconds (alert and rollback threshold).')
 param latencySloMs int = 500
 
@@ -94,6 +98,7 @@ module cosmos 'modules/cosmos.bicep' = {
     location: location
     tags: tags
     principalId: identity.outputs.principalId
+    productsMaxThroughput: productsMaxThroughput
   }
 }
 

@@ -7,6 +7,14 @@ param location string
 param tags object
 param principalId string
 
+@description('Autoscale ceiling (RU/s) of the production products container; autoscale runs it between a tenth of this and this. Each 10,000 RU/s is one physical partition.')
+@minValue(1000)
+param productsMaxThroughput int
+
+@description('Autoscale ceiling (RU/s) of the staging slot\'s products container.')
+@minValue(1000)
+param stagingMaxThroughput int = 1000
+
 // Cosmos DB Built-in Data Contributor (data plane).
 var dataContributor = '00000000-0000-0000-0000-000000000002'
 
@@ -53,19 +61,24 @@ var containerDefinition = {
   }
 }
 
+// Throughput is the container's own (dedicated autoscale), not shared by the database: a shared
+// database's throughput is spread over at most 25 containers' partitions and cannot be raised
+// for the one that carries the load. Decision 0009 justifies the partition key.
 resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
   parent: account
   name: 'warranty'
   properties: {
     resource: { id: 'warranty' }
-    options: { autoscaleSettings: { maxThroughput: 4000 } }
   }
 }
 
 resource products 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: 'products'
-  properties: { resource: containerDefinition }
+  properties: {
+    resource: containerDefinition
+    options: { autoscaleSettings: { maxThroughput: productsMaxThroughput } }
+  }
 }
 
 resource stagingDatabase 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
@@ -73,14 +86,16 @@ resource stagingDatabase 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@202
   name: 'warranty-staging'
   properties: {
     resource: { id: 'warranty-staging' }
-    options: { autoscaleSettings: { maxThroughput: 1000 } }
   }
 }
 
 resource stagingProducts 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: stagingDatabase
   name: 'products'
-  properties: { resource: containerDefinition }
+  properties: {
+    resource: containerDefinition
+    options: { autoscaleSettings: { maxThroughput: stagingMaxThroughput } }
+  }
 }
 
 resource appDataAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {

@@ -12,5 +12,7 @@ param minimumInstances = 1
 param zoneRedundant = false
 param latencySloMs = 500
 param failureRateSloPercent = 5
+// The products container's own autoscale ceiling (RU/s).
+param productsMaxThroughput = 1000
 param productionImage = readEnvironmentVariable('PRODUCTION_IMAGE')
 param stagingImage = readEnvironmentVariable('STAGING_IMAGE')

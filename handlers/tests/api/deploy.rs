@@ -520,3 +520,24 @@ fn the_privacy_retention_table_matches_the_bicep() {
         assert!(privacy.contains(stated), "docs/privacy.md does not state `{stated}`");
     }
 }
+
+/// The products container has its own autoscale throughput, set per environment; the database
+/// shares none (decision 0009).
+#[test]
+fn the_products_container_has_its_own_autoscale_throughput_per_environment() {
+    let cosmos = read("infra-bicep/modules/cosmos.bicep");
+    let database = cosmos.split("resource database ").nth(1).unwrap().split("\n}\n").next().unwrap();
+    assert!(!database.contains("Throughput"), "no shared database throughput: {database}");
+    let products = cosmos.split("resource products ").nth(1).unwrap().split("\n}\n").next().unwrap();
+    assert!(products.contains("autoscaleSettings: { maxThroughput: productsMaxThroughput }"), "{products}");
+    let main = read("infra-bicep/main.bicep");
+    assert!(main.contains("productsMaxThroughput: productsMaxThroughput"));
+    let ceiling = |env: &str| -> u32 {
+        let params = read(&format!("infra-bicep/params/{env}.bicepparam"));
+        let line =
+            params.lines().find(|l| l.starts_with("param productsMaxThroughput = ")).expect("set per environment");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(ceiling("prod") >= 10_000, "production spans more than one physical partition");
+    assert!(ceiling("dev") >= 1_000 && ceiling("dev") <= ceiling("prod"));
+}
