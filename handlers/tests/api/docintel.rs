@@ -175,16 +175,7 @@ async fn with_document_intelligence_configured_text_layers_and_xml_are_read_firs
     use warranty::ports::InvoiceReader;
     let svc = fake(202, succeeded()).await;
     let scratch = tempfile::tempdir().unwrap();
-    let tesseract = TesseractConfig {
-        tesseract: "tesseract".into(),
-        pdftoppm: "pdftoppm".into(),
-        languages: "deu+fra+eng".into(),
-        timeout: Duration::from_secs(60),
-        dpi: 200,
-        psm: 6,
-        scratch: scratch.path().to_owned(),
-        cache: None,
-    };
+    let tesseract = TesseractConfig::defaults(scratch.path().to_owned());
     let readers = InvoiceReaders::new(tesseract, Some(client(&svc.base)), ReaderLimits::default());
     let fixture = |name: &str| {
         Bytes::from(
