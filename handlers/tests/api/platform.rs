@@ -731,7 +731,7 @@ async fn an_ocr_message_before_the_stores_answer_is_put_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invocation_past_function_timeout_restarts_the_handler() {
     let dir = tempfile::tempdir().unwrap();
-    let mut host = FunctionsHost::with_binary(&[
+    let host = FunctionsHost::with_binary(&[
         ("WARRANTY_DATA_DIR", dir.path().display().to_string()),
         ("WARRANTY_DEV_JWT_SECRET", SECRET.to_owned()),
         // The harness delivers the OCR message, as the host would from Service Bus.
@@ -752,7 +752,7 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
     let pid = host.worker_pid().unwrap();
 
     // Tesseract alone takes longer than this.
-    host.function_timeout = Duration::from_millis(50);
+    host.set_function_timeout(Duration::from_millis(50));
     let (status, _) =
         host.invoke("ProcessInvoiceOcr", &service_bus_invocation("ProcessInvoiceOcr", &id, 1, &event)).await;
     assert_eq!(status, 500, "the invocation failed");
@@ -764,7 +764,7 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
     assert_eq!(health.status(), 200);
 
     // Redelivered (delivery count 2) with the configured time: read.
-    host.function_timeout = timespan(host_json()["functionTimeout"].as_str().unwrap());
+    host.set_function_timeout(timespan(host_json()["functionTimeout"].as_str().unwrap()));
     let (status, body) =
         host.invoke("ProcessInvoiceOcr", &service_bus_invocation("ProcessInvoiceOcr", &id, 2, &event)).await;
     assert_eq!(status, 200, "{body}");

@@ -38,7 +38,6 @@
 //! in-process worker (the Azure backend, whose Cosmos DB emulator lives in the test process)
 //! cannot be restarted, so restarts are exercised with the binary.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,8 +73,6 @@ pub struct Function {
     pub name: String,
     /// httpTrigger: route segments, methods (upper case), whether a key is needed.
     pub http: Option<(Vec<String>, Vec<String>, bool)>,
-    /// The trigger binding's type and name.
-    pub trigger: (String, String),
 }
 
 /// Every function under `function-app/`, with its route under the prefix.
@@ -104,11 +101,7 @@ pub fn functions() -> Vec<Function> {
                 .unwrap_or_default();
             (segments, methods, trigger["authLevel"].as_str().unwrap_or("function") != "anonymous")
         });
-        out.push(Function {
-            name,
-            http,
-            trigger: (trigger["type"].as_str().unwrap().to_owned(), trigger["name"].as_str().unwrap().to_owned()),
-        });
+        out.push(Function { name, http });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -185,9 +178,14 @@ pub struct HostLog {
     pub stopped: bool,
 }
 
+/// What the front door and the trigger invocations share.
 pub struct Inner {
     worker: Worker,
     port: u16,
+    /// host.json's `functionTimeout` (a test may shorten it).
+    function_timeout: Duration,
+    /// `HttpWorkerOptions.InitializationTimeout`.
+    init_timeout: Duration,
     pub log: HostLog,
 }
 
@@ -195,9 +193,6 @@ pub struct FunctionsHost {
     /// The host's own address (what clients, the gateway and the smoke test call).
     pub base: String,
     pub inner: Arc<Mutex<Inner>>,
-    pub functions: Arc<Vec<Function>>,
-    pub function_timeout: Duration,
-    pub init_timeout: Duration,
     client: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -241,20 +236,14 @@ impl FunctionsHost {
     }
 
     async fn start(worker: Worker, port: u16) -> Self {
-        let host = host_json();
-        let function_timeout = timespan(host["functionTimeout"].as_str().unwrap_or("00:30:00"));
+        let function_timeout = timespan(host_json()["functionTimeout"].as_str().unwrap_or("00:30:00"));
         let init_timeout = Duration::from_secs(30);
-        let inner = Arc::new(Mutex::new(Inner { worker, port, log: HostLog::default() }));
-        let functions = Arc::new(functions());
+        let inner =
+            Arc::new(Mutex::new(Inner { worker, port, function_timeout, init_timeout, log: HostLog::default() }));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let front = FrontDoor {
-            inner: inner.clone(),
-            functions: functions.clone(),
-            client: client.clone(),
-            function_timeout: Arc::new(Mutex::new(function_timeout)),
-        };
+        let front = FrontDoor { inner: inner.clone(), functions: Arc::new(functions()), client: client.clone() };
         let route = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -265,7 +254,7 @@ impl FunctionsHost {
                 async move { front.forward(method, path.as_str().to_owned(), query, headers, body).await }
             });
         let stop = super::serve_listener(listener, route);
-        Self { base, inner, functions, function_timeout, init_timeout, client, _stop: stop }
+        Self { base, inner, client, _stop: stop }
     }
 
     /// The handler's own port now (it changes when the binary is restarted).
@@ -288,26 +277,29 @@ impl FunctionsHost {
     /// Starts the binary on a fresh port and polls `/` as the host does; after three failed
     /// starts the host stops.
     pub async fn start_worker(&self) -> Result<(), String> {
-        start_worker(&self.inner, self.init_timeout).await
+        start_worker(&self.inner).await
+    }
+
+    /// Every invocation, HTTP or not, runs at most `limit` from now on.
+    pub fn set_function_timeout(&self, limit: Duration) {
+        self.inner.lock().unwrap().function_timeout = limit;
     }
 
     /// Invokes a non-HTTP function as the host does; returns the status and the body.
     pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
-        let port = self.worker_port();
-        let resp = self
-            .client
-            .post(format!("http://127.0.0.1:{port}/{function}"))
-            .json(payload)
-            .timeout(self.function_timeout)
-            .send()
-            .await;
+        let (port, limit) = {
+            let g = self.inner.lock().unwrap();
+            (g.port, g.function_timeout)
+        };
+        let resp =
+            self.client.post(format!("http://127.0.0.1:{port}/{function}")).json(payload).timeout(limit).send().await;
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
                 (status, r.json().await.unwrap_or(Value::Null))
             }
             Err(e) if e.is_timeout() => {
-                restart(&self.inner, self.init_timeout, format!("{function} passed functionTimeout")).await;
+                restart(&self.inner, format!("{function} passed functionTimeout")).await;
                 (500, Value::Null)
             }
             Err(_) => (502, Value::Null),
@@ -319,13 +311,14 @@ impl FunctionsHost {
         self.invoke(function, &timer_invocation(function, false)).await
     }
 
-    /// Lets HTTP invocations run at most `limit` (functionTimeout) from now on.
+    /// The HTTP client the harness uses (no redirects followed), for requests to its address.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
 }
 
-async fn start_worker(inner: &Arc<Mutex<Inner>>, init_timeout: Duration) -> Result<(), String> {
+async fn start_worker(inner: &Arc<Mutex<Inner>>) -> Result<(), String> {
+    let init_timeout = inner.lock().unwrap().init_timeout;
     for attempt in 1..=3 {
         let port = free_port();
         let spawned = Instant::now();
@@ -375,7 +368,7 @@ async fn start_worker(inner: &Arc<Mutex<Inner>>, init_timeout: Duration) -> Resu
 }
 
 /// Kills the handler (every invocation in flight there fails) and starts it again.
-async fn restart(inner: &Arc<Mutex<Inner>>, init_timeout: Duration, why: String) {
+async fn restart(inner: &Arc<Mutex<Inner>>, why: String) {
     {
         let mut g = inner.lock().unwrap();
         g.log.restarts.push(why);
@@ -388,7 +381,7 @@ async fn restart(inner: &Arc<Mutex<Inner>>, init_timeout: Duration, why: String)
             Worker::InProcess => panic!("an in-process handler cannot be restarted (see the module doc)"),
         }
     }
-    let _ = start_worker(inner, init_timeout).await;
+    let _ = start_worker(inner).await;
 }
 
 #[derive(Clone)]
@@ -396,7 +389,6 @@ struct FrontDoor {
     inner: Arc<Mutex<Inner>>,
     functions: Arc<Vec<Function>>,
     client: reqwest::Client,
-    function_timeout: Arc<Mutex<Duration>>,
 }
 
 impl FrontDoor {
@@ -441,7 +433,10 @@ impl FrontDoor {
             // gateway policy answers 411 before this.
             return plain(StatusCode::INTERNAL_SERVER_ERROR);
         }
-        let port = self.inner.lock().unwrap().port;
+        let (port, limit) = {
+            let g = self.inner.lock().unwrap();
+            (g.port, g.function_timeout)
+        };
         let url = if query.is_empty() {
             format!("http://127.0.0.1:{port}{path}")
         } else {
@@ -467,7 +462,6 @@ impl FrontDoor {
         if has_length {
             req = req.body(body);
         }
-        let limit = *self.function_timeout.lock().unwrap();
         let answer = async {
             let resp = req.send().await?;
             let status = resp.status();
@@ -488,19 +482,9 @@ impl FrontDoor {
             }
             Ok(Err(_)) => plain(StatusCode::INTERNAL_SERVER_ERROR),
             Err(_) => {
-                restart(&self.inner, Duration::from_secs(30), format!("{} passed functionTimeout", function.name))
-                    .await;
+                restart(&self.inner, format!("{} passed functionTimeout", function.name)).await;
                 plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
-}
-
-/// Function names by trigger type, for tests that compare the app with the handler.
-pub fn functions_by_trigger() -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for f in functions() {
-        out.entry(f.trigger.0.clone()).or_default().push(f.name.clone());
-    }
-    out
 }
