@@ -190,16 +190,29 @@ impl ServiceBusPublisher {
     }
 }
 
+impl ServiceBusPublisher {
+    /// Sends an event as the outbox and the OCR trigger need it: correlated with the
+    /// registration's trace (or its own id), failures in the ports' terms.
+    async fn send_event(
+        &self,
+        event: &OcrRequested,
+        scheduled: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), crate::ports::DeliveryFailed> {
+        let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
+        self.send(event, Some(&correlation), scheduled).await.map_err(|e| match e {
+            PublishError::Transient { retry_after, detail } => {
+                crate::ports::DeliveryFailed { reason: detail, retry_after }
+            }
+            other => crate::ports::DeliveryFailed { reason: other.to_string(), retry_after: None },
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::ports::OcrPublisher for ServiceBusPublisher {
     async fn deliver(&self, message: &crate::ports::OutboxMessage) -> Result<(), crate::ports::DeliveryFailed> {
-        let failed = |reason: String, retry_after| crate::ports::DeliveryFailed { reason, retry_after };
-        let event = message.event().map_err(|e| failed(e, None))?;
-        let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
-        self.publish(&event, Some(&correlation)).await.map_err(|e| match e {
-            PublishError::Transient { retry_after, detail } => failed(detail, retry_after),
-            other => failed(other.to_string(), None),
-        })
+        let event = message.event().map_err(|reason| crate::ports::DeliveryFailed { reason, retry_after: None })?;
+        self.send_event(&event, None).await
     }
 }
 
@@ -210,13 +223,7 @@ impl crate::ports::OcrRequeue for ServiceBusPublisher {
         event: &OcrRequested,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), crate::ports::DeliveryFailed> {
-        let correlation = event.trace_id.clone().unwrap_or_else(|| event.message_id.clone());
-        self.send(event, Some(&correlation), Some(at)).await.map_err(|e| match e {
-            PublishError::Transient { retry_after, detail } => {
-                crate::ports::DeliveryFailed { reason: detail, retry_after }
-            }
-            other => crate::ports::DeliveryFailed { reason: other.to_string(), retry_after: None },
-        })
+        self.send_event(event, Some(at)).await
     }
 }
 
