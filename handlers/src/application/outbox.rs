@@ -87,8 +87,13 @@ impl Default for Policy {
 /// The delay before delivery `n + 1` after `n` failed: base · 2^(n−1), capped, with ±20 %
 /// jitter so a burst of failures does not retry in lockstep.
 pub fn backoff(policy: &Policy, delivery_count: u32) -> Duration {
-    let exp = delivery_count.saturating_sub(1).min(20);
-    let raw = policy.retry_base.saturating_mul(1u32 << exp).min(policy.retry_max);
+    jittered_backoff(policy.retry_base, policy.retry_max, delivery_count)
+}
+
+/// `base` · 2^(n−1), at most `max`, with ±20 % jitter from the OS's randomness.
+pub fn jittered_backoff(base: Duration, max: Duration, n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(20);
+    let raw = base.saturating_mul(1u32 << exp).min(max);
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
     let jitter = 0.8 + 0.4 * (f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX));

@@ -122,14 +122,6 @@ pub struct RequeuePolicy {
     pub give_up_after: chrono::Duration,
 }
 
-impl RequeuePolicy {
-    /// The delay before copy number `n` (1-based), before jitter.
-    pub fn delay(&self, n: u32) -> std::time::Duration {
-        let factor = 1u32.checked_shl(n.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-}
-
 /// What the OCR trigger needs besides the services: where to put a message back.
 pub struct Requeue {
     pub queue: std::sync::Arc<dyn crate::ports::OcrRequeue>,

@@ -145,12 +145,7 @@ async fn put_back(requeue: Option<&Requeue>, event: &OcrRequested, why: &str) ->
         return reply(StatusCode::SERVICE_UNAVAILABLE, &[format!("{why}; retry")]);
     };
     let next = OcrRequested { requeued: event.requeued + 1, failing_since: Some(since), ..event.clone() };
-    let delay = rq.policy.delay(next.requeued);
-    // ±20 % jitter from the OS's randomness (no state; an error leaves the delay as it is).
-    let mut byte = [128u8];
-    let _ = getrandom::fill(&mut byte);
-    let jitter = 0.8 + 0.4 * f64::from(byte[0]) / 255.0;
-    let delay = delay.mul_f64(jitter);
+    let delay = crate::application::outbox::jittered_backoff(rq.policy.base, rq.policy.max, next.requeued);
     let at = now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(60));
     match rq.queue.requeue(&next, at).await {
         Ok(()) => {
