@@ -1,13 +1,12 @@
 //! The in-app reminder feed and the caller's push devices.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use warp::http::StatusCode;
 
 use super::error::ApiError;
-use super::products::{json, no_content, page_params, read_json};
+use super::products::{bad_token, json, no_content, page_params, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
+use crate::application::products;
 use crate::application::reminders::{self, Device, DeviceError};
 use crate::ports::{FeedCursor, Reminder};
 
@@ -59,23 +58,12 @@ struct FeedBody<'a> {
 pub async fn feed(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
     let (limit, token) = page_params(req)?;
-    let cursor = token
-        .map(|t| {
-            URL_SAFE_NO_PAD.decode(&t).ok().and_then(|raw| serde_json::from_slice::<FeedCursor>(&raw).ok()).ok_or(
-                ApiError::BadRequest {
-                    code: "continuation_token_invalid",
-                    detail: "The continuation token is not one this service issued.".into(),
-                },
-            )
-        })
-        .transpose()?;
+    let cursor = token.map(|t| products::decode_token::<FeedCursor>(&t).map_err(|_| bad_token())).transpose()?;
     let page = reminders::feed(&state.services, &user, cursor.as_ref(), limit).await?;
     let body = FeedBody {
         items: page.items.iter().map(Item::from).collect(),
         unread_count: page.unread,
-        continuation_token: page
-            .next
-            .map(|c| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("a cursor serialises"))),
+        continuation_token: page.next.map(|c| products::encode_token(&c)),
     };
     Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a feed serialises")))
 }

@@ -7,9 +7,10 @@ use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 
 use super::error::ApiError;
-use super::products::{download_type, json, no_content, read_json};
+use super::products::{bad_token, download_type, json, no_content, read_json};
 use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::privacy::{self, CONFIRMATION};
+use crate::application::products;
 
 /// Chunks in flight between the archive writer and the connection: memory is a few of them.
 const CHANNEL: usize = 4;
@@ -22,26 +23,18 @@ struct PartToken {
 }
 
 fn part_token(req: &Request) -> Result<Option<PartToken>, ApiError> {
-    use base64::Engine;
-    let invalid = || ApiError::BadRequest {
-        code: "continuation_token_invalid",
-        detail: "The continuation token is not one this service issued.".into(),
-    };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&req.query).map_err(|_| invalid())?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&req.query).map_err(|_| bad_token())?;
     let Some((_, token)) = pairs.into_iter().find(|(k, _)| k == "continuationToken") else { return Ok(None) };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let t: PartToken = serde_json::from_slice(&raw).map_err(|_| invalid())?;
-    if t.part < 2 {
-        return Err(invalid());
+    match products::decode_token::<PartToken>(&token) {
+        Ok(t) if t.part >= 2 => Ok(Some(t)),
+        _ => Err(bad_token()),
     }
-    Ok(Some(t))
 }
 
 /// `GET /api/me/export[?continuationToken=…]`: the caller's data as a streamed ZIP, in parts of
 /// at most `WARRANTY_EXPORT_PART_MIB` of files (the Functions host holds each answer whole);
 /// `Link: <…>; rel="next"` names the next part while there is one.
 pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::Response, ApiError> {
-    use base64::Engine;
     let user = req.user(&state).await?;
     let token = part_token(req)?;
     let (number, after) = match token {
@@ -51,10 +44,7 @@ pub async fn export(state: Arc<AppState>, req: &Request) -> Result<warp::reply::
     // Reads the records before the first byte: a store that is down gets a problem, not a
     // broken archive, and the next part's link goes in the headers.
     let part = privacy::plan_part(&state.services, &user, number, after, state.export_part_bytes).await?;
-    let next = part.next.clone().map(|after| {
-        let t = PartToken { part: number + 1, after };
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).expect("a token serialises"))
-    });
+    let next = part.next.clone().map(|after| products::encode_token(&PartToken { part: number + 1, after }));
     let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL);
     let services = state.services.clone();
     let day = services.clock.now().date_naive();

@@ -160,7 +160,7 @@ pub(super) fn page_params(req: &Request) -> Result<(usize, Option<String>), ApiE
     Ok((limit, param("continuationToken").filter(|t| !t.is_empty()).map(str::to_owned)))
 }
 
-fn bad_token() -> ApiError {
+pub(super) fn bad_token() -> ApiError {
     ApiError::BadRequest {
         code: "continuation_token_invalid",
         detail: "The continuation token is not one this service issued.".into(),
@@ -171,7 +171,8 @@ fn bad_token() -> ApiError {
 pub async fn list(state: &AppState, req: &Request) -> Result<HttpResponse, ApiError> {
     let user = req.user(state).await?;
     let (limit, token) = page_params(req)?;
-    let cursor = token.map(|t| products::decode_token(&t).map_err(|_| bad_token())).transpose()?;
+    let cursor =
+        token.map(|t| products::decode_token::<crate::ports::ListCursor>(&t).map_err(|_| bad_token())).transpose()?;
     let page = products::list(&state.services, &user, cursor.as_ref(), limit).await?;
     let body = PageBody { items: page.items, continuation_token: page.continuation_token };
     Ok(json(StatusCode::OK, serde_json::to_vec(&body).expect("a page serialises")))
