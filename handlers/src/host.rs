@@ -30,11 +30,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     gate: Arc<Gate>,
     plan: Arc<Plan>,
-    readers: Arc<InvoiceReaders>,
-    reconcile: ReconcilePolicy,
-    reconcile_every: Duration,
-    /// Local reminder sweeps (embedded store), if on.
-    reminder_sweep: Option<Duration>,
+    background: Background,
     limits: server::Limits,
     body_idle: Duration,
 }
@@ -47,8 +43,8 @@ const INVOICE_STORE: &str = "invoiceStore";
 /// connecting the stores afterwards needs.
 struct Plan {
     settings: Settings,
-    cosmos: Option<cosmos::CosmosTarget>,
-    cosmos_container: Option<azure_data_cosmos::clients::ContainerClient>,
+    /// Cosmos DB, when it holds the products.
+    cosmos: Option<CosmosSource>,
     blob: Option<BlobInvoiceStore>,
     publisher: Arc<dyn OcrPublisher>,
     policy: outbox::Policy,
@@ -58,8 +54,13 @@ struct Plan {
     clock: Arc<dyn crate::ports::Clock>,
     links: crate::application::sharing::LinkPolicy,
     push: Option<Arc<crate::adapters::notify::hubs::NotificationHub>>,
-    /// Runs the outbox worker (embedded store with its dispatcher on).
-    worker: bool,
+}
+
+/// Where the products container comes from: the account the settings name, or a client the
+/// caller made (tests: the in-memory emulator).
+enum CosmosSource {
+    Account(cosmos::CosmosTarget),
+    Container(azure_data_cosmos::clients::ContainerClient),
 }
 
 type ProductStores = (Arc<dyn ProductRepository>, Arc<dyn Outbox>, Arc<dyn crate::ports::ReminderStore>);
@@ -68,18 +69,17 @@ impl Plan {
     /// Opens (SQLite) or connects to (Cosmos DB) the product store and checks that it answers.
     async fn connect_products(&self) -> Result<ProductStores, StartupError> {
         let settings = &self.settings;
-        match settings.products.product_store {
-            ProductStoreKind::Cosmos => {
-                let container = match (&self.cosmos_container, &self.cosmos) {
-                    (Some(c), _) => c.clone(),
-                    (None, Some(target)) => target.connect().await?,
-                    (None, None) => return Err(StartupError::CosmosConfig("neither is set".into())),
+        match &self.cosmos {
+            Some(source) => {
+                let container = match source {
+                    CosmosSource::Container(c) => c.clone(),
+                    CosmosSource::Account(target) => target.connect().await?,
                 };
                 let repo = Arc::new(cosmos::CosmosProductRepository::new(container));
                 repo.health().await?;
                 Ok((repo.clone(), repo.clone(), repo))
             }
-            ProductStoreKind::Sqlite => {
+            None => {
                 let repo = SqliteProductRepository::open(
                     &settings.server.data_dir.join("warranty.sqlite3"),
                     settings.products.sqlite_busy_timeout(),
@@ -195,7 +195,7 @@ async fn attempt<T>(
 
 /// Connects the stores, retrying with backoff (0.25 s doubling to 10 s) until both answer, then
 /// opens the gate. With `once`, gives up after the first round and returns its error.
-async fn connect(gate: &Gate, plan: &Plan, once: bool) -> Result<Arc<AppState>, StartupError> {
+async fn connect(gate: &Gate, plan: &Plan, once: bool) -> Result<(), StartupError> {
     let (mut products, mut invoices) = (None, None);
     let (mut pa, mut ia) = (0u32, 0u32);
     let mut delay = Duration::from_millis(250);
@@ -205,10 +205,9 @@ async fn connect(gate: &Gate, plan: &Plan, once: bool) -> Result<Arc<AppState>, 
             attempt(gate, INVOICE_STORE, &mut invoices, &mut ia, plan.connect_invoices()),
         );
         if let (Some(p), Some(i)) = (products.take(), invoices.take()) {
-            let state = Arc::new(plan.assemble(p, i));
-            gate.open(state.clone());
+            gate.open(Arc::new(plan.assemble(p, i)));
             tracing::info!(after_ms = gate.started.elapsed().as_millis() as u64, "stores connected: ready");
-            return Ok(state);
+            return Ok(());
         }
         if once && let Some(e) = pe.or(ie) {
             return Err(e);
@@ -309,10 +308,10 @@ impl Application {
                     return Err(StartupError::CosmosNeedsServiceBus);
                 }
                 policy.drive = Drive::AtWriteAndTimer;
-                match overrides.cosmos_container {
-                    Some(_) => None,
-                    None => Some(cosmos::CosmosTarget::from_settings(&settings.products, &identity)?),
-                }
+                Some(match overrides.cosmos_container {
+                    Some(c) => CosmosSource::Container(c),
+                    None => CosmosSource::Account(cosmos::CosmosTarget::from_settings(&settings.products, &identity)?),
+                })
             }
             ProductStoreKind::Sqlite => {
                 policy.min_age = Duration::ZERO;
@@ -370,14 +369,17 @@ impl Application {
                 give_up_after: chrono::Duration::hours(i64::from(delivery.ocr_requeue_for_hours)),
             },
         });
-        let worker = policy.drive == Drive::Worker && delivery.ocr_dispatcher;
         let gate = Arc::new(Gate::new(VERSION, &[PRODUCT_STORE, INVOICE_STORE], requeue));
-        let reminder_sweep = (settings.products.product_store == ProductStoreKind::Sqlite
-            && settings.reminders.reminder_sweep_secs > 0)
-            .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs));
-        let reconcile = ReconcilePolicy {
-            grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
-            lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
+        let background = Background {
+            worker: policy.drive == Drive::Worker && delivery.ocr_dispatcher,
+            reconcile: ReconcilePolicy {
+                grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
+                lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
+            },
+            reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
+            reminder_sweep: (settings.products.product_store == ProductStoreKind::Sqlite
+                && settings.reminders.reminder_sweep_secs > 0)
+                .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs)),
         };
         let max_connections = settings.server.max_connections.min(open_files.saturating_sub(64).max(16) as usize);
         if max_connections < settings.server.max_connections {
@@ -386,26 +388,21 @@ impl Application {
         let plan = Arc::new(Plan {
             settings: settings.clone(),
             cosmos,
-            cosmos_container: overrides.cosmos_container,
             blob,
             publisher,
             policy,
-            readers: readers.clone(),
+            readers,
             auth,
             catalog,
             clock: overrides.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
             links,
             push,
-            worker,
         });
         Ok(Self {
             listener,
             gate,
             plan,
-            readers,
-            reconcile,
-            reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
-            reminder_sweep,
+            background,
             limits: server::Limits {
                 header_timeout: Duration::from_secs(settings.server.header_timeout_secs.max(1)),
                 max_connections,
@@ -431,7 +428,7 @@ impl Application {
         let port = self.port();
         tracing::info!(port, auth = self.plan.auth.mode_name(), version = VERSION, "listening");
         // Probe the OCR tools after the listener is up: start-up is not slowed by it.
-        let readers = self.readers.clone();
+        let readers = self.plan.readers.clone();
         tokio::spawn(async move { readers.probe().await });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if self.gate.state().is_none() {
@@ -447,12 +444,7 @@ impl Application {
         let background = {
             let gate = self.gate.clone();
             let mut stop = stop_rx.clone();
-            let work = Background {
-                worker: self.plan.worker,
-                reconcile: self.reconcile,
-                reconcile_every: self.reconcile_every,
-                reminder_sweep: self.reminder_sweep,
-            };
+            let work = self.background;
             tokio::spawn(async move {
                 let state = tokio::select! {
                     s = gate.opened() => s,
@@ -475,9 +467,11 @@ impl Application {
 
 /// The work that runs beside the requests once the stores answer.
 struct Background {
+    /// Runs the outbox worker (embedded store with its dispatcher on).
     worker: bool,
     reconcile: ReconcilePolicy,
     reconcile_every: Duration,
+    /// Local reminder sweeps (embedded store), if on.
     reminder_sweep: Option<Duration>,
 }
 
