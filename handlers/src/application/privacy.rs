@@ -271,16 +271,25 @@ pub async fn export(
 ) -> Result<u64, ExportStopped> {
     let now = services.clock.now();
     let mut sink = Sink { tx, zip: ZipWriter::new(now), sent: 0 };
-    if part.number > 1 {
-        let readme = PART_README.replace("{part}", &part.number.to_string());
-        sink.entry("README.txt", readme.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
-        files(services, &mut sink, user, part).await?;
-        let tail = sink.zip.close();
-        sink.send(tail).await?;
-        return Ok(sink.sent);
+    // Every record is in the first part; later parts carry files only.
+    let first = part.number == 1;
+    let readme = if first { README.to_owned() } else { PART_README.replace("{part}", &part.number.to_string()) };
+    sink.entry("README.txt", readme.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
+    if first {
+        products(services, &mut sink, user).await?;
     }
-    sink.entry("README.txt", README.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
+    // The files of this part's products, streamed chunk by chunk.
+    files(services, &mut sink, user, part).await?;
+    if first {
+        notifications_and_settings(services, &mut sink, user).await?;
+    }
+    let tail = sink.zip.close();
+    sink.send(tail).await?;
+    Ok(sink.sent)
+}
 
+/// `products.json` and `products.csv`, a page of products at a time.
+async fn products(services: &Services, sink: &mut Sink, user: &UserId) -> Result<(), ExportStopped> {
     // products.json, a page at a time.
     sink.start("products.json", Method::Deflated).await?;
     sink.write(b"[").await?;
@@ -302,11 +311,11 @@ pub async fn export(
             sink.write(csv_row(p).as_bytes()).await?;
         }
     }
-    sink.finish().await?;
+    sink.finish().await
+}
 
-    // The files of this part's products, streamed chunk by chunk.
-    files(services, &mut sink, user, part).await?;
-
+/// `notifications.json` and `settings.json`.
+async fn notifications_and_settings(services: &Services, sink: &mut Sink, user: &UserId) -> Result<(), ExportStopped> {
     // notifications.json.
     sink.start("notifications.json", Method::Deflated).await?;
     sink.write(b"[").await?;
@@ -340,11 +349,7 @@ pub async fn export(
         .map(|d| json!({"installationId": d.installation_id, "platform": d.platform, "registeredAt": d.registered_at}))
         .collect();
     let doc = json!({"notificationSettings": settings, "calendarFeed": calendar, "devices": devices});
-    sink.entry("settings.json", &serde_json::to_vec_pretty(&doc).expect("settings serialise")).await?;
-
-    let tail = sink.zip.close();
-    sink.send(tail).await?;
-    Ok(sink.sent)
+    sink.entry("settings.json", &serde_json::to_vec_pretty(&doc).expect("settings serialise")).await
 }
 
 /// The invoices and proofs of the part's products, in the list's order.
