@@ -338,7 +338,7 @@ fn function_timeout_lock_renewal_and_ocr_budget_fit_together() {
 
 // ---- through the host -----------------------------------------------------------------------
 
-async fn through(host: &FunctionsHost, method: reqwest::Method, path: &str, user: &str) -> reqwest::RequestBuilder {
+fn through(host: &FunctionsHost, method: reqwest::Method, path: &str, user: &str) -> reqwest::RequestBuilder {
     host.client()
         .request(method, format!("{}{path}", host.base))
         .header("x-functions-key", FUNCTION_KEY)
@@ -349,7 +349,6 @@ async fn through(host: &FunctionsHost, method: reqwest::Method, path: &str, user
 async fn register_through(host: &FunctionsHost, user: &str, form: Form) -> reqwest::Response {
     let (ct, body) = form.finish();
     through(host, reqwest::Method::POST, "/api/products", user)
-        .await
         .header("content-type", ct)
         .body(body)
         .send()
@@ -378,7 +377,7 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let card = loop {
         let card: Value =
-            through(&host, reqwest::Method::GET, &location, "alice").await.send().await.unwrap().json().await.unwrap();
+            through(&host, reqwest::Method::GET, &location, "alice").send().await.unwrap().json().await.unwrap();
         if card["ocr"]["status"] == "completed" {
             break card;
         }
@@ -392,19 +391,17 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
 
     // Routes match without regard to case, as the host's do.
     let upper = through(&host, reqwest::Method::GET, &location.replace("/api/products", "/API/Products"), "alice")
-        .await
         .send()
         .await
         .unwrap();
     assert_eq!(upper.status(), 200);
 
     // An edit with If-Match.
-    let etag = through(&host, reqwest::Method::GET, &location, "alice").await.send().await.unwrap().headers()["etag"]
+    let etag = through(&host, reqwest::Method::GET, &location, "alice").send().await.unwrap().headers()["etag"]
         .to_str()
         .unwrap()
         .to_owned();
     let resp = through(&host, reqwest::Method::PATCH, &location, "alice")
-        .await
         .header("if-match", etag)
         .header("content-type", "application/merge-patch+json")
         .body(r#"{"model":"MacBook Air 13"}"#)
@@ -415,7 +412,6 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
 
     // A service request.
     let resp = through(&host, reqwest::Method::POST, &format!("{location}/service-requests"), "alice")
-        .await
         .json(&json!({"description": "The screen flickers."}))
         .send()
         .await
@@ -429,7 +425,7 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
     assert_eq!(body["Outputs"], json!({}));
 
     // The export: the host reads it whole, then answers.
-    let resp = through(&host, reqwest::Method::GET, "/api/me/export", "alice").await.send().await.unwrap();
+    let resp = through(&host, reqwest::Method::GET, "/api/me/export", "alice").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/zip");
     let zip = resp.bytes().await.unwrap();
@@ -440,7 +436,7 @@ async fn the_seed_journeys_run_through_the_host_on_azure() {
     let resp =
         host.client().get(format!("{}/api/products", host.base)).bearer_auth(token("alice")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = through(&host, reqwest::Method::GET, "/api/nothing-here", "alice").await.send().await.unwrap();
+    let resp = through(&host, reqwest::Method::GET, "/api/nothing-here", "alice").send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -653,7 +649,7 @@ async fn the_handler_answers_before_its_stores_and_becomes_ready_without_a_resta
     assert_eq!(body["checks"]["productStore"]["status"], "up", "{body}");
     assert!(["connecting", "down"].contains(&body["checks"]["invoiceStore"]["status"].as_str().unwrap()), "{body}");
     // Through the host as well, and an API request is refused without storing anything.
-    let resp = through(&host, reqwest::Method::GET, "/api/products", "alice").await.send().await.unwrap();
+    let resp = through(&host, reqwest::Method::GET, "/api/products", "alice").send().await.unwrap();
     assert_eq!(resp.headers()["retry-after"], "5");
     let (status, problem) = problem(resp).await;
     assert_eq!((status, problem["code"].as_str().unwrap()), (503, "service_starting"));
@@ -769,7 +765,7 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
         host.invoke("ProcessInvoiceOcr", &service_bus_invocation("ProcessInvoiceOcr", &id, 2, &event)).await;
     assert_eq!(status, 200, "{body}");
     let card: Value =
-        through(&host, reqwest::Method::GET, &location, "alice").await.send().await.unwrap().json().await.unwrap();
+        through(&host, reqwest::Method::GET, &location, "alice").send().await.unwrap().json().await.unwrap();
     assert!(["completed", "needs_review", "failed"].contains(&card["ocr"]["status"].as_str().unwrap()), "{card}");
     assert_ne!(card["ocr"]["failureReason"], "ocr_deadline_exceeded");
 }
@@ -796,7 +792,7 @@ async fn the_export_comes_through_the_host_in_bounded_linked_parts() {
     let mut next = Some("/api/me/export".to_owned());
     let mut parts: Vec<Value> = Vec::new();
     while let Some(path) = next.take() {
-        let resp = through(&host, reqwest::Method::GET, &path, "alice").await.send().await.unwrap();
+        let resp = through(&host, reqwest::Method::GET, &path, "alice").send().await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-export-part"], (parts.len() + 1).to_string().as_str());
         next = resp.headers().get("link").map(|l| {
@@ -835,11 +831,8 @@ async fn the_export_comes_through_the_host_in_bounded_linked_parts() {
         assert_eq!(invoices.iter().filter(|n| n.contains(id.as_str())).count(), 1, "{id} once");
     }
     // A token this service did not issue.
-    let resp = through(&host, reqwest::Method::GET, "/api/me/export?continuationToken=bm9wZQ", "alice")
-        .await
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        through(&host, reqwest::Method::GET, "/api/me/export?continuationToken=bm9wZQ", "alice").send().await.unwrap();
     let (status, p) = problem(resp).await;
     assert_eq!((status, p["code"].as_str().unwrap()), (400, "continuation_token_invalid"));
 }

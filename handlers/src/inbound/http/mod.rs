@@ -296,7 +296,7 @@ fn body_without_length(method: &Method, path: &str, headers: &HeaderMap) -> bool
 }
 
 /// The answer before the stores are connected (see [`crate::inbound::state::Gate`]).
-async fn before_ready(gate: &crate::inbound::state::Gate, req: &Request) -> Result<warp::reply::Response, ApiError> {
+fn before_ready(gate: &crate::inbound::state::Gate, req: &Request) -> Result<warp::reply::Response, ApiError> {
     use warp::Reply;
     match (req.path.as_str(), &req.method) {
         ("/", &Method::GET) => Ok(meta::root(false).into_response()),
@@ -334,7 +334,7 @@ async fn handle(
         } else {
             match gate.state() {
                 Some(state) => dispatch(state.clone(), req, body).await,
-                None => before_ready(&gate, &req).await,
+                None => before_ready(&gate, &req),
             }
         };
         let mut resp = match answer {
