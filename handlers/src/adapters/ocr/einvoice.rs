@@ -168,6 +168,9 @@ fn cii(root: Node<'_, '_>, names: &CiiNames) -> Option<InvoiceFields> {
                 .and_then(|s| amount(text(child(s, "LineTotalAmount")))), // BT-131
             confidence: 1.0,
         })
+        // ZUGFeRD 1.0 allows a line that only carries a note (free text between items): no
+        // product, no amount — not a line item.
+        .filter(|item| !(item.description.trim().is_empty() && item.amount.is_none()))
         .collect();
     Some(InvoiceFields {
         invoice_number: exact(text(child(doc, "ID"))), // BT-1
@@ -247,6 +250,34 @@ mod tests {
         assert_eq!(f.total.unwrap().value, Amount(142_681));
         assert_eq!(f.line_items[0].amount, Some(Amount(119_900)));
         assert!(text.contains("MacBook"));
+    }
+
+    #[test]
+    fn a_zugferd_1_line_with_only_a_note_is_not_a_line_item() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<rsm:CrossIndustryDocument xmlns:rsm="urn:ferd:CrossIndustryDocument:invoice:1p0" xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12">
+ <rsm:HeaderExchangedDocument><ram:ID>Z1-9</ram:ID><ram:IssueDateTime><udt:DateTimeString xmlns:udt="urn:un:unece:uncefact:data:standard:UnqualifiedDataType:15" format="102">20260315</udt:DateTimeString></ram:IssueDateTime></rsm:HeaderExchangedDocument>
+ <rsm:SpecifiedSupplyChainTradeTransaction>
+  <ram:ApplicableSupplyChainTradeAgreement><ram:SellerTradeParty><ram:Name>Lieferant GmbH</ram:Name></ram:SellerTradeParty></ram:ApplicableSupplyChainTradeAgreement>
+  <ram:IncludedSupplyChainTradeLineItem>
+   <ram:AssociatedDocumentLineDocument><ram:LineID>1</ram:LineID><ram:IncludedNote><ram:Content>Lieferung laut Auftrag 4711</ram:Content></ram:IncludedNote></ram:AssociatedDocumentLineDocument>
+  </ram:IncludedSupplyChainTradeLineItem>
+  <ram:IncludedSupplyChainTradeLineItem>
+   <ram:AssociatedDocumentLineDocument><ram:LineID>2</ram:LineID></ram:AssociatedDocumentLineDocument>
+   <ram:SpecifiedSupplyChainTradeDelivery><ram:BilledQuantity unitCode="C62">1</ram:BilledQuantity></ram:SpecifiedSupplyChainTradeDelivery>
+   <ram:SpecifiedSupplyChainTradeSettlement><ram:SpecifiedTradeSettlementMonetarySummation><ram:LineTotalAmount>100.00</ram:LineTotalAmount></ram:SpecifiedTradeSettlementMonetarySummation></ram:SpecifiedSupplyChainTradeSettlement>
+   <ram:SpecifiedTradeProduct><ram:Name>Kaffeemaschine</ram:Name></ram:SpecifiedTradeProduct>
+  </ram:IncludedSupplyChainTradeLineItem>
+  <ram:ApplicableSupplyChainTradeSettlement><ram:InvoiceCurrencyCode>EUR</ram:InvoiceCurrencyCode>
+   <ram:SpecifiedTradeSettlementMonetarySummation><ram:TaxBasisTotalAmount>100.00</ram:TaxBasisTotalAmount><ram:TaxTotalAmount currencyID="EUR">19.00</ram:TaxTotalAmount><ram:GrandTotalAmount>119.00</ram:GrandTotalAmount></ram:SpecifiedTradeSettlementMonetarySummation>
+  </ram:ApplicableSupplyChainTradeSettlement>
+ </rsm:SpecifiedSupplyChainTradeTransaction>
+</rsm:CrossIndustryDocument>"#;
+        let (fields, text) = parse(xml).unwrap();
+        assert_eq!(fields.line_items.len(), 1, "{:?}", fields.line_items);
+        assert_eq!(fields.line_items[0].description, "Kaffeemaschine");
+        assert_eq!(fields.total.unwrap().value, Amount(11900));
+        assert!(text.contains("Lieferung laut Auftrag 4711"), "the note stays searchable");
     }
 
     #[test]
