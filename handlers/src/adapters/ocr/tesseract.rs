@@ -126,7 +126,7 @@ impl Tesseract {
     }
 
     /// OCR of one image file.
-    async fn image_file(&self, path: &Path) -> Result<Vec<TextLine>, ReadError> {
+    pub async fn image_file(&self, path: &Path) -> Result<Vec<TextLine>, ReadError> {
         let psm = self.cfg.psm.to_string();
         let args = ["-l", &self.cfg.languages, "--psm", &psm, "tsv"];
         let cached = match &self.cfg.cache {
@@ -191,8 +191,9 @@ impl Tesseract {
         Ok((dir, pdf))
     }
 
-    /// Renders the first `pages` pages of a PDF and reads each.
-    pub async fn pdf(&self, bytes: &[u8], pages: usize) -> Result<(Vec<TextLine>, u32), ReadError> {
+    /// Renders the first `pages` pages of a PDF into PNG files, in page order (removed when
+    /// the returned value drops).
+    pub async fn render(&self, bytes: &[u8], pages: usize) -> Result<Rendered, ReadError> {
         let (dir, pdf) = self.scratch_pdf(bytes).await?;
         run_ok(
             Command::new(&self.cfg.pdftoppm)
@@ -211,12 +212,23 @@ impl Tesseract {
             .filter(|p| p.extension().is_some_and(|e| e == "png"))
             .collect();
         rendered.sort();
+        Ok(Rendered { _dir: dir, pages: rendered })
+    }
+
+    /// Reads rendered pages one after the other.
+    pub async fn pages(&self, rendered: &Rendered) -> Result<Vec<TextLine>, ReadError> {
         let mut lines = Vec::new();
-        for page in &rendered {
+        for page in &rendered.pages {
             lines.extend(self.image_file(page).await?);
         }
-        Ok((lines, rendered.len() as u32))
+        Ok(lines)
     }
+}
+
+/// Pages rendered to PNG files in a scratch directory that goes when this drops.
+pub struct Rendered {
+    _dir: Scratch,
+    pub pages: Vec<PathBuf>,
 }
 
 /// Tesseract TSV: level, page, block, par, line, word, left, top, width, height, conf, text.
@@ -292,7 +304,7 @@ fn tsv_words(tsv: &str) -> impl Iterator<Item = TsvWord> + '_ {
 
 /// Words of one line, left to right, as (text, left, width, confidence), joined into cells: a
 /// gap wider than the line's height starts a new cell (a column).
-fn cells(words: impl Iterator<Item = (String, f32, f32, f32)>, height: f32) -> Vec<Cell> {
+pub(crate) fn cells(words: impl Iterator<Item = (String, f32, f32, f32)>, height: f32) -> Vec<Cell> {
     let mut cells: Vec<Cell> = Vec::new();
     for (text, left, width, confidence) in words {
         match cells.last_mut() {
