@@ -216,7 +216,11 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
         Ok(r) => {
             let engine = r.engine;
             if show.is_some_and(|s| job.truth.file.contains(s))
-                && let Reading::Text { lines, .. } = &r.reading
+                && let Some(lines) = match &r.reading {
+                    Reading::Text { lines, .. } => Some(lines),
+                    Reading::Checked { readings, .. } => readings.first(),
+                    Reading::Structured { .. } => None,
+                }
             {
                 eprintln!("== {} ({})", job.truth.file, job.kind);
                 for l in lines {

@@ -520,6 +520,9 @@ pub enum Reading {
     Structured { fields: InvoiceFields, text: String },
     /// Lines of text, to be parsed by `domain::extraction`.
     Text { lines: Vec<TextLine>, pages: u32 },
+    /// The same image read by several engines, the first the stronger: their fields are
+    /// extracted separately and checked against each other.
+    Checked { readings: Vec<Vec<TextLine>>, pages: u32 },
 }
 
 #[derive(Debug, Clone)]

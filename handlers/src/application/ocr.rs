@@ -154,6 +154,19 @@ pub fn interpret(reading: EngineReading) -> (InvoiceFields, String) {
     match reading.reading {
         Reading::Structured { fields, text } => (fields, text),
         Reading::Text { lines, .. } => (extraction::extract_from(&lines, source), join(&lines)),
+        Reading::Checked { readings, .. } => {
+            // The first engine's fields, checked against each other engine's; the text the
+            // verification searches is all of them.
+            let mut texts = readings.iter().map(|lines| join(lines));
+            let mut all = texts.next().unwrap_or_default();
+            for t in texts {
+                all.push('\n');
+                all.push_str(&t);
+            }
+            let mut each = readings.iter().map(|lines| extraction::agree::EngineFields::from_lines(lines));
+            let Some(first) = each.next() else { return (InvoiceFields::default(), all) };
+            (each.fold(first, |acc, other| extraction::agree::agree(acc, &other)).ocr, all)
+        }
     }
 }
 

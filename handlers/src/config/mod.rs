@@ -395,6 +395,21 @@ pub struct OcrSettings {
     #[arg(long, env = "WARRANTY_OCR_PSM", default_value_t = 6)]
     pub ocr_psm: u8,
 
+    /// Local recognisers for scans and photos: `pp-ocr+tesseract` (both, checked against each
+    /// other), `pp-ocr` or `tesseract`. An engine that is not installed steps aside.
+    #[arg(long, env = "WARRANTY_OCR_RECOGNIZERS", value_enum, default_value = "pp-ocr+tesseract")]
+    pub ocr_recognizers: crate::adapters::ocr::Recognizers,
+
+    /// Folder with the PP-OCR models and ONNX Runtime (`det.onnx`, `rec.onnx`,
+    /// `libonnxruntime.so`), as `tools/models/fetch` installs them.
+    #[arg(long, env = "WARRANTY_OCR_MODELS_DIR", default_value = crate::adapters::ocr::DEFAULT_MODELS_DIR)]
+    pub ocr_models_dir: PathBuf,
+
+    /// PP-OCR model instances (each reads one image at a time on one thread); default: one
+    /// per two cores, at least one.
+    #[arg(long, env = "WARRANTY_OCR_RECOGNIZER_INSTANCES")]
+    pub ocr_recognizer_instances: Option<usize>,
+
     /// Days the invoice date may differ from the purchase date and still match.
     #[arg(long, env = "WARRANTY_OCR_DATE_TOLERANCE_DAYS", default_value_t = 3)]
     pub ocr_date_tolerance_days: u32,

@@ -143,6 +143,12 @@ pub enum OcrEngineKind {
     /// The PDF's own text layer.
     PdfText,
     Tesseract,
+    /// PaddleOCR's PP-OCR models, in process.
+    PpOcr,
+    /// PP-OCR and Tesseract both read the image; a value they read alike is supported, one they
+    /// read differently goes to review.
+    #[serde(rename = "pp-ocr+tesseract")]
+    PpOcrTesseract,
     DocumentIntelligence,
 }
 

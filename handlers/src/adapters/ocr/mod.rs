@@ -8,6 +8,7 @@
 pub mod docintel;
 pub mod einvoice;
 pub mod pdf;
+pub mod ppocr;
 pub mod tesseract;
 
 use crate::adapters::azure::identity::Identity;
@@ -20,7 +21,34 @@ use crate::domain::ocr::OcrEngineKind;
 use crate::ports::{EngineHealth, EngineReading, InvoiceReader, ReadError, Reading};
 use docintel::DocumentIntelligence;
 use pdf::Pdf;
+use ppocr::{PpOcr, PpOcrConfig};
 use tesseract::{Tesseract, TesseractConfig, image_dimensions};
+
+/// Which local recognisers read scans and photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recognizers {
+    /// PP-OCR and Tesseract, checked against each other.
+    #[value(name = "pp-ocr+tesseract")]
+    Both,
+    #[value(name = "pp-ocr")]
+    PpOcr,
+    Tesseract,
+}
+
+impl Recognizers {
+    fn pp_ocr(self) -> bool {
+        matches!(self, Self::Both | Self::PpOcr)
+    }
+    fn tesseract(self) -> bool {
+        matches!(self, Self::Both | Self::Tesseract)
+    }
+}
+
+/// An image to recognise: the upload itself, or a rendered page of a scanned PDF.
+enum Image<'a> {
+    Upload(&'a Bytes, InvoiceKind),
+    Pages(&'a tesseract::Rendered),
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReaderLimits {
@@ -47,6 +75,10 @@ pub struct ReadOptions {
     pub skip_text_layer: bool,
 }
 
+/// Where `tools/models/fetch` puts the PP-OCR models and ONNX Runtime in a checkout; the image
+/// sets `WARRANTY_OCR_MODELS_DIR` to its own copy.
+pub const DEFAULT_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.models");
+
 /// Fewer letters and digits than this in the text layer means "scanned": OCR instead.
 const MIN_TEXT_LAYER_CHARS: usize = 30;
 
@@ -65,6 +97,10 @@ pub struct InvoiceReaders {
     /// Probed once, in the background at start-up (so start-up stays fast) or on first use.
     tesseract: tokio::sync::OnceCell<Result<Tesseract, String>>,
     tesseract_config: TesseractConfig,
+    /// Loaded once, in the background at start-up or on first use.
+    ppocr: tokio::sync::OnceCell<Result<PpOcr, String>>,
+    ppocr_config: PpOcrConfig,
+    recognizers: Recognizers,
     docintel: Option<DocumentIntelligence>,
     limits: ReaderLimits,
 }
@@ -108,16 +144,53 @@ impl InvoiceReaders {
             max_pixels: settings.ocr_max_pixels,
             dpi: settings.ocr_dpi,
         };
-        Ok(Self::new(tesseract, docintel, limits))
+        let ppocr = PpOcrConfig::in_dir(
+            &settings.ocr_models_dir,
+            settings.ocr_recognizer_instances.unwrap_or_else(PpOcrConfig::default_instances),
+        );
+        Ok(Self::new(tesseract, docintel, limits).with_recognizers(settings.ocr_recognizers, ppocr))
     }
 
+    /// Readers with Tesseract as the only local recogniser; see [`Self::with_recognizers`].
     pub fn new(tesseract: TesseractConfig, docintel: Option<DocumentIntelligence>, limits: ReaderLimits) -> Self {
-        Self { tesseract: tokio::sync::OnceCell::new(), tesseract_config: tesseract, docintel, limits }
+        Self {
+            tesseract: tokio::sync::OnceCell::new(),
+            tesseract_config: tesseract,
+            ppocr: tokio::sync::OnceCell::new(),
+            ppocr_config: PpOcrConfig::in_dir(std::path::Path::new(DEFAULT_MODELS_DIR), 1),
+            recognizers: Recognizers::Tesseract,
+            docintel,
+            limits,
+        }
     }
 
-    /// Probes Tesseract now (idempotent).
+    pub fn with_recognizers(mut self, recognizers: Recognizers, ppocr: PpOcrConfig) -> Self {
+        self.recognizers = recognizers;
+        self.ppocr_config = ppocr;
+        self
+    }
+
+    /// Probes Tesseract and loads the PP-OCR models now (idempotent).
     pub async fn probe(&self) {
         let _ = self.tesseract_probe().await;
+        if self.recognizers.pp_ocr() {
+            let _ = self.ppocr_loaded().await;
+        }
+    }
+
+    async fn ppocr_loaded(&self) -> &Result<PpOcr, String> {
+        self.ppocr
+            .get_or_init(|| async {
+                let cfg = self.ppocr_config.clone();
+                let loaded = tokio::task::spawn_blocking(move || PpOcr::load(cfg))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("loading the models failed: {e}")));
+                if let Err(e) = &loaded {
+                    tracing::warn!(reason = %e, "PP-OCR unavailable: scans and photos are read by Tesseract alone");
+                }
+                loaded
+            })
+            .await
     }
 
     async fn tesseract_probe(&self) -> &Result<Tesseract, String> {
@@ -207,8 +280,85 @@ impl InvoiceReaders {
         if let Some(di) = &self.docintel {
             return di.analyze(bytes, "application/pdf").await;
         }
-        let (lines, pages) = self.tesseract().await?.pdf(&bytes, pages).await?;
-        Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
+        let rendered = self.tesseract().await?.render(&bytes, pages).await?;
+        self.recognise(Image::Pages(&rendered)).await
+    }
+
+    async fn ppocr_pages(
+        p: &PpOcr,
+        rendered: &tesseract::Rendered,
+    ) -> Result<Vec<crate::domain::extraction::TextLine>, ReadError> {
+        let mut lines = Vec::new();
+        for (i, path) in rendered.pages.iter().enumerate() {
+            let png = tokio::fs::read(path).await.map_err(|e| ReadError::Transient(e.to_string()))?;
+            lines.extend(p.image(Bytes::from(png), i as u32 + 1).await?);
+        }
+        Ok(lines)
+    }
+
+    /// Reads an image with the configured local recognisers: both at once when both are
+    /// configured and available (checked against each other), else whichever is.
+    async fn recognise(&self, image: Image<'_>) -> Result<EngineReading, ReadError> {
+        let pages = match &image {
+            Image::Upload(..) => 1,
+            Image::Pages(r) => r.pages.len() as u32,
+        };
+        let tesseract = async {
+            if !self.recognizers.tesseract() {
+                return None;
+            }
+            let t = match self.tesseract().await {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(match &image {
+                Image::Upload(bytes, kind) => t.image(bytes, kind.extension()).await,
+                Image::Pages(r) => t.pages(r).await,
+            })
+        };
+        let pp = async {
+            if !self.recognizers.pp_ocr() {
+                return None;
+            }
+            let p = match self.ppocr_loaded().await {
+                Ok(p) => p,
+                Err(e) => return Some(Err(ReadError::EngineUnavailable(e.clone()))),
+            };
+            Some(match &image {
+                Image::Upload(bytes, _) => p.image((*bytes).clone(), 1).await,
+                Image::Pages(r) => Self::ppocr_pages(p, r).await,
+            })
+        };
+        let (t, p) = tokio::join!(tesseract, pp);
+        // Whichever engines read the image are used; when none did, the failure that says most
+        // about the invoice is the reading's (a permanent or transient one before "not installed").
+        let mut failure: Option<ReadError> = None;
+        let mut keep = |r: Option<Result<Vec<crate::domain::extraction::TextLine>, ReadError>>| match r {
+            Some(Ok(lines)) => Some(lines),
+            Some(Err(e)) => {
+                if failure.as_ref().is_none_or(|f| matches!(f, ReadError::EngineUnavailable(_))) {
+                    failure = Some(e);
+                }
+                None
+            }
+            None => None,
+        };
+        let (p, t) = (keep(p), keep(t));
+        match (p, t) {
+            (Some(pp), Some(tess)) => Ok(EngineReading {
+                engine: OcrEngineKind::PpOcrTesseract,
+                reading: Reading::Checked { readings: vec![pp, tess], pages },
+            }),
+            (Some(lines), None) => {
+                Ok(EngineReading { engine: OcrEngineKind::PpOcr, reading: Reading::Text { lines, pages } })
+            }
+            (None, Some(lines)) => {
+                Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages } })
+            }
+            (None, None) => {
+                Err(failure.unwrap_or_else(|| ReadError::EngineUnavailable("no recogniser is configured".into())))
+            }
+        }
     }
 
     /// [`InvoiceReader::read`] with some paths switched off (evaluation only).
@@ -230,8 +380,7 @@ impl InvoiceReaders {
                 if let Some(di) = &self.docintel {
                     return di.analyze(bytes, kind.content_type()).await;
                 }
-                let lines = self.tesseract().await?.image(&bytes, kind.extension()).await?;
-                Ok(EngineReading { engine: OcrEngineKind::Tesseract, reading: Reading::Text { lines, pages: 1 } })
+                self.recognise(Image::Upload(&bytes, kind)).await
             }
         }
     }
@@ -255,6 +404,13 @@ impl InvoiceReader for InvoiceReaders {
                 None => EngineHealth { name: "tesseract", available: false, detail: Some("not probed yet".into()) },
             },
         ];
+        if self.recognizers.pp_ocr() {
+            out.push(match self.ppocr.get() {
+                Some(Ok(p)) => EngineHealth { name: "ppOcr", available: true, detail: Some(p.version().to_owned()) },
+                Some(Err(e)) => EngineHealth { name: "ppOcr", available: false, detail: Some(e.clone()) },
+                None => EngineHealth { name: "ppOcr", available: false, detail: Some("not loaded yet".into()) },
+            });
+        }
         if let Some(di) = &self.docintel {
             out.push(EngineHealth {
                 name: "documentIntelligence",

@@ -15,6 +15,7 @@
 //! Each field's confidence is computed from that evidence and the reader's own confidence in
 //! the words; a field nothing supports is left out rather than guessed.
 
+pub mod agree;
 mod rows;
 
 use std::sync::LazyLock;
@@ -142,7 +143,15 @@ static PERCENT_RE: LazyLock<Regex> = LazyLock::new(|| re(r"\d{1,2}(?:[.,]\d{1,2}
 static DISCOUNT_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(?:discount|rabatt|nachlass|remise|r[ée]duction|coupon)\b"));
 static CASH_RE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)(?:\bcash\b|tender|\bbar\b|gegeben|esp[èe]ces|\bpaid\b|received)"));
+    LazyLock::new(|| re(r"(?i)(?:\bcash\b|tender|\bbar\b|gegeben|esp[èe]ces|\bpaid\b|received|^\W*pay\W*$)"));
+/// "Total included" before a tax name: the tax the total includes.
+static TOTAL_INCLUDED_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)total\W*(?:incl\w*|inclusive)\W*"));
+/// "Due" standing alone as a label: the amount due.
+static DUE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\W*(?:amt\W*)?due\W*(?:rm\W*)?$"));
+/// A tax named with its rate after "@" ("GST @ 6%", "VAT @20%"): the tax at that rate, even
+/// inside "Total included GST @6%".
+static TAX_AT_RATE_RE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b(?:gst|vat|tax|sst|tva|mwst)\s*@\s*\d{1,2}(?:[.,]\d{1,2})?\s*%"));
 static CHANGE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:\bchange\b|r[üu]ckgeld|\brendu|\bbalance\b)"));
 static ROUNDING_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:rounding|round\s*(?:adj|off)|rundung|arrondi)"));
 
@@ -686,8 +695,11 @@ fn role_of(text: &str) -> AmountRole {
         AmountRole::Cash
     } else if SUBTOTAL_RE.is_match(text) {
         AmountRole::Subtotal
-    } else if GRAND_TOTAL_RE.is_match(text)
-        && !NOT_TOTAL_RE.is_match(&PERCENT_RE.replace_all(&GRAND_TOTAL_RE.replace_all(text, ""), ""))
+    } else if TAX_AT_RATE_RE.is_match(text) && !NOT_TAX_RE.is_match(&TOTAL_INCLUDED_RE.replace_all(text, "")) {
+        AmountRole::Tax
+    } else if DUE_RE.is_match(text)
+        || GRAND_TOTAL_RE.is_match(text)
+            && !NOT_TOTAL_RE.is_match(&PERCENT_RE.replace_all(&GRAND_TOTAL_RE.replace_all(text, ""), ""))
     {
         AmountRole::GrandTotal
     } else if TAX_RE.is_match(text) && !NOT_TAX_RE.is_match(text) {

@@ -394,3 +394,26 @@ fn a_legal_form_alone_names_no_one_and_a_name_split_into_cells_is_joined() {
     let f = extract_from(&lines("Inc\nKedai Runcit Ali\nTotal 5.00"), Source::Ocr);
     assert_eq!(f.seller.unwrap().value, "Kedai Runcit Ali");
 }
+
+/// A receipt that names its tax "Total included GST @6%", labels the amount due "Due" alone and
+/// the tendered amount "Pay": the tax line is not the total, and cash − change supports "Due".
+#[test]
+fn a_tax_at_its_rate_is_not_the_total_and_a_bare_due_is() {
+    let f = ocr(
+        0.97,
+        "Cheese Tart   1   3.40\n\
+         Qty   8   25.15\n\
+         Rounding Adj   0.00\n\
+         Due   25.15\n\
+         Pay   30.00\n\
+         Change   4.85\n\
+         (Total Included GST @6%   1.42)",
+    );
+    let total = f.total.unwrap();
+    assert_eq!(total.value, Amount(2515));
+    assert!(total.confidence >= SUPPORTED, "cash − change supports it: {total:?}");
+    // "VAT @ 20%" is a tax line too; "Total incl. VAT 20%" (no "@") stays the amount to pay.
+    let f = ocr(0.97, "Subtotal   10.00\nVAT @ 20%   2.00\nTotal incl. VAT 20%   12.00");
+    assert_eq!(f.total.map(|t| t.value), Some(Amount(1200)));
+    assert_eq!(f.tax.map(|t| t.value), Some(Amount(200)));
+}
