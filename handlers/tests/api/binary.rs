@@ -258,7 +258,7 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
     // Read, not failed. (Tesseract reads this PNG's total as 1198.00 where 1199.00 is printed,
     // and nothing else on it confirms the amount, so the card honestly says needs_review.)
     assert!(matches!(ocr["status"].as_str(), Some("completed" | "needs_review")), "{ocr}");
-    assert_eq!(ocr["engine"], "tesseract", "{ocr}");
+    assert_eq!(ocr["engine"], "pp-ocr+tesseract", "{ocr}");
     assert_eq!(ocr["fields"]["invoiceDate"]["value"], "2026-03-15", "{ocr}");
     assert_eq!(ocr["attempts"], 2, "one attempt died with the process, the redelivery finished: {ocr}");
 }

@@ -28,6 +28,7 @@ mod ocr_trigger;
 mod ops;
 mod platform;
 mod privacy;
+mod recognizer;
 mod registration;
 mod reminders;
 mod servicebus;

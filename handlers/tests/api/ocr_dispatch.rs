@@ -61,7 +61,7 @@ async fn a_registered_scan_moves_from_queued_to_completed() {
 
     let ocr = final_ocr(&app, "alice", &location).await;
     assert_eq!(ocr["status"], "completed", "{ocr}");
-    assert_eq!(ocr["engine"], "tesseract");
+    assert_eq!(ocr["engine"], "pp-ocr+tesseract", "both local recognisers, checked against each other");
     assert_eq!(ocr["fields"]["invoiceDate"]["value"], inv["fields"]["invoiceDate"]);
     assert_eq!(ocr["fields"]["total"]["value"], inv["fields"]["total"]);
     // Subtotal + tax = total: the top confidence band an OCR reading gets (0.97; a text layer's
@@ -78,6 +78,7 @@ async fn failing_deliveries_back_off_dead_letter_and_replay() {
     let app = spawn_with(|s| {
         s.delivery.ocr_dispatcher = true;
         s.ocr.tesseract_path = "/nonexistent/tesseract".into();
+        s.ocr.ocr_models_dir = "/nonexistent/models".into();
         s.delivery.ocr_max_delivery_count = 3;
         s.delivery.ocr_retry_base_ms = 20;
     })

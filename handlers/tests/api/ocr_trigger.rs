@@ -258,7 +258,12 @@ async fn a_locked_database_is_transient_and_the_retry_succeeds() {
 }
 
 async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
-    let app = spawn_with(|s| s.ocr.tesseract_path = "/nonexistent/tesseract".into()).await;
+    // Neither local recogniser is installed.
+    let app = spawn_with(|s| {
+        s.ocr.tesseract_path = "/nonexistent/tesseract".into();
+        s.ocr.ocr_models_dir = "/nonexistent/models".into();
+    })
+    .await;
     let (id, event) = register(&app, "invoice.png", &fixture("invoice.png"), "C02XK0ABJGH5").await;
     let (status, body) = invoke(&app, &payload(event, 1, "m")).await;
     assert_eq!(status, 503, "{body}");
@@ -268,6 +273,8 @@ async fn a_missing_ocr_engine_fails_the_invocation_and_says_so() {
     let health: Value = app.client.get(format!("{}/api/health", app.base)).send().await.unwrap().json().await.unwrap();
     let tesseract = health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "tesseract").unwrap().clone();
     assert_eq!(tesseract["available"], false, "{health}");
+    let pp = health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "ppOcr").unwrap().clone();
+    assert_eq!(pp["available"], false, "{health}");
     // PDFs with a text layer still work without Tesseract.
     let (id, event) = register(&app, "invoice.pdf", &fixture("invoice.pdf"), "C02XK0ABJGH6").await;
     assert_eq!(invoke(&app, &payload(event, 1, "m2")).await.0, 200);
@@ -336,6 +343,8 @@ async fn hostile_inputs_hit_the_limits_not_the_worker() {
         s.ocr.ocr_max_pages = 5;
         s.ocr.ocr_timeout_secs = 1;
         s.ocr.tesseract_path = hang.clone();
+        // Tesseract's process limit is what this checks (PP-OCR would read the page alone).
+        s.ocr.ocr_recognizers = warranty::adapters::ocr::Recognizers::Tesseract;
     })
     .await;
     let cases: [(&str, Vec<u8>, &str); 3] = [
