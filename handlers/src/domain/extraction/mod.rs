@@ -26,7 +26,7 @@ use regex::Regex;
 use super::ocr::{Amount, Field, InvoiceFields};
 
 /// A run of words on a line with no column gap inside, and its horizontal extent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cell {
     pub text: String,
     pub left: f32,
@@ -36,7 +36,7 @@ pub struct Cell {
 }
 
 /// One visual line and how sure the reader was of it (0 to 1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TextLine {
     /// The cells joined by two spaces (a column gap), or the text as given.
     pub text: String,
@@ -135,7 +135,7 @@ static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// Lines with "total" that are not the amount to pay.
 static NOT_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:\b(?:qty|quantity|items?|pcs|units?|count|menge|anzahl|st[üu]ck|articles?|points?|savings?|saved|discount|rabatt|remise|weight|gewicht|tips?)\b|total\s*(?:gst|tax|vat|sst|mwst|tva)|(?:gst|tax|vat)\s*(?:total|amount|summary)|\bcash\b|\bchange\b|tender|rounding|round\s*(?:adj|off)|\bpaid\b|payment|\bcard\b|visa|master|credit|deposit|bar\b|r[üu]ckgeld|gegeben|esp[èe]ces|rendu|\d{1,2}\s*%)",
+        r"(?i)(?:\b(?:qty|quantity|items?|lines?|pcs|units?|count|menge|anzahl|st[üu]ck|articles?|points?|savings?|saved|discount|rabatt|remise|weight|gewicht|tips?)\b|total\s*(?:gst|tax|vat|sst|mwst|tva)|(?:gst|tax|vat)\s*(?:total|amount|summary)|\bcash\b|\bchange\b|tender|rounding|round\s*(?:adj|off)|\bpaid\b|payment|\bcard\b|visa|master|credit|deposit|bar\b|r[üu]ckgeld|gegeben|esp[èe]ces|rendu|\d{1,2}\s*%)",
     )
 });
 /// "6%", "19 %": in a grand-total label it names the tax included, not a tax line.
@@ -144,14 +144,9 @@ static DISCOUNT_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(?:discount|rabatt|nachlass|remise|r[ée]duction|coupon)\b"));
 static CASH_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)(?:\bcash\b|tender|\bbar\b|gegeben|esp[èe]ces|\bpaid\b|received|^\W*pay\W*$)"));
-/// "Total included" before a tax name: the tax the total includes.
-static TOTAL_INCLUDED_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)total\W*(?:incl\w*|inclusive)\W*"));
 /// "Due" standing alone as a label: the amount due.
 static DUE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\W*(?:amt\W*)?due\W*(?:rm\W*)?$"));
-/// A tax named with its rate after "@" ("GST @ 6%", "VAT @20%"): the tax at that rate, even
-/// inside "Total included GST @6%".
-static TAX_AT_RATE_RE: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)\b(?:gst|vat|tax|sst|tva|mwst)\s*@\s*\d{1,2}(?:[.,]\d{1,2})?\s*%"));
+
 static CHANGE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:\bchange\b|r[üu]ckgeld|\brendu|\bbalance\b)"));
 static ROUNDING_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:rounding|round\s*(?:adj|off)|rundung|arrondi)"));
 
@@ -167,6 +162,22 @@ static TITLE_NUMBER_RE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:tax\s*)?(?:invoice|rechnung|facture|receipt|gutschrift|credit\s*note|avoir)\s*(?:n[°o]\.?|nr\.?|no\.?)?\s*[:#]?\s*(?P<v>[A-Z0-9][A-Z0-9/.\-_]*\d[A-Z0-9/.\-_]*)(?:\s|$)",
     )
 });
+/// A number under a title that stands alone ("FACTURE" / "N° FA-2024-042").
+static BARE_NUMBER_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)^\s*(?:n[°o]\.?|nr\.?|no\.?|#)\s*[:#]?\s*(?P<v>[A-Z0-9][A-Z0-9/.\-_]*\d[A-Z0-9/.\-_]*)(?:\s|$)")
+});
+
+/// A document title alone on its line ("FACTURE", "Tax Invoice"): the line below it belongs to
+/// the title (its number and date are the document's).
+fn title_alone(l: &Line) -> bool {
+    title_text(&l.text)
+}
+
+/// A title and nothing else ("FACTURE", "Tax Invoice"), on a line or in a cell.
+fn title_text(t: &str) -> bool {
+    DOCUMENT_TITLE_RE.is_match(t) && !t.chars().any(|c| c.is_ascii_digit()) && t.split_whitespace().count() <= 3
+}
+
 static NUMBER_VALUE_RE: LazyLock<Regex> =
     LazyLock::new(|| re(r"^[:#.\s]*(?P<v>[A-Za-z0-9][A-Za-z0-9/.\-_]*[A-Za-z0-9]|\d)(?:\s|$)"));
 
@@ -193,9 +204,11 @@ static BUSINESS_WORD_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SELLER_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)^\s*(?:seller|sold\s*by|vendor|supplier|from|issued\s*by|verk[äa]ufer|lieferant|rechnungssteller|absender|vendeur|fournisseur|[ée]metteur|company\s*name)\s*[:\-]?\s*(?P<v>.*)$",
+        r"(?i)^\s*(?:seller|sold\s*by|vendor|supplier|from|issued\s*by|verk[äa]ufer|lieferant|rechnungssteller|absender|vendeur|fournisseur|[ée]metteur|company\s*name)(?:\s*(?:trade\s*|company\s*|legal\s*)?name)?\s*(?:[:\-]\s*(?P<v>.*))?$",
     )
 });
+/// The label must end in a colon or stand alone (its value in the next cell or on the next line):
+/// "Seller Company · 123 Seller St" is a name that starts with a label's word, not a label.
 /// Labels that open the buyer's block: the lines after them (same column) are not the issuer.
 static BUYER_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -539,6 +552,22 @@ fn invoice_number(lines: &[Line]) -> Option<Field<String>> {
                 best = Some((conf, c["v"].to_owned()));
             }
         }
+        // Under a title alone on its line, or in the cell under a title alone in its cell
+        // ("Blanc-Conseil   FACTURE" / "12 rue …   N° FX-2026-0042").
+        for cell in &l.cells {
+            let under_title = i > 0
+                && (title_alone(&lines[i - 1])
+                    || lines[i - 1].cells.iter().any(|t| overlaps(t, cell) && title_text(&t.text)));
+            if under_title
+                && let Some(c) = BARE_NUMBER_RE.captures(&cell.text)
+                && looks_like_number(&c["v"])
+            {
+                let conf = 0.85 * l.confidence.max(0.5);
+                if best.as_ref().is_none_or(|(b, _)| conf > *b) {
+                    best = Some((conf, c["v"].to_owned()));
+                }
+            }
+        }
         for m in NUMBER_LABEL_RE.find_iter(&l.text) {
             let cell = l.cell_at(m.start());
             let after_in_cell = {
@@ -606,7 +635,8 @@ fn invoice_date(lines: &[Line], month_first: bool, source: Source) -> Option<Fie
                 || !other
                     && (label_here(&INVOICE_DATE_LABEL_RE)
                         || label_above(&INVOICE_DATE_LABEL_RE)
-                        || DOCUMENT_TITLE_RE.is_match(&l.text));
+                        || DOCUMENT_TITLE_RE.is_match(&l.text)
+                        || i > 0 && title_alone(&lines[i - 1]));
             let mut score = 0.0;
             if labelled {
                 score += 3.0;
@@ -695,8 +725,6 @@ fn role_of(text: &str) -> AmountRole {
         AmountRole::Cash
     } else if SUBTOTAL_RE.is_match(text) {
         AmountRole::Subtotal
-    } else if TAX_AT_RATE_RE.is_match(text) && !NOT_TAX_RE.is_match(&TOTAL_INCLUDED_RE.replace_all(text, "")) {
-        AmountRole::Tax
     } else if DUE_RE.is_match(text)
         || GRAND_TOTAL_RE.is_match(text)
             && !NOT_TOTAL_RE.is_match(&PERCENT_RE.replace_all(&GRAND_TOTAL_RE.replace_all(text, ""), ""))
@@ -1011,9 +1039,13 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
             continue;
         }
         if let Some(c) = SELLER_LABEL_RE.captures(&l.cells[0].text) {
-            let v = c["v"].trim().to_owned();
+            let v = c.name("v").map_or("", |m| m.as_str()).trim().to_owned();
+            let beside = || l.cells.get(1).map(|c| c.text.clone());
+            let below = || lines.get(i + 1).map(|n| n.cells[0].text.clone());
             let value = if v.is_empty() {
-                l.cells.get(1).map(|c| c.text.clone()).or_else(|| lines.get(i + 1).map(|n| n.cells[0].text.clone()))
+                // "Seller:" points to its value beside it; a heading without a colon ("SELLER
+                // TRADE NAME" over a column) to the value below it.
+                if c.name("v").is_some() { beside().or_else(below) } else { below().or_else(beside) }
             } else {
                 Some(v)
             };
@@ -1075,16 +1107,19 @@ fn seller(lines: &[Line]) -> Option<Field<String>> {
     // A receipt's first line is the shop, when nothing names the issuer better.
     if best.as_ref().is_none_or(|(s, ..)| *s < 5.0) {
         for (i, l) in lines.iter().enumerate().take(4) {
-            if buyer[i]
-                || NOT_NAME_RE.is_match(&l.text)
-                || !l.amounts.is_empty()
-                || !dates_in(&l.text, false).is_empty()
-            {
+            // A letterhead beside the document's title ("Blanc-Conseil   FACTURE"): the title's
+            // cell is not part of the name.
+            let text = if l.cells.len() > 1 && l.cells.iter().any(|c| title_text(&c.text)) {
+                l.cells.iter().filter(|c| !title_text(&c.text)).map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ")
+            } else {
+                l.text.clone()
+            };
+            if buyer[i] || NOT_NAME_RE.is_match(&text) || !l.amounts.is_empty() || !dates_in(&text, false).is_empty() {
                 continue;
             }
-            let letters = l.text.chars().filter(|c| c.is_alphabetic()).count();
-            if letters >= 3 && letters * 2 >= l.text.chars().filter(|c| !c.is_whitespace()).count() {
-                let name = with_continuations(lines, &buyer, i, l.text.clone());
+            let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+            if letters >= 3 && letters * 2 >= text.chars().filter(|c| !c.is_whitespace()).count() {
+                let name = with_continuations(lines, &buyer, i, text);
                 consider(&mut best, 2.0 - i as f32 * 0.3, name, 0.6 * l.confidence.max(0.5));
                 break;
             }

@@ -395,10 +395,11 @@ fn a_legal_form_alone_names_no_one_and_a_name_split_into_cells_is_joined() {
     assert_eq!(f.seller.unwrap().value, "Kedai Runcit Ali");
 }
 
-/// A receipt that names its tax "Total included GST @6%", labels the amount due "Due" alone and
-/// the tendered amount "Pay": the tax line is not the total, and cash − change supports "Due".
+/// A receipt that labels the amount due "Due" alone and the tendered amount "Pay", with the tax
+/// it includes under "Total included GST @6%": cash − change supports "Due", so the tax line
+/// (whose label reads like a grand total's) does not win.
 #[test]
-fn a_tax_at_its_rate_is_not_the_total_and_a_bare_due_is() {
+fn a_bare_due_supported_by_the_payment_beats_a_total_included_tax_line() {
     let f = ocr(
         0.97,
         "Cheese Tart   1   3.40\n\
@@ -412,8 +413,86 @@ fn a_tax_at_its_rate_is_not_the_total_and_a_bare_due_is() {
     let total = f.total.unwrap();
     assert_eq!(total.value, Amount(2515));
     assert!(total.confidence >= SUPPORTED, "cash − change supports it: {total:?}");
-    // "VAT @ 20%" is a tax line too; "Total incl. VAT 20%" (no "@") stays the amount to pay.
-    let f = ocr(0.97, "Subtotal   10.00\nVAT @ 20%   2.00\nTotal incl. VAT 20%   12.00");
-    assert_eq!(f.total.map(|t| t.value), Some(Amount(1200)));
-    assert_eq!(f.tax.map(|t| t.value), Some(Amount(200)));
+    // "Total Incl. GST@6%" is the amount to pay where nothing else is.
+    let f = ocr(0.97, "Item   1 X   3.90\nTotal Incl. GST@6%   RM 3.90\nCASH   RM 4.00\nCHANGE   RM 0.10");
+    assert_eq!(f.total.map(|t| t.value), Some(Amount(390)));
+}
+
+/// A title alone on its line with the number and date on the line below ("FACTURE" /
+/// "N° FA-2024-042   15/01/2024"), and earlier dates in the rows: the title block's are the
+/// document's.
+#[test]
+fn the_line_under_a_title_alone_carries_the_number_and_the_date() {
+    let f = extract(&lines(
+        "FACTURE\n\
+         N° FA-2024-042   15/01/2024\n\
+         Emetteur   Destinataire\n\
+         Date   Description   Qté   Total HT\n\
+         10/01/2024 Consultation   1.00   50.00 EUR\n\
+         12/01/2024 Suivi   1.00   50.00 EUR\n\
+         Total TTC:   100.00 EUR",
+    ));
+    assert_eq!(f.invoice_number.map(|n| n.value), Some("FA-2024-042".to_owned()));
+    assert_eq!(f.invoice_date.map(|d| d.value), Some(date(2024, 1, 15)));
+    // A title with more on its line is not a title block: "Invoice for March" does not make the
+    // next line's number the invoice's.
+    let f = extract(&lines("Invoice for services rendered in March 2024\nNo. 77\nTotal   10.00"));
+    assert_ne!(f.invoice_number.map(|n| n.value), Some("77".to_owned()));
+}
+
+/// A seller's name that starts with a label's word is not a label ("Seller Company · 123 Seller
+/// St · 12345 Seller City" is the sender line), and a label line that names the field ("SELLER
+/// TRADE NAME") has its value below it, never in itself.
+#[test]
+fn a_seller_label_ends_in_a_colon_or_stands_alone() {
+    let f = extract(&lines(
+        "Seller Company · 123 Seller St · Suite 100 · 12345 Seller City\n\
+         Buyer Company   Invoice Number: DOC-12345\n\
+         Total   10.00",
+    ));
+    assert_eq!(f.seller.map(|s| s.value), Some("Seller Company".to_owned()));
+    let f = extract(&lines(
+        "FACTURE N° : F20220024\nSELLER TRADE NAME   Adresse du Client\nLE FOURNISSEUR   LE CLIENT\nTotal TTC   12.00",
+    ));
+    assert_eq!(f.seller.map(|s| s.value), Some("LE FOURNISSEUR".to_owned()));
+    let f = extract(&lines("Seller: Kedai Runcit Maju\nTotal   5.00"));
+    assert_eq!(f.seller.map(|s| s.value), Some("Kedai Runcit Maju".to_owned()));
+}
+
+/// A letterhead beside the title ("Blanc-Conseil   FACTURE") with the number in the cell under
+/// the title; and a "Line Total Amount" (the sum of the lines, before allowances) that is not
+/// the amount to pay.
+#[test]
+fn title_cells_letterheads_and_line_totals() {
+    let positioned = |rows: &[&[(&str, f32)]]| -> Vec<TextLine> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, cells)| {
+                let cells = cells
+                    .iter()
+                    .map(|(t, left)| Cell {
+                        text: (*t).to_owned(),
+                        left: *left,
+                        right: left + 8.0 * t.len() as f32,
+                        confidence: 0.99,
+                    })
+                    .collect();
+                TextLine::positioned(cells, 1, 20.0 * i as f32, 10.0, 0.99)
+            })
+            .collect()
+    };
+    let f = extract(&positioned(&[
+        &[("Blanc-Conseil", 56.0), ("FACTURE", 438.0)],
+        &[("12 rue des Lices, 49100 Angers", 56.0), ("N° FX-2026-0042", 440.0)],
+        &[("Total TTC", 370.0), ("1 693,20 €", 479.0)],
+    ]));
+    assert_eq!(f.invoice_number.map(|n| n.value), Some("FX-2026-0042".to_owned()));
+    assert_eq!(f.seller.map(|s| s.value), Some("Blanc-Conseil".to_owned()));
+    let f = extract(&lines(
+        "Line Total Amount   €1,000.00\n\
+         Allowance (Tax: 0.00%): Discount   - €10.00\n\
+         Net Total Amount   €990.00\n\
+         Gross Total Amount   €990.00",
+    ));
+    assert_eq!(f.total.map(|t| t.value), Some(Amount(99_000)));
 }
