@@ -1,4 +1,5 @@
-// Document Intelligence for scans and photos when WARRANTY_OCR_ENGINE=document-intelligence.
+// Document Intelligence with WARRANTY_OCR_ENGINE=document-intelligence: a second opinion on the
+// scans and photos the local recognisers (PP-OCR and Tesseract, in the image) leave uncertain.
 // Keys are off (a custom subdomain is required for Entra ID auth).
 param name string
 param location string

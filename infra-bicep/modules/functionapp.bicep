@@ -77,6 +77,7 @@ var shared = [
   { name: 'InvoiceStorage__blobServiceUri', value: invoiceBlobServiceUri }
   { name: 'WARRANTY_OCR_DELIVERY', value: 'servicebus' }
   { name: 'WARRANTY_OCR_DISPATCHER', value: 'false' }
+  // Local recognisers first; Document Intelligence only for what they leave uncertain.
   { name: 'WARRANTY_OCR_ENGINE', value: 'document-intelligence' }
   { name: 'WARRANTY_DOCINTEL_ENDPOINT', value: docIntelEndpoint }
   { name: 'WARRANTY_JWKS_URL', value: '${environment().authentication.loginEndpoint}${tenantId}/discovery/v2.0/keys' }

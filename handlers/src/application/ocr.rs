@@ -133,9 +133,26 @@ async fn read_and_verify(
     product: &ProductRecord,
     bytes: Bytes,
 ) -> Result<(OcrEngineKind, InvoiceFields, MatchResults), ReadError> {
-    let reading = services.reader.read(product.invoice.kind, bytes).await?;
-    let engine = reading.engine;
-    let (fields, text) = interpret(reading);
+    let kind = product.invoice.kind;
+    let reading = services.reader.read(kind, bytes.clone()).await?;
+    let mut engine = reading.engine;
+    let (mut fields, mut text) = interpret(reading);
+    // A scan or photo the local recognisers left uncertain gets a second opinion where one is
+    // configured (Document Intelligence); its values are checked against the local ones.
+    let local = matches!(engine, OcrEngineKind::Tesseract | OcrEngineKind::PpOcr | OcrEngineKind::PpOcrTesseract);
+    if local && !certain(&fields) {
+        match services.reader.second_opinion(kind, bytes).await {
+            Some(Ok(second)) => {
+                engine = second.engine;
+                let (other, other_text) = interpret(second);
+                fields = extraction::agree::second_opinion(fields, &other);
+                text.push('\n');
+                text.push_str(&other_text);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "the second opinion failed: the local reading stands"),
+            None => {}
+        }
+    }
     let registered = Registered {
         brand: &product.brand,
         model: &product.model,
@@ -172,6 +189,13 @@ pub fn interpret(reading: EngineReading) -> (InvoiceFields, String) {
 
 /// A field at or above this confidence is "supported" by its evidence.
 pub const SUPPORTED: f32 = 0.8;
+
+/// The invoice date and the total are both supported: nothing for a second opinion to add.
+fn certain(fields: &InvoiceFields) -> bool {
+    [fields.invoice_date.as_ref().map(|f| f.confidence), fields.total.as_ref().map(|f| f.confidence)]
+        .iter()
+        .all(|c| c.is_some_and(|c| c >= SUPPORTED))
+}
 
 /// The status of a reading and the fields a person should check.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -165,8 +165,9 @@ async fn service_errors_are_classified_for_the_retry_rules() {
 }
 
 /// Document Intelligence configured (as the Bicep does): a PDF with a text layer is still read
-/// from its text layer and an e-invoice from its XML, and only a photo reaches (and is billed
-/// by) the service.
+/// from its text layer, an e-invoice from its XML, and a photo by the local recognisers —
+/// `read` sends nothing to the service; it is asked only as a second opinion (below), or when no
+/// local recogniser is installed.
 #[tokio::test]
 async fn with_document_intelligence_configured_text_layers_and_xml_are_read_first() {
     use warranty::adapters::ocr::tesseract::TesseractConfig;
@@ -191,6 +192,77 @@ async fn with_document_intelligence_configured_text_layers_and_xml_are_read_firs
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 0, "nothing with a better source was sent");
 
     let reading = readers.read(InvoiceKind::Png, fixture("invoice.png")).await.unwrap();
-    assert_eq!(reading.engine, OcrEngineKind::DocumentIntelligence);
+    assert_eq!(reading.engine, OcrEngineKind::Tesseract, "the local recogniser first");
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 0);
+    let second = readers.second_opinion(InvoiceKind::Png, fixture("invoice.png")).await.unwrap().unwrap();
+    assert_eq!(second.engine, OcrEngineKind::DocumentIntelligence);
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 1);
+
+    // No local recogniser installed: the service reads instead of failing.
+    let missing = TesseractConfig {
+        tesseract: "/nonexistent/tesseract".into(),
+        ..TesseractConfig::defaults(scratch.path().to_owned())
+    };
+    let readers = InvoiceReaders::new(missing, Some(client(&svc.base)), ReaderLimits::default());
+    let reading = readers.read(InvoiceKind::Png, fixture("invoice.png")).await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::DocumentIntelligence);
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 2);
+}
+
+/// Through the OCR handler: a photo the local recognisers leave uncertain is sent for a second
+/// opinion and the two readings are checked against each other; a scan they read with certainty
+/// is not sent (and not billed).
+#[tokio::test]
+async fn only_what_the_local_readers_leave_uncertain_gets_a_second_opinion() {
+    use crate::support::{Form, final_ocr, fixture, spawn_with};
+    use warranty::config::{OcrEngineChoice, Secret};
+    let svc = fake(202, succeeded()).await;
+    let base = svc.base.clone();
+    let app = spawn_with(move |s| {
+        s.delivery.ocr_dispatcher = true;
+        s.ocr.ocr_engine = OcrEngineChoice::DocumentIntelligence;
+        s.ocr.docintel_endpoint = Some(base);
+        s.ocr.docintel_key = Some(Secret::new("test-key"));
+    })
+    .await;
+
+    // The generated scan: subtotal + tax = total, read alike by both recognisers.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let truth: Value = serde_json::from_slice(&std::fs::read(corpus.join("ground-truth.json")).unwrap()).unwrap();
+    let inv = truth["invoices"].as_array().unwrap().iter().find(|i| i["kind"] == "scanned").unwrap();
+    let r = &inv["registration"];
+    let form = Form::registration(
+        r["brand"].as_str().unwrap(),
+        r["model"].as_str().unwrap(),
+        r["serialNumber"].as_str().unwrap(),
+        r["purchaseDate"].as_str().unwrap(),
+        &std::fs::read(corpus.join(inv["file"].as_str().unwrap())).unwrap(),
+    );
+    let resp = app.post_form("alice", form).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_eq!(
+        (ocr["status"].as_str(), ocr["engine"].as_str()),
+        (Some("completed"), Some("pp-ocr+tesseract")),
+        "{ocr}"
+    );
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 0, "certain: not sent");
+
+    // The small PNG: the engines read its total differently, so it is uncertain.
+    let resp = app
+        .post_form(
+            "alice",
+            Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.png")),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let ocr = final_ocr(&app, "alice", &location).await;
+    assert_eq!(svc.analyses.load(Ordering::SeqCst), 1, "uncertain: one second opinion");
+    assert_eq!(ocr["engine"], "document-intelligence", "{ocr}");
+    // The service read the date alike (supported) and another total (disputed: review).
+    assert!(ocr["fields"]["invoiceDate"]["confidence"].as_f64().unwrap() >= 0.8, "{ocr}");
+    assert!(ocr["fields"]["total"]["confidence"].as_f64().unwrap() < 0.8, "{ocr}");
+    assert_eq!(ocr["status"], "needs_review");
 }

@@ -1,9 +1,11 @@
 //! Invoice readers behind the `InvoiceReader` port.
 //!
 //! Order for a PDF, whatever engine is configured: an embedded e-invoice XML (exact, no OCR) →
-//! the PDF's text layer → the pages rendered and OCRed (Tesseract), or sent to Document
-//! Intelligence when configured. Images go to Tesseract or Document Intelligence. So a configured
-//! Document Intelligence sees (and bills) only what has no better source: scans and photos.
+//! the PDF's text layer → the pages rendered and read by the local recognisers (PP-OCR and
+//! Tesseract, checked against each other). Images go to the local recognisers. Document
+//! Intelligence, when configured, is a second opinion the OCR handler asks only for a scan or
+//! photo the local reading left uncertain ([`InvoiceReader::second_opinion`]), or the reader
+//! when no local recogniser is installed: it sees (and bills) only what nothing cheaper read.
 
 pub mod docintel;
 pub mod einvoice;
@@ -144,10 +146,13 @@ impl InvoiceReaders {
             max_pixels: settings.ocr_max_pixels,
             dpi: settings.ocr_dpi,
         };
-        let ppocr = PpOcrConfig::in_dir(
-            &settings.ocr_models_dir,
-            settings.ocr_recognizer_instances.unwrap_or_else(PpOcrConfig::default_instances),
-        );
+        let ppocr = PpOcrConfig {
+            cache: tesseract.cache.clone(),
+            ..PpOcrConfig::in_dir(
+                &settings.ocr_models_dir,
+                settings.ocr_recognizer_instances.unwrap_or_else(PpOcrConfig::default_instances),
+            )
+        };
         Ok(Self::new(tesseract, docintel, limits).with_recognizers(settings.ocr_recognizers, ppocr))
     }
 
@@ -277,11 +282,30 @@ impl InvoiceReaders {
         if let Some(why) = too_large {
             return Err(ReadError::permanent("invoice_image_too_large", why));
         }
-        if let Some(di) = &self.docintel {
-            return di.analyze(bytes, "application/pdf").await;
+        let rendered = match self.tesseract().await {
+            Ok(t) => t.render(&bytes, pages).await,
+            Err(e) => Err(e),
+        };
+        let local = match &rendered {
+            Ok(r) => self.recognise(Image::Pages(r)).await,
+            Err(ReadError::EngineUnavailable(e)) => Err(ReadError::EngineUnavailable(e.clone())),
+            Err(ReadError::Transient(e)) => Err(ReadError::Transient(e.clone())),
+            Err(ReadError::Permanent { reason, detail }) => Err(ReadError::permanent(reason, detail)),
+        };
+        self.or_document_intelligence(local, bytes, InvoiceKind::Pdf).await
+    }
+
+    /// Without a local recogniser, Document Intelligence (where configured) reads instead.
+    async fn or_document_intelligence(
+        &self,
+        local: Result<EngineReading, ReadError>,
+        bytes: Bytes,
+        kind: InvoiceKind,
+    ) -> Result<EngineReading, ReadError> {
+        match (local, &self.docintel) {
+            (Err(ReadError::EngineUnavailable(_)), Some(di)) => di.analyze(bytes, kind.content_type()).await,
+            (local, _) => local,
         }
-        let rendered = self.tesseract().await?.render(&bytes, pages).await?;
-        self.recognise(Image::Pages(&rendered)).await
     }
 
     async fn ppocr_pages(
@@ -377,10 +401,8 @@ impl InvoiceReaders {
                     return Err(ReadError::permanent("invoice_unreadable", "the image has no pixels"));
                 }
                 self.check_pixels(u64::from(w), u64::from(h))?;
-                if let Some(di) = &self.docintel {
-                    return di.analyze(bytes, kind.content_type()).await;
-                }
-                self.recognise(Image::Upload(&bytes, kind)).await
+                let local = self.recognise(Image::Upload(&bytes, kind)).await;
+                self.or_document_intelligence(local, bytes, kind).await
             }
         }
     }
@@ -390,6 +412,11 @@ impl InvoiceReaders {
 impl InvoiceReader for InvoiceReaders {
     async fn read(&self, kind: InvoiceKind, bytes: Bytes) -> Result<EngineReading, ReadError> {
         self.read_with(kind, bytes, ReadOptions::default()).await
+    }
+
+    async fn second_opinion(&self, kind: InvoiceKind, bytes: Bytes) -> Option<Result<EngineReading, ReadError>> {
+        let di = self.docintel.as_ref()?;
+        Some(di.analyze(bytes, kind.content_type()).await)
     }
 
     fn health(&self) -> Vec<EngineHealth> {

@@ -80,6 +80,36 @@ pub fn agree(first: EngineFields, second: &EngineFields) -> EngineFields {
     EngineFields { ocr, exact: first.exact }
 }
 
+/// The local reading of an image checked against a second opinion (Document Intelligence, whose
+/// model chooses each field by its own reading of the document: agreement supports the choice as
+/// well as the characters). Alike: at least [`AGREED`]; different: at most [`DISPUTED`]; read by
+/// one only: that reading as it is.
+pub fn second_opinion(local: InvoiceFields, other: &InvoiceFields) -> InvoiceFields {
+    fn pair<T: Clone>(a: &Option<Field<T>>, b: &Option<Field<T>>, same: impl Fn(&T, &T) -> bool) -> Option<Field<T>> {
+        match (a, b) {
+            (Some(x), Some(y)) => {
+                let best = if x.confidence >= y.confidence { x } else { y };
+                let c =
+                    if same(&x.value, &y.value) { best.confidence.max(AGREED) } else { best.confidence.min(DISPUTED) };
+                Some(Field::new(best.value.clone(), c))
+            }
+            (Some(x), None) | (None, Some(x)) => Some(x.clone()),
+            (None, None) => None,
+        }
+    }
+    let text = |x: &String, y: &String| same_text(x, y);
+    InvoiceFields {
+        invoice_number: pair(&local.invoice_number, &other.invoice_number, text),
+        invoice_date: pair(&local.invoice_date, &other.invoice_date, PartialEq::eq),
+        seller: pair(&local.seller, &other.seller, text),
+        currency: pair(&local.currency, &other.currency, PartialEq::eq),
+        subtotal: pair(&local.subtotal, &other.subtotal, PartialEq::eq),
+        tax: pair(&local.tax, &other.tax, PartialEq::eq),
+        total: pair(&local.total, &other.total, PartialEq::eq),
+        line_items: if other.line_items.is_empty() { local.line_items } else { other.line_items.clone() },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +161,18 @@ mod tests {
         let b = engine(fields(Some((6887, 0.7)), None, None), 0.8);
         let got = agree(a, &b).ocr;
         assert!(got.total.unwrap().confidence < 0.8, "not supported");
+    }
+
+    #[test]
+    fn a_second_opinion_supports_what_it_reads_alike_and_disputes_the_rest() {
+        let local = fields(Some((6887, 0.7)), Some((5, 0.7)), Some("Kedai Sdn Bhd"));
+        let di = fields(Some((7300, 0.96)), Some((5, 0.93)), None);
+        let got = second_opinion(local, &di);
+        let total = got.total.unwrap();
+        assert_eq!(total.value, Amount(7300), "the surer reading's value");
+        assert!(total.confidence <= DISPUTED, "but they disagree: review");
+        assert!(got.invoice_date.unwrap().confidence >= 0.93, "alike: supported");
+        assert_eq!(got.seller.unwrap().confidence, 0.6, "read by one only: as it is");
     }
 
     #[test]
