@@ -64,6 +64,10 @@ pub struct PpOcrConfig {
     pub recognizer: PathBuf,
     /// Model instances, each reading one image at a time on one thread.
     pub instances: usize,
+    /// Development only (`warranty ocr-eval --cache`): each image's lines kept here, keyed by the
+    /// SHA-256 of the image, so an evaluation after a change to the extraction does not read the
+    /// corpus again. Never set by the service.
+    pub cache: Option<PathBuf>,
 }
 
 impl PpOcrConfig {
@@ -74,6 +78,7 @@ impl PpOcrConfig {
             detector: dir.join("det.onnx"),
             recognizer: dir.join("rec.onnx"),
             instances: instances.max(1),
+            cache: None,
         }
     }
 
@@ -183,6 +188,26 @@ impl PpOcr {
 
     /// Reads one image (JPEG or PNG bytes) on the pool; lines in image pixels, on `page`.
     pub async fn image(&self, bytes: bytes::Bytes, page: u32) -> Result<Vec<TextLine>, ReadError> {
+        use sha2::Digest;
+        let cached = self.cfg.cache.as_ref().map(|dir| {
+            let key = sha2::Sha256::new().chain_update(&bytes).chain_update(page.to_le_bytes()).finalize();
+            dir.join(format!("ppocr-{}.json", hex::encode(key)))
+        });
+        if let Some(lines) =
+            cached.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            return Ok(lines);
+        }
+        let lines = self.read(bytes, page).await?;
+        if let Some(p) = &cached
+            && let Ok(json) = serde_json::to_vec(&lines)
+        {
+            let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).and_then(|_| std::fs::write(p, json));
+        }
+        Ok(lines)
+    }
+
+    async fn read(&self, bytes: bytes::Bytes, page: u32) -> Result<Vec<TextLine>, ReadError> {
         let _permit =
             self.permits.acquire().await.map_err(|_| ReadError::Transient("the recogniser is shutting down".into()))?;
         let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
