@@ -42,6 +42,9 @@ pub const DET_THRESH: f32 = 0.3;
 pub const BOX_THRESH: f32 = 0.5;
 /// How far a region's box is grown (the detector predicts shrunk text kernels).
 pub const UNCLIP_RATIO: f32 = 1.6;
+/// Pixels the detector reads a page at, at most (unless that would take the shorter side under
+/// DET_MIN_SIDE).
+const DET_MAX_PIXELS: usize = 1_300_000;
 /// Pixels per detector run, at most: taller pages are read in overlapping bands.
 const DET_BAND_PIXELS: usize = 600_000;
 /// Rows two neighbouring bands share (a multiple of 32).
@@ -300,7 +303,11 @@ fn run_err(e: ort::Error) -> ReadError {
 
 fn detect(det: &mut Session, img: &RgbImage) -> Result<Vec<Region>, ReadError> {
     let (w, h) = img.dimensions();
+    // Small images are scaled up to DET_MIN_SIDE on their shorter side; large ones down to
+    // DET_MAX_PIXELS (the detector's time grows with its input, and a page's lines stay tens of
+    // pixels high). Recognition reads from the working image at its own resolution.
     let up = (DET_MIN_SIDE as f32 / w.min(h) as f32).max(1.0);
+    let up = up.min((DET_MAX_PIXELS as f32 / (w as f32 * h as f32)).sqrt().max(DET_MIN_SIDE as f32 / w.min(h) as f32));
     let round32 = |v: f32| (((v / 32.0).round() as u32) * 32).max(32);
     let (dw, dh) = (round32(w as f32 * up), round32(h as f32 * up));
     let resized = image::imageops::resize(img, dw, dh, image::imageops::FilterType::Triangle);
