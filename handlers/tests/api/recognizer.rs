@@ -122,3 +122,35 @@ async fn concurrent_readings_share_a_bounded_pool_of_model_instances() {
     }
     assert_eq!(pp.instances_loaded(), 1, "four readings, one instance: the pool is bounded");
 }
+
+/// OCR processes run below the server's priority (nice +10), so a reading takes what the HTTP
+/// server leaves: a Tesseract stand-in records its own niceness, then runs the real one.
+#[tokio::test]
+async fn ocr_processes_run_below_the_servers_priority() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("nice");
+    let script = dir.path().join("tesseract");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncut -d' ' -f19 /proc/$$/stat > '{}'\nexec tesseract \"$@\"\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tesseract = TesseractConfig { tesseract: script, ..TesseractConfig::defaults(dir.path().to_owned()) };
+    let r = InvoiceReaders::new(tesseract, None, ReaderLimits::default());
+    let reading = r.read(InvoiceKind::Png, Bytes::from(fixture("invoice.png"))).await.unwrap();
+    assert_eq!(reading.engine, OcrEngineKind::Tesseract);
+    let own: i32 = std::fs::read_to_string("/proc/self/stat")
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let child: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    assert_eq!(child, (own + 10).min(19), "the OCR process runs at nice +10");
+}

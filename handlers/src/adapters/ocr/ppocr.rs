@@ -223,13 +223,21 @@ impl PpOcr {
             }
         };
         let charset = self.charset.clone();
-        let (models, result) = tokio::task::spawn_blocking(move || {
-            let mut models = models;
-            let result = read_image(&mut models, &charset, &bytes, page);
-            (models, result)
-        })
-        .await
-        .map_err(|e| ReadError::Transient(format!("recogniser task failed: {e}")))?;
+        // A thread of its own at a lower scheduling priority (nice +10): a reading uses what the
+        // HTTP server leaves, never the other way round. (A priority once lowered cannot be
+        // raised again without privilege, so the thread is not one of the runtime's.)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("ppocr".into())
+            .spawn(move || {
+                lower_priority();
+                let mut models = models;
+                let result = read_image(&mut models, &charset, &bytes, page);
+                let _ = tx.send((models, result));
+            })
+            .map_err(|e| ReadError::Transient(format!("cannot start the recogniser's thread: {e}")))?;
+        let (models, result) =
+            rx.await.map_err(|_| ReadError::Transient("the recogniser's thread ended without a result".into()))?;
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(models);
         }
@@ -241,6 +249,20 @@ impl PpOcr {
             libc::malloc_trim(0);
         }
         result
+    }
+}
+
+/// How much lower than the server OCR work runs (`nice` +10), for this thread or a child process.
+pub const OCR_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority by [`OCR_NICENESS`] (Linux: per thread).
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread's id has no memory-safety preconditions; a
+    // failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, OCR_NICENESS);
     }
 }
 

@@ -60,6 +60,16 @@ pub struct Tesseract {
 
 async fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<std::process::Output, ReadError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // OCR and rendering run below the server's priority (see ppocr::lower_priority).
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only calls setpriority,
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpriority(libc::PRIO_PROCESS, 0, super::ppocr::OCR_NICENESS);
+            Ok(())
+        });
+    }
     let child = cmd.spawn().map_err(|e| ReadError::EngineUnavailable(format!("cannot start {what}: {e}")))?;
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) => Ok(out),
