@@ -112,6 +112,21 @@ pub enum OcrEngineChoice {
     DocumentIntelligence,
 }
 
+/// Which local recognisers read scans and photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Recognizers {
+    /// PP-OCR and Tesseract, checked against each other.
+    #[value(name = "pp-ocr+tesseract")]
+    Both,
+    #[value(name = "pp-ocr")]
+    PpOcr,
+    Tesseract,
+}
+
+/// Where `tools/models/fetch` puts the PP-OCR models and ONNX Runtime in a checkout; the image
+/// sets `WARRANTY_OCR_MODELS_DIR` to its own copy.
+pub const DEFAULT_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.models");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OcrDeliveryKind {
     /// This process's `/ProcessInvoiceOcr`.
@@ -398,11 +413,11 @@ pub struct OcrSettings {
     /// Local recognisers for scans and photos: `pp-ocr+tesseract` (both, checked against each
     /// other), `pp-ocr` or `tesseract`. An engine that is not installed steps aside.
     #[arg(long, env = "WARRANTY_OCR_RECOGNIZERS", value_enum, default_value = "pp-ocr+tesseract")]
-    pub ocr_recognizers: crate::adapters::ocr::Recognizers,
+    pub ocr_recognizers: Recognizers,
 
     /// Folder with the PP-OCR models and ONNX Runtime (`det.onnx`, `rec.onnx`,
     /// `libonnxruntime.so`), as `tools/models/fetch` installs them.
-    #[arg(long, env = "WARRANTY_OCR_MODELS_DIR", default_value = crate::adapters::ocr::DEFAULT_MODELS_DIR)]
+    #[arg(long, env = "WARRANTY_OCR_MODELS_DIR", default_value = DEFAULT_MODELS_DIR)]
     pub ocr_models_dir: PathBuf,
 
     /// PP-OCR model instances (each reads one image at a time on one thread); default: one

@@ -26,16 +26,7 @@ use pdf::Pdf;
 use ppocr::{PpOcr, PpOcrConfig};
 use tesseract::{Tesseract, TesseractConfig, image_dimensions};
 
-/// Which local recognisers read scans and photos.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Recognizers {
-    /// PP-OCR and Tesseract, checked against each other.
-    #[value(name = "pp-ocr+tesseract")]
-    Both,
-    #[value(name = "pp-ocr")]
-    PpOcr,
-    Tesseract,
-}
+pub use crate::config::{DEFAULT_MODELS_DIR, Recognizers};
 
 impl Recognizers {
     fn pp_ocr(self) -> bool {
@@ -76,10 +67,6 @@ pub struct ReadOptions {
     pub skip_embedded_xml: bool,
     pub skip_text_layer: bool,
 }
-
-/// Where `tools/models/fetch` puts the PP-OCR models and ONNX Runtime in a checkout; the image
-/// sets `WARRANTY_OCR_MODELS_DIR` to its own copy.
-pub const DEFAULT_MODELS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.models");
 
 /// Fewer letters and digits than this in the text layer means "scanned": OCR instead.
 const MIN_TEXT_LAYER_CHARS: usize = 30;

@@ -252,17 +252,15 @@ impl PpOcr {
     }
 }
 
-/// How much lower than the server OCR work runs (`nice` +10), for this thread or a child process.
-pub const OCR_NICENESS: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority by [`OCR_NICENESS`] (Linux: per thread).
+/// Lowers the calling thread's scheduling priority by
+/// [`OCR_NICENESS`](super::tesseract::OCR_NICENESS) (Linux: per thread).
 pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority on the calling thread's id has no memory-safety preconditions; a
     // failure only leaves the priority as it was.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, OCR_NICENESS);
+        libc::setpriority(libc::PRIO_PROCESS, tid, super::tesseract::OCR_NICENESS);
     }
 }
 

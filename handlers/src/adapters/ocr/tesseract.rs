@@ -58,6 +58,10 @@ pub struct Tesseract {
     version: String,
 }
 
+/// How much lower than the server OCR work runs (`nice` +10): the children started here, and
+/// PP-OCR's reading thread.
+pub const OCR_NICENESS: i32 = 10;
+
 async fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<std::process::Output, ReadError> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     // OCR and rendering run below the server's priority (see ppocr::lower_priority).
@@ -66,7 +70,7 @@ async fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<std::pr
     // which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            libc::setpriority(libc::PRIO_PROCESS, 0, super::ppocr::OCR_NICENESS);
+            libc::setpriority(libc::PRIO_PROCESS, 0, OCR_NICENESS);
             Ok(())
         });
     }
