@@ -269,15 +269,13 @@ impl InvoiceReaders {
         if let Some(why) = too_large {
             return Err(ReadError::permanent("invoice_image_too_large", why));
         }
-        let rendered = match self.tesseract().await {
-            Ok(t) => t.render(&bytes, pages).await,
+        // The rendered pages (and their scratch directory) live until both recognisers are done.
+        let local = match self.tesseract().await {
+            Ok(t) => match t.render(&bytes, pages).await {
+                Ok(rendered) => self.recognise(Image::Pages(&rendered)).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
-        };
-        let local = match &rendered {
-            Ok(r) => self.recognise(Image::Pages(r)).await,
-            Err(ReadError::EngineUnavailable(e)) => Err(ReadError::EngineUnavailable(e.clone())),
-            Err(ReadError::Transient(e)) => Err(ReadError::Transient(e.clone())),
-            Err(ReadError::Permanent { reason, detail }) => Err(ReadError::permanent(reason, detail)),
         };
         self.or_document_intelligence(local, bytes, InvoiceKind::Pdf).await
     }
