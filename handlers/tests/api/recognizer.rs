@@ -25,7 +25,7 @@ fn readers(scratch: &std::path::Path, recognizers: Recognizers, ppocr: PpOcrConf
 
 #[tokio::test]
 async fn pp_ocr_reads_each_word_with_its_box() {
-    let pp = tokio::task::spawn_blocking(|| PpOcr::load(models())).await.unwrap().expect("models installed");
+    let pp = PpOcr::new(models()).expect("models installed");
     let lines = pp.image(Bytes::from(fixture("invoice.png")), 1).await.unwrap();
     let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let joined = text.join("\n");
@@ -108,7 +108,7 @@ async fn a_damaged_image_is_a_permanent_failure_not_a_crash() {
 
 #[tokio::test]
 async fn concurrent_readings_share_a_bounded_pool_of_model_instances() {
-    let pp = Arc::new(tokio::task::spawn_blocking(|| PpOcr::load(models())).await.unwrap().unwrap());
+    let pp = Arc::new(PpOcr::new(models()).unwrap());
     let png = Bytes::from(fixture("invoice.png"));
     let tasks: Vec<_> = (0..4)
         .map(|_| {
@@ -121,6 +121,35 @@ async fn concurrent_readings_share_a_bounded_pool_of_model_instances() {
         assert!(lines.iter().any(|l| l.text.contains("1199.00")));
     }
     assert_eq!(pp.instances_loaded(), 1, "four readings, one instance: the pool is bounded");
+}
+
+/// The models load on the first image and are released once `keep_loaded` passes without a
+/// reading; a reading within that time keeps them. (Paused clock: the release timer is the
+/// feature under test, and the runtime's clock jumps to it instead of the test sleeping.)
+#[tokio::test(start_paused = true)]
+async fn the_models_load_on_the_first_image_and_are_released_at_rest() {
+    let keep = std::time::Duration::from_secs(120);
+    let pp = PpOcr::new(PpOcrConfig { keep_loaded: keep, ..models() }).unwrap();
+    let png = Bytes::from(fixture("invoice.png"));
+    assert_eq!(pp.instances_loaded(), 0, "nothing is loaded before an image comes");
+    assert!(pp.status().unwrap().contains("load on the first image"), "{:?}", pp.status());
+
+    assert!(pp.image(png.clone(), 1).await.unwrap().iter().any(|l| l.text.contains("1199.00")));
+    assert_eq!(pp.instances_loaded(), 1);
+    assert!(pp.status().unwrap().contains("1 instance(s) loaded"), "{:?}", pp.status());
+
+    // A second reading comes before the first one's release is due: the models stay, and the
+    // release waits for `keep` after the second.
+    tokio::time::sleep(keep / 2).await;
+    assert!(!pp.image(png.clone(), 1).await.unwrap().is_empty());
+    tokio::time::sleep(keep - std::time::Duration::from_millis(1)).await;
+    assert_eq!(pp.instances_loaded(), 1, "released while readings still come");
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert_eq!(pp.instances_loaded(), 0, "kept after `keep` at rest");
+
+    // The next image loads them again.
+    assert!(pp.image(png, 1).await.unwrap().iter().any(|l| l.text.contains("1199.00")));
+    assert_eq!(pp.instances_loaded(), 1);
 }
 
 /// OCR processes run below the server's priority (nice +10), so a reading takes what the HTTP

@@ -162,7 +162,8 @@ impl InvoiceReaders {
         self
     }
 
-    /// Probes Tesseract and loads the PP-OCR models now (idempotent).
+    /// Probes Tesseract and checks the PP-OCR files now (idempotent). The models themselves load
+    /// on the first image: a service at rest holds none of their memory.
     pub async fn probe(&self) {
         let _ = self.tesseract_probe().await;
         if self.recognizers.pp_ocr() {
@@ -173,14 +174,11 @@ impl InvoiceReaders {
     async fn ppocr_loaded(&self) -> &Result<PpOcr, String> {
         self.ppocr
             .get_or_init(|| async {
-                let cfg = self.ppocr_config.clone();
-                let loaded = tokio::task::spawn_blocking(move || PpOcr::load(cfg))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("loading the models failed: {e}")));
-                if let Err(e) = &loaded {
+                let found = PpOcr::new(self.ppocr_config.clone());
+                if let Err(e) = &found {
                     tracing::warn!(reason = %e, "PP-OCR unavailable: scans and photos are read by Tesseract alone");
                 }
-                loaded
+                found
             })
             .await
     }
@@ -417,10 +415,10 @@ impl InvoiceReader for InvoiceReaders {
             },
         ];
         if self.recognizers.pp_ocr() {
-            out.push(match self.ppocr.get() {
-                Some(Ok(p)) => EngineHealth { name: "ppOcr", available: true, detail: Some(p.version().to_owned()) },
-                Some(Err(e)) => EngineHealth { name: "ppOcr", available: false, detail: Some(e.clone()) },
-                None => EngineHealth { name: "ppOcr", available: false, detail: Some("not loaded yet".into()) },
+            out.push(match self.ppocr.get().map(|p| p.as_ref().map_err(Clone::clone).and_then(PpOcr::status)) {
+                Some(Ok(status)) => EngineHealth { name: "ppOcr", available: true, detail: Some(status) },
+                Some(Err(e)) => EngineHealth { name: "ppOcr", available: false, detail: Some(e) },
+                None => EngineHealth { name: "ppOcr", available: false, detail: Some("not checked yet".into()) },
             });
         }
         if let Some(di) = &self.docintel {

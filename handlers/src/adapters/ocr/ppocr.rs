@@ -19,11 +19,14 @@
 //!    the cells the extraction reads; boxes on one visual line are joined into one line.
 //!
 //! Runs happen on a bounded pool of model instances (one ONNX Runtime thread each), sized from
-//! the cores so a reading never takes every core from the HTTP server; the models are loaded
-//! once.
+//! the cores so a reading never takes every core from the HTTP server. The models are loaded on
+//! the first image, kept while images come, and released after [`KEEP_LOADED`] without one, so a
+//! service at rest holds none of their memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use image::{DynamicImage, ImageDecoder, RgbImage};
 use ort::session::Session;
@@ -67,11 +70,17 @@ pub struct PpOcrConfig {
     pub recognizer: PathBuf,
     /// Model instances, each reading one image at a time on one thread.
     pub instances: usize,
+    /// How long the models stay loaded after the last reading: a service that reads no photo
+    /// holds none of their memory (about 70 MiB per instance), and a busy one loads them once.
+    pub keep_loaded: Duration,
     /// Development only (`warranty ocr-eval --cache`): each image's lines kept here, keyed by the
     /// SHA-256 of the image, so an evaluation after a change to the extraction does not read the
     /// corpus again. Never set by the service.
     pub cache: Option<PathBuf>,
 }
+
+/// How long the models stay loaded after the last reading, unless configured otherwise.
+pub const KEEP_LOADED: Duration = Duration::from_secs(120);
 
 impl PpOcrConfig {
     /// The files in `dir` under the names `tools/models/fetch` gives them.
@@ -81,6 +90,7 @@ impl PpOcrConfig {
             detector: dir.join("det.onnx"),
             recognizer: dir.join("rec.onnx"),
             instances: instances.max(1),
+            keep_loaded: KEEP_LOADED,
             cache: None,
         }
     }
@@ -97,21 +107,56 @@ struct Models {
     rec: Session,
 }
 
-/// The recogniser: a pool of loaded model pairs and the character set.
+/// The recogniser: a pool of model pairs, loaded on the first reading and released when no
+/// reading has come for [`PpOcrConfig::keep_loaded`].
 pub struct PpOcr {
     cfg: PpOcrConfig,
-    charset: Vec<String>,
-    /// Idle model pairs; a reading takes one (or loads a new one up to `instances`).
-    idle: Mutex<Vec<Models>>,
+    pool: Arc<Pool>,
     permits: tokio::sync::Semaphore,
-    /// Model pairs loaded so far (at most `instances`).
-    loaded: std::sync::atomic::AtomicUsize,
-    version: String,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Idle model pairs; a reading takes one (or loads a new one, up to `instances`).
+    idle: Mutex<Vec<Models>>,
+    /// Model pairs loaded now (at most `instances`).
+    loaded: AtomicUsize,
+    /// Readings under way.
+    busy: AtomicUsize,
+    /// Readings finished so far: a release scheduled after one reading is void if another came.
+    finished: AtomicU64,
+    /// The recognition model's character set, read from its metadata on the first load.
+    charset: OnceLock<Arc<Vec<String>>>,
+    /// Why the models could not be loaded, for health (cleared by a load that works).
+    failure: Mutex<Option<String>>,
+}
+
+impl Pool {
+    /// Drops every idle model pair and hands their memory back to the system.
+    fn release(&self) {
+        let dropped = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        if dropped.is_empty() {
+            return;
+        }
+        self.loaded.fetch_sub(dropped.len(), Ordering::Relaxed);
+        drop(dropped);
+        trim_heap();
+    }
+}
+
+/// Hands the free pages of glibc's heap back to the system, so the process does not sit at a
+/// reading's peak (a decoded photo, the detector's bands, released models) until the next one.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's heap; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// ONNX Runtime allows one environment per process, and the library is loaded once: the first
 /// load's outcome is kept for the process (the runtime path is fixed by the settings).
-static ENVIRONMENT: std::sync::OnceLock<Result<ort::environment::Environment, String>> = std::sync::OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
 fn environment(runtime: &Path) -> Result<&'static ort::environment::Environment, String> {
     ENVIRONMENT
@@ -147,8 +192,9 @@ fn session(env: &ort::environment::Environment, path: &Path) -> Result<Session, 
 }
 
 impl PpOcr {
-    /// Loads the runtime and one model pair. `Err` says what is missing (reported by health).
-    pub fn load(cfg: PpOcrConfig) -> Result<Self, String> {
+    /// A recogniser for the files in `cfg`. Nothing is loaded yet (the first reading loads the
+    /// runtime and a model pair); `Err` says which file is missing (reported by health).
+    pub fn new(cfg: PpOcrConfig) -> Result<Self, String> {
         for (what, path) in
             [("ONNX Runtime", &cfg.runtime), ("detection model", &cfg.detector), ("recognition model", &cfg.recognizer)]
         {
@@ -156,37 +202,49 @@ impl PpOcr {
                 return Err(format!("{what} not found at {} (tools/models/fetch installs it)", path.display()));
             }
         }
-        environment(&cfg.runtime)?;
-        let models = Self::load_models(&cfg)?;
-        let charset: Vec<String> = models
-            .rec
-            .metadata()
-            .ok()
-            .and_then(|m| m.custom("character"))
-            .ok_or("the recognition model carries no character set in its metadata")?
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        if charset.is_empty() {
-            return Err("the recognition model's character set is empty".into());
-        }
-        let version = format!("PP-OCR ({} symbols)", charset.len());
         let permits = tokio::sync::Semaphore::new(cfg.instances);
-        Ok(Self { cfg, charset, idle: Mutex::new(vec![models]), permits, loaded: 1.into(), version })
+        Ok(Self { cfg, pool: Arc::default(), permits })
     }
 
-    fn load_models(cfg: &PpOcrConfig) -> Result<Models, String> {
+    /// Loads a model pair (and, the first time, the runtime and the character set).
+    fn load_models(cfg: &PpOcrConfig, pool: &Pool) -> Result<(Models, Arc<Vec<String>>), String> {
         let env = environment(&cfg.runtime)?;
-        Ok(Models { det: session(env, &cfg.detector)?, rec: session(env, &cfg.recognizer)? })
+        let models = Models { det: session(env, &cfg.detector)?, rec: session(env, &cfg.recognizer)? };
+        let charset = match pool.charset.get() {
+            Some(c) => c.clone(),
+            None => {
+                let charset: Vec<String> = models
+                    .rec
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.custom("character"))
+                    .ok_or("the recognition model carries no character set in its metadata")?
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                if charset.is_empty() {
+                    return Err("the recognition model's character set is empty".into());
+                }
+                pool.charset.get_or_init(|| Arc::new(charset)).clone()
+            }
+        };
+        Ok((models, charset))
     }
 
-    pub fn version(&self) -> &str {
-        &self.version
+    /// What health reports: the character set's size once loaded, or why loading failed.
+    pub fn status(&self) -> Result<String, String> {
+        if let Some(e) = self.pool.failure.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        Ok(match self.pool.charset.get() {
+            Some(c) => format!("PP-OCR ({} symbols, {} instance(s) loaded)", c.len(), self.instances_loaded()),
+            None => "PP-OCR (models load on the first image)".into(),
+        })
     }
 
-    /// Model pairs loaded so far: never more than the configured instances.
+    /// Model pairs loaded now: never more than the configured instances, none at rest.
     pub fn instances_loaded(&self) -> usize {
-        self.loaded.load(std::sync::atomic::Ordering::Relaxed)
+        self.pool.loaded.load(Ordering::Relaxed)
     }
 
     /// Reads one image (JPEG or PNG bytes) on the pool; lines in image pixels, on `page`.
@@ -213,42 +271,73 @@ impl PpOcr {
     async fn read(&self, bytes: bytes::Bytes, page: u32) -> Result<Vec<TextLine>, ReadError> {
         let _permit =
             self.permits.acquire().await.map_err(|_| ReadError::Transient("the recogniser is shutting down".into()))?;
-        let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        let models = match taken {
-            Some(m) => m,
-            None => {
-                let m = Self::load_models(&self.cfg).map_err(ReadError::EngineUnavailable)?;
-                self.loaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                m
-            }
-        };
-        let charset = self.charset.clone();
-        // A thread of its own at a lower scheduling priority (nice +10): a reading uses what the
-        // HTTP server leaves, never the other way round. (A priority once lowered cannot be
-        // raised again without privilege, so the thread is not one of the runtime's.)
+        let pool = self.pool.clone();
+        let cfg = self.cfg.clone();
+        pool.busy.fetch_add(1, Ordering::SeqCst);
+        // A thread of its own at a lower scheduling priority (nice +10): a reading (and a load)
+        // uses what the HTTP server leaves, never the other way round. (A priority once lowered
+        // cannot be raised again without privilege, so the thread is not one of the runtime's.)
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("ppocr".into())
-            .spawn(move || {
+        let spawned = std::thread::Builder::new().name("ppocr".into()).spawn({
+            let pool = pool.clone();
+            move || {
                 lower_priority();
-                let mut models = models;
-                let result = read_image(&mut models, &charset, &bytes, page);
-                let _ = tx.send((models, result));
-            })
-            .map_err(|e| ReadError::Transient(format!("cannot start the recogniser's thread: {e}")))?;
-        let (models, result) =
-            rx.await.map_err(|_| ReadError::Transient("the recogniser's thread ended without a result".into()))?;
-        if let Ok(mut idle) = self.idle.lock() {
+                let _ = tx.send(Self::read_on_pool(&cfg, &pool, &bytes, page));
+            }
+        });
+        let result = match spawned {
+            Ok(_) => rx
+                .await
+                .unwrap_or_else(|_| Err(ReadError::Transient("the recogniser's thread ended without a result".into()))),
+            Err(e) => Err(ReadError::Transient(format!("cannot start the recogniser's thread: {e}"))),
+        };
+        pool.busy.fetch_sub(1, Ordering::SeqCst);
+        trim_heap();
+        self.release_later();
+        result
+    }
+
+    /// Runs on the reading's thread: takes (or loads) a model pair, reads, puts the pair back.
+    fn read_on_pool(cfg: &PpOcrConfig, pool: &Pool, bytes: &[u8], page: u32) -> Result<Vec<TextLine>, ReadError> {
+        let taken = pool.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let (mut models, charset) = match taken {
+            Some(m) => (m, pool.charset.get().cloned().unwrap_or_default()),
+            None => match Self::load_models(cfg, pool) {
+                Ok(loaded) => {
+                    pool.loaded.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut f) = pool.failure.lock() {
+                        *f = None;
+                    }
+                    loaded
+                }
+                Err(e) => {
+                    tracing::warn!(reason = %e, "PP-OCR models cannot be loaded: Tesseract reads alone");
+                    if let Ok(mut f) = pool.failure.lock() {
+                        *f = Some(e.clone());
+                    }
+                    return Err(ReadError::EngineUnavailable(e));
+                }
+            },
+        };
+        let result = read_image(&mut models, &charset, bytes, page);
+        if let Ok(mut idle) = pool.idle.lock() {
             idle.push(models);
         }
-        // The reading's buffers (a decoded photo, the detector's bands) are freed; hand the
-        // pages back to the system so the process does not sit at its peak between readings.
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free memory of glibc's heap; it has no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
         result
+    }
+
+    /// Releases the models once `keep_loaded` has passed with no reading started or finished.
+    fn release_later(&self) {
+        let pool = self.pool.clone();
+        let keep = self.cfg.keep_loaded;
+        let finished = pool.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::spawn(async move {
+            tokio::time::sleep(keep).await;
+            if pool.busy.load(Ordering::SeqCst) == 0 && pool.finished.load(Ordering::SeqCst) == finished {
+                pool.release();
+                tracing::debug!("PP-OCR models released after {keep:?} without a reading");
+            }
+        });
     }
 }
 
