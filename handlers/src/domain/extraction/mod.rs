@@ -124,7 +124,7 @@ static NOT_TAX_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// Labels of the amount to pay, strongest first in evidence.
 static GRAND_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|total\W*(?:rm\W*)?(?:amt\W*)?(?:incl|inc\b|inel|including|inclusive)|total\s*with\s*(?:gst|tax|vat)|amt\s*due|(?:total\s*)?after\s*(?:adj|round|disc)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
+        r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|to\s*be\s*paid|total\W*(?:rm\W*)?(?:amt\W*)?(?:incl|inc\b|inel|including|inclusive)|total\s*with\s*(?:gst|tax|vat)|amt\s*due|(?:total\s*)?after\s*(?:adj|round|disc)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
     )
 });
 static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
@@ -149,6 +149,12 @@ static DUE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\W*(?:amt\W*)?due\W*
 
 static CHANGE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:\bchange\b|r[üu]ckgeld|\brendu|\bbalance\b)"));
 static ROUNDING_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(?:rounding|round\s*(?:adj|off)|rundung|arrondi)"));
+/// The total a rounding adjustment leads to ("Total After Rounding", "Rounded Total").
+static ROUNDED_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)(?:after\s*round|rounded\s*(?:total|amount)|(?:total|amount)\s*\(?(?:after\s*)?rounded|nach\s*rundung|apr[èe]s\s*arrondi)",
+    )
+});
 
 static NUMBER_LABEL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -717,7 +723,9 @@ struct Labelled {
 }
 
 fn role_of(text: &str) -> AmountRole {
-    if ROUNDING_RE.is_match(text) {
+    if ROUNDED_TOTAL_RE.is_match(text) {
+        AmountRole::GrandTotal
+    } else if ROUNDING_RE.is_match(text) {
         AmountRole::Rounding
     } else if CHANGE_RE.is_match(text) && !GRAND_TOTAL_RE.is_match(text) {
         AmountRole::Change
@@ -836,6 +844,8 @@ fn money(lines: &[Line], source: Source) -> Money {
         arithmetic: bool,
         sub: Option<&'a Labelled>,
         tax: Option<&'a Labelled>,
+        /// A total before a printed rounding adjustment, followed by the rounded total.
+        superseded: bool,
     }
     let mut cands: Vec<Cand<'_>> = Vec::new();
     // A subtotal is the amount to pay on a receipt without tax lines; it competes weakly.
@@ -895,7 +905,7 @@ fn money(lines: &[Line], source: Source) -> Money {
         if l.amount.0 == 0 {
             score -= 1.0;
         }
-        cands.push(Cand { l, score, arithmetic, sub, tax });
+        cands.push(Cand { l, score, arithmetic, sub, tax, superseded: false });
     }
     // What was paid (cash − change) read on a total line whose amount OCR garbled: the
     // digits are there without their separator ("GRAND TOTAL 1000" for 10.00). Two other
@@ -935,7 +945,7 @@ fn money(lines: &[Line], source: Source) -> Money {
         }
     }
     for r in &from_payment {
-        cands.push(Cand { l: r, score: 6.0, arithmetic: true, sub: None, tax: None });
+        cands.push(Cand { l: r, score: 6.0, arithmetic: true, sub: None, tax: None, superseded: false });
     }
     // A total before a rounding adjustment: what is paid is the rounded amount, when the
     // payment proves it (cash − change = total + rounding).
@@ -950,7 +960,35 @@ fn money(lines: &[Line], source: Source) -> Money {
         }
     }
     for r in &rounded {
-        cands.push(Cand { l: r, score: 6.5, arithmetic: true, sub: None, tax: None });
+        cands.push(Cand { l: r, score: 6.5, arithmetic: true, sub: None, tax: None, superseded: false });
+    }
+    // A total, a rounding adjustment below it, and below that the total plus the adjustment
+    // (sign as printed, or the other way: "Rounding 0.02" often subtracts) under a total's label:
+    // the second is what is paid, the printed sum proves it, and the first is not its rival.
+    // (The first is the largest amount and may be repeated, so without this it would win.) An
+    // amount under a label that names no total ("Gross Total 144.59 · Rounding 0.01 · Open
+    // Amount 144.60") is what remains to pay, not the invoice's total.
+    static TOTAL_WORD_RE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i)\b(?:total|t[o0a]t[a@][l1i!]|[il]?[co0]tal|totaal|summe|gesamt)\b"));
+    let names_a_total = |c: &Labelled| c.role == AmountRole::GrandTotal || TOTAL_WORD_RE.is_match(&lines[c.line].text);
+    for i in 0..cands.len() {
+        let (line, amount) = (cands[i].l.line, cands[i].l.amount.0);
+        let before = cands.iter().enumerate().find_map(|(j, c)| {
+            let adjusted = rounding.iter().any(|r| {
+                r.amount.0 != 0
+                    && r.amount.0.abs() <= 10
+                    && c.l.line < r.line
+                    && r.line < line
+                    && (c.l.amount.0 + r.amount.0 == amount || c.l.amount.0 - r.amount.0 == amount)
+            });
+            (j != i && adjusted && names_a_total(cands[i].l)).then_some((j, c.score))
+        });
+        if let Some((j, score)) = before {
+            cands[j].superseded = true;
+            let c = &mut cands[i];
+            c.score = c.score.max(score) + if c.arithmetic { 1.0 } else { 4.0 };
+            c.arithmetic = true;
+        }
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.l.line.cmp(&a.l.line)));
     let Some(best) = cands.first() else {
@@ -963,7 +1001,12 @@ fn money(lines: &[Line], source: Source) -> Money {
     let rivals = cands
         .iter()
         .skip(1)
-        .filter(|c| c.l.amount != best.l.amount && (c.arithmetic || !best.arithmetic) && c.score >= best.score - 1.0)
+        .filter(|c| {
+            c.l.amount != best.l.amount
+                && !c.superseded
+                && (c.arithmetic || !best.arithmetic)
+                && c.score >= best.score - 1.0
+        })
         .count();
     let mut conf: f32 = if best.arithmetic {
         // Every number of the sum read exactly, or each possibly misread by OCR.
@@ -1155,8 +1198,15 @@ fn repair_legal_forms(name: &str) -> String {
 }
 
 /// A name printed over two lines: the line above when this one is only a legal form
-/// ("SDN BHD"), the line below when this one ends in "&" or the next is only a legal form.
+/// ("SDN BHD", "CO. (M) SDN BHD") or starts with a word that continues a name ("ENTERPRISE
+/// (SETIA ALAM) SDN BHD" under "AIK HUAT HARDWARE"), the line below when this one ends in "&" or
+/// the next is only a legal form.
 fn with_continuations(lines: &[Line], buyer: &[bool], i: usize, name: String) -> String {
+    /// Words that join a name's parts or follow its distinctive words, never start one.
+    static CONTINUES_RE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i)^\W*(?:co\b\.?|&|and\b|enterprises?\b|\(m\)|\(malaysia\))"));
+    /// Short words a legal name carries beside its form ("CO. (M) SDN BHD").
+    static FILLER_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)\bco\b\.?|\((?:m|malaysia)\)|&"));
     let name_like = |j: usize| {
         !buyer[j]
             && !NOT_NAME_RE.is_match(&lines[j].text)
@@ -1165,20 +1215,26 @@ fn with_continuations(lines: &[Line], buyer: &[bool], i: usize, name: String) ->
     };
     let mut name = name;
     let only_form = |t: &str| {
-        let rest = LEGAL_FORM_RE.replace_all(t, "");
-        !t.trim().is_empty() && rest.trim_matches(|c: char| !c.is_alphanumeric()).len() <= 3
+        let rest = FILLER_RE.replace_all(&LEGAL_FORM_RE.replace_all(t, ""), "").into_owned();
+        !t.trim().is_empty() && rest.chars().filter(|c| c.is_alphanumeric()).count() <= 3
     };
     // A receipt header in capitals spread over two lines ("LIAN CHI PU TIAN VEGETARIAN" /
     // "RESTAURANT SDN BHD") is one name too.
     let capitals = |t: &str| t.chars().any(char::is_alphabetic) && !t.chars().any(char::is_lowercase);
     let short = |t: &str| LEGAL_FORM_RE.replace_all(t, "").split_whitespace().count() <= 1;
-    if i > 0
-        && i <= 8
-        && name_like(i - 1)
-        && lines[i - 1].confidence >= 0.6
-        && (only_form(&name) || short(&name) && capitals(&name) && capitals(&lines[i - 1].text) && i <= 4)
+    // At most two lines above: a name over three lines is the longest a header prints.
+    let mut top = i;
+    while top > 0
+        && i - top < 2
+        && top <= 8
+        && name_like(top - 1)
+        && lines[top - 1].confidence >= 0.6
+        && (only_form(&name)
+            || short(&name) && capitals(&name) && capitals(&lines[top - 1].text) && top <= 4
+            || CONTINUES_RE.is_match(&name) && top <= 4)
     {
-        name = format!("{} {}", lines[i - 1].text, name);
+        name = format!("{} {}", lines[top - 1].text, name);
+        top -= 1;
     }
     if i + 1 < lines.len() && name_like(i + 1) {
         let next = &lines[i + 1].text;

@@ -496,3 +496,54 @@ fn title_cells_letterheads_and_line_totals() {
     ));
     assert_eq!(f.total.map(|t| t.value), Some(Amount(99_000)));
 }
+
+/// A total, a rounding adjustment and the rounded total: what is paid is the rounded amount
+/// ("Total After Rounding" is a total, not the adjustment), the printed sum supports it, and the
+/// larger amount before rounding is not its rival. The adjustment may be printed without its
+/// sign, and "Amount To Be Paid" labels the rounded total too.
+#[test]
+fn the_total_after_a_rounding_adjustment_is_what_is_paid() {
+    for (text, want) in [
+        (
+            "KEDAI CONTOH SDN BHD\n29/03/2018\nTotal Sales Incl. GST 100.62\nRounding Adjustment -0.02\n\
+             Total After Rounding 100.60\nVISA 100.60",
+            Amount(10060),
+        ),
+        (
+            "KEDAI CONTOH SDN BHD\n08/02/2017\nTotal : 25.44\nTotal Sales Inclusive GST @6.00% 25.44\n\
+             Rounding Adjustment: 0.01\nAmount To Be Paid : 25.45\nCash Received : 25.50",
+            Amount(2545),
+        ),
+        (
+            "KEDAI CONTOH SDN BHD\n08/02/2017\nTotal Sales 26.82\nRounding Adjustment 0.02\n\
+             Amount To Be Paid 26.80",
+            Amount(2680),
+        ),
+    ] {
+        let f = ocr(0.95, text);
+        let total = f.total.as_ref().unwrap();
+        assert_eq!(total.value, want, "{text}");
+        assert!(total.confidence >= 0.95, "the printed sum supports it: {total:?} in {text}");
+    }
+    // An amount still open after the rounding, under a weaker label, is not the invoice's total.
+    let f = extract(&lines(
+        "Seller Company GmbH\nInvoice date: 01.10.2023\nNet Total Amount €121.50\nGross Total Amount €144.59\n\
+         Rounding Amount €0.01\nOpen Amount €144.60",
+    ));
+    assert_ne!(f.total.as_ref().map(|t| t.value), Some(Amount(14460)), "{:?}", f.total);
+    // Without the adjustment between them, two different totals are rivals: neither is believed.
+    let f = ocr(0.95, "KEDAI CONTOH SDN BHD\n08/02/2017\nTotal Sales 26.82\nAmount To Be Paid 26.80");
+    assert!(!supported(&f.total), "{:?}", f.total);
+}
+
+/// A shop's legal name over two lines: "CO. (M) SDN BHD" or "ENTERPRISE (…) SDN BHD" continues the
+/// line above; a line that starts a name on its own does not take the one above.
+#[test]
+fn a_legal_name_continued_on_the_next_line_is_joined() {
+    let f = ocr(0.95, "POPULAR BOOK\nCO. (M) SDN BHD\n(Co. No. 113825-W)\nNo 8, Jalan 7/118B\nTotal 5.00");
+    assert_eq!(f.seller.unwrap().value, "POPULAR BOOK CO. (M) SDN BHD");
+    let f = ocr(0.95, "AIK HUAT HARDWARE\nENTERPRISE (SETIA ALAM) SDN BHD\nNO. 17-G, JALAN SETIA\nTotal 5.00");
+    assert_eq!(f.seller.unwrap().value, "AIK HUAT HARDWARE ENTERPRISE (SETIA ALAM) SDN BHD");
+    let f = ocr(0.95, "TAX INVOICE\nSUNRISE TRADING SDN BHD\nNo 8, Jalan 7/118B\nTotal 5.00");
+    assert_eq!(f.seller.unwrap().value, "SUNRISE TRADING SDN BHD");
+}
