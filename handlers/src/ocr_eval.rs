@@ -34,7 +34,7 @@ use serde_json::Value;
 use crate::adapters::ocr::einvoice;
 use crate::adapters::ocr::{InvoiceReaders, ReadOptions};
 use crate::application::ocr::{self, Decision};
-use crate::domain::extraction::fold;
+use crate::domain::extraction::{TextLine, fold};
 use crate::domain::ocr::{Amount, Check, InvoiceFields, MatchResults, OcrEngineKind};
 use crate::domain::{InvoiceKind, Sniffed};
 use crate::ports::{EngineReading, Reading};
@@ -215,22 +215,32 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
     let (engine, status, uncertain, fields) = match reading {
         Ok(r) => {
             let engine = r.engine;
-            if show.is_some_and(|s| job.truth.file.contains(s))
-                && let Some(lines) = match &r.reading {
-                    Reading::Text { lines, .. } => Some(lines),
-                    Reading::Checked { readings, .. } => readings.first(),
-                    Reading::Structured { .. } => None,
-                }
-            {
+            if show.is_some_and(|s| job.truth.file.contains(s)) {
+                let readings: Vec<&Vec<TextLine>> = match &r.reading {
+                    Reading::Text { lines, .. } => vec![lines],
+                    Reading::Checked { readings, .. } => readings.iter().collect(),
+                    Reading::Structured { .. } => Vec::new(),
+                };
                 eprintln!("== {} ({})", job.truth.file, job.kind);
-                for l in lines {
-                    let cells: Vec<String> = l.cells.iter().map(|c| format!("{}@{:.0}", c.text, c.left)).collect();
+                for (i, lines) in readings.into_iter().enumerate() {
+                    let f = crate::domain::extraction::extract(lines);
                     eprintln!(
-                        "{:>5.0} {:.2} | {}",
-                        l.top,
-                        l.confidence,
-                        if cells.is_empty() { l.text.clone() } else { cells.join(" | ") }
+                        "-- reading {} of {:?}: date {:?}, total {:?}, seller {:?}",
+                        i + 1,
+                        r.engine,
+                        f.invoice_date.map(|d| (d.value, d.confidence)),
+                        f.total.map(|t| (t.value.to_decimal_string(), t.confidence)),
+                        f.seller.map(|s| (s.value, s.confidence)),
                     );
+                    for l in lines {
+                        let cells: Vec<String> = l.cells.iter().map(|c| format!("{}@{:.0}", c.text, c.left)).collect();
+                        eprintln!(
+                            "{:>5.0} {:.2} | {}",
+                            l.top,
+                            l.confidence,
+                            if cells.is_empty() { l.text.clone() } else { cells.join(" | ") }
+                        );
+                    }
                 }
             }
             let (fields, _) = ocr::interpret(r);
