@@ -567,10 +567,12 @@ pub trait InvoiceReader: Send + Sync {
     async fn read(&self, kind: InvoiceKind, bytes: bytes::Bytes) -> Result<EngineReading, ReadError>;
     fn health(&self) -> Vec<EngineHealth>;
     /// A second opinion on an image or scan the local recognisers left uncertain (Document
-    /// Intelligence, where configured); `None` where there is nobody else to ask.
+    /// Intelligence, where configured, with its model for `class`); `None` where there is
+    /// nobody else to ask.
     async fn second_opinion(
         &self,
         _kind: InvoiceKind,
+        _class: crate::domain::ocr::DocumentClass,
         _bytes: bytes::Bytes,
     ) -> Option<Result<EngineReading, ReadError>> {
         None

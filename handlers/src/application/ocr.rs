@@ -141,7 +141,8 @@ async fn read_and_verify(
     // configured (Document Intelligence); its values are checked against the local ones.
     let local = matches!(engine, OcrEngineKind::Tesseract | OcrEngineKind::PpOcr | OcrEngineKind::PpOcrTesseract);
     if local && !certain(&fields) {
-        match services.reader.second_opinion(kind, bytes).await {
+        let class = extraction::document_class(kind, &text);
+        match services.reader.second_opinion(kind, class, bytes).await {
             Some(Ok(second)) => {
                 engine = second.engine;
                 let (other, other_text) = interpret(second);

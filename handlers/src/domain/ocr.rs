@@ -134,6 +134,16 @@ impl MatchResults {
     }
 }
 
+/// What a document is, for a reader that has a model per class (Document Intelligence's
+/// `prebuilt-receipt` and `prebuilt-invoice`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentClass {
+    /// A till receipt: a shop, a date, what was paid.
+    Receipt,
+    /// An invoice: an issuer, a buyer, a number, terms.
+    Invoice,
+}
+
 /// Which engine read the invoice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

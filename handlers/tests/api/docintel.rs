@@ -1,5 +1,5 @@
 //! The Document Intelligence adapter against the documented REST contract of
-//! `prebuilt-invoice` (api-version 2024-11-30).
+//! `prebuilt-invoice` and `prebuilt-receipt` (api-version 2024-11-30).
 //!
 //! No Document Intelligence service is reachable here. A loopback server plays it, answering
 //! with the documented shapes: `202 Accepted` + `Operation-Location` + `Retry-After` on
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use warp::Filter;
 use warp::http::{Response, StatusCode};
 use warranty::adapters::ocr::docintel::{Credential, DocumentIntelligence};
-use warranty::domain::ocr::{Amount, OcrEngineKind};
+use warranty::domain::ocr::{Amount, DocumentClass, OcrEngineKind};
 use warranty::ports::{ReadError, Reading};
 
 fn succeeded() -> Value {
@@ -50,24 +50,57 @@ fn succeeded() -> Value {
     })
 }
 
+/// A `prebuilt-receipt` result in the documented shape (docType `receipt.retailMeal`).
+fn receipt_succeeded() -> Value {
+    json!({
+        "status": "succeeded",
+        "analyzeResult": {
+            "apiVersion": "2024-11-30",
+            "modelId": "prebuilt-receipt",
+            "content": "KEDAI CONTOH SDN BHD\n25/12/2018\nTEH ICE 2 3.00\nTOTAL 9.00\nCASH 10.00\nCHANGE 1.00",
+            "documents": [{
+                "docType": "receipt.retailMeal",
+                "confidence": 0.98,
+                "fields": {
+                    "MerchantName": {"type": "string", "valueString": "KEDAI CONTOH SDN BHD", "confidence": 0.95},
+                    "TransactionDate": {"type": "date", "valueDate": "2018-12-25", "confidence": 0.97},
+                    "Subtotal": {"type": "currency", "valueCurrency": {"amount": 8.49, "currencyCode": "MYR"}, "confidence": 0.9},
+                    "TotalTax": {"type": "currency", "valueCurrency": {"amount": 0.51, "currencyCode": "MYR"}, "confidence": 0.9},
+                    "Total": {"type": "currency", "valueCurrency": {"amount": 9.0, "currencySymbol": "RM", "currencyCode": "MYR"}, "confidence": 0.96},
+                    "Items": {"type": "array", "valueArray": [{
+                        "type": "object", "confidence": 0.9,
+                        "valueObject": {
+                            "Description": {"type": "string", "valueString": "TEH ICE", "confidence": 0.9},
+                            "Quantity": {"type": "number", "valueNumber": 2, "confidence": 0.9},
+                            "TotalPrice": {"type": "currency", "valueCurrency": {"amount": 3.0, "currencyCode": "MYR"}, "confidence": 0.9}
+                        }
+                    }]}
+                }
+            }]
+        }
+    })
+}
+
 struct FakeService {
     base: String,
     polls: Arc<AtomicUsize>,
     analyses: Arc<AtomicUsize>,
+    /// The model of each analysis asked for, in order.
+    models: Arc<std::sync::Mutex<Vec<String>>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// `analyze_status` is what the analyze call answers; polls answer `running` once, then `final_body`.
+/// `analyze_status` is what the analyze call answers; polls answer `running` once, then
+/// `final_body` (`prebuilt-invoice`) or [`receipt_succeeded`] (`prebuilt-receipt`).
 async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
     let polls = Arc::new(AtomicUsize::new(0));
     let analyses = Arc::new(AtomicUsize::new(0));
-    let counted = analyses.clone();
+    let models = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, asked) = (analyses.clone(), models.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let op = format!(
-        "{base}/documentintelligence/documentModels/prebuilt-invoice/analyzeResults/abc-123?api-version=2024-11-30"
-    );
+    let op_base = base.clone();
     let analyze = warp::post()
         .and(warp::path!("documentintelligence" / "documentModels" / String))
         .and(warp::query::raw())
@@ -76,7 +109,8 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
         .map(move |model: String, query: String, key: Option<String>, body: Value| {
             counted.fetch_add(1, Ordering::SeqCst);
             let mut r = Response::builder();
-            let ok = model == "prebuilt-invoice:analyze"
+            let model = model.strip_suffix(":analyze").unwrap_or_default().to_owned();
+            let ok = matches!(model.as_str(), "prebuilt-invoice" | "prebuilt-receipt")
                 && query == "api-version=2024-11-30"
                 && key.as_deref() == Some("test-key")
                 && body["base64Source"].as_str().is_some_and(|b| !b.is_empty());
@@ -86,9 +120,13 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
                     .body(Bytes::from_static(b"{\"error\":{\"code\":\"InvalidRequest\"}}"))
                     .unwrap();
             }
+            asked.lock().unwrap().push(model.clone());
             r = r.status(StatusCode::from_u16(analyze_status).unwrap());
             if analyze_status == 202 {
-                r = r.header("operation-location", op.clone()).header("retry-after", "0");
+                let op = format!(
+                    "{op_base}/documentintelligence/documentModels/{model}/analyzeResults/abc-123?api-version=2024-11-30"
+                );
+                r = r.header("operation-location", op).header("retry-after", "0");
             }
             let body = if analyze_status == 202 {
                 Bytes::new()
@@ -99,10 +137,14 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
         });
     let p = polls.clone();
     let poll = warp::get()
-        .and(warp::path!("documentintelligence" / "documentModels" / "prebuilt-invoice" / "analyzeResults" / String))
-        .map(move |_id: String| {
+        .and(warp::path!("documentintelligence" / "documentModels" / String / "analyzeResults" / String))
+        .map(move |model: String, _id: String| {
             let n = p.fetch_add(1, Ordering::SeqCst);
-            let body = if n == 0 { json!({"status": "running"}) } else { final_body.clone() };
+            let body = match (n, model.as_str()) {
+                (0, _) => json!({"status": "running"}),
+                (_, "prebuilt-receipt") => receipt_succeeded(),
+                _ => final_body.clone(),
+            };
             Response::builder().status(200).header("retry-after", "0").body(Bytes::from(body.to_string())).unwrap()
         });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -114,7 +156,7 @@ async fn fake(analyze_status: u16, final_body: Value) -> FakeService {
             })
             .run(),
     );
-    FakeService { base, polls, analyses, _stop: tx }
+    FakeService { base, polls, analyses, models, _stop: tx }
 }
 
 fn client(base: &str) -> DocumentIntelligence {
@@ -124,7 +166,7 @@ fn client(base: &str) -> DocumentIntelligence {
 #[tokio::test]
 async fn a_prebuilt_invoice_analysis_maps_to_our_fields() {
     let svc = fake(202, succeeded()).await;
-    let reading = client(&svc.base).analyze(Bytes::from_static(b"%PDF-1.7 ..."), "application/pdf").await.unwrap();
+    let reading = client(&svc.base).analyze(Bytes::from_static(b"%PDF-1.7 ..."), DocumentClass::Invoice).await.unwrap();
     assert_eq!(reading.engine, OcrEngineKind::DocumentIntelligence);
     assert_eq!(svc.polls.load(Ordering::SeqCst), 2, "polled until succeeded");
     let Reading::Structured { fields, text } = reading.reading else { panic!("structured") };
@@ -140,28 +182,48 @@ async fn a_prebuilt_invoice_analysis_maps_to_our_fields() {
     assert!(text.contains("C02XK0ABJGH5"));
 }
 
+/// A receipt goes to `prebuilt-receipt`, whose fields have other names (MerchantName,
+/// TransactionDate, Total, Items[].TotalPrice).
+#[tokio::test]
+async fn a_prebuilt_receipt_analysis_maps_to_our_fields() {
+    let svc = fake(202, succeeded()).await;
+    let reading = client(&svc.base).analyze(Bytes::from_static(b"\xff\xd8 ..."), DocumentClass::Receipt).await.unwrap();
+    assert_eq!(*svc.models.lock().unwrap(), ["prebuilt-receipt"]);
+    let Reading::Structured { fields, text } = reading.reading else { panic!("structured") };
+    assert_eq!(fields.seller.unwrap().value, "KEDAI CONTOH SDN BHD");
+    assert_eq!(fields.invoice_date.unwrap().value.to_string(), "2018-12-25");
+    let total = fields.total.unwrap();
+    assert_eq!((total.value, fields.currency.unwrap().value.as_str()), (Amount(900), "MYR"));
+    assert!((total.confidence - 0.96).abs() < 1e-6);
+    assert_eq!((fields.subtotal.unwrap().value, fields.tax.unwrap().value), (Amount(849), Amount(51)));
+    assert_eq!(fields.invoice_number, None);
+    assert_eq!(fields.line_items[0].amount, Some(Amount(300)));
+    assert_eq!(fields.line_items[0].quantity, Some(2));
+    assert!(text.contains("CHANGE 1.00"));
+}
+
 #[tokio::test]
 async fn service_errors_are_classified_for_the_retry_rules() {
     // 429 (throttled) and 5xx: transient, the message comes back.
     let svc = fake(429, succeeded()).await;
-    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), DocumentClass::Invoice).await.unwrap_err();
     assert!(matches!(e, ReadError::Transient(_)), "{e}");
     // 400 InvalidContent: the file is the problem, permanent.
     let svc = fake(400, succeeded()).await;
-    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), DocumentClass::Invoice).await.unwrap_err();
     assert!(matches!(e, ReadError::Permanent { reason: "invoice_unreadable", .. }), "{e}");
     // 401: misconfiguration, the engine is unavailable.
     let svc = fake(401, succeeded()).await;
-    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), DocumentClass::Invoice).await.unwrap_err();
     assert!(matches!(e, ReadError::EngineUnavailable(_)), "{e}");
     // A failed analysis is permanent.
     let svc = fake(202, json!({"status": "failed", "error": {"code": "InternalServerError"}})).await;
-    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), "image/png").await.unwrap_err();
+    let e = client(&svc.base).analyze(Bytes::from_static(b"x"), DocumentClass::Invoice).await.unwrap_err();
     assert!(matches!(e, ReadError::Permanent { .. }), "{e}");
     // A wrong key is refused by the service: our adapter must send the configured one.
     let svc = fake(202, succeeded()).await;
     let wrong = DocumentIntelligence::new(&svc.base, Credential::Key("other".into()), Duration::from_secs(5));
-    assert!(wrong.analyze(Bytes::from_static(b"x"), "image/png").await.is_err());
+    assert!(wrong.analyze(Bytes::from_static(b"x"), DocumentClass::Invoice).await.is_err());
 }
 
 /// Document Intelligence configured (as the Bicep does): a PDF with a text layer is still read
@@ -194,7 +256,11 @@ async fn with_document_intelligence_configured_text_layers_and_xml_are_read_firs
     let reading = readers.read(InvoiceKind::Png, fixture("invoice.png")).await.unwrap();
     assert_eq!(reading.engine, OcrEngineKind::Tesseract, "the local recogniser first");
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 0);
-    let second = readers.second_opinion(InvoiceKind::Png, fixture("invoice.png")).await.unwrap().unwrap();
+    let second = readers
+        .second_opinion(InvoiceKind::Png, DocumentClass::Invoice, fixture("invoice.png"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.engine, OcrEngineKind::DocumentIntelligence);
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 1);
 
@@ -260,6 +326,7 @@ async fn only_what_the_local_readers_leave_uncertain_gets_a_second_opinion() {
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let ocr = final_ocr(&app, "alice", &location).await;
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 1, "uncertain: one second opinion");
+    assert_eq!(*svc.models.lock().unwrap(), ["prebuilt-invoice"], "titled INVOICE: the invoice model");
     assert_eq!(ocr["engine"], "document-intelligence", "{ocr}");
     // The service read the date alike (supported) and another total (disputed: review).
     assert!(ocr["fields"]["invoiceDate"]["confidence"].as_f64().unwrap() >= 0.8, "{ocr}");

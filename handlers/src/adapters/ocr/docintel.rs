@@ -1,11 +1,18 @@
-//! Azure AI Document Intelligence, model `prebuilt-invoice`, REST API version 2024-11-30.
+//! Azure AI Document Intelligence, models `prebuilt-receipt` (till receipts) and
+//! `prebuilt-invoice` (invoices), REST API version 2024-11-30.
 //!
-//! Analyze: `POST {endpoint}/documentintelligence/documentModels/prebuilt-invoice:analyze
+//! Analyze: `POST {endpoint}/documentintelligence/documentModels/{model}:analyze
 //! ?api-version=2024-11-30` with `{"base64Source": …}` → `202 Accepted` with an
 //! `Operation-Location` header. Poll it with GET, waiting what `Retry-After` says, until
 //! `status` is `succeeded` (fields in `analyzeResult.documents[0].fields`) or `failed`.
 //! Auth: `Ocp-Apim-Subscription-Key` (local use) or an Entra bearer token for the scope
 //! `https://cognitiveservices.azure.com/.default` (production, managed identity).
+//!
+//! Fields used (learn.microsoft.com, "Document Intelligence invoice model" and "receipt model",
+//! v4.0): invoices `InvoiceId`, `InvoiceDate`, `VendorName`, `SubTotal`, `TotalTax`,
+//! `InvoiceTotal`, `Items[].{Description, Quantity, Amount}`; receipts `MerchantName`,
+//! `TransactionDate`, `Subtotal`, `TotalTax`, `Total`, `Items[].{Description, Quantity,
+//! TotalPrice}`. Amounts are `valueCurrency.{amount, currencyCode}`.
 
 use std::time::Duration;
 
@@ -14,7 +21,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::domain::ocr::{Amount, Field, InvoiceFields, LineItem, OcrEngineKind};
+use crate::domain::ocr::{Amount, DocumentClass, Field, InvoiceFields, LineItem, OcrEngineKind};
 use crate::ports::{EngineReading, ReadError, Reading};
 
 pub const API_VERSION: &str = "2024-11-30";
@@ -97,10 +104,12 @@ impl DocumentIntelligence {
             .min(Duration::from_secs(60))
     }
 
-    pub async fn analyze(&self, bytes: Bytes, _content_type: &str) -> Result<EngineReading, ReadError> {
+    /// Analyses a document with the model for its class.
+    pub async fn analyze(&self, bytes: Bytes, class: DocumentClass) -> Result<EngineReading, ReadError> {
         let url = format!(
-            "{}/documentintelligence/documentModels/prebuilt-invoice:analyze?api-version={API_VERSION}",
-            self.endpoint
+            "{}/documentintelligence/documentModels/{}:analyze?api-version={API_VERSION}",
+            self.endpoint,
+            model_id(class)
         );
         let body = serde_json::json!({ "base64Source": base64::engine::general_purpose::STANDARD.encode(&bytes) });
         let resp = self
@@ -140,7 +149,7 @@ impl DocumentIntelligence {
             }
             let v: Value = serde_json::from_str(&text).map_err(|e| ReadError::Transient(format!("bad JSON: {e}")))?;
             match v["status"].as_str() {
-                Some("succeeded") => return Ok(to_reading(&v["analyzeResult"])),
+                Some("succeeded") => return Ok(to_reading(&v["analyzeResult"], class)),
                 Some("failed") => {
                     return Err(ReadError::permanent(
                         "invoice_unreadable",
@@ -167,40 +176,72 @@ fn currency_field(f: &Value) -> Option<(Amount, Option<String>, f32)> {
     Some((Amount((amount * 100.0).round() as i64), c["currencyCode"].as_str().map(str::to_owned), conf(f)))
 }
 
-/// Maps `analyzeResult` of `prebuilt-invoice` to our fields.
-pub fn to_reading(result: &Value) -> EngineReading {
+/// The prebuilt model that reads a class of document.
+pub fn model_id(class: DocumentClass) -> &'static str {
+    match class {
+        DocumentClass::Receipt => "prebuilt-receipt",
+        DocumentClass::Invoice => "prebuilt-invoice",
+    }
+}
+
+fn date_field(f: &Value) -> Option<Field<NaiveDate>> {
+    f["valueDate"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).map(|d| Field::new(d, conf(f)))
+}
+
+fn items(f: &Value, amount: &str) -> Vec<LineItem> {
+    f["valueArray"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    let o = &item["valueObject"];
+                    LineItem {
+                        description: o["Description"]["valueString"].as_str().unwrap_or_default().to_owned(),
+                        quantity: o["Quantity"]["valueNumber"]
+                            .as_f64()
+                            .filter(|q| q.fract() == 0.0 && *q >= 0.0)
+                            .map(|q| q as u32),
+                        amount: currency_field(&o[amount]).map(|(a, _, _)| a),
+                        confidence: conf(item),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Maps `analyzeResult` of the model for `class` to our fields.
+pub fn to_reading(result: &Value, class: DocumentClass) -> EngineReading {
     let fields = &result["documents"][0]["fields"];
+    let text = result["content"].as_str().unwrap_or_default().to_owned();
+    if class == DocumentClass::Receipt {
+        let total = currency_field(&fields["Total"]);
+        let out = InvoiceFields {
+            invoice_number: None,
+            invoice_date: date_field(&fields["TransactionDate"]),
+            seller: string_field(&fields["MerchantName"]),
+            currency: total.as_ref().and_then(|(_, c, conf)| c.clone().map(|c| Field::new(c, *conf))),
+            subtotal: currency_field(&fields["Subtotal"]).map(|(a, _, c)| Field::new(a, c)),
+            tax: currency_field(&fields["TotalTax"]).map(|(a, _, c)| Field::new(a, c)),
+            total: total.map(|(a, _, c)| Field::new(a, c)),
+            line_items: items(&fields["Items"], "TotalPrice"),
+        };
+        return EngineReading {
+            engine: OcrEngineKind::DocumentIntelligence,
+            reading: Reading::Structured { fields: out, text },
+        };
+    }
     let total = currency_field(&fields["InvoiceTotal"]);
-    let mut out = InvoiceFields {
+    let out = InvoiceFields {
         invoice_number: string_field(&fields["InvoiceId"]),
-        invoice_date: fields["InvoiceDate"]["valueDate"]
-            .as_str()
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .map(|d| Field::new(d, conf(&fields["InvoiceDate"]))),
+        invoice_date: date_field(&fields["InvoiceDate"]),
         seller: string_field(&fields["VendorName"]),
         currency: total.as_ref().and_then(|(_, c, conf)| c.clone().map(|c| Field::new(c, *conf))),
         subtotal: currency_field(&fields["SubTotal"]).map(|(a, _, c)| Field::new(a, c)),
         tax: currency_field(&fields["TotalTax"]).map(|(a, _, c)| Field::new(a, c)),
         total: total.map(|(a, _, c)| Field::new(a, c)),
-        line_items: Vec::new(),
+        line_items: items(&fields["Items"], "Amount"),
     };
-    if let Some(items) = fields["Items"]["valueArray"].as_array() {
-        out.line_items = items
-            .iter()
-            .map(|item| {
-                let o = &item["valueObject"];
-                LineItem {
-                    description: o["Description"]["valueString"].as_str().unwrap_or_default().to_owned(),
-                    quantity: o["Quantity"]["valueNumber"]
-                        .as_f64()
-                        .filter(|q| q.fract() == 0.0 && *q >= 0.0)
-                        .map(|q| q as u32),
-                    amount: currency_field(&o["Amount"]).map(|(a, _, _)| a),
-                    confidence: conf(item),
-                }
-            })
-            .collect();
-    }
-    let text = result["content"].as_str().unwrap_or_default().to_owned();
     EngineReading { engine: OcrEngineKind::DocumentIntelligence, reading: Reading::Structured { fields: out, text } }
 }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::domain::InvoiceKind;
-use crate::domain::ocr::OcrEngineKind;
+use crate::domain::ocr::{DocumentClass, OcrEngineKind};
 use crate::ports::{EngineHealth, EngineReading, InvoiceReader, ReadError, Reading};
 use docintel::DocumentIntelligence;
 use pdf::Pdf;
@@ -286,7 +286,11 @@ impl InvoiceReaders {
         kind: InvoiceKind,
     ) -> Result<EngineReading, ReadError> {
         match (local, &self.docintel) {
-            (Err(ReadError::EngineUnavailable(_)), Some(di)) => di.analyze(bytes, kind.content_type()).await,
+            // Nothing was read locally: the kind alone says which model (a photo is taken for a
+            // receipt, a PDF for an invoice).
+            (Err(ReadError::EngineUnavailable(_)), Some(di)) => {
+                di.analyze(bytes, crate::domain::extraction::document_class(kind, "")).await
+            }
             (local, _) => local,
         }
     }
@@ -397,9 +401,14 @@ impl InvoiceReader for InvoiceReaders {
         self.read_with(kind, bytes, ReadOptions::default()).await
     }
 
-    async fn second_opinion(&self, kind: InvoiceKind, bytes: Bytes) -> Option<Result<EngineReading, ReadError>> {
+    async fn second_opinion(
+        &self,
+        _kind: InvoiceKind,
+        class: DocumentClass,
+        bytes: Bytes,
+    ) -> Option<Result<EngineReading, ReadError>> {
         let di = self.docintel.as_ref()?;
-        Some(di.analyze(bytes, kind.content_type()).await)
+        Some(di.analyze(bytes, class).await)
     }
 
     fn health(&self) -> Vec<EngineHealth> {

@@ -547,3 +547,20 @@ fn a_legal_name_continued_on_the_next_line_is_joined() {
     let f = ocr(0.95, "TAX INVOICE\nSUNRISE TRADING SDN BHD\nNo 8, Jalan 7/118B\nTotal 5.00");
     assert_eq!(f.seller.unwrap().value, "SUNRISE TRADING SDN BHD");
 }
+
+/// Which Document Intelligence model a document goes to: receipt words against invoice words,
+/// the title "Invoice" (not "Tax Invoice") for an invoice, and the kind when the text says nothing.
+#[test]
+fn receipts_and_invoices_are_told_apart_for_the_second_opinion() {
+    use crate::domain::InvoiceKind::{Jpeg, Pdf, Png};
+    use crate::domain::ocr::DocumentClass::{Invoice, Receipt};
+    let receipt = "KEDAI CONTOH SDN BHD\nTAX INVOICE\nCashier: 03\nTOTAL 9.00\nCASH 10.00\nCHANGE 1.00\nTHANK YOU";
+    assert_eq!(document_class(Jpeg, receipt), Receipt);
+    assert_eq!(document_class(Pdf, receipt), Receipt, "a scanned receipt is a receipt");
+    let invoice = "Elektro Becker GmbH\nRechnung RE-482913\nZahlbar bis 30.03.2026\nIBAN DE02 1203 0000 0000 2020 51";
+    assert_eq!(document_class(Png, invoice), Invoice, "a photographed invoice is an invoice");
+    assert_eq!(document_class(Png, "INVOICE 2026-0042\nTotal: EUR 1199.00"), Invoice);
+    assert_eq!(document_class(Png, "SIMPLIFIED TAX INVOICE\nTotal 5.00"), Receipt, "a tax invoice says nothing");
+    assert_eq!(document_class(Png, ""), Receipt);
+    assert_eq!(document_class(Pdf, ""), Invoice);
+}
