@@ -131,6 +131,9 @@ pub struct DocumentResult {
     pub uncertain: Vec<String>,
     pub fields: BTreeMap<&'static str, FieldScore>,
     pub seconds: f64,
+    /// The model a second opinion would ask for (`receipt` or `invoice`), from the text read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'static str>,
 }
 
 fn score_fields(truth: &Truth, got: &InvoiceFields) -> BTreeMap<&'static str, FieldScore> {
@@ -212,7 +215,7 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
     let reading = read_one(readers, &job).await;
     let seconds = start.elapsed().as_secs_f64();
     let empty = InvoiceFields::default();
-    let (engine, status, uncertain, fields) = match reading {
+    let (engine, status, uncertain, fields, class) = match reading {
         Ok(r) => {
             let engine = r.engine;
             if show.is_some_and(|s| job.truth.file.contains(s)) {
@@ -243,16 +246,21 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
                     }
                 }
             }
-            let (fields, _) = ocr::interpret(r);
+            let (fields, text) = ocr::interpret(r);
             let d = decide_for_truth(&job.truth, &fields, tolerance_days);
             // The status as the card spells it.
             let status =
                 serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            (Some(engine), status, d.uncertain, score_fields(&job.truth, &fields))
+            let kind = if job.truth.file.ends_with(".pdf") { InvoiceKind::Pdf } else { InvoiceKind::Jpeg };
+            let class = match crate::domain::extraction::document_class(kind, &text) {
+                crate::domain::ocr::DocumentClass::Receipt => "receipt",
+                crate::domain::ocr::DocumentClass::Invoice => "invoice",
+            };
+            (Some(engine), status, d.uncertain, score_fields(&job.truth, &fields), Some(class))
         }
-        Err(reason) => (None, format!("failed:{reason}"), Vec::new(), score_fields(&job.truth, &empty)),
+        Err(reason) => (None, format!("failed:{reason}"), Vec::new(), score_fields(&job.truth, &empty), None),
     };
-    DocumentResult { file: job.truth.file.clone(), kind: job.kind, engine, status, uncertain, fields, seconds }
+    DocumentResult { file: job.truth.file.clone(), kind: job.kind, engine, status, uncertain, fields, seconds, class }
 }
 
 #[derive(Debug, Clone)]
@@ -502,6 +510,7 @@ mod tests {
             uncertain: vec![],
             fields: BTreeMap::from([("invoiceDate", field(date_ok, 0.96)), ("total", field(total_ok, 0.85))]),
             seconds: 1.0,
+            class: None,
         };
         let s = summarise(&[
             doc("completed", true, true),
