@@ -211,37 +211,52 @@ fn items(f: &Value, amount: &str) -> Vec<LineItem> {
         .unwrap_or_default()
 }
 
+/// The names a prebuilt model gives our fields (the invoice number: invoices only).
+struct FieldNames {
+    number: Option<&'static str>,
+    date: &'static str,
+    seller: &'static str,
+    subtotal: &'static str,
+    total: &'static str,
+    item_amount: &'static str,
+}
+
+fn field_names(class: DocumentClass) -> FieldNames {
+    match class {
+        DocumentClass::Receipt => FieldNames {
+            number: None,
+            date: "TransactionDate",
+            seller: "MerchantName",
+            subtotal: "Subtotal",
+            total: "Total",
+            item_amount: "TotalPrice",
+        },
+        DocumentClass::Invoice => FieldNames {
+            number: Some("InvoiceId"),
+            date: "InvoiceDate",
+            seller: "VendorName",
+            subtotal: "SubTotal",
+            total: "InvoiceTotal",
+            item_amount: "Amount",
+        },
+    }
+}
+
 /// Maps `analyzeResult` of the model for `class` to our fields.
 pub fn to_reading(result: &Value, class: DocumentClass) -> EngineReading {
     let fields = &result["documents"][0]["fields"];
     let text = result["content"].as_str().unwrap_or_default().to_owned();
-    if class == DocumentClass::Receipt {
-        let total = currency_field(&fields["Total"]);
-        let out = InvoiceFields {
-            invoice_number: None,
-            invoice_date: date_field(&fields["TransactionDate"]),
-            seller: string_field(&fields["MerchantName"]),
-            currency: total.as_ref().and_then(|(_, c, conf)| c.clone().map(|c| Field::new(c, *conf))),
-            subtotal: currency_field(&fields["Subtotal"]).map(|(a, _, c)| Field::new(a, c)),
-            tax: currency_field(&fields["TotalTax"]).map(|(a, _, c)| Field::new(a, c)),
-            total: total.map(|(a, _, c)| Field::new(a, c)),
-            line_items: items(&fields["Items"], "TotalPrice"),
-        };
-        return EngineReading {
-            engine: OcrEngineKind::DocumentIntelligence,
-            reading: Reading::Structured { fields: out, text },
-        };
-    }
-    let total = currency_field(&fields["InvoiceTotal"]);
+    let names = field_names(class);
+    let total = currency_field(&fields[names.total]);
     let out = InvoiceFields {
-        invoice_number: string_field(&fields["InvoiceId"]),
-        invoice_date: date_field(&fields["InvoiceDate"]),
-        seller: string_field(&fields["VendorName"]),
+        invoice_number: names.number.and_then(|n| string_field(&fields[n])),
+        invoice_date: date_field(&fields[names.date]),
+        seller: string_field(&fields[names.seller]),
         currency: total.as_ref().and_then(|(_, c, conf)| c.clone().map(|c| Field::new(c, *conf))),
-        subtotal: currency_field(&fields["SubTotal"]).map(|(a, _, c)| Field::new(a, c)),
+        subtotal: currency_field(&fields[names.subtotal]).map(|(a, _, c)| Field::new(a, c)),
         tax: currency_field(&fields["TotalTax"]).map(|(a, _, c)| Field::new(a, c)),
         total: total.map(|(a, _, c)| Field::new(a, c)),
-        line_items: items(&fields["Items"], "Amount"),
+        line_items: items(&fields["Items"], names.item_amount),
     };
     EngineReading { engine: OcrEngineKind::DocumentIntelligence, reading: Reading::Structured { fields: out, text } }
 }
