@@ -1,6 +1,7 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card|reminders|export` runs one):
+//! Sections (all by default; `--only binary|ocr|backends|card|reminders|export|reconcile` runs
+//! one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
 //!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
@@ -20,7 +21,10 @@
 //!   due: the time to choose and create the due reminders, and the process's RSS around it;
 //! - **export**: `GET /api/me/export` of 200 products with 1 MB invoices from the release binary
 //!   (a child process), invoices on files and in Azurite: bytes per second and the server's RSS
-//!   while it streams.
+//!   while it streams;
+//! - **reconcile**: reconciliation's listing of a 48-hour window on Blob Storage (Azurite) in a
+//!   container of 10,000 and of 100,000 invoices: list requests, time, and what a whole-container
+//!   listing (the scheme before hour-named blobs) takes on the same container.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -45,6 +49,7 @@ enum Section {
     Card,
     Reminders,
     Export,
+    Reconcile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -253,6 +258,9 @@ fn main() {
         }
         if runs(Section::Reminders) {
             reminder_bench().await;
+        }
+        if runs(Section::Reconcile) {
+            reconcile_bench().await;
         }
         if runs(Section::Backends) {
             println!("## registration on each backend, in process");
@@ -965,4 +973,74 @@ async fn export_bench(bin: &Path, store: InvoiceStore) {
         peak_kib(pid) as f64 / 1024.0,
     );
     println!("command: cargo bench --bench bench -- --only export");
+}
+
+/// Reconciliation's listing on Blob Storage: a 48-hour window in containers of 10,000 and
+/// 100,000 invoices, of which 100 were written in the window (through the store) and the rest
+/// over the two years before it (uploaded directly under their hour's name).
+async fn reconcile_bench() {
+    use futures_util::StreamExt;
+    use warranty::adapters::azure::blob::{BlobInvoiceStore, hour_prefix};
+    use warranty::ports::InvoiceStore;
+    println!("## reconciliation's listing on Blob Storage (Azurite), by container size");
+    let account = warranty::adapters::azure::blob::sas::StorageAccount::parse(&warranty::config::Secret::new(
+        support::azurite_connection_string(),
+    ))
+    .unwrap();
+    for total in [10_000usize, 100_000] {
+        let container = format!("reconcile{}x{total}", std::process::id());
+        let url: azure_core::http::Url = account
+            .container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(4))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let store = BlobInvoiceStore::new(url.clone(), None).unwrap();
+        store.ensure_container().await.unwrap();
+        let client = Arc::new(azure_storage_blob::BlobContainerClient::new(url, None, None).unwrap());
+        let now = chrono::Utc::now();
+        let t = Instant::now();
+        futures_util::stream::iter(0..total - 100)
+            .map(|i| {
+                let client = client.clone();
+                async move {
+                    let hour = now - chrono::Duration::hours(50 + (i % 17_000) as i64);
+                    let name = format!("{}{}.v1.pdf", hour_prefix(hour), uuid::Uuid::now_v7());
+                    client
+                        .blob_client(&name)
+                        .upload(azure_core::http::RequestContent::from(b"%PDF-1.7 old".to_vec()), None)
+                        .await
+                        .unwrap();
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+        for _ in 0..100 {
+            let mut upload = store.begin_named(&format!("{}.v1", uuid::Uuid::now_v7()), "pdf").await.unwrap();
+            upload.write(b"%PDF-1.7 new").await.unwrap();
+            upload.commit().await.unwrap();
+        }
+        let filled = t.elapsed().as_secs_f64();
+        let end = chrono::Utc::now();
+        let mut window = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let found = store.written_between(end - chrono::Duration::hours(48), end).await.unwrap();
+            window.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(found.len(), 100, "exactly the window's invoices");
+        }
+        window.sort_by(f64::total_cmp);
+        let t = Instant::now();
+        let all = store.list().await.unwrap();
+        let whole = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(all.len(), total);
+        println!(
+            "{total} invoices (filled in {filled:.0} s): the 48-hour window in {} list requests (one per hour and one each side), median {:.1} ms, max {:.1} ms over 5 runs; the whole container listed (before): {whole:.0} ms in {} pages",
+            51, // 49 hours touched by the window, and one each side
+            window[2],
+            window[4],
+            total.div_ceil(5000),
+        );
+    }
+    println!("command: cargo bench --bench bench -- --only reconcile");
 }

@@ -135,7 +135,16 @@ impl Plan {
             public_base_url: settings.sharing.public_base_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
             erasure_wait: Duration::from_secs(settings.server.erasure_wait_secs),
             export_part_bytes: settings.server.export_part_mib.saturating_mul(1024 * 1024),
+            reconcile: reconcile_policy(settings),
         }
+    }
+}
+
+/// Reconciliation's grace and look-back from the settings.
+fn reconcile_policy(settings: &Settings) -> ReconcilePolicy {
+    ReconcilePolicy {
+        grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
+        lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
     }
 }
 
@@ -372,11 +381,11 @@ impl Application {
         let gate = Arc::new(Gate::new(VERSION, &[PRODUCT_STORE, INVOICE_STORE], requeue));
         let background = Background {
             worker: policy.drive == Drive::Worker && delivery.ocr_dispatcher,
-            reconcile: ReconcilePolicy {
-                grace: Duration::from_secs(settings.invoices.orphan_grace_secs),
-                lookback: Duration::from_secs(settings.invoices.orphan_lookback_hours.saturating_mul(3600)),
-            },
-            reconcile_every: Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)),
+            // On Cosmos DB (Azure) the `ReconcileInvoices` timer function runs it, once for all
+            // instances; on the embedded store this process does, at start and periodically.
+            reconcile: (settings.products.product_store == ProductStoreKind::Sqlite).then(|| {
+                (reconcile_policy(settings), Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)))
+            }),
             reminder_sweep: (settings.products.product_store == ProductStoreKind::Sqlite
                 && settings.reminders.reminder_sweep_secs > 0)
                 .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs)),
@@ -469,8 +478,8 @@ impl Application {
 struct Background {
     /// Runs the outbox worker (embedded store with its dispatcher on).
     worker: bool,
-    reconcile: ReconcilePolicy,
-    reconcile_every: Duration,
+    /// Local reconciliation (embedded store): what it looks at and how often.
+    reconcile: Option<(ReconcilePolicy, Duration)>,
     /// Local reminder sweeps (embedded store), if on.
     reminder_sweep: Option<Duration>,
 }
@@ -484,8 +493,8 @@ impl Background {
     ) -> Option<tokio::task::JoinHandle<()>> {
         let worker = self.worker.then(|| tokio::spawn(state.services.outbox.clone().run(stop_rx.clone())));
         // Invoices left without a product by an interrupted write: at start, then periodically.
-        {
-            let (state, policy, every) = (state.clone(), self.reconcile, self.reconcile_every);
+        if let Some((policy, every)) = self.reconcile {
+            let state = state.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {

@@ -30,9 +30,10 @@ pub struct Reconciled {
     pub removed: usize,
 }
 
-/// The product id a location names (`{productId}.v{version}.{ext}`).
+/// The product id a location names (`{productId}.v{version}.{ext}`, possibly under a folder the
+/// store chose, such as the blob store's hour).
 fn product_of(location: &str) -> Option<uuid::Uuid> {
-    location.split('.').next()?.parse().ok()
+    location.rsplit('/').next()?.split('.').next()?.parse().ok()
 }
 
 /// Removes the invoices written in the window that no product references.
@@ -71,6 +72,7 @@ mod tests {
     fn locations_name_their_product() {
         let id = "0193b6a0-0000-7000-8000-000000000001";
         assert_eq!(product_of(&format!("{id}.v2.pdf")).unwrap().to_string(), id);
+        assert_eq!(product_of(&format!("2026-12-06T05/{id}.proof-x.png")).unwrap().to_string(), id);
         assert_eq!(product_of("notes.txt"), None);
     }
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub erasure_wait: std::time::Duration,
     /// Most bytes of files in one part of the export.
     pub export_part_bytes: u64,
+    /// What reconciliation looks at (the `ReconcileInvoices` timer and the local loop).
+    pub reconcile: crate::application::reconcile::ReconcilePolicy,
 }
 
 /// One store's progress towards serving, as `/api/health` reports it before the service is

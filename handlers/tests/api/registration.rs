@@ -120,13 +120,21 @@ async fn registers_pdf_jpeg_and_png_invoices_and_returns_the_warranty_card() {
         assert_eq!(again, card);
         let id = card["id"].as_str().unwrap();
         let ext = file.rsplit('.').next().unwrap();
-        assert_eq!(app.read_invoice(&format!("{id}.v1.{ext}")).unwrap(), bytes);
 
         // The OCR event was written with the product, with a message id derived from both.
         let event = app.ocr_event_for(id).await;
         assert_eq!(event["messageId"], format!("{id}:invoice:1"));
         assert_eq!(event["userId"], "alice");
-        assert_eq!(event["invoiceLocation"], format!("{id}.v1.{ext}"));
+        // `{id}.v1.{ext}`, under the hour it was written on Blob Storage (`2026-12-06T05/…`).
+        let stored = event["invoiceLocation"].as_str().unwrap();
+        let (folder, name) = stored.rsplit_once('/').unwrap_or(("", stored));
+        assert_eq!(name, format!("{id}.v1.{ext}"));
+        assert!(
+            folder.is_empty()
+                || chrono::NaiveDateTime::parse_from_str(&format!("{folder}:00"), "%Y-%m-%dT%H:%M").is_ok(),
+            "{stored}"
+        );
+        assert_eq!(app.read_invoice(stored).unwrap(), bytes);
         assert_eq!(event["invoiceSha256"], sha256_hex(&bytes));
     }
     assert_eq!(app.product_count().await, 3);

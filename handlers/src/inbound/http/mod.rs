@@ -221,6 +221,8 @@ async fn route(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<H
             Ok(crate::inbound::triggers::send_expiry_reminders(&state, body).await)
         }
         (["SendExpiryReminders"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (["ReconcileInvoices"], &Method::POST) => Ok(crate::inbound::triggers::reconcile_invoices(&state, body).await),
+        (["ReconcileInvoices"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
         _ => Err(ApiError::NotFound),
     }
 }

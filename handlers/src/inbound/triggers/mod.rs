@@ -21,6 +21,7 @@ pub const TRIGGER_ROUTES: &[(&str, &str)] = &[
     ("ProcessInvoiceOcr", "/ProcessInvoiceOcr"),
     ("RepublishPendingOcr", "/RepublishPendingOcr"),
     ("SendExpiryReminders", "/SendExpiryReminders"),
+    ("ReconcileInvoices", "/ReconcileInvoices"),
 ];
 
 /// Largest invocation payload read (an OCR event is a few hundred bytes).
@@ -243,6 +244,34 @@ pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpRe
         }
         Err(e) => {
             tracing::error!(error = %e, "reminder sweep: store unavailable");
+            reply(StatusCode::SERVICE_UNAVAILABLE, &["store unavailable; the next tick retries".into()])
+        }
+    }
+}
+
+/// `POST /ReconcileInvoices`: the hourly timer. Removes the invoices written within the look-back
+/// window that no product references (`application::reconcile`): one run for all instances, where
+/// each instance ran it before. A failed invocation is harmless: the next tick covers the same
+/// window.
+pub async fn reconcile_invoices(state: &AppState, body: BodyStream) -> HttpResponse {
+    let raw = match read_body(body).await {
+        Ok(b) => b,
+        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
+    };
+    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
+        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    }
+    let now = state.services.clock.now();
+    match crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await {
+        Ok(r) => {
+            if r.removed > 0 {
+                tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices");
+            }
+            let log = format!("checked {} removed {}", r.checked, r.removed);
+            reply_with(StatusCode::OK, &[log], json!({ "checked": r.checked, "removed": r.removed }))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "invoice reconciliation: store unavailable");
             reply(StatusCode::SERVICE_UNAVAILABLE, &["store unavailable; the next tick retries".into()])
         }
     }

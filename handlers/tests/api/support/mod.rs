@@ -414,6 +414,17 @@ impl TestApp {
         });
     }
 
+    /// Runs `f` with a SAS URL of the app's blob container (blob backends only).
+    pub fn with_blob_container<T, F, Fut>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(azure_core::http::Url) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        let (cs, container) = self.blob_connection.clone().expect("a blob backend");
+        on_container(cs, container, f)
+    }
+
     /// The bytes stored under an invoice location, whichever backend holds them.
     pub fn read_invoice(&self, location: &str) -> Option<Vec<u8>> {
         let Some((cs, container)) = self.blob_connection.clone() else {

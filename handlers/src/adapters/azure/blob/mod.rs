@@ -8,6 +8,12 @@
 //!
 //! Auth: a managed identity (Entra token) in Azure; locally (Azurite) a SAS in the container URL,
 //! signed with the account key from a connection string (see [`sas`]).
+//!
+//! Names: `{hour written, UTC}/{stem}.{ext}`, for example
+//! `2026-12-06T05/0193b6a0-….v1.pdf`. Reconciliation lists the hours of its window, one prefix
+//! each ([`InvoiceStore::written_between`]), so its cost follows the invoices written in the window
+//! and never the container's total. (Blobs named before this scheme, without an hour, are not
+//! listed: they are older than any window once the window has passed since the deployment.)
 
 pub mod sas;
 
@@ -198,6 +204,22 @@ impl InvoiceUpload for BlobUpload {
     }
 }
 
+/// The name prefix of the blobs written in the hour of `t` (UTC): `2026-12-06T05/`.
+pub fn hour_prefix(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H/").to_string()
+}
+
+/// The hours from the one holding `from` to the one holding `to` (none when `to` < `from`).
+fn hours_between(
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> impl Iterator<Item = chrono::DateTime<chrono::Utc>> {
+    use chrono::DurationRound;
+    let hour = chrono::Duration::hours(1);
+    let first = from.duration_trunc(hour).unwrap_or(from);
+    std::iter::successors(Some(first), move |h| Some(*h + hour)).take_while(move |h| *h <= to)
+}
+
 fn content_type_of(ext: &str) -> &'static str {
     match ext {
         "pdf" => "application/pdf",
@@ -215,26 +237,34 @@ impl InvoiceStore for BlobInvoiceStore {
         to: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<String>, Unavailable> {
         use futures_util::TryStreamExt;
-        let mut pager = self.container.list_blobs(None).map_err(unavailable)?;
         let mut found = Vec::new();
-        while let Some(item) = pager.try_next().await.map_err(unavailable)? {
-            let modified = item
-                .properties
-                .as_ref()
-                .and_then(|p| p.last_modified)
-                .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()));
-            if let (Some(name), Some(modified)) = (item.name, modified)
-                && modified >= from
-                && modified <= to
-            {
-                found.push(name);
+        // One listing per hour of the window, and the hour on each side: a name's hour comes
+        // from the writing instance's clock, the last-modified time from the service's.
+        for hour in hours_between(from - chrono::Duration::hours(1), to + chrono::Duration::hours(1)) {
+            let options = azure_storage_blob::models::BlobContainerClientListBlobsOptions {
+                prefix: Some(hour_prefix(hour)),
+                ..Default::default()
+            };
+            let mut pager = self.container.list_blobs(Some(options)).map_err(unavailable)?;
+            while let Some(item) = pager.try_next().await.map_err(unavailable)? {
+                let modified = item
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.last_modified)
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()));
+                if let (Some(name), Some(modified)) = (item.name, modified)
+                    && modified >= from
+                    && modified <= to
+                {
+                    found.push(name);
+                }
             }
         }
         Ok(found)
     }
 
     async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
-        let location = format!("{stem}.{ext}");
+        let location = format!("{}{stem}.{ext}", hour_prefix(chrono::Utc::now()));
         let client = self.container.blob_client(&location).block_blob_client();
         Ok(Box::new(BlobUpload {
             client,
