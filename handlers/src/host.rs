@@ -383,9 +383,8 @@ impl Application {
             worker: policy.drive == Drive::Worker && delivery.ocr_dispatcher,
             // On Cosmos DB (Azure) the `ReconcileInvoices` timer function runs it, once for all
             // instances; on the embedded store this process does, at start and periodically.
-            reconcile: (settings.products.product_store == ProductStoreKind::Sqlite).then(|| {
-                (reconcile_policy(settings), Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)))
-            }),
+            reconcile: (settings.products.product_store == ProductStoreKind::Sqlite)
+                .then(|| (reconcile_policy(settings), Duration::from_secs(settings.invoices.orphan_sweep_secs.max(1)))),
             reminder_sweep: (settings.products.product_store == ProductStoreKind::Sqlite
                 && settings.reminders.reminder_sweep_secs > 0)
                 .then(|| Duration::from_secs(settings.reminders.reminder_sweep_secs)),

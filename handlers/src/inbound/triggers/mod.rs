@@ -195,12 +195,8 @@ async fn handle_ocr(state: &AppState, event: &OcrRequested) -> Result<HttpRespon
 /// only to refuse what is not an invocation. On the embedded store the dispatcher relays its
 /// queue continuously, so there is nothing to sweep.
 pub async fn republish_pending_ocr(state: &AppState, body: BodyStream) -> HttpResponse {
-    let raw = match read_body(body).await {
-        Ok(b) => b,
-        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
-    };
-    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
-        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    if let Err(refused) = timer_payload(body).await {
+        return refused;
     }
     let relay = &state.services.outbox;
     if relay.drive() == Drive::Worker {
@@ -220,17 +216,25 @@ pub async fn republish_pending_ocr(state: &AppState, body: BodyStream) -> HttpRe
     }
 }
 
+/// Reads a timer invocation's payload, whose content the timers do not use (their time is the
+/// service's clock): only an unreadable or non-JSON payload is refused.
+async fn timer_payload(body: BodyStream) -> Result<(), HttpResponse> {
+    let raw = read_body(body)
+        .await
+        .map_err(|status| reply(status, &["invocation payload unreadable or too large".into()]))?;
+    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
+        return Err(reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]));
+    }
+    Ok(())
+}
+
 /// `POST /SendExpiryReminders`: the hourly timer. Chooses the reminders due now and delivers
 /// what is due (see `application::reminders`); the time is the service's clock, not the
 /// payload's schedule (a late or repeated tick does the same work once). A failed invocation
 /// is harmless: the next tick finds the same work.
 pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpResponse {
-    let raw = match read_body(body).await {
-        Ok(b) => b,
-        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
-    };
-    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
-        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    if let Err(refused) = timer_payload(body).await {
+        return refused;
     }
     let now = state.services.clock.now();
     match crate::application::reminders::sweep(&state.services, now).await {
@@ -254,12 +258,8 @@ pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpRe
 /// each instance ran it before. A failed invocation is harmless: the next tick covers the same
 /// window.
 pub async fn reconcile_invoices(state: &AppState, body: BodyStream) -> HttpResponse {
-    let raw = match read_body(body).await {
-        Ok(b) => b,
-        Err(status) => return reply(status, &["invocation payload unreadable or too large".into()]),
-    };
-    if !raw.is_empty() && serde_json::from_slice::<Value>(&raw).is_err() {
-        return reply(StatusCode::BAD_REQUEST, &["invocation payload is not JSON".into()]);
+    if let Err(refused) = timer_payload(body).await {
+        return refused;
     }
     let now = state.services.clock.now();
     match crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await {
