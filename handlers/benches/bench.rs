@@ -23,8 +23,9 @@
 //!   (a child process), invoices on files and in Azurite: bytes per second and the server's RSS
 //!   while it streams;
 //! - **reconcile**: reconciliation's listing of a 48-hour window on Blob Storage (Azurite) in a
-//!   container of 10,000 and of 100,000 invoices: list requests, time, and what a whole-container
-//!   listing (the scheme before hour-named blobs) takes on the same container.
+//!   container of 10,000 invoices (`--reconcile-invoices 10000,100000` for more sizes): list
+//!   requests, time, and what a whole-container listing (the scheme before hour-named blobs)
+//!   takes on the same container.
 //!
 //! The load generator runs on the same machine and competes for the same cores: the figures are
 //! a floor for the service, not a ceiling. Results: `docs/benchmarks.md`.
@@ -75,6 +76,10 @@ struct Args {
     /// Invoice store of the binary section: files, or blob (Azurite from tools/azurite).
     #[arg(long, value_enum, default_value = "files")]
     invoice_store: InvoiceStore,
+    /// Container sizes of the reconcile section (comma-separated). Filling Azurite's in-memory
+    /// store slows as it grows: 10,000 takes about a minute, 100,000 more than 20.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
+    reconcile_invoices: Vec<usize>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -260,7 +265,7 @@ fn main() {
             reminder_bench().await;
         }
         if runs(Section::Reconcile) {
-            reconcile_bench().await;
+            reconcile_bench(&args.reconcile_invoices).await;
         }
         if runs(Section::Backends) {
             println!("## registration on each backend, in process");
@@ -978,7 +983,7 @@ async fn export_bench(bin: &Path, store: InvoiceStore) {
 /// Reconciliation's listing on Blob Storage: a 48-hour window in containers of 10,000 and
 /// 100,000 invoices, of which 100 were written in the window (through the store) and the rest
 /// over the two years before it (uploaded directly under their hour's name).
-async fn reconcile_bench() {
+async fn reconcile_bench(sizes: &[usize]) {
     use futures_util::StreamExt;
     use warranty::adapters::azure::blob::{BlobInvoiceStore, hour_prefix};
     use warranty::ports::InvoiceStore;
@@ -987,7 +992,8 @@ async fn reconcile_bench() {
         support::azurite_connection_string(),
     ))
     .unwrap();
-    for total in [10_000usize, 100_000] {
+    for &total in sizes {
+        assert!(total >= 100, "at least the window's 100 invoices");
         let container = format!("reconcile{}x{total}", std::process::id());
         let url: azure_core::http::Url = account
             .container_sas_url(&container, chrono::Utc::now() + chrono::Duration::hours(4))
@@ -1042,5 +1048,6 @@ async fn reconcile_bench() {
             total.div_ceil(5000),
         );
     }
-    println!("command: cargo bench --bench bench -- --only reconcile");
+    let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+    println!("command: cargo bench --bench bench -- --only reconcile --reconcile-invoices {}", sizes.join(","));
 }
