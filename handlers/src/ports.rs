@@ -571,7 +571,6 @@ pub trait InvoiceReader: Send + Sync {
     /// nobody else to ask.
     async fn second_opinion(
         &self,
-        _kind: InvoiceKind,
         _class: crate::domain::ocr::DocumentClass,
         _bytes: bytes::Bytes,
     ) -> Option<Result<EngineReading, ReadError>> {

@@ -142,7 +142,7 @@ async fn read_and_verify(
     let local = matches!(engine, OcrEngineKind::Tesseract | OcrEngineKind::PpOcr | OcrEngineKind::PpOcrTesseract);
     if local && !certain(&fields) {
         let class = extraction::document_class(kind, &text);
-        match services.reader.second_opinion(kind, class, bytes).await {
+        match services.reader.second_opinion(class, bytes).await {
             Some(Ok(second)) => {
                 engine = second.engine;
                 let (other, other_text) = interpret(second);

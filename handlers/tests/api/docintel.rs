@@ -256,11 +256,7 @@ async fn with_document_intelligence_configured_text_layers_and_xml_are_read_firs
     let reading = readers.read(InvoiceKind::Png, fixture("invoice.png")).await.unwrap();
     assert_eq!(reading.engine, OcrEngineKind::Tesseract, "the local recogniser first");
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 0);
-    let second = readers
-        .second_opinion(InvoiceKind::Png, DocumentClass::Invoice, fixture("invoice.png"))
-        .await
-        .unwrap()
-        .unwrap();
+    let second = readers.second_opinion(DocumentClass::Invoice, fixture("invoice.png")).await.unwrap().unwrap();
     assert_eq!(second.engine, OcrEngineKind::DocumentIntelligence);
     assert_eq!(svc.analyses.load(Ordering::SeqCst), 1);
 

@@ -401,12 +401,7 @@ impl InvoiceReader for InvoiceReaders {
         self.read_with(kind, bytes, ReadOptions::default()).await
     }
 
-    async fn second_opinion(
-        &self,
-        _kind: InvoiceKind,
-        class: DocumentClass,
-        bytes: Bytes,
-    ) -> Option<Result<EngineReading, ReadError>> {
+    async fn second_opinion(&self, class: DocumentClass, bytes: Bytes) -> Option<Result<EngineReading, ReadError>> {
         let di = self.docintel.as_ref()?;
         Some(di.analyze(bytes, class).await)
     }
