@@ -28,11 +28,12 @@ pub(super) static GRAND_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:grand\s*total|total\s*t\.?t\.?c\.?|montant\s*t\.?t\.?c|total\s*due|amount\s*due|balance\s*due|due\s*payable|payable\s*amount|total\s*amount|amount\s*payable|total\s*payable|total\s*to\s*pay|to\s*pay|to\s*be\s*paid|total\W*(?:rm\W*)?(?:amt\W*)?(?:incl|inc\b|inel|including|inclusive)|total\s*with\s*(?:gst|tax|vat)|amt\s*due|(?:total\s*)?after\s*(?:adj|round|disc)|rounded\s*total|total\s*rounded|total\s*sales|total\s*invoice|invoice\s*total|gesamtbetrag|gesamtsumme|endsumme|summe\s*gesamt|rechnungsbetrag|rechnungssumme|endbetrag|zahlbetrag|zu\s*zahlen|bruttobetrag|brutto\s*summe|summe\s*brutto|gesamt\s*brutto|\bbrutto\b|net\s*[àa]\s*payer|total\s*[àa]\s*payer|montant\s*total|montant\s*d[ûu]|total\s*g[ée]n[ée]ral)",
     )
 });
-pub(super) static PLAIN_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"(?i)(?:\btotal\b|\btotaal\b|\bt[o0a]t[a@][l1i!]\b|\b[il]?[co0]tal\b|\bsumme\b|\bgesamt\b|\bbetrag\b|\bamount\b|\bamt\b|\bmontant\b|\bsum\b)",
-    )
-});
+/// Words that name a total (as OCR may garble them), as opposed to those that name any amount.
+const TOTAL_WORDS: &str = r"total|totaal|t[o0a]t[a@][l1i!]|[il]?[co0]tal|summe|gesamt";
+pub(super) static PLAIN_TOTAL_RE: LazyLock<Regex> =
+    LazyLock::new(|| re(&format!(r"(?i)\b(?:{TOTAL_WORDS}|betrag|amount|amt|montant|sum)\b")));
+/// A label that names a total, not merely an amount ("Open Amount").
+static TOTAL_WORD_RE: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"(?i)\b(?:{TOTAL_WORDS})\b")));
 /// Lines with "total" that are not the amount to pay.
 pub(super) static NOT_TOTAL_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -358,10 +359,11 @@ pub(super) fn money(lines: &[Line], source: Source) -> Money {
     // (The first is the largest amount and may be repeated, so without this it would win.) An
     // amount under a label that names no total ("Gross Total 144.59 · Rounding 0.01 · Open
     // Amount 144.60") is what remains to pay, not the invoice's total.
-    static TOTAL_WORD_RE: LazyLock<Regex> =
-        LazyLock::new(|| re(r"(?i)\b(?:total|t[o0a]t[a@][l1i!]|[il]?[co0]tal|totaal|summe|gesamt)\b"));
     let names_a_total = |c: &Labelled| c.role == AmountRole::GrandTotal || TOTAL_WORD_RE.is_match(&lines[c.line].text);
     for i in 0..cands.len() {
+        if !names_a_total(cands[i].l) {
+            continue;
+        }
         let (line, amount) = (cands[i].l.line, cands[i].l.amount.0);
         let before = cands.iter().enumerate().find_map(|(j, c)| {
             let adjusted = rounding.iter().any(|r| {
@@ -371,7 +373,7 @@ pub(super) fn money(lines: &[Line], source: Source) -> Money {
                     && r.line < line
                     && (c.l.amount.0 + r.amount.0 == amount || c.l.amount.0 - r.amount.0 == amount)
             });
-            (j != i && adjusted && names_a_total(cands[i].l)).then_some((j, c.score))
+            (j != i && adjusted).then_some((j, c.score))
         });
         if let Some((j, score)) = before {
             cands[j].superseded = true;
