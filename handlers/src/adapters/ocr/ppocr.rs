@@ -110,19 +110,18 @@ struct Models {
 /// The recogniser: a pool of model pairs, loaded on the first reading and released when no
 /// reading has come for [`PpOcrConfig::keep_loaded`].
 pub struct PpOcr {
-    cfg: PpOcrConfig,
     pool: Arc<Pool>,
-    permits: tokio::sync::Semaphore,
 }
 
-#[derive(Default)]
+/// What the reading threads and the release timer share.
 struct Pool {
+    cfg: PpOcrConfig,
+    /// One per model instance: a reading holds one while it loads or uses a pair.
+    permits: tokio::sync::Semaphore,
     /// Idle model pairs; a reading takes one (or loads a new one, up to `instances`).
     idle: Mutex<Vec<Models>>,
     /// Model pairs loaded now (at most `instances`).
     loaded: AtomicUsize,
-    /// Readings under way.
-    busy: AtomicUsize,
     /// Readings finished so far: a release scheduled after one reading is void if another came.
     finished: AtomicU64,
     /// The recognition model's character set, read from its metadata on the first load.
@@ -132,6 +131,11 @@ struct Pool {
 }
 
 impl Pool {
+    /// No reading holds a model instance (none is loading or reading).
+    fn idle_now(&self) -> bool {
+        self.permits.available_permits() == self.cfg.instances
+    }
+
     /// Drops every idle model pair and hands their memory back to the system.
     fn release(&self) {
         let dropped = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
@@ -203,11 +207,21 @@ impl PpOcr {
             }
         }
         let permits = tokio::sync::Semaphore::new(cfg.instances);
-        Ok(Self { cfg, pool: Arc::default(), permits })
+        let pool = Pool {
+            cfg,
+            permits,
+            idle: Mutex::default(),
+            loaded: AtomicUsize::default(),
+            finished: AtomicU64::default(),
+            charset: OnceLock::new(),
+            failure: Mutex::default(),
+        };
+        Ok(Self { pool: Arc::new(pool) })
     }
 
     /// Loads a model pair (and, the first time, the runtime and the character set).
-    fn load_models(cfg: &PpOcrConfig, pool: &Pool) -> Result<(Models, Arc<Vec<String>>), String> {
+    fn load_models(pool: &Pool) -> Result<(Models, Arc<Vec<String>>), String> {
+        let cfg = &pool.cfg;
         let env = environment(&cfg.runtime)?;
         let models = Models { det: session(env, &cfg.detector)?, rec: session(env, &cfg.recognizer)? };
         let charset = match pool.charset.get() {
@@ -250,7 +264,7 @@ impl PpOcr {
     /// Reads one image (JPEG or PNG bytes) on the pool; lines in image pixels, on `page`.
     pub async fn image(&self, bytes: bytes::Bytes, page: u32) -> Result<Vec<TextLine>, ReadError> {
         use sha2::Digest;
-        let cached = self.cfg.cache.as_ref().map(|dir| {
+        let cached = self.pool.cfg.cache.as_ref().map(|dir| {
             let key = sha2::Sha256::new().chain_update(&bytes).chain_update(page.to_le_bytes()).finalize();
             dir.join(format!("ppocr-{}.json", hex::encode(key)))
         });
@@ -269,11 +283,9 @@ impl PpOcr {
     }
 
     async fn read(&self, bytes: bytes::Bytes, page: u32) -> Result<Vec<TextLine>, ReadError> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| ReadError::Transient("the recogniser is shutting down".into()))?;
         let pool = self.pool.clone();
-        let cfg = self.cfg.clone();
-        pool.busy.fetch_add(1, Ordering::SeqCst);
+        let permit =
+            pool.permits.acquire().await.map_err(|_| ReadError::Transient("the recogniser is shutting down".into()))?;
         // A thread of its own at a lower scheduling priority (nice +10): a reading (and a load)
         // uses what the HTTP server leaves, never the other way round. (A priority once lowered
         // cannot be raised again without privilege, so the thread is not one of the runtime's.)
@@ -282,7 +294,7 @@ impl PpOcr {
             let pool = pool.clone();
             move || {
                 lower_priority();
-                let _ = tx.send(Self::read_on_pool(&cfg, &pool, &bytes, page));
+                let _ = tx.send(Self::read_on_pool(&pool, &bytes, page));
             }
         });
         let result = match spawned {
@@ -291,18 +303,18 @@ impl PpOcr {
                 .unwrap_or_else(|_| Err(ReadError::Transient("the recogniser's thread ended without a result".into()))),
             Err(e) => Err(ReadError::Transient(format!("cannot start the recogniser's thread: {e}"))),
         };
-        pool.busy.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
         trim_heap();
         self.release_later();
         result
     }
 
     /// Runs on the reading's thread: takes (or loads) a model pair, reads, puts the pair back.
-    fn read_on_pool(cfg: &PpOcrConfig, pool: &Pool, bytes: &[u8], page: u32) -> Result<Vec<TextLine>, ReadError> {
+    fn read_on_pool(pool: &Pool, bytes: &[u8], page: u32) -> Result<Vec<TextLine>, ReadError> {
         let taken = pool.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
         let (mut models, charset) = match taken {
             Some(m) => (m, pool.charset.get().cloned().unwrap_or_default()),
-            None => match Self::load_models(cfg, pool) {
+            None => match Self::load_models(pool) {
                 Ok(loaded) => {
                     pool.loaded.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut f) = pool.failure.lock() {
@@ -329,11 +341,11 @@ impl PpOcr {
     /// Releases the models once `keep_loaded` has passed with no reading started or finished.
     fn release_later(&self) {
         let pool = self.pool.clone();
-        let keep = self.cfg.keep_loaded;
+        let keep = pool.cfg.keep_loaded;
         let finished = pool.finished.fetch_add(1, Ordering::SeqCst) + 1;
         tokio::spawn(async move {
             tokio::time::sleep(keep).await;
-            if pool.busy.load(Ordering::SeqCst) == 0 && pool.finished.load(Ordering::SeqCst) == finished {
+            if pool.idle_now() && pool.finished.load(Ordering::SeqCst) == finished {
                 pool.release();
                 tracing::debug!("PP-OCR models released after {keep:?} without a reading");
             }
