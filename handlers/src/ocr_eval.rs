@@ -35,7 +35,7 @@ use crate::adapters::ocr::einvoice;
 use crate::adapters::ocr::{InvoiceReaders, ReadOptions};
 use crate::application::ocr::{self, Decision};
 use crate::domain::extraction::{TextLine, fold};
-use crate::domain::ocr::{Amount, Check, InvoiceFields, MatchResults, OcrEngineKind};
+use crate::domain::ocr::{Amount, Check, DocumentClass, InvoiceFields, MatchResults, OcrEngineKind};
 use crate::domain::{InvoiceKind, Sniffed};
 use crate::ports::{EngineReading, Reading};
 
@@ -131,9 +131,10 @@ pub struct DocumentResult {
     pub uncertain: Vec<String>,
     pub fields: BTreeMap<&'static str, FieldScore>,
     pub seconds: f64,
-    /// The model a second opinion would ask for (`receipt` or `invoice`), from the text read.
+    /// The model a second opinion would ask for (`receipt` or `invoice`), from the text read
+    /// (none for stand-alone XML, which is never sent).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<&'static str>,
+    pub class: Option<DocumentClass>,
 }
 
 fn score_fields(truth: &Truth, got: &InvoiceFields) -> BTreeMap<&'static str, FieldScore> {
@@ -193,18 +194,23 @@ struct Job {
     options: ReadOptions,
 }
 
-async fn read_one(readers: &InvoiceReaders, job: &Job) -> Result<EngineReading, String> {
+/// The document's reading, and its kind (none for stand-alone XML).
+async fn read_one(readers: &InvoiceReaders, job: &Job) -> Result<(Option<InvoiceKind>, EngineReading), String> {
     let bytes = bytes::Bytes::from(tokio::fs::read(&job.path).await.map_err(|e| e.to_string())?);
     match InvoiceKind::sniff(&bytes[..bytes.len().min(16)]) {
-        Sniffed::Kind(kind) => readers.read_with(kind, bytes, job.options).await.map_err(|e| match e {
-            crate::ports::ReadError::Permanent { reason, .. } => reason.to_owned(),
-            other => other.to_string(),
-        }),
+        Sniffed::Kind(kind) => {
+            readers.read_with(kind, bytes, job.options).await.map(|r| (Some(kind), r)).map_err(|e| match e {
+                crate::ports::ReadError::Permanent { reason, .. } => reason.to_owned(),
+                other => other.to_string(),
+            })
+        }
         // Stand-alone XML (XRechnung, UBL, CII): the parser the PDF path uses for attachments.
         _ => einvoice::parse(&bytes)
-            .map(|(fields, text)| EngineReading {
-                engine: OcrEngineKind::EmbeddedXml,
-                reading: Reading::Structured { fields, text },
+            .map(|(fields, text)| {
+                (
+                    None,
+                    EngineReading { engine: OcrEngineKind::EmbeddedXml, reading: Reading::Structured { fields, text } },
+                )
             })
             .ok_or_else(|| "not_an_einvoice".to_owned()),
     }
@@ -216,7 +222,7 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
     let seconds = start.elapsed().as_secs_f64();
     let empty = InvoiceFields::default();
     let (engine, status, uncertain, fields, class) = match reading {
-        Ok(r) => {
+        Ok((kind, r)) => {
             let engine = r.engine;
             if show.is_some_and(|s| job.truth.file.contains(s)) {
                 let readings: Vec<&Vec<TextLine>> = match &r.reading {
@@ -251,12 +257,8 @@ async fn evaluate(readers: &InvoiceReaders, job: Job, tolerance_days: u32, show:
             // The status as the card spells it.
             let status =
                 serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            let kind = if job.truth.file.ends_with(".pdf") { InvoiceKind::Pdf } else { InvoiceKind::Jpeg };
-            let class = match crate::domain::extraction::document_class(kind, &text) {
-                crate::domain::ocr::DocumentClass::Receipt => "receipt",
-                crate::domain::ocr::DocumentClass::Invoice => "invoice",
-            };
-            (Some(engine), status, d.uncertain, score_fields(&job.truth, &fields), Some(class))
+            let class = kind.map(|k| crate::domain::extraction::document_class(k, &text));
+            (Some(engine), status, d.uncertain, score_fields(&job.truth, &fields), class)
         }
         Err(reason) => (None, format!("failed:{reason}"), Vec::new(), score_fields(&job.truth, &empty), None),
     };

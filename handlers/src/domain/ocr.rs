@@ -136,7 +136,8 @@ impl MatchResults {
 
 /// What a document is, for a reader that has a model per class (Document Intelligence's
 /// `prebuilt-receipt` and `prebuilt-invoice`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DocumentClass {
     /// A till receipt: a shop, a date, what was paid.
     Receipt,
