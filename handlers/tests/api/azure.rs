@@ -335,6 +335,10 @@ async fn the_reconcile_timer_removes_orphans_once_for_all_instances() {
         upload.commit().await.unwrap()
     });
     assert_eq!(app.invoice_files().len(), 2);
+    // What is not an invocation is refused, and removes nothing.
+    let resp = app.client.post(format!("{}/ReconcileInvoices", app.base)).body("not json").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(app.invoice_files().len(), 2);
     let mut payload = timer_payload();
     payload["Metadata"]["sys"]["MethodName"] = json!("ReconcileInvoices");
     let resp = app.client.post(format!("{}/ReconcileInvoices", app.base)).json(&payload).send().await.unwrap();

@@ -256,7 +256,11 @@ pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpRe
 /// `POST /ReconcileInvoices`: the hourly timer. Removes the invoices written within the look-back
 /// window that no product references (`application::reconcile`): one run for all instances, where
 /// each instance ran it before. A failed invocation is harmless: the next tick covers the same
-/// window.
+/// window. (A timer trigger runs on one instance at a time under a lock in the host's storage,
+/// keyed by the host id — the WebJobs timer extension, not in the host's repository; the host
+/// keeps ids from colliding for that reason, azure-functions-host
+/// `src/WebJobs.Script/Host/HostIdValidator.cs` lines 20–26. Each slot has its own host id, so
+/// each slot reconciles its own container once.)
 pub async fn reconcile_invoices(state: &AppState, body: BodyStream) -> HttpResponse {
     if let Err(refused) = timer_payload(body).await {
         return refused;
