@@ -123,6 +123,7 @@ impl Plan {
                 policy: crate::application::reminders::Policy {
                     max_attempts: settings.reminders.reminder_max_attempts,
                     retry_base: Duration::from_secs(settings.reminders.reminder_retry_base_secs.max(1)),
+                    concurrency: usize::from(settings.reminders.reminder_concurrency),
                     ..Default::default()
                 },
             },

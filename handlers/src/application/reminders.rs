@@ -44,6 +44,10 @@ pub struct Policy {
     pub lease: Duration,
     /// Products read, and deliveries claimed, per round.
     pub batch: usize,
+    /// Deliveries in flight at once (each: a product read, a send, a settlement). Notification
+    /// Hubs and webhook receivers that answer 429 are retried per their `Retry-After`, so this
+    /// bounds what one instance asks of them, not what they accept.
+    pub concurrency: usize,
 }
 
 impl Default for Policy {
@@ -54,6 +58,7 @@ impl Default for Policy {
             retry_max: Duration::from_secs(6 * 3600),
             lease: Duration::from_secs(300),
             batch: 500,
+            concurrency: 64,
         }
     }
 }
@@ -273,8 +278,12 @@ pub struct DeliveryReport {
     pub dropped: usize,
 }
 
-/// Delivers every delivery due at `now`.
+/// Delivers every delivery due at `now`: claimed a batch at a time, each batch sent
+/// `policy.concurrency` at a time, each delivery settled as soon as it is sent. A store failure
+/// stops the round; the deliveries it claimed and did not settle come due again when their lease
+/// ends.
 pub async fn deliver(services: &Services, now: DateTime<Utc>) -> Result<DeliveryReport, Unavailable> {
+    use futures_util::StreamExt;
     let r = &services.reminders;
     let mut report = DeliveryReport::default();
     let lease_until = now + chrono::Duration::from_std(r.policy.lease).unwrap_or(chrono::Duration::minutes(5));
@@ -283,8 +292,14 @@ pub async fn deliver(services: &Services, now: DateTime<Utc>) -> Result<Delivery
         if claimed.is_empty() {
             break;
         }
-        for delivery in &claimed {
-            let how = deliver_one(services, delivery, now).await?;
+        let mut settled = futures_util::stream::iter(claimed.into_iter().map(|delivery| async move {
+            let how = deliver_one(services, &delivery, now).await?;
+            r.store.settle(&delivery, &how).await?;
+            Ok::<_, Unavailable>((delivery, how))
+        }))
+        .buffer_unordered(r.policy.concurrency.max(1));
+        while let Some(outcome) = settled.next().await {
+            let (delivery, how) = outcome?;
             match &how {
                 Settlement::Done { reason: None } => report.delivered += 1,
                 Settlement::Done { reason: Some(why) } => {
@@ -300,7 +315,6 @@ pub async fn deliver(services: &Services, now: DateTime<Utc>) -> Result<Delivery
                     report.dead_lettered += 1
                 }
             }
-            r.store.settle(delivery, &how).await?;
         }
     }
     Ok(report)

@@ -171,6 +171,9 @@ pub struct ReminderSettings {
     /// six hours.
     #[arg(long, env = "WARRANTY_REMINDER_RETRY_BASE_SECS", default_value_t = 60)]
     pub reminder_retry_base_secs: u64,
+    /// Reminder deliveries one instance keeps in flight at once (pushes and webhook calls).
+    #[arg(long, env = "WARRANTY_REMINDER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub reminder_concurrency: u16,
     /// Azure Notification Hubs connection string (`Endpoint=sb://…;SharedAccessKeyName=…;
     /// SharedAccessKey=…`, a Listen+Send rule; in Azure a Key Vault reference). Unset: no push.
     #[arg(long, env = "WARRANTY_NOTIFICATION_HUB_CONNECTION_STRING", hide_env_values = true)]

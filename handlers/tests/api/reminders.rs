@@ -8,6 +8,7 @@ backends!([embedded, azure]:
     a_leap_day_reminder_in_auckland_falls_due_the_utc_day_before,
     edits_deletions_and_expiry_decide_which_reminders_exist,
     racing_sweeps_create_each_reminder_once,
+    racing_deliverers_send_each_reminder_once_many_at_a_time,
     push_goes_to_each_device_with_retries_dead_letters_and_gone_devices_removed,
     a_delivery_whose_deliverer_died_is_sent_once_after_its_lease,
     webhooks_to_internal_addresses_are_refused,
@@ -206,6 +207,51 @@ async fn racing_sweeps_create_each_reminder_once() {
     assert_eq!(created, 12, "one reminder per coverage whoever wins");
     assert_eq!(feed(&app, "carol", "?limit=50").await["items"].as_array().unwrap().len(), 12);
     assert_eq!(tick(&app, &clock, "2027-05-01T11:00:00Z").await["created"], 0);
+}
+
+/// Deliveries go out many at a time, and several deliverers (instances whose runs overlap) may
+/// work at once: each reminder still reaches the hub once, because a claim leases what it
+/// takes and of two claims of one delivery only one is stored. The hub answers every send after
+/// a delay, so sends overlap and a deliverer that sent them one by one would be seen doing so.
+async fn racing_deliverers_send_each_reminder_once_many_at_a_time() {
+    let hub = notification_hub().await;
+    hub.state.lock().unwrap().send_latency = Some(std::time::Duration::from_millis(20));
+    let cs = hub.connection_string();
+    let (app, _clock) = app_at("2027-05-01T10:00:00Z", |s| {
+        s.reminders.notification_hub_connection_string = Some(warranty::config::Secret::new(cs));
+    })
+    .await;
+    for user in ["erin", "frank", "grace"] {
+        let device = json!({"platform": "fcmv1", "pushChannel": format!("token-{user}")});
+        assert_eq!(put_device(&app, user, "phone", device).await.status(), 201);
+        for n in 0..8 {
+            product_with_coverage(
+                &app,
+                user,
+                &format!("DLV{}{n:02}X", user[..1].to_uppercase()),
+                "2027-01-10",
+                "2027-05-06",
+            )
+            .await;
+        }
+    }
+    let now = at("2027-05-01T10:00:00Z");
+    let s = &app.services;
+    assert_eq!(warranty::application::reminders::choose(s, now).await.unwrap().created, 24);
+    let (a, b, c) = tokio::join!(
+        warranty::application::reminders::deliver(s, now),
+        warranty::application::reminders::deliver(s, now),
+        warranty::application::reminders::deliver(s, now),
+    );
+    let delivered = a.unwrap().delivered + b.unwrap().delivered + c.unwrap().delivered;
+    let state = hub.snapshot();
+    let ids: std::collections::HashSet<&str> =
+        state.sent.iter().map(|(_, m)| m["reminderId"].as_str().unwrap()).collect();
+    assert_eq!((delivered, state.send_requests, ids.len()), (24, 24, 24), "each reminder sent once");
+    assert!(state.max_in_flight > 1, "sends overlap: {}", state.max_in_flight);
+    assert!(state.max_in_flight <= 3 * app.services.reminders.policy.concurrency);
+    let again = warranty::application::reminders::deliver(s, now).await.unwrap();
+    assert_eq!(again.delivered, 0, "nothing is left to send");
 }
 
 async fn put_device(app: &TestApp, user: &str, id: &str, body: Value) -> reqwest::Response {

@@ -34,6 +34,11 @@ pub struct HubState {
     pub refused: Vec<String>,
     /// Every send request, accepted or not.
     pub send_requests: usize,
+    /// How long the hub takes to answer a send (benchmarks: a hub in another region).
+    pub send_latency: Option<std::time::Duration>,
+    /// Sends being answered right now, and the most there were at once.
+    pub in_flight: usize,
+    pub max_in_flight: usize,
 }
 
 pub struct Hub {
@@ -154,12 +159,25 @@ pub async fn notification_hub() -> Hub {
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
-        .map(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
-            match handle(&st, &base, method, path.as_str(), &query, &headers, &body) {
-                Ok(r) => r,
-                Err(why) => {
-                    st.lock().unwrap().refused.push(why);
-                    answer(400, None)
+        .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+            let (st, base) = (st.clone(), base.clone());
+            async move {
+                let latency = st.lock().unwrap().send_latency;
+                if let (Some(latency), &Method::POST) = (latency, &method) {
+                    {
+                        let mut s = st.lock().unwrap();
+                        s.in_flight += 1;
+                        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+                    }
+                    tokio::time::sleep(latency).await;
+                    st.lock().unwrap().in_flight -= 1;
+                }
+                match handle(&st, &base, method, path.as_str(), &query, &headers, &body) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        st.lock().unwrap().refused.push(why);
+                        answer(400, None)
+                    }
                 }
             }
         });
