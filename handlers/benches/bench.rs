@@ -1,6 +1,6 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card|reminders|export|reconcile` runs
+//! Sections (all by default; `--only binary|ocr|backends|card|reminders|delivery|export|reconcile` runs
 //! one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
@@ -19,6 +19,9 @@
 //! - **reminders**: the expiry-reminder sweep over a generated SQLite store of up to 1,000,000
 //!   coverages (one per product, each scheduled as a sweep leaves it), with 1,000 or 10,000
 //!   due: the time to choose and create the due reminders, and the process's RSS around it;
+//! - **delivery**: 100,000 due reminders across 10,000 users delivered through the loopback
+//!   Notification Hub (`tests/api/support/hub.rs`) answering each send in 50 ms: deliveries per
+//!   second, each reminder sent exactly once;
 //! - **export**: `GET /api/me/export` of 200 products with 1 MB invoices from the release binary
 //!   (a child process), invoices on files and in Azurite: bytes per second and the server's RSS
 //!   while it streams;
@@ -49,6 +52,7 @@ enum Section {
     Backends,
     Card,
     Reminders,
+    Delivery,
     Export,
     Reconcile,
 }
@@ -263,6 +267,9 @@ fn main() {
         }
         if runs(Section::Reminders) {
             reminder_bench().await;
+        }
+        if runs(Section::Delivery) {
+            delivery_bench().await;
         }
         if runs(Section::Reconcile) {
             reconcile_bench(&args.reconcile_invoices).await;
@@ -824,6 +831,7 @@ fn generate_store(
     template: &serde_json::Value,
     total: usize,
     due: usize,
+    users: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     let mut db = app.db();
@@ -839,7 +847,7 @@ fn generate_store(
         let today = now.date_naive();
         for n in 0..total {
             let id = uuid::Uuid::now_v7();
-            let user = format!("user-{}", n % (total / 2).max(1));
+            let user = format!("user-{}", n % users.max(1));
             let serial = format!("G{n:07}");
             // Due: ends in 5 days. Not due: ends 40 to 400 days out; next reminder 30 days before.
             let (ends, next) = if n < due {
@@ -892,7 +900,7 @@ async fn reminder_bench() {
         app.db().execute("DELETE FROM products", []).unwrap();
         let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
         let t = Instant::now();
-        generate_store(&app, &template, total, due, now);
+        generate_store(&app, &template, total, due, total / 2, now);
         let generated = t.elapsed();
         let size = std::fs::metadata(app.dir.path().join("warranty.sqlite3")).map(|m| m.len()).unwrap_or(0);
         let before = rss_kib();
@@ -919,6 +927,68 @@ async fn reminder_bench() {
         );
     }
     println!("command: cargo bench --bench bench -- --only reminders");
+}
+
+/// 100,000 reminders due across 10,000 users, each with one push device, delivered through the
+/// loopback Notification Hub answering every send after 50 ms: deliveries per second, and that
+/// each reminder reached the hub exactly once.
+async fn delivery_bench() {
+    const USERS: usize = 10_000;
+    const DUE: usize = 100_000;
+    const LATENCY: Duration = Duration::from_millis(50);
+    println!("## reminder delivery through a loopback hub answering in 50 ms (SQLite, in process)");
+    let now: chrono::DateTime<chrono::Utc> = "2027-03-01T10:00:00Z".parse().unwrap();
+    let hub = support::notification_hub().await;
+    let cs = hub.connection_string();
+    let clock = Arc::new(warranty::ports::ManualClock::new(now));
+    let app = BACKEND
+        .scope(
+            Backend::Embedded,
+            support::spawn_at(clock, move |s| {
+                s.reminders.notification_hub_connection_string = Some(warranty::config::Secret::new(cs));
+                s.reminders.reminder_sweep_secs = 0;
+            }),
+        )
+        .await;
+    let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
+    assert_eq!(app.post_form("template", form).await.status(), 201);
+    let doc: String = app.db().query_row("SELECT doc FROM products", [], |r| r.get(0)).unwrap();
+    app.db().execute("DELETE FROM products", []).unwrap();
+    let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    generate_store(&app, &template, DUE, DUE, USERS, now);
+    for n in 0..USERS {
+        let user = warranty::domain::UserId(format!("user-{n}"));
+        let device = serde_json::json!([{
+            "installationId": "phone", "hubId": format!("hub-{n}"), "platform": "fcmv1",
+            "registeredAt": "2026-01-15T10:00:00Z"
+        }]);
+        app.services.products.put_user_record(&user, "devices", &device).await.unwrap();
+    }
+    let t = Instant::now();
+    let chosen = warranty::application::reminders::choose(&app.services, now).await.unwrap();
+    let choosing = t.elapsed();
+    assert_eq!(chosen.created, DUE);
+    hub.state.lock().unwrap().send_latency = Some(LATENCY);
+    let t = Instant::now();
+    let report = warranty::application::reminders::deliver(&app.services, now).await.unwrap();
+    let took = t.elapsed();
+    let state = hub.snapshot();
+    let ids: std::collections::HashSet<&str> =
+        state.sent.iter().map(|(_, m)| m["reminderId"].as_str().unwrap()).collect();
+    assert_eq!(report.delivered, DUE, "{report:?}");
+    assert_eq!(state.send_requests, DUE, "one send per delivery");
+    assert_eq!(ids.len(), DUE, "each reminder reached the hub once");
+    assert!(state.refused.is_empty(), "{:?}", state.refused.first());
+    let policy = app.services.reminders.policy;
+    println!(
+        "{DUE} due across {USERS} users: choosing {:.1} s; delivering {:.1} s = {:.0} deliveries/s ({} in flight, batches of {}), each reminder sent once",
+        choosing.as_secs_f64(),
+        took.as_secs_f64(),
+        DUE as f64 / took.as_secs_f64(),
+        policy.concurrency,
+        policy.batch
+    );
+    println!("command: cargo bench --bench bench -- --only delivery");
 }
 
 /// Peak RSS (`VmHWM`) of `pid` in KiB.
@@ -1001,6 +1071,7 @@ async fn reconcile_bench(sizes: &[usize]) {
             .parse()
             .unwrap();
         let store = BlobInvoiceStore::new(url.clone(), None).unwrap();
+        let owner = warranty::domain::UserId("bench".into());
         store.ensure_container().await.unwrap();
         let client = Arc::new(azure_storage_blob::BlobContainerClient::new(url, None, None).unwrap());
         let now = chrono::Utc::now();
@@ -1022,7 +1093,7 @@ async fn reconcile_bench(sizes: &[usize]) {
             .collect::<Vec<()>>()
             .await;
         for _ in 0..100 {
-            let mut upload = store.begin_named(&format!("{}.v1", uuid::Uuid::now_v7()), "pdf").await.unwrap();
+            let mut upload = store.begin_named(&owner, &format!("{}.v1", uuid::Uuid::now_v7()), "pdf").await.unwrap();
             upload.write(b"%PDF-1.7 new").await.unwrap();
             upload.commit().await.unwrap();
         }

@@ -170,8 +170,9 @@ pub trait ProductRepository: Send + Sync {
     /// `expected`.
     async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError>;
 
-    /// The location of product `id`'s current invoice, whoever owns it (reconciliation).
-    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable>;
+    /// The location of product `id`'s current invoice (reconciliation): read in `owner`'s
+    /// partition when the file named its owner, else found whoever owns it.
+    async fn invoice_location(&self, owner: Option<&UserId>, id: ProductId) -> Result<Option<String>, Unavailable>;
 
     /// One of the user's own records (`key`: `calendar-feed`, `notification-settings`, …), a
     /// JSON document the use case owns.
@@ -202,6 +203,12 @@ pub trait ProductRepository: Send + Sync {
     /// A product whoever owns it: the public verification page, which knows the product from a
     /// signed link and never the user.
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable>;
+
+    /// A verification link to `product` was issued: a store that cannot find a product by id
+    /// alone records what [`find`](Self::find) needs.
+    async fn link_issued(&self, _product: &ProductRecord) -> Result<(), Unavailable> {
+        Ok(())
+    }
 
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
     /// Returns false when the product is gone or its invoice was replaced meanwhile.
@@ -291,6 +298,14 @@ pub trait OcrRequeue: Send + Sync {
 /// A file read in chunks.
 pub type ChunkStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Unavailable>> + Send>>;
 
+/// A committed file, as reconciliation finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub location: String,
+    /// Whose it is, when the store keeps that with the file.
+    pub owner: Option<UserId>,
+}
+
 /// An invoice being written. Dropping it without `commit` must leave nothing behind
 /// (adapters abort in `Drop` as a last resort; callers call `abort` explicitly).
 #[async_trait]
@@ -303,15 +318,23 @@ pub trait InvoiceUpload: Send {
 
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
-    /// Starts writing the invoice of `product` (version `version`) with extension `ext`:
-    /// `{product}.v{version}.{ext}`.
-    async fn begin(&self, product: ProductId, version: u32, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
-        self.begin_named(&format!("{product}.v{version}"), ext).await
+    /// Starts writing the invoice of `owner`'s `product` (version `version`) with extension
+    /// `ext`: `{product}.v{version}.{ext}`.
+    async fn begin(
+        &self,
+        owner: &UserId,
+        product: ProductId,
+        version: u32,
+        ext: &str,
+    ) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+        self.begin_named(owner, &format!("{product}.v{version}"), ext).await
     }
 
-    /// Starts writing the file `{stem}.{ext}`; stems start with the product id (reconciliation
-    /// reads it back), for example `{product}.proof-{coverage}` for a coverage's proof.
-    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
+    /// Starts writing `owner`'s file `{stem}.{ext}`; stems start with the product id
+    /// (reconciliation reads it back), for example `{product}.proof-{coverage}` for a
+    /// coverage's proof. A store that can keep the owner with the file does, so reconciliation
+    /// reads the product in its owner's partition.
+    async fn begin_named(&self, owner: &UserId, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable>;
 
     /// Removes a committed invoice (compensation when the product could not be stored).
     async fn delete(&self, location: &str) -> Result<(), Unavailable>;
@@ -328,8 +351,8 @@ pub trait InvoiceStore: Send + Sync {
             .map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as ChunkStream))
     }
 
-    /// Locations of committed invoices last written between `from` and `to` (reconciliation).
-    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, Unavailable>;
+    /// Committed invoices last written between `from` and `to` (reconciliation).
+    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Written>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
 }

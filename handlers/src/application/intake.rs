@@ -5,7 +5,7 @@ use super::Error;
 use sha2::{Digest, Sha256};
 
 use crate::domain::invoice::{SNIFF_BYTES, display_file_name};
-use crate::domain::{INVOICE_MAX_BYTES, InvoiceKind, ProductId, Sniffed};
+use crate::domain::{INVOICE_MAX_BYTES, InvoiceKind, ProductId, Sniffed, UserId};
 use crate::ports::{InvoiceStore, InvoiceUpload};
 
 /// An invoice fully received but not yet committed to its final location.
@@ -32,6 +32,7 @@ pub enum Finished {
 
 pub struct InvoiceIntake<'a> {
     store: &'a dyn InvoiceStore,
+    owner: &'a UserId,
     product: ProductId,
     version: u32,
     client_name: Option<String>,
@@ -45,9 +46,15 @@ pub struct InvoiceIntake<'a> {
 }
 
 impl<'a> InvoiceIntake<'a> {
-    pub fn new(store: &'a dyn InvoiceStore, product: ProductId, client_name: Option<String>) -> Self {
+    pub fn new(
+        store: &'a dyn InvoiceStore,
+        owner: &'a UserId,
+        product: ProductId,
+        client_name: Option<String>,
+    ) -> Self {
         Self {
             store,
+            owner,
             product,
             version: 1,
             client_name,
@@ -99,8 +106,8 @@ impl<'a> InvoiceIntake<'a> {
                 Sniffed::NeedMore => return Ok(()),
                 Sniffed::Kind(kind) => {
                     let mut upload = match &self.stem {
-                        Some(stem) => self.store.begin_named(stem, kind.extension()).await?,
-                        None => self.store.begin(self.product, self.version, kind.extension()).await?,
+                        Some(stem) => self.store.begin_named(self.owner, stem, kind.extension()).await?,
+                        None => self.store.begin(self.owner, self.product, self.version, kind.extension()).await?,
                     };
                     self.kind = Some(kind);
                     // The head bytes seen so far, then whatever of this chunk came after them.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Services;
-use crate::ports::Unavailable;
+use crate::ports::{Unavailable, Written};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReconcilePolicy {
@@ -45,15 +45,22 @@ pub async fn orphan_invoices(
     let to = now - chrono::Duration::from_std(policy.grace).unwrap_or(chrono::Duration::zero());
     let from = now - chrono::Duration::from_std(policy.lookback).unwrap_or(chrono::Duration::days(2));
     let mut done = Reconciled::default();
-    for location in services.invoices.written_between(from, to).await? {
+    for Written { location, owner } in services.invoices.written_between(from, to).await? {
         done.checked += 1;
-        let referenced = match product_of(&location) {
+        let Some(id) = product_of(&location) else {
+            continue; // not an invoice this service named: leave it alone
+        };
+        let referenced = if location.contains(".proof-") {
             // A coverage's proof document: referenced when a coverage of the product holds it.
-            Some(id) if location.contains(".proof-") => services.products.find(id).await?.is_some_and(|p| {
+            let product = match &owner {
+                Some(owner) => services.products.get(owner, id).await?,
+                None => services.products.find(id).await?,
+            };
+            product.is_some_and(|p| {
                 p.coverages.iter().any(|c| c.proof.as_ref().is_some_and(|proof| proof.location == location))
-            }),
-            Some(id) => services.products.invoice_location(id).await?.is_some_and(|current| current == location),
-            None => continue, // not an invoice this service named: leave it alone
+            })
+        } else {
+            services.products.invoice_location(owner.as_ref(), id).await?.is_some_and(|current| current == location)
         };
         if !referenced {
             services.invoices.delete(&location).await?;

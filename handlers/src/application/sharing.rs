@@ -72,6 +72,7 @@ pub async fn issue_link(
     id: ProductId,
 ) -> Result<(ProductRecord, String, DateTime<Utc>), Error> {
     let product = services.products.get(user, id).await?.ok_or(Error::NotFound)?;
+    services.products.link_issued(&product).await?;
     let expires_at = services.clock.now() + services.links.lifetime;
     let token = token::issue(&services.links.key, product.id, product.verification_epoch, expires_at);
     Ok((product, token, expires_at))

@@ -38,7 +38,7 @@ async fn register(app: &TestApp, serial: &str) -> (String, String) {
     let resp = app
         .post_form("alice", Form::registration("Apple", "MacBook Air", serial, "2026-03-15", &fixture("invoice.pdf")))
         .await;
-    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.status(), 201, "{serial}");
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let card: Value = resp.json().await.unwrap();
     (card["id"].as_str().unwrap().to_owned(), location)
@@ -288,7 +288,8 @@ async fn a_hanging_queue_does_not_hold_the_registration() {
 
 /// Reconciliation on Blob Storage lists the hours of its window, never the container: invoices
 /// are named under the hour they were written (UTC), a window finds exactly the invoices written
-/// in it, and a blob outside the hour folders (named before this scheme) is not listed at all.
+/// in it, each with its owner (blob metadata), and a blob outside the hour folders (named before
+/// this scheme) is not listed at all.
 /// (Against Azurite; the benchmark shows the listing's cost flat in the container's size.)
 #[tokio::test]
 async fn blob_reconciliation_lists_only_the_hours_of_its_window() {
@@ -313,15 +314,17 @@ async fn blob_reconciliation_lists_only_the_hours_of_its_window() {
     });
     assert_eq!(recent.len(), 1, "{recent:?}");
     let hours = [hour_prefix(before), hour_prefix(chrono::Utc::now())];
-    assert!(hours.iter().any(|h| recent[0] == format!("{h}{id}.v1.pdf")), "{recent:?} under {hours:?}");
+    assert!(hours.iter().any(|h| recent[0].location == format!("{h}{id}.v1.pdf")), "{recent:?} under {hours:?}");
+    assert_eq!(recent[0].owner, Some(warranty::domain::UserId("alice".into())));
     assert!(old.is_empty(), "{old:?}");
     assert_eq!(all.len(), 2, "the legacy blob is stored, only not listed: {all:?}");
 }
 
 /// In Azure one timer function reconciles for all instances (`ReconcileInvoices`, hourly): an
 /// invoice written in the window that no product references is removed, the product's stays, and
-/// the invocation reports what it checked. (The Functions host is played by this test's POST with
-/// the host's timer payload.)
+/// the invocation reports what it checked. Each product is a point read in the owner's partition
+/// the blob names: the run succeeds with every Cosmos DB query failing. (The Functions host is
+/// played by this test's POST with the host's timer payload.)
 #[tokio::test]
 async fn the_reconcile_timer_removes_orphans_once_for_all_instances() {
     use warranty::adapters::azure::blob::BlobInvoiceStore;
@@ -330,7 +333,8 @@ async fn the_reconcile_timer_removes_orphans_once_for_all_instances() {
     let (id, _) = register(&app, "C02XK0ABJGH5").await;
     let orphan = app.with_blob_container(|url| async move {
         let store = BlobInvoiceStore::new(url, None).unwrap();
-        let mut upload = store.begin_named(&format!("{}.v1", uuid::Uuid::now_v7()), "pdf").await.unwrap();
+        let alice = warranty::domain::UserId("alice".into());
+        let mut upload = store.begin_named(&alice, &format!("{}.v1", uuid::Uuid::now_v7()), "pdf").await.unwrap();
         upload.write(b"%PDF-1.7 left by a crash").await.unwrap();
         upload.commit().await.unwrap()
     });
@@ -341,11 +345,90 @@ async fn the_reconcile_timer_removes_orphans_once_for_all_instances() {
     assert_eq!(app.invoice_files().len(), 2);
     let mut payload = timer_payload();
     payload["Metadata"]["sys"]["MethodName"] = json!("ReconcileInvoices");
+    app.cosmos.as_ref().unwrap().queries_unavailable.enable();
     let resp = app.client.post(format!("{}/ReconcileInvoices", app.base)).json(&payload).send().await.unwrap();
+    app.cosmos.as_ref().unwrap().queries_unavailable.disable();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["ReturnValue"], json!({"checked": 2, "removed": 1}), "{body}");
     let files: Vec<String> = app.invoice_files().iter().map(|p| p.to_string_lossy().into_owned()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(&format!("{id}.v1.pdf")) && !files.contains(&orphan), "{files:?}");
+}
+
+/// A verification is two point reads: the product's owner from the lookup in the product's
+/// bucket (written when its card is issued), then the product. Checked with every query
+/// failing. Links printed before the buckets keep working: an owner in the old single
+/// partition moves to the bucket, and a product with neither is found once by a query. A
+/// deleted product takes its lookups with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reads_the_owner_from_the_products_bucket_and_never_queries() {
+    let app = azure_app(|_| {}).await;
+    let cosmos = app.cosmos.as_ref().unwrap();
+    let key = std::fs::read_to_string(app.dir.path().join("verification-key")).unwrap();
+    let verify = |id: &str| {
+        let token = warranty::card::token::issue(
+            key.trim().as_bytes(),
+            id.parse().unwrap(),
+            0,
+            chrono::Utc::now() + chrono::Duration::days(1),
+        );
+        app.client.get(format!("{}/api/verify/{token}", app.base)).send()
+    };
+    let lookup = |id: String| async move { cosmos.find_by_id("link-owner", &id).await };
+
+    // A card issued: its lookup is in a bucket, and the link verifies with queries failing.
+    let (carded, _) = register(&app, "C02XK0ABJGH5").await;
+    assert_eq!(app.get("alice", &format!("/api/products/{carded}/card.pdf")).await.status(), 200);
+    let found = lookup(carded.clone()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["owner"], "alice");
+    let bucket = found[0]["userId"].as_str().unwrap().to_owned();
+    assert!(bucket.starts_with("~links-") && bucket.len() == 10, "{bucket}");
+    cosmos.queries_unavailable.enable();
+    assert_eq!(verify(&carded).await.unwrap().status(), 200);
+
+    // A link printed before the buckets, its owner in the old partition: found without a
+    // query, then moved.
+    cosmos.queries_unavailable.disable();
+    let (legacy, _) = register(&app, "C02XK0ABJGH7").await;
+    cosmos
+        .upsert(
+            "~link-owners",
+            &json!({"id": legacy, "userId": "~link-owners", "type": "link-owner", "owner": "alice"}),
+        )
+        .await;
+    cosmos.queries_unavailable.enable();
+    assert_eq!(verify(&legacy).await.unwrap().status(), 200);
+    cosmos.queries_unavailable.disable();
+    let found = lookup(legacy.clone()).await;
+    assert_eq!(found.len(), 1, "moved, not copied: {found:?}");
+    assert!(found[0]["userId"].as_str().unwrap().starts_with("~links-"));
+
+    // Never carded nor verified: one query finds it, the lookup is written, and from then on
+    // no query is needed.
+    let (bare, _) = register(&app, "C02XK0ABJGH6").await;
+    assert!(lookup(bare.clone()).await.is_empty());
+    cosmos.queries_unavailable.enable();
+    assert_eq!(verify(&bare).await.unwrap().status(), 503, "the first lookup needs the query");
+    cosmos.queries_unavailable.disable();
+    assert_eq!(verify(&bare).await.unwrap().status(), 200);
+    cosmos.queries_unavailable.enable();
+    assert_eq!(verify(&bare).await.unwrap().status(), 200);
+    cosmos.queries_unavailable.disable();
+
+    // Deleting the product removes its lookup: nothing names its owner any more.
+    let current = app.get("alice", &format!("/api/products/{carded}")).await;
+    let etag = current.headers()["etag"].to_str().unwrap().to_owned();
+    let resp = app
+        .client
+        .delete(format!("{}/api/products/{carded}", app.base))
+        .bearer_auth(token("alice"))
+        .header("if-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(lookup(carded.clone()).await.is_empty());
+    assert_eq!(verify(&carded).await.unwrap().status(), 404);
 }

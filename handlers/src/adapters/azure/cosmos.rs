@@ -253,8 +253,22 @@ impl CosmosTarget {
     }
 }
 
-/// The partition holding, per product, who owns it (verification lookups).
+/// The single partition that held, per product, who owns it (verification lookups) before the
+/// lookups were spread over buckets: still read, so links printed before keep working, and
+/// emptied as they are used.
 const LINK_OWNERS: &str = "~link-owners";
+
+/// Verification lookups are spread over this many logical partitions, chosen by the product id:
+/// each takes 1/4096 of the reads and of the storage (about 75 MB at a billion products, far
+/// under a logical partition's 20 GB and 10,000 RU/s).
+const LINK_BUCKETS: u16 = 4096;
+
+/// The partition of product `id`'s owner lookup. UUIDv7's last bytes are random, so products
+/// spread evenly; a product keeps its bucket for life.
+fn link_bucket(id: ProductId) -> String {
+    let b = id.as_bytes();
+    format!("~links-{:03x}", u16::from_be_bytes([b[14], b[15]]) % LINK_BUCKETS)
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -288,6 +302,36 @@ struct UserRecordDoc {
 impl CosmosProductRepository {
     pub fn new(container: ContainerClient) -> Self {
         Self { container }
+    }
+
+    /// The owner recorded for product `pid` in partition `partition` (a bucket, or the old one).
+    async fn link_owner(&self, partition: &str, pid: &str) -> Result<Option<String>, Unavailable> {
+        match self.container.read_item(partition.to_owned(), pid, None).await {
+            Ok(resp) => Ok(Some(resp.into_model::<LinkOwnerDoc>().map_err(unavailable)?.owner)),
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Records who owns `product` in its verification bucket.
+    async fn remember_owner(&self, product: &ProductRecord) -> Result<(), Unavailable> {
+        let bucket = link_bucket(product.id);
+        let doc = LinkOwnerDoc {
+            id: product.id.to_string(),
+            user_id: bucket.clone(),
+            doc_type: "link-owner".into(),
+            owner: product.user_id.as_str().to_owned(),
+        };
+        self.container.upsert_item(bucket, &doc.id, &doc, None).await.map(|_| ()).map_err(unavailable)
+    }
+
+    /// Deletes document `id` of `partition`; gone already is fine.
+    async fn forget(&self, partition: &str, id: &str) -> Result<(), Unavailable> {
+        match self.container.delete_item(partition.to_owned(), id, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// A document of type `T` by id; `None` when there is none (or it is of another type).
@@ -413,13 +457,17 @@ fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
 
 #[async_trait]
 impl ProductRepository for CosmosProductRepository {
-    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable> {
+    async fn invoice_location(&self, owner: Option<&UserId>, id: ProductId) -> Result<Option<String>, Unavailable> {
         #[derive(Deserialize)]
         struct Found {
             location: String,
         }
-        // Across partitions: reconciliation looks for the product whatever its owner. It runs
-        // for recent files only, so the query count stays small.
+        // The file named its owner: one point read in the owner's partition.
+        if let Some(owner) = owner {
+            return Ok(self.read_doc(owner.as_str(), &id.to_string()).await?.map(|d| d.product.invoice.location));
+        }
+        // Files written before their owner was kept with them: found across partitions (by id,
+        // indexed), for the look-back window after the upgrade only.
         let query =
             Query::from("SELECT c.product.invoice.location AS location FROM c WHERE c.type = 'product' AND c.id = @id")
                 .with_parameter("@id", id.to_string())
@@ -496,36 +544,44 @@ impl ProductRepository for CosmosProductRepository {
     }
 
     async fn find(&self, id: ProductId) -> Result<Option<ProductRecord>, Unavailable> {
-        // The verification link names the product only. Its owner is remembered in a small
-        // document of a partition of its own, so a scan is two point reads; the first lookup of
-        // a product is a cross-partition query by id (indexed), which then records the owner.
+        // The link names the product only. Its owner is in a small document of the product's
+        // bucket, written when a card (and so a link) is issued: a verification is two point
+        // reads. Links printed before the buckets find their owner in the old single partition
+        // (then moved to the bucket), or, for a product never verified, by a cross-partition
+        // query by id (indexed), once.
         let pid = id.to_string();
-        match self.container.read_item(LINK_OWNERS.to_owned(), &pid, None).await {
-            Ok(resp) => {
-                let owner: LinkOwnerDoc = resp.into_model().map_err(unavailable)?;
-                if let Some(doc) = self.read_doc(&owner.owner, &pid).await? {
-                    return Ok(Some(doc.product));
-                }
+        let bucket = link_bucket(id);
+        if let Some(owner) = self.link_owner(&bucket, &pid).await? {
+            let found = self.read_doc(&owner, &pid).await?;
+            if found.is_none() {
+                // Left by a verification racing the product's deletion: it names no product.
+                self.forget(&bucket, &pid).await?;
             }
-            Err(e) if is(&e, StatusCode::NotFound) => {}
-            Err(e) => return Err(unavailable(e)),
+            return Ok(found.map(|d| d.product));
         }
-        let query = Query::from("SELECT * FROM c WHERE c.type = 'product' AND c.id = @id")
-            .with_parameter("@id", id.to_string())
-            .map_err(unavailable)?;
-        let docs: Vec<ProductDoc> = self.query(query, FeedScope::full_container()).await?;
-        let Some(doc) = docs.into_iter().next() else { return Ok(None) };
-        let owner = LinkOwnerDoc {
-            id: pid.clone(),
-            user_id: LINK_OWNERS.to_owned(),
-            doc_type: "link-owner".into(),
-            owner: doc.user_id.clone(),
+        let owner = match self.link_owner(LINK_OWNERS, &pid).await? {
+            Some(owner) => owner,
+            None => {
+                let query = Query::from("SELECT * FROM c WHERE c.type = 'product' AND c.id = @id")
+                    .with_parameter("@id", pid.clone())
+                    .map_err(unavailable)?;
+                let docs: Vec<ProductDoc> = self.query(query, FeedScope::full_container()).await?;
+                let Some(doc) = docs.into_iter().next() else { return Ok(None) };
+                doc.user_id
+            }
         };
-        // A cache: failing to write it only costs the next lookup a query.
-        if let Err(e) = self.container.upsert_item(LINK_OWNERS.to_owned(), &pid, &owner, None).await {
+        let Some(doc) = self.read_doc(&owner, &pid).await? else { return Ok(None) };
+        // A cache: failing to write it only costs the next lookup this again.
+        if let Err(e) = self.remember_owner(&doc.product).await {
             tracing::warn!(product_id = %pid, error = %e, "could not remember a product's owner for verification");
+        } else if let Err(e) = self.forget(LINK_OWNERS, &pid).await {
+            tracing::warn!(product_id = %pid, error = %e, "could not remove a product's entry from the old lookup");
         }
         Ok(Some(doc.product))
+    }
+
+    async fn link_issued(&self, product: &ProductRecord) -> Result<(), Unavailable> {
+        self.remember_owner(product).await
     }
 
     async fn insert_registration(
@@ -669,6 +725,7 @@ impl ProductRepository for CosmosProductRepository {
     }
 
     async fn delete(&self, user: &UserId, id: ProductId, expected: u64) -> Result<(), StoreError> {
+        let bucket = link_bucket(id);
         let id = id.to_string();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(doc) = self.read_doc(user.as_str(), &id).await? else {
@@ -677,6 +734,10 @@ impl ProductRepository for CosmosProductRepository {
             if doc.product.revision != expected {
                 return Err(StoreError::Stale);
             }
+            // The owner lookups go first: a failure after them leaves a product whose next
+            // verification records them again, never a lookup naming an erased user.
+            self.forget(&bucket, &id).await?;
+            self.forget(LINK_OWNERS, &id).await?;
             let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
             // The pending-publication marker lives on the document: it goes with it.
             match self.container.delete_item(user.as_str().to_owned(), &id, Some(if_match(&etag))).await {

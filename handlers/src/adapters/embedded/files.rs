@@ -14,8 +14,9 @@ use tokio::io::AsyncWriteExt;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::UserId;
 use crate::domain::invoice::INVOICE_MAX_BYTES;
-use crate::ports::{Cause, InvoiceStore, InvoiceUpload, Unavailable};
+use crate::ports::{Cause, InvoiceStore, InvoiceUpload, Unavailable, Written};
 
 const BACKEND: &str = "invoice store";
 
@@ -109,7 +110,7 @@ impl InvoiceUpload for FileUpload {
 
 #[async_trait]
 impl InvoiceStore for FileInvoiceStore {
-    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+    async fn begin_named(&self, _: &UserId, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
         let location = format!("{stem}.{ext}");
         let final_path = self.path_of(&location)?;
         let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
@@ -117,7 +118,7 @@ impl InvoiceStore for FileInvoiceStore {
         Ok(Box::new(FileUpload { file: Some(file), tmp, final_path, location, done: false }))
     }
 
-    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<String>, Unavailable> {
+    async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Written>, Unavailable> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
@@ -129,7 +130,8 @@ impl InvoiceStore for FileInvoiceStore {
                 let Ok(modified) = meta.modified() else { continue };
                 let modified = DateTime::<Utc>::from(modified);
                 if modified >= from && modified <= to {
-                    found.push(entry.file_name().to_string_lossy().into_owned());
+                    // The product index finds a product by id alone: no owner is kept.
+                    found.push(Written { location: entry.file_name().to_string_lossy().into_owned(), owner: None });
                 }
             }
             Ok(found)

@@ -349,7 +349,7 @@ impl ProductRepository for SqliteProductRepository {
         .map_err(unavailable)
     }
 
-    async fn invoice_location(&self, id: ProductId) -> Result<Option<String>, Unavailable> {
+    async fn invoice_location(&self, _: Option<&UserId>, id: ProductId) -> Result<Option<String>, Unavailable> {
         self.read(move |c| {
             c.query_row(
                 "SELECT json_extract(doc, '$.invoice.location') FROM products WHERE id = ?1",

@@ -45,6 +45,7 @@ async fn read_coverage_form(
     state: &AppState,
     body: BodyStream,
     boundary: String,
+    owner: &crate::domain::UserId,
     product: uuid::Uuid,
     coverage: uuid::Uuid,
 ) -> Result<(serde_json::Value, Option<ReceivedInvoice>), ApiError> {
@@ -71,7 +72,7 @@ async fn read_coverage_form(
                 }
                 let file_name = field.file_name().map(str::to_owned);
                 let mut intake =
-                    InvoiceIntake::new(state.services.invoices.as_ref(), product, file_name).for_proof(coverage);
+                    InvoiceIntake::new(state.services.invoices.as_ref(), owner, product, file_name).for_proof(coverage);
                 loop {
                     match field.chunk().await {
                         Ok(Some(chunk)) => intake.push(&chunk).await.map_err(ApiError::from)?,
@@ -131,7 +132,7 @@ pub async fn add_coverage(
     let coverage_id = uuid::Uuid::now_v7();
     let (doc, proof) = if is_form_data(req) {
         let boundary = super::products::upload_boundary(req)?;
-        read_coverage_form(state, body, boundary, id, coverage_id).await?
+        read_coverage_form(state, body, boundary, &user, id, coverage_id).await?
     } else {
         (read_json(req, body, "application/json").await?, None)
     };

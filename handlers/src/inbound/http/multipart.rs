@@ -105,6 +105,7 @@ pub async fn read_form(
     body: BodyStream,
     boundary: String,
     store: &dyn InvoiceStore,
+    owner: &crate::domain::UserId,
     product: ProductId,
     version: u32,
 ) -> Result<ParsedForm, ApiError> {
@@ -141,7 +142,7 @@ pub async fn read_form(
                         continue;
                     }
                     let file_name = field.file_name().map(str::to_owned);
-                    let mut intake = InvoiceIntake::new(store, product, file_name).with_version(version);
+                    let mut intake = InvoiceIntake::new(store, owner, product, file_name).with_version(version);
                     let mut field = field;
                     loop {
                         match field.chunk().await {

@@ -77,7 +77,7 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
     let work = tokio::spawn(async move {
         let services = &task_state.services;
         let product_id = register::new_product_id();
-        let parsed = read_form(body, boundary, services.invoices.as_ref(), product_id, 1).await?;
+        let parsed = read_form(body, boundary, services.invoices.as_ref(), &user, product_id, 1).await?;
         let outcome = register::register(
             services,
             &user,
@@ -463,7 +463,7 @@ pub async fn replace_invoice(
     let trace_id = req.ctx.trace_id.clone();
     let work = tokio::spawn(async move {
         let services = &task_state.services;
-        let parsed = read_form(body, boundary, services.invoices.as_ref(), id, version).await?;
+        let parsed = read_form(body, boundary, services.invoices.as_ref(), &user, id, version).await?;
         let received = parsed.invoice.map_err(|e| ApiError::Validation(vec![e]))?;
         let card = lifecycle::replace_invoice(services, &user, id, revision, received, Some(&trace_id)).await?;
         tracing::info!(product_id = %id, version, "invoice replaced");

@@ -30,6 +30,8 @@ pub struct CosmosFixture {
     pub throttled: Arc<FaultInjectionRule>,
     /// Replaces answer 503 (the marker of a published event cannot be cleared).
     pub replace_unavailable: Arc<FaultInjectionRule>,
+    /// Queries answer 503: what still works uses point operations only.
+    pub queries_unavailable: Arc<FaultInjectionRule>,
 }
 
 fn rule(id: &str, error: FaultInjectionErrorType, ops: Option<FaultOperationType>) -> Arc<FaultInjectionRule> {
@@ -54,6 +56,11 @@ impl CosmosFixture {
             FaultInjectionErrorType::ServiceUnavailable,
             Some(FaultOperationType::ReplaceItem),
         );
+        let queries_unavailable = rule(
+            "queries-unavailable",
+            FaultInjectionErrorType::ServiceUnavailable,
+            Some(FaultOperationType::QueryItem),
+        );
         let emulator = Arc::new(InMemoryEmulatorHttpClient::new(
             VirtualAccountConfig::new(vec![VirtualRegion::new("East US", GATEWAY.parse().unwrap())]).unwrap(),
         ));
@@ -61,6 +68,7 @@ impl CosmosFixture {
             unavailable.clone(),
             throttled.clone(),
             replace_unavailable.clone(),
+            queries_unavailable.clone(),
         ]))
         .build()
         .await
@@ -81,7 +89,7 @@ impl CosmosFixture {
         );
         db.create_container(properties, None).await.expect("container");
         let container = db.container_client("products", None).await.expect("container client");
-        Self { container, unavailable, throttled, replace_unavailable }
+        Self { container, unavailable, throttled, replace_unavailable, queries_unavailable }
     }
 
     /// Ids of every product document, across partitions.
@@ -125,6 +133,27 @@ impl CosmosFixture {
             Err(e) if e.status().status_code() == azure_core::http::StatusCode::NotFound => None,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// Every document of type `doc_type` with id `id`, across partitions.
+    pub async fn find_by_id(&self, doc_type: &str, id: &str) -> Vec<serde_json::Value> {
+        let query = azure_data_cosmos::Query::from("SELECT * FROM c WHERE c.type = @type AND c.id = @id")
+            .with_parameter("@type", doc_type)
+            .unwrap()
+            .with_parameter("@id", id)
+            .unwrap();
+        self.container
+            .query_items::<serde_json::Value>(query, FeedScope::full_container(), None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn upsert(&self, partition: &str, doc: &serde_json::Value) {
+        let id = doc["id"].as_str().unwrap().to_owned();
+        self.container.upsert_item(partition.to_owned(), &id, doc, None).await.unwrap();
     }
 
     pub async fn delete(&self, user: &str, id: &str) {

@@ -4,7 +4,8 @@
 //! `Put Block List` on commit, so at most one block per upload is held in memory and a blob
 //! never exists half-written. An aborted upload leaves only uncommitted blocks, which the
 //! service discards after seven days; no blob is created. The SHA-256 and the content type are
-//! stored with the blob.
+//! stored with the blob, and so is its owner (metadata `owner`): reconciliation reads a listed
+//! invoice's product with one point read in its owner's partition.
 //!
 //! Auth: a managed identity (Entra token) in Azure; locally (Azurite) a SAS in the container URL,
 //! signed with the account key from a connection string (see [`sas`]).
@@ -29,7 +30,8 @@ use bytes::Bytes;
 
 use super::identity::Identity;
 use crate::config::{InvoiceStoreSettings, StartupError};
-use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable};
+use crate::domain::UserId;
+use crate::ports::{InvoiceStore, InvoiceUpload, Unavailable, Written};
 
 const BACKEND: &str = "invoice store (blob)";
 /// Size of one staged block.
@@ -120,9 +122,25 @@ impl BlobInvoiceStore {
     }
 }
 
+/// The metadata entry naming a blob's owner: the user id in unpadded base64url (metadata values
+/// travel as HTTP header values, which a user id's characters need not all fit).
+const OWNER: &str = "owner";
+
+fn encode_owner(owner: &UserId) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(owner.as_str())
+}
+
+fn decode_owner(value: &str) -> Option<UserId> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).ok()?;
+    String::from_utf8(bytes).ok().map(UserId)
+}
+
 struct BlobUpload {
     client: BlockBlobClient,
     location: String,
+    owner: String,
     content_type: &'static str,
     /// The block being filled; handed to the request without a copy when full. Allocated only
     /// while `permit` is held.
@@ -191,7 +209,7 @@ impl InvoiceUpload for BlobUpload {
         let list = BlockLookupList { latest: Some(std::mem::take(&mut self.blocks)), ..Default::default() };
         let options = BlockBlobClientCommitBlockListOptions {
             blob_content_type: Some(self.content_type.to_owned()),
-            metadata: Some([("sha256".to_owned(), sha)].into_iter().collect()),
+            metadata: Some([("sha256".to_owned(), sha), (OWNER.to_owned(), self.owner.clone())].into_iter().collect()),
             ..Default::default()
         };
         let body = RequestContent::try_from(list).map_err(unavailable)?;
@@ -235,7 +253,7 @@ impl InvoiceStore for BlobInvoiceStore {
         &self,
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<String>, Unavailable> {
+    ) -> Result<Vec<Written>, Unavailable> {
         use futures_util::TryStreamExt;
         let mut found = Vec::new();
         // One listing per hour of the window, and the hour on each side: a name's hour comes
@@ -243,6 +261,7 @@ impl InvoiceStore for BlobInvoiceStore {
         for hour in hours_between(from - chrono::Duration::hours(1), to + chrono::Duration::hours(1)) {
             let options = azure_storage_blob::models::BlobContainerClientListBlobsOptions {
                 prefix: Some(hour_prefix(hour)),
+                include: Some(vec![azure_storage_blob::models::ListBlobsIncludeItem::Metadata]),
                 ..Default::default()
             };
             let mut pager = self.container.list_blobs(Some(options)).map_err(unavailable)?;
@@ -256,19 +275,21 @@ impl InvoiceStore for BlobInvoiceStore {
                     && modified >= from
                     && modified <= to
                 {
-                    found.push(name);
+                    let owner = item.metadata.and_then(|m| m.values?.remove(OWNER)).and_then(|v| decode_owner(&v));
+                    found.push(Written { location: name, owner });
                 }
             }
         }
         Ok(found)
     }
 
-    async fn begin_named(&self, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
+    async fn begin_named(&self, owner: &UserId, stem: &str, ext: &str) -> Result<Box<dyn InvoiceUpload>, Unavailable> {
         let location = format!("{}{stem}.{ext}", hour_prefix(chrono::Utc::now()));
         let client = self.container.blob_client(&location).block_blob_client();
         Ok(Box::new(BlobUpload {
             client,
             location,
+            owner: encode_owner(owner),
             content_type: content_type_of(ext),
             buf: Vec::new(),
             blocks: Vec::new(),
