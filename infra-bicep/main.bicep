@@ -50,6 +50,15 @@ param planSku string = 'EP1'
 @description('Always-ready instances of the production slot (3 or more with zone redundancy).')
 param minimumInstances int = 3
 
+@description('Instances the plan may scale out to (Elastic Premium on Linux: at most 100).')
+@minValue(1)
+@maxValue(100)
+param maximumInstances int = 20
+
+@description('Analyze requests per second of the Document Intelligence resource (S0: 15 unless raised by a support request). The OCR concurrency per instance is derived from it and maximumInstances.')
+@minValue(1)
+param docIntelAnalyzeTps int = 15
+
 @description('Spread the plan over availability zones.')
 param zoneRedundant bool = true
 
@@ -163,6 +172,8 @@ module functionApp 'modules/functionapp.bicep' = {
     planSku: planSku
     zoneRedundant: zoneRedundant
     minimumInstances: minimumInstances
+    maximumInstances: maximumInstances
+    docIntelAnalyzeTps: docIntelAnalyzeTps
     productionImage: productionImage
     stagingImage: stagingImage
     identityId: identity.outputs.id

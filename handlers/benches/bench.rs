@@ -1,6 +1,6 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card|reminders|delivery|export|reconcile` runs
+//! Sections (all by default; `--only binary|ocr|backends|card|reminders|delivery|verify|export|reconcile` runs
 //! one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
@@ -22,6 +22,9 @@
 //! - **delivery**: 100,000 due reminders across 10,000 users delivered through the loopback
 //!   Notification Hub (`tests/api/support/hub.rs`) answering each send in 50 ms: deliveries per
 //!   second, each reminder sent exactly once;
+//! - **verify**: `GET /api/verify/{token}` with 10,000 and 1,000,000 products stored, each with
+//!   its verification lookup (`--verify-links` for other sizes): p50/p95/p99 on the Cosmos DB
+//!   emulator with every query made to fail (so only point reads can answer), and on SQLite;
 //! - **export**: `GET /api/me/export` of 200 products with 1 MB invoices from the release binary
 //!   (a child process), invoices on files and in Azurite: bytes per second and the server's RSS
 //!   while it streams;
@@ -53,6 +56,7 @@ enum Section {
     Card,
     Reminders,
     Delivery,
+    Verify,
     Export,
     Reconcile,
 }
@@ -84,6 +88,9 @@ struct Args {
     /// store slows as it grows: 10,000 takes about a minute, 100,000 more than 20.
     #[arg(long, value_delimiter = ',', default_values_t = [10_000usize])]
     reconcile_invoices: Vec<usize>,
+    /// Links stored in the verify section (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 1_000_000])]
+    verify_links: Vec<usize>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -270,6 +277,9 @@ fn main() {
         }
         if runs(Section::Delivery) {
             delivery_bench().await;
+        }
+        if runs(Section::Verify) {
+            verify_bench(&args.verify_links).await;
         }
         if runs(Section::Reconcile) {
             reconcile_bench(&args.reconcile_invoices).await;
@@ -989,6 +999,102 @@ async fn delivery_bench() {
         policy.batch
     );
     println!("command: cargo bench --bench bench -- --only delivery");
+}
+
+/// A verification link to `id` signed with the app's key.
+fn verify_url(app: &support::TestApp, id: &str) -> String {
+    let key = std::fs::read_to_string(app.dir.path().join("verification-key")).unwrap();
+    let token = warranty::card::token::issue(
+        key.trim().as_bytes(),
+        id.parse().unwrap(),
+        0,
+        chrono::Utc::now() + chrono::Duration::days(1),
+    );
+    format!("{}/api/verify/{token}", app.base)
+}
+
+/// 2,000 verifications of products drawn from `ids` (a fixed pseudo-random order), one client.
+async fn verify_latency(app: &support::TestApp, ids: &[String]) -> String {
+    let mut lat = Vec::with_capacity(2000);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let url = verify_url(app, &ids[(x % ids.len() as u64) as usize]);
+        let t = Instant::now();
+        let resp = app.client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    quantiles(&mut lat)
+}
+
+/// Verification against stores of `sizes` products, each with its owner lookup.
+async fn verify_bench(sizes: &[usize]) {
+    use futures_util::StreamExt;
+    println!("## verification (GET /api/verify/{{token}}) against the number of links stored, in process");
+    for &total in sizes {
+        // Cosmos DB: products written straight into the container, their lookups by the
+        // adapter's own `link_issued` (what issuing a card does).
+        let app = BACKEND.scope(Backend::Azure, support::spawn_app()).await;
+        let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
+        let resp = app.post_form("template", form).await;
+        assert_eq!(resp.status(), 201);
+        let card: serde_json::Value = resp.json().await.unwrap();
+        let cosmos = app.cosmos.as_ref().unwrap();
+        let mut template = cosmos.document("template", card["id"].as_str().unwrap()).await.unwrap();
+        for k in ["pendingOcr", "pendingOcrSince", "nextReminderAt", "_etag", "_rid", "_self", "_ts", "_attachments"] {
+            template.as_object_mut().unwrap().remove(k);
+        }
+        let t = Instant::now();
+        let ids: Vec<String> = (0..total).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let (services, template) = (&app.services, &template);
+        futures_util::stream::iter(ids.iter().enumerate())
+            .map(|(n, id)| async move {
+                let user = format!("user-{}", n % (total / 10).max(1));
+                let mut doc = template.clone();
+                doc["id"] = id.clone().into();
+                doc["userId"] = user.clone().into();
+                doc["serialKey"] = format!("dell\u{1f}G{n:07}").into();
+                doc["product"]["id"] = id.clone().into();
+                doc["product"]["userId"] = user.clone().into();
+                doc["product"]["serialNumber"] = format!("G{n:07}").into();
+                cosmos.upsert(&user, &doc).await;
+                let product: warranty::domain::ProductRecord = serde_json::from_value(doc["product"].clone()).unwrap();
+                services.products.link_issued(&product).await.unwrap();
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        let filled = t.elapsed().as_secs_f64();
+        cosmos.queries_unavailable.enable();
+        let cosmos_lat = verify_latency(&app, &ids).await;
+        cosmos.queries_unavailable.disable();
+        println!(
+            "cosmos   {total:>9} links (filled in {filled:.0} s; a product document is {} bytes), every query failing: {cosmos_lat}",
+            template.to_string().len()
+        );
+        drop(app);
+
+        // SQLite: the products table filled in one transaction.
+        let app = BACKEND.scope(Backend::Embedded, support::spawn_app()).await;
+        let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
+        assert_eq!(app.post_form("template", form).await.status(), 201);
+        let doc: String = app.db().query_row("SELECT doc FROM products", [], |r| r.get(0)).unwrap();
+        let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        let now = chrono::Utc::now();
+        generate_store(&app, &template, total, 0, (total / 10).max(1), now);
+        let ids: Vec<String> = {
+            let db = app.db();
+            let mut stmt = db.prepare("SELECT id FROM products ORDER BY random() LIMIT 10000").unwrap();
+            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        println!("embedded {total:>9} links: {}", verify_latency(&app, &ids).await);
+    }
+    let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+    println!("command: cargo bench --bench bench -- --only verify --verify-links {}", sizes.join(","));
 }
 
 /// Peak RSS (`VmHWM`) of `pid` in KiB.

@@ -15,6 +15,10 @@ param planSku string
 @description('Spread the plan over availability zones (needs at least 3 instances).')
 param zoneRedundant bool = true
 param minimumInstances int
+@description('Instances the plan may scale out to.')
+param maximumInstances int
+@description('Analyze requests per second the Document Intelligence resource accepts (S0: 15 by default, raised by a support request).')
+param docIntelAnalyzeTps int
 param productionImage string
 param stagingImage string
 param identityId string
@@ -42,11 +46,18 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   sku: { name: planSku, tier: 'ElasticPremium' }
   properties: {
     reserved: true
-    maximumElasticWorkerCount: 20
+    maximumElasticWorkerCount: maximumInstances
     elasticScaleEnabled: true
     zoneRedundant: zoneRedundant
   }
 }
+
+// OCR readings in flight per instance (the Service Bus trigger's maxConcurrentCalls, overriding
+// host.json's 2). A reading that asks Document Intelligence makes one analyze request and waits
+// at least 2 s before its first poll, so N readings in flight make at most N / 2 analyze requests
+// per second: across all instances that must stay within the resource's rate. S0's 15 per second
+// and 20 instances give 1 per instance. A 429 past it is retried, never lost: this keeps it rare.
+var ocrCallsPerInstance = max(1, min(2, (docIntelAnalyzeTps * 2) / maximumInstances))
 
 // Settings common to both slots.
 var shared = [
@@ -80,6 +91,7 @@ var shared = [
   // Local recognisers first; Document Intelligence only for what they leave uncertain.
   { name: 'WARRANTY_OCR_ENGINE', value: 'document-intelligence' }
   { name: 'WARRANTY_DOCINTEL_ENDPOINT', value: docIntelEndpoint }
+  { name: 'AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls', value: string(ocrCallsPerInstance) }
   { name: 'WARRANTY_JWKS_URL', value: '${environment().authentication.loginEndpoint}${tenantId}/discovery/v2.0/keys' }
   { name: 'WARRANTY_JWT_ISSUER', value: '${environment().authentication.loginEndpoint}${tenantId}/v2.0' }
   { name: 'WARRANTY_JWT_AUDIENCE', value: apiAudience }

@@ -387,6 +387,19 @@ async fn verification_reads_the_owner_from_the_products_bucket_and_never_queries
     assert!(bucket.starts_with("~links-") && bucket.len() == 10, "{bucket}");
     cosmos.queries_unavailable.enable();
     assert_eq!(verify(&carded).await.unwrap().status(), 200);
+    cosmos.queries_unavailable.disable();
+    // A bucket holds many lookups (the container's unique key counts a missing value once).
+    let alice = warranty::domain::UserId("alice".into());
+    let record = app.services.products.get(&alice, carded.parse().unwrap()).await.unwrap().unwrap();
+    for n in 0..3u8 {
+        let mut other = record.clone();
+        let mut bytes = *record.id.as_bytes();
+        bytes[0] ^= n + 1;
+        other.id = uuid::Uuid::from_bytes(bytes);
+        app.services.products.link_issued(&other).await.unwrap();
+    }
+    let shared: Vec<Value> = cosmos.partition(&bucket).await.into_iter().map(|(t, id)| json!([t, id])).collect();
+    assert_eq!(shared.len(), 4, "{shared:?}");
 
     // A link printed before the buckets, its owner in the old partition: found without a
     // query, then moved.

@@ -154,6 +154,9 @@ const PLATFORM: &[&str] = &[
     "AzureFunctionsWebHost__hostid",
     // Read by the binary's log filter (`telemetry::init`), not a `Settings` field.
     "RUST_LOG",
+    // Overrides host.json's `extensions.serviceBus.maxConcurrentCalls` (the host flattens
+    // host.json under `AzureFunctionsJobHost:`, HostJsonFileConfigurationSource.cs).
+    "AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls",
 ];
 
 #[test]

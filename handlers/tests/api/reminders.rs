@@ -9,6 +9,7 @@ backends!([embedded, azure]:
     edits_deletions_and_expiry_decide_which_reminders_exist,
     racing_sweeps_create_each_reminder_once,
     racing_deliverers_send_each_reminder_once_many_at_a_time,
+    a_settings_change_reschedules_the_users_products_at_the_next_sweep,
     push_goes_to_each_device_with_retries_dead_letters_and_gone_devices_removed,
     a_delivery_whose_deliverer_died_is_sent_once_after_its_lease,
     webhooks_to_internal_addresses_are_refused,
@@ -252,6 +253,36 @@ async fn racing_deliverers_send_each_reminder_once_many_at_a_time() {
     assert!(state.max_in_flight <= 3 * app.services.reminders.policy.concurrency);
     let again = warranty::application::reminders::deliver(s, now).await.unwrap();
     assert_eq!(again.delivered, 0, "nothing is left to send");
+}
+
+/// A change of the user's settings reschedules the products already scheduled. On Cosmos DB the
+/// request only records that it must be done (one write, however many products the user has) and
+/// the next sweep marks the products and computes their new due times.
+/// Reschedule requests waiting in the user's partition (Cosmos DB; none on SQLite).
+async fn reschedules(app: &TestApp, user: &str) -> usize {
+    match &app.cosmos {
+        Some(c) => c.partition(user).await.iter().filter(|(t, _)| t == "reschedule").count(),
+        None => 0,
+    }
+}
+
+async fn a_settings_change_reschedules_the_users_products_at_the_next_sweep() {
+    let (app, clock) = app_at("2027-03-01T10:00:00Z", |_| {}).await;
+    put_settings(&app, "heidi", json!({"leadDays": [3], "timeZone": "UTC", "hour": 9})).await;
+    for n in 0..3 {
+        product_with_coverage(&app, "heidi", &format!("RSC{n:03}X"), "2027-01-15", "2027-03-30").await;
+    }
+    // Scheduled for 27 March, 09:00.
+    assert_eq!(tick(&app, &clock, "2027-03-01T10:00:00Z").await["created"], 0);
+    put_settings(&app, "heidi", json!({"leadDays": [10], "timeZone": "UTC", "hour": 9})).await;
+    if app.cosmos.is_some() {
+        assert_eq!(reschedules(&app, "heidi").await, 1, "the request recorded the reschedule");
+    }
+    // Ten days before is 20 March: without the reschedule they would wait for the 27th.
+    assert_eq!(tick(&app, &clock, "2027-03-20T08:59:59Z").await["created"], 0);
+    assert_eq!(tick(&app, &clock, "2027-03-20T09:00:00Z").await["created"], 3);
+    assert_eq!(reschedules(&app, "heidi").await, 0, "done, and removed");
+    assert_eq!(tick(&app, &clock, "2027-03-27T09:00:00Z").await["created"], 0, "3 days is no longer a lead time");
 }
 
 async fn put_device(app: &TestApp, user: &str, id: &str, body: Value) -> reqwest::Response {

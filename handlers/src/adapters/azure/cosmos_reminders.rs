@@ -108,6 +108,63 @@ impl CosmosProductRepository {
 /// Requests a sweep keeps in flight at once.
 const CONCURRENCY: usize = 16;
 
+/// The id of the document asking the next sweep to reschedule its user's products.
+const RESCHEDULE: &str = "~reschedule";
+
+/// Users whose products one sweep round reschedules.
+const RESCHEDULES_PER_ROUND: usize = 10;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RescheduleDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    /// The unique key (`/serialKey`, per partition) counts a missing value as a value.
+    serial_key: String,
+    #[serde(default, rename = "_etag", skip_serializing)]
+    etag: Option<String>,
+}
+
+impl CosmosProductRepository {
+    /// Marks for the sweep every product of the users who asked for a reschedule (a change of
+    /// their notification settings), a page at a time, then removes each request unless it was
+    /// renewed meanwhile (its ETag changed): the work of a settings change is the sweep's, not
+    /// the request's, however many products the user has.
+    async fn run_reschedules(&self) -> Result<(), Unavailable> {
+        let query = Query::from(format!("SELECT TOP {RESCHEDULES_PER_ROUND} * FROM c WHERE c.type = 'reschedule'"));
+        let asked: Vec<RescheduleDoc> = self.query(query, FeedScope::full_container()).await?;
+        for request in asked.into_iter().take(RESCHEDULES_PER_ROUND) {
+            let user = request.user_id.clone();
+            let query = Query::from(
+                "SELECT c.id FROM c WHERE c.type = 'product' AND (NOT IS_DEFINED(c.nextReminderAt) OR c.nextReminderAt != '')",
+            );
+            let products: Vec<Owned> = self.query(query, FeedScope::partition(user.clone())).await?;
+            for chunk in products.chunks(CONCURRENCY) {
+                for marked in futures_util::future::join_all(chunk.iter().map(|p| {
+                    self.update(&user, &p.id, |doc| {
+                        doc.next_reminder_at = Some(String::new());
+                        true
+                    })
+                }))
+                .await
+                {
+                    marked?;
+                }
+            }
+            let etag = request.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.delete_item(user, RESCHEDULE, Some(if_match(&etag))).await {
+                Ok(_) => {}
+                // Renewed (marked again next round) or already done by a racing sweep.
+                Err(e) if is(&e, StatusCode::PreconditionFailed) || is(&e, StatusCode::NotFound) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 struct Owned {
     id: String,
@@ -116,6 +173,7 @@ struct Owned {
 #[async_trait]
 impl ReminderStore for CosmosProductRepository {
     async fn due_products(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ProductRecord>, Unavailable> {
+        self.run_reschedules().await?;
         // Across partitions, through the range index on `nextReminderAt`: only products with
         // something due match.
         let query =
@@ -151,16 +209,19 @@ impl ReminderStore for CosmosProductRepository {
     }
 
     async fn reschedule_user(&self, user: &UserId) -> Result<(), Unavailable> {
-        let query = Query::from("SELECT c.id FROM c WHERE c.type = 'product'");
-        let products: Vec<Owned> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
-        for p in products {
-            self.update(user.as_str(), &p.id, |doc| {
-                doc.next_reminder_at = Some(String::new());
-                true
-            })
-            .await?;
-        }
-        Ok(())
+        // One write whatever the user owns: the next sweep marks the products (above).
+        let doc = RescheduleDoc {
+            id: RESCHEDULE.into(),
+            user_id: user.as_str().to_owned(),
+            doc_type: "reschedule".into(),
+            serial_key: RESCHEDULE.into(),
+            etag: None,
+        };
+        self.container
+            .upsert_item(user.as_str().to_owned(), RESCHEDULE, &doc, None)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn create(&self, reminders: &[(Reminder, Vec<DeliveryTarget>)]) -> Result<Vec<bool>, Unavailable> {
