@@ -292,7 +292,9 @@ impl ReminderStore for CosmosProductRepository {
                 .map_err(unavailable)?;
         let docs: Vec<ReminderDoc> = self.query(query, FeedScope::full_container()).await?;
         let (now, lease) = (ts(now), ts(lease_until));
-        let mut out = Vec::new();
+        // Each document's due deliveries, leased in memory; then stored 16 at a time, each with
+        // `If-Match`: of two claimers of one document only one stores its lease.
+        let mut leased = Vec::new();
         for mut doc in docs {
             let mut taken = Vec::new();
             for d in doc.deliveries.iter_mut() {
@@ -306,16 +308,27 @@ impl ReminderStore for CosmosProductRepository {
                     });
                 }
             }
-            if taken.is_empty() {
-                continue;
+            if !taken.is_empty() {
+                doc.refresh_next();
+                leased.push((doc, taken));
             }
-            doc.refresh_next();
-            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
-            match self.container.replace_item(doc.user_id.clone(), &doc.id, &doc, Some(if_match(&etag))).await {
-                Ok(_) => out.extend(taken),
-                // Another claimer (or a read mark) changed it: this round leaves it.
-                Err(e) if is(&e, StatusCode::PreconditionFailed) || is(&e, StatusCode::NotFound) => {}
-                Err(e) => return Err(unavailable(e)),
+        }
+        let mut out = Vec::new();
+        for chunk in leased.chunks(CONCURRENCY) {
+            let stored = futures_util::future::join_all(chunk.iter().map(|(doc, _)| async move {
+                let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+                match self.container.replace_item(doc.user_id.clone(), &doc.id, doc, Some(if_match(&etag))).await {
+                    Ok(_) => Ok(true),
+                    // Another claimer (or a read mark) changed it: this round leaves it.
+                    Err(e) if is(&e, StatusCode::PreconditionFailed) || is(&e, StatusCode::NotFound) => Ok(false),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }))
+            .await;
+            for ((_, taken), stored) in chunk.iter().zip(stored) {
+                if stored? {
+                    out.extend(taken.iter().cloned());
+                }
             }
             if out.len() >= limit {
                 break;
