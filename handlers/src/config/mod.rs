@@ -418,8 +418,8 @@ pub struct OcrSettings {
     #[arg(long, env = "WARRANTY_OCR_RECOGNIZERS", value_enum, default_value = "pp-ocr+tesseract")]
     pub ocr_recognizers: Recognizers,
 
-    /// Folder with the PP-OCR models and ONNX Runtime (`det.onnx`, `rec.onnx`,
-    /// `libonnxruntime.so`), as `tools/models/fetch` installs them.
+    /// Folder with the PP-OCR models, ONNX Runtime and PDFium (`det.onnx`, `rec.onnx`,
+    /// `libonnxruntime.so`, `libpdfium.so`), as `tools/models/fetch` installs them.
     #[arg(long, env = "WARRANTY_OCR_MODELS_DIR", default_value = DEFAULT_MODELS_DIR)]
     pub ocr_models_dir: PathBuf,
 

@@ -26,6 +26,7 @@ mod ocr_corpus;
 mod ocr_dispatch;
 mod ocr_trigger;
 mod ops;
+mod pdf_text;
 mod platform;
 mod privacy;
 mod recognizer;

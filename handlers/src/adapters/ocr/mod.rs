@@ -10,6 +10,7 @@
 pub mod docintel;
 pub mod einvoice;
 pub mod pdf;
+pub mod pdfium;
 pub mod ppocr;
 pub mod tesseract;
 
@@ -76,8 +77,9 @@ enum PdfStep {
     /// No e-invoice: read the text layer, else render (unless a page is too large to).
     Text {
         pages: usize,
-        /// The in-process text layer, decoded only where poppler is missing.
-        fallback: Vec<crate::domain::extraction::TextLine>,
+        /// The text layer read in process: by PDFium, or (where neither PDFium nor poppler is
+        /// installed) by the crate's own decoder. `None`: ask poppler's `pdftotext`.
+        layer: Option<Vec<crate::domain::extraction::TextLine>>,
         too_large: Option<String>,
     },
 }
@@ -89,6 +91,9 @@ pub struct InvoiceReaders {
     /// Loaded once, in the background at start-up or on first use.
     ppocr: tokio::sync::OnceCell<Result<PpOcr, String>>,
     ppocr_config: PpOcrConfig,
+    /// PDFium (`libpdfium.so`), loaded on the first PDF: a service at rest maps none of it.
+    pdfium: std::sync::OnceLock<Result<std::sync::Arc<pdfium::Pdfium>, String>>,
+    pdfium_path: std::path::PathBuf,
     recognizers: Recognizers,
     docintel: Option<DocumentIntelligence>,
     limits: ReaderLimits,
@@ -140,7 +145,9 @@ impl InvoiceReaders {
                 settings.ocr_recognizer_instances.unwrap_or_else(PpOcrConfig::default_instances),
             )
         };
-        Ok(Self::new(tesseract, docintel, limits).with_recognizers(settings.ocr_recognizers, ppocr))
+        Ok(Self::new(tesseract, docintel, limits)
+            .with_recognizers(settings.ocr_recognizers, ppocr)
+            .with_pdfium(settings.ocr_models_dir.join(pdfium::LIBRARY)))
     }
 
     /// Readers with Tesseract as the only local recogniser; see [`Self::with_recognizers`].
@@ -150,6 +157,8 @@ impl InvoiceReaders {
             tesseract_config: tesseract,
             ppocr: tokio::sync::OnceCell::new(),
             ppocr_config: PpOcrConfig::in_dir(std::path::Path::new(DEFAULT_MODELS_DIR), 1),
+            pdfium: std::sync::OnceLock::new(),
+            pdfium_path: std::path::Path::new(DEFAULT_MODELS_DIR).join(pdfium::LIBRARY),
             recognizers: Recognizers::Tesseract,
             docintel,
             limits,
@@ -160,6 +169,24 @@ impl InvoiceReaders {
         self.recognizers = recognizers;
         self.ppocr_config = ppocr;
         self
+    }
+
+    /// Where `libpdfium.so` is looked for (a missing file leaves text layers to `pdftotext`).
+    pub fn with_pdfium(mut self, path: std::path::PathBuf) -> Self {
+        self.pdfium_path = path;
+        self
+    }
+
+    /// PDFium, loaded on first use; `None` (said once in the log) where it cannot be loaded.
+    fn pdfium(&self) -> Option<std::sync::Arc<pdfium::Pdfium>> {
+        let loaded = self.pdfium.get_or_init(|| {
+            let loaded = pdfium::Pdfium::load(&self.pdfium_path).map(std::sync::Arc::new);
+            if let Err(e) = &loaded {
+                tracing::warn!(reason = %e, "PDFium unavailable: text layers are read by poppler's pdftotext");
+            }
+            loaded
+        });
+        loaded.as_ref().ok().cloned()
     }
 
     /// Probes Tesseract and checks the PP-OCR files now (idempotent). The models themselves load
@@ -212,8 +239,9 @@ impl InvoiceReaders {
     async fn read_pdf(&self, bytes: Bytes, options: ReadOptions) -> Result<EngineReading, ReadError> {
         let limits = self.limits;
         let use_text_layer = !options.skip_text_layer;
-        // The in-process text layer is decoded only where poppler's is not available.
-        let decode_here = use_text_layer && self.tesseract().await.is_err();
+        let pdfium = if use_text_layer { self.pdfium() } else { None };
+        // The crate's own decoder reads the text layer only where neither PDFium nor poppler can.
+        let poppler_missing = use_text_layer && self.tesseract().await.is_err();
         let b = bytes.clone();
         let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
             let pdf = Pdf::load(&b)?;
@@ -240,21 +268,33 @@ impl InvoiceReaders {
                 (w.saturating_mul(h) > limits.max_pixels)
                     .then(|| format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels))
             });
-            let fallback = if decode_here { pdf.text_lines() } else { Vec::new() };
-            Ok(PdfStep::Text { pages, fallback, too_large })
+            let layer = match &pdfium {
+                Some(p) => match p.text_lines(&b, pages) {
+                    Ok(lines) => Some(lines),
+                    Err(e) => {
+                        tracing::warn!(reason = %e, "PDFium could not read the text layer; trying the next reader");
+                        poppler_missing.then(|| pdf.text_lines())
+                    }
+                },
+                None => poppler_missing.then(|| pdf.text_lines()),
+            };
+            Ok(PdfStep::Text { pages, layer, too_large })
         })
         .await
         .map_err(|e| ReadError::Transient(format!("PDF reader task failed: {e}")))??;
-        let (pages, fallback, too_large) = match step {
+        let (pages, layer, too_large) = match step {
             PdfStep::Done(r) => return Ok(*r),
-            PdfStep::Text { pages, fallback, too_large } => (pages, fallback, too_large),
+            PdfStep::Text { pages, layer, too_large } => (pages, layer, too_large),
         };
         if use_text_layer {
-            // Poppler's text layer (the fonts' ToUnicode maps, CID fonts and transforms
-            // applied), or the in-process reader where poppler is missing.
-            let lines = match self.tesseract().await {
-                Ok(t) => t.pdf_text(&bytes, pages).await?,
-                Err(_) => fallback,
+            // The fonts' ToUnicode maps, CID fonts and transforms applied: PDFium's reading, else
+            // poppler's `pdftotext` (a process per invoice).
+            let lines = match layer {
+                Some(lines) => lines,
+                None => match self.tesseract().await {
+                    Ok(t) => t.pdf_text(&bytes, pages).await?,
+                    Err(_) => Vec::new(),
+                },
             };
             let chars: usize = lines.iter().map(|l| l.text.chars().filter(|c| c.is_alphanumeric()).count()).sum();
             if chars >= MIN_TEXT_LAYER_CHARS {
@@ -409,7 +449,15 @@ impl InvoiceReader for InvoiceReaders {
     fn health(&self) -> Vec<EngineHealth> {
         let mut out = vec![
             EngineHealth { name: "embeddedXml", available: true, detail: None },
-            EngineHealth { name: "pdfText", available: true, detail: None },
+            EngineHealth {
+                name: "pdfText",
+                available: true,
+                detail: Some(match self.pdfium.get() {
+                    Some(Ok(_)) => "PDFium".into(),
+                    Some(Err(_)) => "pdftotext (PDFium unavailable)".into(),
+                    None => "PDFium loads on the first PDF".into(),
+                }),
+            },
             match self.tesseract.get() {
                 Some(Ok(t)) => {
                     EngineHealth { name: "tesseract", available: true, detail: Some(t.version().to_owned()) }

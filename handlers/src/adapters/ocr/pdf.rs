@@ -24,7 +24,7 @@ pub struct PageSize {
 impl Pdf {
     pub fn load(bytes: &[u8]) -> Result<Self, ReadError> {
         let doc = Document::load_mem(bytes).map_err(|e| {
-            if bytes.windows(8).any(|w| w == b"/Encrypt") {
+            if memchr::memmem::find(bytes, b"/Encrypt").is_some() {
                 ReadError::permanent("invoice_encrypted", format!("the PDF is encrypted: {e}"))
             } else {
                 ReadError::permanent("invoice_unreadable", format!("not a readable PDF: {e}"))

@@ -335,17 +335,37 @@ pub(crate) fn cells(words: impl Iterator<Item = (String, f32, f32, f32)>, height
 }
 
 /// Poppler's `pdftotext -tsv`: the same columns as Tesseract's, words at level 5 with their
-/// boxes in points. Its lines follow the text flows, so a row of a table split into flows is put
-/// back together here: words whose vertical centres are within half a line height form one
-/// visual line, and a gap wider than the line height starts a new cell.
+/// boxes in points, joined into lines by [`lines_from_words`].
 pub fn parse_pdftotext_tsv(tsv: &str) -> Vec<TextLine> {
-    let mut words: Vec<TsvWord> = tsv_words(tsv).collect();
+    lines_from_words(
+        tsv_words(tsv)
+            .map(|w| Word { page: w.page, left: w.left, top: w.top, width: w.width, height: w.height, text: w.text })
+            .collect(),
+    )
+}
+
+/// One word of a PDF's text layer (from poppler or PDFium): its page, its box in points from the
+/// page's top-left corner, and its text.
+pub struct Word {
+    pub page: u32,
+    pub left: f32,
+    pub top: f32,
+    pub width: f32,
+    pub height: f32,
+    pub text: String,
+}
+
+/// A text layer's words joined into visual lines. The engines' own lines follow the text flows,
+/// so a row of a table split into flows is put back together here: words whose vertical centres
+/// are within half a line height form one visual line, and a gap wider than the line height
+/// starts a new cell.
+pub fn lines_from_words(mut words: Vec<Word>) -> Vec<TextLine> {
     for w in &mut words {
         w.height = w.height.max(1.0);
     }
-    let centre = |w: &TsvWord| w.top + w.height / 2.0;
+    let centre = |w: &Word| w.top + w.height / 2.0;
     words.sort_by(|a, b| a.page.cmp(&b.page).then(centre(a).total_cmp(&centre(b))).then(a.left.total_cmp(&b.left)));
-    let mut lines: Vec<Vec<TsvWord>> = Vec::new();
+    let mut lines: Vec<Vec<Word>> = Vec::new();
     for w in words {
         match lines.last_mut() {
             Some(line)
