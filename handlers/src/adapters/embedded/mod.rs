@@ -2,6 +2,7 @@
 //! the local file system for invoices. No cloud account, no containers.
 
 mod db;
+pub(crate) mod durable;
 mod files;
 pub mod local_handler;
 pub mod queue;
