@@ -13,6 +13,7 @@ pub struct ReceivedInvoice {
     pub kind: InvoiceKind,
     pub size_bytes: u64,
     pub sha256: String,
+    pub crc32: u32,
     pub file_name: String,
     pub version: u32,
     pub(crate) upload: Box<dyn InvoiceUpload>,
@@ -41,6 +42,7 @@ pub struct InvoiceIntake<'a> {
     upload: Option<Box<dyn InvoiceUpload>>,
     size: u64,
     hasher: Sha256,
+    crc: crc32fast::Hasher,
     /// The file's name without extension, when it is not the product's invoice.
     stem: Option<String>,
 }
@@ -63,6 +65,7 @@ impl<'a> InvoiceIntake<'a> {
             upload: None,
             size: 0,
             hasher: Sha256::new(),
+            crc: crc32fast::Hasher::new(),
             stem: None,
         }
     }
@@ -98,6 +101,7 @@ impl<'a> InvoiceIntake<'a> {
             return Err(Error::InvoiceTooLarge);
         }
         self.hasher.update(chunk);
+        self.crc.update(chunk);
         if self.upload.is_none() {
             let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
@@ -138,6 +142,7 @@ impl<'a> InvoiceIntake<'a> {
             kind,
             size_bytes: self.size,
             sha256: hex::encode(self.hasher.finalize()),
+            crc32: self.crc.finalize(),
             file_name: display_file_name(self.client_name.as_deref(), kind),
             version: self.version,
             upload,

@@ -174,8 +174,8 @@ pub async fn register(
     }
 
     let kind = invoice.kind;
-    let (size_bytes, sha256, file_name, version) =
-        (invoice.size_bytes, invoice.sha256.clone(), invoice.file_name.clone(), invoice.version);
+    let (size_bytes, sha256, crc32, file_name, version) =
+        (invoice.size_bytes, invoice.sha256.clone(), invoice.crc32, invoice.file_name.clone(), invoice.version);
     let location = invoice.upload.commit().await?;
 
     let catalogue = Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
@@ -189,7 +189,15 @@ pub async fn register(
         purchase_date: valid.purchase,
         warranty_months: valid.warranty_months,
         warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
-        invoice: InvoiceRef { file_name, kind, size_bytes, sha256, location: location.clone(), version },
+        invoice: InvoiceRef {
+            file_name,
+            kind,
+            size_bytes,
+            sha256,
+            crc32: Some(crc32),
+            location: location.clone(),
+            version,
+        },
         ocr: OcrState::queued(version),
         created_at: now,
         revision: 1,

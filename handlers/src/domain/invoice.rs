@@ -96,6 +96,11 @@ pub struct InvoiceRef {
     pub kind: InvoiceKind,
     pub size_bytes: u64,
     pub sha256: String,
+    /// CRC-32 of the bytes, computed with the SHA-256 as they arrived: what the reader checks the
+    /// stored file against before reading it (a tenth of a SHA-256 pass). Absent on invoices
+    /// stored before it existed, which are checked by their SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
     /// Store-specific location (a relative path, a blob name). Never shown to clients.
     pub location: String,
     /// Bumped when the invoice is replaced; part of the OCR message id.

@@ -18,6 +18,8 @@ backends!([embedded, blob, azure]:
     hostile_inputs_hit_the_limits_not_the_worker,
 );
 
+backends!([embedded]: a_stored_invoice_that_changed_fails_as_corrupt_and_an_older_record_is_checked_by_sha256);
+
 use crate::support::*;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -365,4 +367,42 @@ async fn hostile_inputs_hit_the_limits_not_the_worker() {
     let (id, event) = register(&app, "five.pdf", &pdf_with_pages(5), "C02XK0ABJGH9").await;
     invoke(&app, &payload(event, 1, "m")).await;
     assert_ne!(ocr_of(&app, &id).await["failureReason"], "invoice_too_many_pages");
+}
+
+/// The reader checks the stored bytes against the CRC-32 kept at registration (same length, one
+/// byte changed: `invoice_corrupt`, never read); a record stored before the CRC existed is
+/// checked by its SHA-256 and read.
+async fn a_stored_invoice_that_changed_fails_as_corrupt_and_an_older_record_is_checked_by_sha256() {
+    let app = spawn_app().await;
+    let pdf = fixture("invoice.pdf");
+    let location = |id: &str| -> String {
+        app.db()
+            .query_row("SELECT json_extract(doc, '$.invoice.location') FROM products WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    };
+
+    let (id, event) = register(&app, "invoice.pdf", &pdf, "C02XK0ABJGH5").await;
+    let path = app.invoices_root().join(location(&id));
+    let mut stored = std::fs::read(&path).unwrap();
+    assert_eq!(stored, pdf);
+    let middle = stored.len() / 2;
+    stored[middle] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+    assert_eq!(invoke(&app, &payload(event, 1, "corrupt")).await.0, 200, "a final outcome, not a retry");
+    let ocr = ocr_of(&app, &id).await;
+    assert_eq!(ocr["status"], "failed", "{ocr}");
+    assert_eq!(ocr["failureReason"], "invoice_corrupt", "{ocr}");
+
+    let (id, event) = register(&app, "invoice.pdf", &pdf, "C02XK0ABJGH6").await;
+    let removed = app
+        .db()
+        .execute("UPDATE products SET doc = json_remove(doc, '$.invoice.crc32') WHERE id = ?1 AND json_extract(doc, '$.invoice.crc32') IS NOT NULL", [&id])
+        .unwrap();
+    assert_eq!(removed, 1, "registration keeps the CRC-32");
+    assert_eq!(invoke(&app, &payload(event, 1, "legacy")).await.0, 200);
+    let ocr = ocr_of(&app, &id).await;
+    // Read (its serial differs from the invoice's, so it needs review), not refused.
+    assert_eq!(ocr["status"], "needs_review", "the SHA-256 matched: {ocr}");
+    assert!(ocr["failureReason"].is_null(), "{ocr}");
+    assert_eq!(ocr["engine"], "pdf-text");
 }
