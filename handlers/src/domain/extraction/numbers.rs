@@ -25,6 +25,13 @@ pub(super) fn title_alone(l: &Line) -> bool {
     title_text(&l.text)
 }
 
+/// A date and nothing else on its line ("15/01/2024").
+fn date_alone(l: &Line) -> bool {
+    l.cells.len() == 1
+        && !l.text.chars().any(char::is_alphabetic)
+        && dates_in(&l.text, false).first().is_some_and(|(p, _)| *p == l.text.len() - l.text.trim_start().len())
+}
+
 /// A title and nothing else ("FACTURE", "Tax Invoice"), on a line or in a cell.
 pub(super) fn title_text(t: &str) -> bool {
     DOCUMENT_TITLE_RE.is_match(t) && !t.chars().any(|c| c.is_ascii_digit()) && t.split_whitespace().count() <= 3
@@ -53,11 +60,14 @@ pub(super) fn invoice_number(lines: &[Line]) -> Option<Field<String>> {
             }
         }
         // Under a title alone on its line, or in the cell under a title alone in its cell
-        // ("Blanc-Conseil   FACTURE" / "12 rue …   N° FX-2026-0042").
+        // ("Blanc-Conseil   FACTURE" / "12 rue …   N° FX-2026-0042"), or under a title with only
+        // the document's date between them (a header in two columns whose date, at the right,
+        // sits a little higher than the number: "FACTURE" / "15/01/2024" / "N° FA-2024-042").
         for cell in &l.cells {
             let under_title = i > 0
                 && (title_alone(&lines[i - 1])
-                    || lines[i - 1].cells.iter().any(|t| overlaps(t, cell) && title_text(&t.text)));
+                    || lines[i - 1].cells.iter().any(|t| overlaps(t, cell) && title_text(&t.text))
+                    || (i > 1 && title_alone(&lines[i - 2]) && date_alone(&lines[i - 1])));
             if under_title
                 && let Some(c) = BARE_NUMBER_RE.captures(&cell.text)
                 && looks_like_number(&c["v"])

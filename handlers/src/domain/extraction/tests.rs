@@ -434,6 +434,18 @@ fn the_line_under_a_title_alone_carries_the_number_and_the_date() {
     ));
     assert_eq!(f.invoice_number.map(|n| n.value), Some("FA-2024-042".to_owned()));
     assert_eq!(f.invoice_date.map(|d| d.value), Some(date(2024, 1, 15)));
+    // The same header where the date, at the right, sits a little higher than the number: a
+    // line of its own between the title and the number.
+    let f = extract(&lines(
+        "FACTURE\n\
+         15/01/2024\n\
+         N° FA-2024-042\n\
+         Emetteur   Destinataire\n\
+         10/01/2024 Consultation   1.00   50.00 EUR\n\
+         Total TTC:   100.00 EUR",
+    ));
+    assert_eq!(f.invoice_number.map(|n| n.value), Some("FA-2024-042".to_owned()));
+    assert_eq!(f.invoice_date.map(|d| d.value), Some(date(2024, 1, 15)));
     // A title with more on its line is not a title block: "Invoice for March" does not make the
     // next line's number the invoice's.
     let f = extract(&lines("Invoice for services rendered in March 2024\nNo. 77\nTotal   10.00"));
