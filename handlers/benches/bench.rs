@@ -98,9 +98,12 @@ struct Args {
 
 const SECRET: &str = "bench-secret";
 
-/// The `warranty` binary of this build (bench profile: optimised like release).
+/// The `warranty` binary of this build (bench profile: optimised like release), or the one
+/// `WARRANTY_BENCH_SERVER` names (an earlier build, to compare before and after on one machine).
 fn server_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_warranty"))
+    std::env::var_os("WARRANTY_BENCH_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_warranty").into())
 }
 
 fn free_port() -> u16 {
@@ -176,15 +179,90 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds (user + system) the process has used so far.
+/// CPU seconds (user + system) the process and the children it has waited for (poppler,
+/// Tesseract) have used so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime, stime, cutime, cstime.
+    let ticks: f64 = (11..=14).map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)).sum();
     ticks / 100.0
+}
+
+/// CPU seconds (user + system) of this process and of its children that have been waited for.
+fn self_and_children_cpu() -> f64 {
+    let usage = |who| {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given.
+        unsafe { libc::getrusage(who, u.as_mut_ptr()) };
+        // SAFETY: zero-initialised, then filled by the call above.
+        let u = unsafe { u.assume_init() };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(u.ru_utime) + secs(u.ru_stime)
+    };
+    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+}
+
+/// Files of 1 MiB written and synced (`fdatasync`) per second by `writers` threads at once, each
+/// rewriting its own file in `dir` (removed afterwards) for `time`.
+fn disk_rate(dir: &Path, writers: usize, time: Duration) -> f64 {
+    use std::io::Write;
+    let block = pdf(1 << 20);
+    let started = Instant::now();
+    let done: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (block, path) = (&block, dir.join(format!("disk-{w}")));
+                s.spawn(move || {
+                    let mut n = 0;
+                    while started.elapsed() < time {
+                        let mut f = std::fs::File::create(&path).unwrap();
+                        f.write_all(block).unwrap();
+                        f.sync_data().unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(dir);
+    rate
+}
+
+/// The corpus's first digital invoice, grown to about `size` bytes by an incremental update that
+/// adds one unreferenced stream of incompressible bytes (as a scanned attachment would): a
+/// valid PDF whose text layer is the invoice's.
+fn digital_invoice(size: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(corpus_dir().join("00-digital-classic-en.pdf")).expect("corpus invoice");
+    let doc = lopdf::Document::load_mem(&bytes).expect("a PDF");
+    let root = doc.trailer.get(b"Root").and_then(|r| r.as_reference()).expect("a catalogue");
+    let prev = {
+        let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64)..]).into_owned();
+        let after = tail.rsplit_once("startxref").expect("startxref").1;
+        after.split_whitespace().next().expect("offset").parse::<usize>().expect("offset")
+    };
+    let id = doc.max_id + 1;
+    let filler = pdf(size.saturating_sub(bytes.len() + 400));
+    let object = bytes.len() + 1;
+    bytes.extend_from_slice(format!("\n{id} 0 obj\n<< /Length {} >>\nstream\n", filler.len()).as_bytes());
+    bytes.extend_from_slice(&filler);
+    bytes.extend_from_slice(b"\nendstream\nendobj\n");
+    let xref = bytes.len();
+    bytes.extend_from_slice(
+        format!(
+            "xref\n{id} 1\n{object:010} 00000 n \ntrailer\n<< /Size {} /Root {} {} R /Prev {prev} >>\nstartxref\n{xref}\n%%EOF\n",
+            id + 1,
+            root.0,
+            root.1
+        )
+        .as_bytes(),
+    );
+    bytes
 }
 
 /// A PDF of `size` bytes: the magic, then incompressible bytes.
@@ -243,13 +321,19 @@ fn main() {
     let args = Args::parse();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("# warranty benchmark ({cores} cores)");
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     println!(
-        "command: cargo bench --bench bench -- --seconds {} --clients {} --starts {}{}{}",
+        "command: cargo bench --bench bench -- --seconds {} --clients {} --starts {}{}{}{}",
         args.seconds,
         args.clients,
         args.starts,
         args.only.map(|s| format!(" --only {}", s.to_possible_value().unwrap().get_name())).unwrap_or_default(),
-        if args.invoice_store == InvoiceStore::Blob { " --invoice-store blob" } else { "" }
+        if args.invoice_store == InvoiceStore::Blob { " --invoice-store blob" } else { "" },
+        match args.only {
+            Some(Section::Verify) => format!(" --verify-links {}", list(&args.verify_links)),
+            Some(Section::Reconcile) => format!(" --reconcile-invoices {}", list(&args.reconcile_invoices)),
+            _ => String::new(),
+        }
     );
     let runs = |s: Section| args.only.is_none_or(|o| o == s);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -358,13 +442,31 @@ async fn binary_bench(bin: &Path, args: &Args) {
     let pid = server.child.id();
     let base = format!("http://127.0.0.1:{}", server.port);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    // At rest: started, the OCR tools probed (health says so), then a quarter of a second idle.
+    let probed = Instant::now();
+    loop {
+        let health = client.get(format!("{base}/api/health")).send().await.unwrap().text().await.unwrap();
+        if !health.contains("not probed yet") && !health.contains("not checked yet") {
+            break;
+        }
+        assert!(probed.elapsed() < Duration::from_secs(30), "the OCR tools were never probed: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
     for _ in 0..3 {
         client.get(format!("{base}/api/health")).send().await.unwrap();
     }
-    println!("idle RSS: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
+    println!(
+        "idle RSS: {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB)",
+        status_kib(pid, "VmRSS:") as f64 / 1024.0,
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0
+    );
 
-    // 3. Sustained registrations with 1 MB invoices.
-    let invoice = Arc::new(pdf(1_000_000));
+    // 3. Sustained registrations with 1 MB invoices: a digital invoice with a text layer (the
+    //    corpus's first), made 1 MB by an attached incompressible stream, so each registration's
+    //    reading (which the server's dispatcher runs during the load) is a real one.
+    let invoice = Arc::new(digital_invoice(1_000_000));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let token = token("bench-user");
     let mut tasks = Vec::new();
@@ -391,10 +493,38 @@ async fn binary_bench(bin: &Path, args: &Args) {
         lat.extend(t.await.unwrap());
     }
     let elapsed = load_started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(pid) - cpu_before;
+    let registrations = lat.len() as f64;
     println!("{}", latency_report("", args.clients, elapsed, &mut lat));
     println!(
-        "server CPU during the load: {:.1} s of {elapsed:.1} s wall (the rest is the load generator and the kernel)",
-        cpu_seconds(pid) - cpu_before,
+        "server CPU during the load: {server_cpu:.1} s of {elapsed:.1} s wall (the rest is the load generator and the kernel): {:.2} ms per registration",
+        server_cpu * 1000.0 / registrations
+    );
+    // The readings the load queued finish after it (the dispatcher reads below the server's
+    // priority): the whole cost of a registration is measured until the server is idle again.
+    let drained = Instant::now();
+    let mut last = cpu_seconds(pid);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = cpu_seconds(pid);
+        if now - last < 0.01 || drained.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        last = now;
+    }
+    let whole = cpu_seconds(pid) - cpu_before;
+    println!(
+        "server CPU until its queue drained ({:.1} s after the load): {whole:.1} s, {:.2} ms per registration including its reading",
+        drained.elapsed().as_secs_f64(),
+        whole * 1000.0 / registrations
+    );
+    // The same disk, the same writers, nothing else: what the hardware allows for a 1 MiB
+    // invoice made durable. Each registration writes (and syncs) at least this.
+    let disk = disk_rate(&scratch_dir(), args.clients, Duration::from_secs(args.seconds.min(5)));
+    println!(
+        "disk: 1 MiB write + fdatasync, {} writers at once: {disk:.0} per second; registrations reached {:.2} of it",
+        args.clients,
+        registrations / elapsed / disk
     );
     println!("RSS after sustained load: {:.1} MiB", status_kib(pid, "VmRSS:") as f64 / 1024.0);
     drop(server);
@@ -535,6 +665,8 @@ async fn ocr_bench(bin: &Path) {
     let scratch = scratch_dir();
     let readers = InvoiceReaders::new(TesseractConfig::defaults(scratch.clone()), None, ReaderLimits::default());
     let mut per_kind: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    // CPU of this process and of the processes it started (poppler, Tesseract), per kind.
+    let mut cpu_per_kind: std::collections::BTreeMap<String, f64> = Default::default();
     for inv in &invoices {
         let file = inv["file"].as_str().expect("file");
         let kind = match file.rsplit('.').next() {
@@ -544,19 +676,25 @@ async fn ocr_bench(bin: &Path) {
         };
         let bytes = bytes::Bytes::from(std::fs::read(corpus_dir().join(file)).expect("corpus file"));
         let rounds = if matches!(inv["kind"].as_str(), Some("digital" | "facturx")) { 50 } else { 1 };
+        // One reading first, uncounted: the libraries load and the tools are probed once.
+        readers.read(kind, bytes.clone()).await.expect("readable");
+        let cpu = self_and_children_cpu();
         for _ in 0..rounds {
             let t = Instant::now();
             readers.read(kind, bytes.clone()).await.expect("readable");
             per_kind.entry(inv["kind"].as_str().unwrap_or("?").to_owned()).or_default().push(t.elapsed());
         }
+        *cpu_per_kind.entry(inv["kind"].as_str().unwrap_or("?").to_owned()).or_default() +=
+            self_and_children_cpu() - cpu;
     }
     for (kind, mut times) in per_kind {
         times.sort();
         println!(
-            "OCR latency per one-page invoice, {kind:<8}: median {:.2} ms, max {:.2} ms ({} runs)",
+            "OCR latency per one-page invoice, {kind:<8}: median {:.2} ms, max {:.2} ms ({} runs); CPU {:.2} ms per reading (this process and the tools it ran)",
             percentile(&times, 0.5),
             times.last().expect("runs").as_secs_f64() * 1000.0,
-            times.len()
+            times.len(),
+            cpu_per_kind[&kind] * 1000.0 / times.len() as f64,
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -1001,29 +1139,33 @@ async fn delivery_bench() {
     println!("command: cargo bench --bench bench -- --only delivery");
 }
 
-/// A verification link to `id` signed with the app's key.
-fn verify_url(app: &support::TestApp, id: &str) -> String {
+/// 2,000 requests for products drawn from `ids` (owner, product id) in a fixed pseudo-random
+/// order, one client: the public verification, or (`card`) the owner's card read, one point read
+/// of the product alone, which tells the store's own cost per read apart from the lookup's.
+async fn read_latency(app: &support::TestApp, ids: &[(String, String)], card: bool) -> String {
     let key = std::fs::read_to_string(app.dir.path().join("verification-key")).unwrap();
-    let token = warranty::card::token::issue(
-        key.trim().as_bytes(),
-        id.parse().unwrap(),
-        0,
-        chrono::Utc::now() + chrono::Duration::days(1),
-    );
-    format!("{}/api/verify/{token}", app.base)
-}
-
-/// 2,000 verifications of products drawn from `ids` (a fixed pseudo-random order), one client.
-async fn verify_latency(app: &support::TestApp, ids: &[String]) -> String {
     let mut lat = Vec::with_capacity(2000);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..2000 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let url = verify_url(app, &ids[(x % ids.len() as u64) as usize]);
-        let t = Instant::now();
-        let resp = app.client.get(&url).send().await.unwrap();
+        let (owner, id) = &ids[(x % ids.len() as u64) as usize];
+        let t;
+        let resp = if card {
+            t = Instant::now();
+            app.get(owner, &format!("/api/products/{id}")).await
+        } else {
+            let token = warranty::card::token::issue(
+                key.trim().as_bytes(),
+                id.parse().unwrap(),
+                0,
+                chrono::Utc::now() + chrono::Duration::days(1),
+            );
+            let url = format!("{}/api/verify/{token}", app.base);
+            t = Instant::now();
+            app.client.get(&url).send().await.unwrap()
+        };
         assert_eq!(resp.status(), 200);
         let _ = resp.bytes().await.unwrap();
         lat.push(t.elapsed());
@@ -1036,6 +1178,27 @@ async fn verify_bench(sizes: &[usize]) {
     use futures_util::StreamExt;
     println!("## verification (GET /api/verify/{{token}}) against the number of links stored, in process");
     for &total in sizes {
+        let users = (total / 10).max(1);
+        // SQLite first (before the emulator's memory pushes the file out of the page cache): the
+        // products table filled in one transaction.
+        let app = BACKEND.scope(Backend::Embedded, support::spawn_app()).await;
+        let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
+        assert_eq!(app.post_form("template", form).await.status(), 201);
+        let doc: String = app.db().query_row("SELECT doc FROM products", [], |r| r.get(0)).unwrap();
+        let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        generate_store(&app, &template, total, 0, users, chrono::Utc::now());
+        let ids: Vec<(String, String)> = {
+            let db = app.db();
+            let mut stmt = db.prepare("SELECT user_id, id FROM products ORDER BY random() LIMIT 10000").unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        };
+        println!(
+            "embedded {total:>9} links: verify {}; card read {}",
+            read_latency(&app, &ids, false).await,
+            read_latency(&app, &ids, true).await
+        );
+        drop(app);
+
         // Cosmos DB: products written straight into the container, their lookups by the
         // adapter's own `link_issued` (what issuing a card does).
         let app = BACKEND.scope(Backend::Azure, support::spawn_app()).await;
@@ -1049,11 +1212,11 @@ async fn verify_bench(sizes: &[usize]) {
             template.as_object_mut().unwrap().remove(k);
         }
         let t = Instant::now();
-        let ids: Vec<String> = (0..total).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let ids: Vec<(String, String)> =
+            (0..total).map(|n| (format!("user-{}", n % users), uuid::Uuid::now_v7().to_string())).collect();
         let (services, template) = (&app.services, &template);
         futures_util::stream::iter(ids.iter().enumerate())
-            .map(|(n, id)| async move {
-                let user = format!("user-{}", n % (total / 10).max(1));
+            .map(|(n, (user, id))| async move {
                 let mut doc = template.clone();
                 doc["id"] = id.clone().into();
                 doc["userId"] = user.clone().into();
@@ -1061,7 +1224,7 @@ async fn verify_bench(sizes: &[usize]) {
                 doc["product"]["id"] = id.clone().into();
                 doc["product"]["userId"] = user.clone().into();
                 doc["product"]["serialNumber"] = format!("G{n:07}").into();
-                cosmos.upsert(&user, &doc).await;
+                cosmos.upsert(user, &doc).await;
                 let product: warranty::domain::ProductRecord = serde_json::from_value(doc["product"].clone()).unwrap();
                 services.products.link_issued(&product).await.unwrap();
             })
@@ -1070,28 +1233,14 @@ async fn verify_bench(sizes: &[usize]) {
             .await;
         let filled = t.elapsed().as_secs_f64();
         cosmos.queries_unavailable.enable();
-        let cosmos_lat = verify_latency(&app, &ids).await;
+        let verify = read_latency(&app, &ids, false).await;
+        let card = read_latency(&app, &ids, true).await;
         cosmos.queries_unavailable.disable();
         println!(
-            "cosmos   {total:>9} links (filled in {filled:.0} s; a product document is {} bytes), every query failing: {cosmos_lat}",
-            template.to_string().len()
+            "cosmos   {total:>9} links (filled in {filled:.0} s; a product document is {} bytes; RSS {} MiB), every query failing: verify {verify}; card read {card}",
+            template.to_string().len(),
+            rss_kib() / 1024
         );
-        drop(app);
-
-        // SQLite: the products table filled in one transaction.
-        let app = BACKEND.scope(Backend::Embedded, support::spawn_app()).await;
-        let form = Form::registration("Dell", "Inspiron 14", "TPL0001", "2026-01-15", &pdf(2_000));
-        assert_eq!(app.post_form("template", form).await.status(), 201);
-        let doc: String = app.db().query_row("SELECT doc FROM products", [], |r| r.get(0)).unwrap();
-        let template: serde_json::Value = serde_json::from_str(&doc).unwrap();
-        let now = chrono::Utc::now();
-        generate_store(&app, &template, total, 0, (total / 10).max(1), now);
-        let ids: Vec<String> = {
-            let db = app.db();
-            let mut stmt = db.prepare("SELECT id FROM products ORDER BY random() LIMIT 10000").unwrap();
-            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-        };
-        println!("embedded {total:>9} links: {}", verify_latency(&app, &ids).await);
     }
     let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
     println!("command: cargo bench --bench bench -- --only verify --verify-links {}", sizes.join(","));
