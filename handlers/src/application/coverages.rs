@@ -88,10 +88,8 @@ pub async fn add(
                 p.abort().await;
                 return Err(e);
             }
-            let (kind, size_bytes, sha256, crc32, file_name) =
-                (p.kind, p.size_bytes, p.sha256.clone(), p.crc32, p.file_name.clone());
-            let location = p.upload.commit().await?;
-            Some(InvoiceRef { file_name, kind, size_bytes, sha256, crc32: Some(crc32), location, version: 1 })
+            // A proof's intake is version 1 (`for_proof` keeps the default).
+            Some(p.commit().await?)
         }
     };
     let result = store_new(services, user, id, doc, coverage_id, location.clone()).await;

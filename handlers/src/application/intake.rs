@@ -23,6 +23,20 @@ impl ReceivedInvoice {
     pub async fn abort(self) {
         self.upload.abort().await;
     }
+
+    /// Commits the upload and returns what a product keeps of it.
+    pub async fn commit(self) -> Result<crate::domain::InvoiceRef, Error> {
+        let location = self.upload.commit().await?;
+        Ok(crate::domain::InvoiceRef {
+            file_name: self.file_name,
+            kind: self.kind,
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            crc32: Some(self.crc32),
+            location,
+            version: self.version,
+        })
+    }
 }
 
 /// Result of a finished intake: a file, or "the part was empty".

@@ -230,25 +230,9 @@ pub async fn replace_invoice(
         received.abort().await;
         return Err(e);
     }
-    let (kind, size_bytes, sha256, crc32, file_name, version) = (
-        received.kind,
-        received.size_bytes,
-        received.sha256.clone(),
-        received.crc32,
-        received.file_name.clone(),
-        received.version,
-    );
-    let location = received.upload.commit().await?;
     let mut next = product.clone();
-    next.invoice = crate::domain::InvoiceRef {
-        file_name,
-        kind,
-        size_bytes,
-        sha256,
-        crc32: Some(crc32),
-        location: location.clone(),
-        version,
-    };
+    next.invoice = received.commit().await?;
+    let (location, version) = (next.invoice.location.clone(), next.invoice.version);
     next.ocr = crate::domain::OcrState::queued(version);
     next.revision += 1;
     next.audit.push(AuditEntry {

@@ -15,8 +15,8 @@ use super::Services;
 use super::intake::ReceivedInvoice;
 use crate::domain::text_field::BoundedText;
 use crate::domain::{
-    Coverage, FieldError, InvoiceRef, OcrRequested, OcrState, ProductField, ProductId, ProductRecord, PurchaseDate,
-    SerialNumber, UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
+    Coverage, FieldError, OcrRequested, OcrState, ProductField, ProductId, ProductRecord, PurchaseDate, SerialNumber,
+    UserId, WarrantyCard, brand_catalog::brand_key, expiry_date,
 };
 use crate::ports::{IdempotencyRecord, StoreError, StoredResponse, Unavailable};
 
@@ -173,10 +173,8 @@ pub async fn register(
         }
     }
 
-    let kind = invoice.kind;
-    let (size_bytes, sha256, crc32, file_name, version) =
-        (invoice.size_bytes, invoice.sha256.clone(), invoice.crc32, invoice.file_name.clone(), invoice.version);
-    let location = invoice.upload.commit().await?;
+    let invoice = invoice.commit().await?;
+    let (location, version) = (invoice.location.clone(), invoice.version);
 
     let catalogue = Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
     let product = ProductRecord {
@@ -189,15 +187,7 @@ pub async fn register(
         purchase_date: valid.purchase,
         warranty_months: valid.warranty_months,
         warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
-        invoice: InvoiceRef {
-            file_name,
-            kind,
-            size_bytes,
-            sha256,
-            crc32: Some(crc32),
-            location: location.clone(),
-            version,
-        },
+        invoice,
         ocr: OcrState::queued(version),
         created_at: now,
         revision: 1,
