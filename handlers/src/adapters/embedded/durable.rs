@@ -10,6 +10,7 @@
 //! The syncs run on the blocking pool; a waiting writer holds no thread.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one sync flushes.
@@ -24,7 +25,7 @@ pub enum Target {
 }
 
 pub struct GroupSync {
-    targets: Vec<Target>,
+    targets: Arc<[Target]>,
     /// Changes made so far (a ticket is the count when the change was made).
     changed: AtomicU64,
     /// Every change up to this ticket is durable.
@@ -38,7 +39,7 @@ pub struct GroupSync {
 impl GroupSync {
     pub fn new(targets: Vec<Target>) -> Self {
         Self {
-            targets,
+            targets: targets.into(),
             changed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             turn: tokio::sync::Mutex::new(()),
@@ -64,7 +65,7 @@ impl GroupSync {
             }
             // Everything changed before this load is covered by the sync that follows it.
             let upto = self.changed.load(Ordering::Acquire);
-            let targets = self.targets.clone();
+            let targets = Arc::clone(&self.targets);
             tokio::task::spawn_blocking(move || sync_all(&targets)).await.map_err(std::io::Error::other)??;
             self.syncs.fetch_add(1, Ordering::Relaxed);
             self.synced.fetch_max(upto, Ordering::AcqRel);
@@ -94,7 +95,6 @@ fn sync_all(targets: &[Target]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// Writers waiting together share syncs, and no writer returns before a sync that began
     /// after its change: the first waits alone; the next 31, all changed before any of them
