@@ -9,13 +9,19 @@
 //! `commit` returns — the directory's sync is shared by every upload that committed meanwhile
 //! (group commit, [`super::durable`]). The body is gathered into blocks of
 //! [`WRITE_BLOCK`] and written one block per trip to the blocking pool, not one trip per
-//! network chunk. The layout is
+//! network chunk. Blocks go to the disk with direct I/O (`O_DIRECT`) where the file system
+//! takes it: the device reads them from the block itself, so the kernel neither copies each
+//! invoice into the page cache nor walks those pages again to write them back — the largest
+//! single cost of a registration once the hashing was halved (decision 0022). A tail shorter
+//! than the alignment, and any file system that refuses direct I/O, take the buffered path; the
+//! sync before the rename is the same on both. The layout is
 //! flat on purpose: a directory per product made every registration pay for an ext4 directory
 //! inode allocation, which was the largest single cost under load (see docs/benchmarks.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
@@ -37,11 +43,19 @@ fn unavailable(e: impl Cause) -> Unavailable {
 /// being mapped and faulted in each time.
 pub const WRITE_BLOCK: usize = 128 * 1024;
 
+/// Alignment of direct I/O: the buffer's address, each write's length and the file offset are
+/// multiples of it. 4 KiB covers the logical block sizes of current disks (512 B and 4 KiB).
+pub const DIRECT_ALIGN: usize = 4096;
+
 #[derive(Clone)]
 pub struct FileInvoiceStore {
     root: PathBuf,
     /// The invoices directory's entries (the renames of committed uploads).
     names: Arc<super::durable::GroupSync>,
+    /// Whether uploads are opened for direct I/O (off in tests that pin the buffered path).
+    direct: bool,
+    /// Bytes written with direct I/O so far.
+    direct_bytes: Arc<AtomicU64>,
 }
 
 impl FileInvoiceStore {
@@ -59,7 +73,19 @@ impl FileInvoiceStore {
             tracing::info!(removed, "removed unfinished uploads left by an earlier run");
         }
         let names = super::durable::GroupSync::new(vec![super::durable::Target::Directory(root.to_owned())]);
-        Ok(Self { root: root.to_owned(), names: Arc::new(names) })
+        Ok(Self { root: root.to_owned(), names: Arc::new(names), direct: true, direct_bytes: Arc::default() })
+    }
+
+    /// The same store writing every upload through the page cache (how a file system without
+    /// direct I/O is served); for tests that compare both paths.
+    pub fn buffered(mut self) -> Self {
+        self.direct = false;
+        self
+    }
+
+    /// Bytes of uploads written with direct I/O so far (the rest went through the page cache).
+    pub fn direct_bytes(&self) -> u64 {
+        self.direct_bytes.load(Ordering::Relaxed)
     }
 
     /// Directory syncs so far (each made one or more committed uploads durable).
@@ -83,10 +109,124 @@ impl FileInvoiceStore {
     }
 }
 
+/// An upload's unwritten bytes, kept at an address aligned for direct I/O.
+///
+/// The vector is allocated once with room for a block plus the alignment and never grows, so
+/// its buffer does not move: the block starts `start` bytes in, at an aligned address.
+struct Block {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Block {
+    fn new() -> Self {
+        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BLOCK + DIRECT_ALIGN);
+        let start = (DIRECT_ALIGN - buf.as_ptr().addr() % DIRECT_ALIGN) % DIRECT_ALIGN;
+        buf.resize(start, 0);
+        Self { buf, start }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Takes as much of `chunk` as fits; returns the rest.
+    fn fill<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let take = (WRITE_BLOCK - self.len()).min(chunk.len());
+        self.buf.extend_from_slice(&chunk[..take]);
+        &chunk[take..]
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn clear(&mut self) {
+        self.buf.truncate(self.start);
+    }
+}
+
+/// The file being written, and whether it is open for direct I/O.
+struct Sink {
+    file: std::fs::File,
+    direct: bool,
+    /// The store's count of bytes written directly.
+    direct_bytes: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Opens a new file, for direct I/O when asked and the file system takes it.
+    fn create(path: &Path, direct: bool, direct_bytes: Arc<AtomicU64>) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |flags| std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(flags).open(path);
+        if direct {
+            match open(libc::O_DIRECT) {
+                Ok(file) => return Ok(Self { file, direct: true, direct_bytes }),
+                // The file system does not do direct I/O (and did not create the file).
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self { file: open(0)?, direct: false, direct_bytes })
+    }
+
+    /// Writes a block: its aligned part directly (when open so), the rest through the page cache.
+    fn write_block(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let aligned = if self.direct { bytes.len() / DIRECT_ALIGN * DIRECT_ALIGN } else { 0 };
+        let rest = self.write_direct(&bytes[..aligned])?;
+        let written = aligned - rest.len();
+        self.direct_bytes.fetch_add(written as u64, Ordering::Relaxed);
+        if written < bytes.len() {
+            self.set_direct(false)?;
+            self.file.write_all(&bytes[written..])?;
+        }
+        Ok(())
+    }
+
+    /// Writes with direct I/O until done or the kernel refuses it (`EINVAL`: a file system that
+    /// opened the file but cannot write this block directly); returns what is left to write.
+    fn write_direct<'b>(&mut self, mut bytes: &'b [u8]) -> std::io::Result<&'b [u8]> {
+        while !bytes.is_empty() {
+            match self.file.write(bytes) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                // A short write leaves the rest unaligned: it goes through the page cache.
+                Ok(n) if n % DIRECT_ALIGN != 0 => return Ok(&bytes[n..]),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(bytes),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Switches direct I/O off (or on) for the writes that follow.
+    fn set_direct(&mut self, on: bool) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if self.direct == on {
+            return Ok(());
+        }
+        let fd = self.file.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a descriptor this value owns; results are checked.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        self.direct = on;
+        Ok(())
+    }
+}
+
 struct FileUpload {
-    file: Option<std::fs::File>,
-    /// Bytes not written yet (less than [`WRITE_BLOCK`] between writes).
-    pending: Vec<u8>,
+    sink: Option<Sink>,
+    /// Bytes not written yet (less than [`WRITE_BLOCK`] between writes); allocated on the first
+    /// write.
+    pending: Option<Block>,
     tmp: PathBuf,
     final_path: PathBuf,
     location: String,
@@ -97,15 +237,19 @@ struct FileUpload {
 impl FileUpload {
     /// Writes the pending block on the blocking pool.
     async fn write_pending(&mut self) -> Result<(), Unavailable> {
-        let mut file = self.file.take().ok_or_else(|| unavailable("upload already closed"))?;
-        let block = std::mem::take(&mut self.pending);
-        let (file, mut block) = tokio::task::spawn_blocking(move || file.write_all(&block).map(|()| (file, block)))
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+        let mut sink = self.sink.take().ok_or_else(|| unavailable("upload already closed"))?;
+        let Some(block) = self.pending.take() else {
+            self.sink = Some(sink);
+            return Ok(());
+        };
+        let (sink, mut block) =
+            tokio::task::spawn_blocking(move || sink.write_block(block.bytes()).map(|()| (sink, block)))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
         block.clear();
-        self.pending = block;
-        self.file = Some(file);
+        self.pending = Some(block);
+        self.sink = Some(sink);
         Ok(())
     }
 }
@@ -123,18 +267,14 @@ impl Drop for FileUpload {
 #[async_trait]
 impl InvoiceUpload for FileUpload {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), Unavailable> {
-        if self.file.is_none() {
+        if self.sink.is_none() {
             return Err(unavailable("upload already closed"));
-        }
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(WRITE_BLOCK);
         }
         let mut chunk = chunk;
         while !chunk.is_empty() {
-            let take = (WRITE_BLOCK - self.pending.len()).min(chunk.len());
-            self.pending.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            if self.pending.len() == WRITE_BLOCK {
+            let block = self.pending.get_or_insert_with(Block::new);
+            chunk = block.fill(chunk);
+            if block.len() == WRITE_BLOCK {
                 self.write_pending().await?;
             }
         }
@@ -144,13 +284,17 @@ impl InvoiceUpload for FileUpload {
     /// The last block, the data synced and the rename in one trip to the blocking pool; then the
     /// rename made durable with the other uploads committed meanwhile.
     async fn commit(mut self: Box<Self>) -> Result<String, Unavailable> {
-        let mut file = self.file.take().ok_or_else(|| unavailable("upload already closed"))?;
-        let block = std::mem::take(&mut self.pending);
+        let mut sink = self.sink.take().ok_or_else(|| unavailable("upload already closed"))?;
+        let block = self.pending.take();
         let (tmp, final_path) = (self.tmp.clone(), self.final_path.clone());
         tokio::task::spawn_blocking(move || {
-            file.write_all(&block)?;
-            file.sync_data()?;
-            drop(file);
+            if let Some(block) = &block {
+                sink.write_block(block.bytes())?;
+            }
+            // Direct writes reached the device, but perhaps only its volatile cache, and the
+            // file's size and extents are metadata: the same sync as for buffered writes.
+            sink.file.sync_data()?;
+            drop(sink);
             std::fs::rename(&tmp, &final_path)
         })
         .await
@@ -167,7 +311,7 @@ impl InvoiceUpload for FileUpload {
     }
 
     async fn abort(mut self: Box<Self>) {
-        self.file.take();
+        self.sink.take();
         if let Err(e) = tokio::fs::remove_file(&self.tmp).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -183,10 +327,14 @@ impl InvoiceStore for FileInvoiceStore {
         let location = format!("{stem}.{ext}");
         let final_path = self.path_of(&location)?;
         let tmp = self.root.join("tmp").join(format!("{}.part", uuid::Uuid::new_v4()));
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).await.map_err(unavailable)?;
+        let (path, direct, counter) = (tmp.clone(), self.direct, self.direct_bytes.clone());
+        let sink = tokio::task::spawn_blocking(move || Sink::create(&path, direct, counter))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
         Ok(Box::new(FileUpload {
-            file: Some(file.into_std().await),
-            pending: Vec::new(),
+            sink: Some(sink),
+            pending: None,
             tmp,
             final_path,
             location,
@@ -330,28 +478,84 @@ impl Drop for Mapped {
 mod tests {
     use super::*;
 
-    /// An upload written across several blocks lands whole under its final name, and its rename
-    /// is synced before `commit` returns (one directory sync for one upload).
-    #[tokio::test]
-    async fn a_committed_upload_is_whole_and_its_name_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FileInvoiceStore::open(dir.path()).unwrap();
-        let owner = UserId("u1".to_owned());
-        let body: Vec<u8> = (0..WRITE_BLOCK * 2 + 1000).map(|i| (i % 251) as u8).collect();
-        let mut upload = store.begin_named(&owner, "p1.v1", "pdf").await.unwrap();
+    /// Writes `body` in odd-sized chunks and commits it as `p1.v1.pdf`.
+    async fn upload(store: &FileInvoiceStore, body: &[u8]) -> String {
+        let mut upload = store.begin_named(&UserId("u1".to_owned()), "p1.v1", "pdf").await.unwrap();
         for chunk in body.chunks(7_777) {
             upload.write(chunk).await.unwrap();
         }
         assert_eq!(store.name_syncs(), 0);
-        let location = upload.commit().await.unwrap();
-        assert_eq!(location, "p1.v1.pdf");
-        assert_eq!(std::fs::read(dir.path().join(&location)).unwrap(), body);
-        assert_eq!(store.name_syncs(), 1);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no partial file is left");
-        // Read back (mapped), and still readable after the file's name is gone.
-        let read = store.read(&location).await.unwrap().unwrap();
-        store.delete(&location).await.unwrap();
-        assert_eq!(&read[..], &body[..]);
-        assert!(store.read(&location).await.unwrap().is_none());
+        upload.commit().await.unwrap()
+    }
+
+    /// Pages of `path` in the page cache (`mincore` over a mapping, which faults nothing in).
+    fn resident_pages(path: &Path) -> usize {
+        let file = std::fs::File::open(path).unwrap();
+        let map = Mapped::of(&file).unwrap().unwrap();
+        let pages = map.len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: `map` is a live mapping of `map.len` bytes; `vec` has one byte per 4 KiB page.
+        let rc = unsafe { libc::mincore(map.ptr.as_ptr().cast(), map.len, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    /// Whether files in `dir` can be written with direct I/O and stay out of the page cache
+    /// (not tmpfs, whose pages are its storage).
+    fn takes_direct_io(dir: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = dir.join("probe");
+        let opened =
+            std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(&probe).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statfs fills the zeroed struct for a NUL-terminated path; the result is checked.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        let tmpfs = unsafe { libc::statfs(c.as_ptr(), &mut fs) } == 0 && fs.f_type == libc::TMPFS_MAGIC;
+        opened && !tmpfs
+    }
+
+    /// An upload written across several blocks, with a tail shorter than the alignment, lands
+    /// whole under its final name on both paths, and its rename is synced before `commit`
+    /// returns (one directory sync for one upload). On the direct path the aligned blocks never
+    /// enter the page cache (the point of it); only the tail's page does.
+    #[tokio::test]
+    async fn a_committed_upload_is_whole_and_its_name_synced() {
+        let body: Vec<u8> = (0..WRITE_BLOCK * 2 + 1000).map(|i| (i % 251) as u8).collect();
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileInvoiceStore::open(dir.path()).unwrap();
+            let store = if direct { store } else { store.buffered() };
+            let location = upload(&store, &body).await;
+            assert_eq!(location, "p1.v1.pdf");
+            assert_eq!(store.name_syncs(), 1);
+            let path = dir.path().join(&location);
+            if direct && takes_direct_io(dir.path()) {
+                assert_eq!(store.direct_bytes(), (WRITE_BLOCK * 2) as u64, "whole blocks go direct, the tail does not");
+                assert!(resident_pages(&path) <= 1, "only the tail's page is cached: {}", resident_pages(&path));
+            } else {
+                assert_eq!(store.direct_bytes(), 0);
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), body, "direct: {direct}");
+            assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no partial file is left");
+            // Read back (mapped), and still readable after the file's name is gone.
+            let read = store.read(&location).await.unwrap().unwrap();
+            store.delete(&location).await.unwrap();
+            assert_eq!(&read[..], &body[..]);
+            assert!(store.read(&location).await.unwrap().is_none());
+        }
+    }
+
+    /// Sizes around the alignment and the block: each lands byte for byte (a block split into
+    /// its aligned part and its tail, an exact block, one byte).
+    #[tokio::test]
+    async fn every_size_lands_byte_for_byte() {
+        for size in [1, DIRECT_ALIGN - 1, DIRECT_ALIGN, DIRECT_ALIGN + 1, WRITE_BLOCK, WRITE_BLOCK + DIRECT_ALIGN + 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FileInvoiceStore::open(dir.path()).unwrap();
+            let body: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+            let location = upload(&store, &body).await;
+            assert_eq!(std::fs::read(dir.path().join(location)).unwrap(), body, "{size} bytes");
+        }
     }
 }
