@@ -304,7 +304,7 @@ fn huge_png() -> Vec<u8> {
 }
 
 /// A valid PDF with `n` empty pages.
-fn pdf_with_pages(n: usize) -> Vec<u8> {
+pub(crate) fn pdf_with_pages(n: usize) -> Vec<u8> {
     let mut objs = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
         format!(

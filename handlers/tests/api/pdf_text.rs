@@ -140,3 +140,75 @@ async fn the_reader_uses_pdfium_and_falls_back_to_pdftotext() {
     assert!(readings[0].iter().any(|l| l.contains("Total")), "{:?}", readings[0]);
     assert_eq!(readings[0], readings[1], "PDFium and pdftotext give the reader the same lines");
 }
+
+/// PDFium opens a document once and reads all of it, or declines and reads nothing: the page
+/// count and embedded files it reports, the page sizes in points, and the same lines as
+/// `text_lines`.
+#[test]
+fn pdfium_surveys_a_document_before_reading_it() {
+    let pdfium = pdfium();
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let digital = std::fs::read(tests.join("corpus/00-digital-classic-en.pdf")).unwrap();
+    let mut seen = None;
+    let layer = pdfium
+        .read_document(&digital, |pages, attachments| {
+            seen = Some((pages, attachments));
+            true
+        })
+        .unwrap()
+        .expect("read when wanted");
+    assert_eq!(seen, Some((1, 0)));
+    assert_eq!(layer.pages, 1);
+    let (w, h) = layer.sizes[0];
+    assert!((w - 595.0).abs() < 1.0 && (h - 842.0).abs() < 1.0 || (w - 612.0).abs() < 1.0, "{w}×{h}");
+    assert_eq!(texts(&layer.lines), texts(&pdfium.text_lines(&digital, 5).unwrap()));
+
+    let hybrid = std::fs::read(tests.join("einvoices/zugferd2-and-facturx-hybrid.pdf")).unwrap();
+    let mut attachments = 0;
+    let declined = pdfium
+        .read_document(&hybrid, |_, a| {
+            attachments = a;
+            false
+        })
+        .unwrap();
+    assert!(declined.is_none(), "nothing is read when declined");
+    assert!(attachments >= 1, "the hybrid's XML is an embedded file");
+    assert!(pdfium.read_document(b"%PDF-1.7\nnot a document", |_, _| true).is_err());
+}
+
+/// The reader answers the same with PDFium as without it (lopdf judging every document) on what
+/// it must refuse and on e-invoices: a corrupt file, no pages, a password, too many pages, and a
+/// hybrid whose XML is read instead of its text layer.
+#[tokio::test]
+async fn the_reader_refuses_and_finds_e_invoices_alike_with_and_without_pdfium() {
+    let scratch = tempfile::tempdir().unwrap();
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut corrupt = b"%PDF-1.7\n".to_vec();
+    corrupt.extend_from_slice(b"this is not a PDF body at all \x00\x01\x02");
+    let zero_pages = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec();
+    let encrypted = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n\
+3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >> endobj\n\
+4 0 obj << /Filter /Standard /V 2 /R 3 /Length 128 /P -3904 /O <0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef> /U <fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210> >> endobj\n\
+trailer << /Root 1 0 R /Encrypt 4 0 R /ID [<00112233445566778899aabbccddeeff><00112233445566778899aabbccddeeff>] >>\n%%EOF\n"
+        .to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("corrupt", corrupt, "invoice_unreadable"),
+        ("no pages", zero_pages, "invoice_no_pages"),
+        ("encrypted", encrypted, "invoice_encrypted"),
+        ("six pages", crate::ocr_trigger::pdf_with_pages(6), "invoice_too_many_pages"),
+        ("hybrid", std::fs::read(tests.join("einvoices/zugferd2-and-facturx-hybrid.pdf")).unwrap(), "EmbeddedXml"),
+    ];
+    for library in [Path::new(DEFAULT_MODELS_DIR).join(LIBRARY), scratch.path().join("missing.so")] {
+        let readers =
+            InvoiceReaders::new(TesseractConfig::defaults(scratch.path().to_owned()), None, ReaderLimits::default())
+                .with_pdfium(library.clone());
+        for (name, bytes, expected) in &cases {
+            let outcome = match readers.read(InvoiceKind::Pdf, Bytes::from(bytes.clone())).await {
+                Ok(reading) => format!("{:?}", reading.engine),
+                Err(warranty::ports::ReadError::Permanent { reason, .. }) => reason.to_owned(),
+                Err(e) => format!("{e}"),
+            };
+            assert_eq!(outcome, *expected, "{name}, PDFium installed: {}", library.exists());
+        }
+    }
+}

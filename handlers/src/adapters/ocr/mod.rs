@@ -72,6 +72,25 @@ pub struct ReadOptions {
 /// Fewer letters and digits than this in the text layer means "scanned": OCR instead.
 const MIN_TEXT_LAYER_CHARS: usize = 30;
 
+/// Whether the bytes hold the key `/AF` (associated files, where PDF/A-3 e-invoices reference
+/// their XML): the name followed by a delimiter, so `/AFRelationship` and the odd `/AF` inside
+/// compressed data do not count (a delimiter after it in random bytes: about one megabyte in
+/// 700). A false positive costs the slower structural read, never a reading.
+fn names_associated_files(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"/AF")
+        .any(|at| matches!(bytes.get(at + 3), Some(b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0' | b'[')))
+}
+
+/// Why a page cannot be rendered within the pixel limit (sizes in points), if one cannot.
+fn too_large(mut sizes: impl Iterator<Item = (f32, f32)>, limits: ReaderLimits) -> Option<String> {
+    let scale = f64::from(limits.dpi) / 72.0;
+    sizes.find_map(|(width, height)| {
+        let (w, h) = ((f64::from(width) * scale) as u64, (f64::from(height) * scale) as u64);
+        (w.saturating_mul(h) > limits.max_pixels)
+            .then(|| format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels))
+    })
+}
+
 enum PdfStep {
     Done(Box<EngineReading>),
     /// No e-invoice: read the text layer, else render (unless a page is too large to).
@@ -244,6 +263,27 @@ impl InvoiceReaders {
         let poppler_missing = use_text_layer && self.tesseract().await.is_err();
         let b = bytes.clone();
         let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
+            // PDFium first: it opens a document lazily where lopdf parses every object and copies
+            // every stream (for a 1 MB invoice that copy and its page faults cost more than the
+            // reading; docs/benchmarks.md). lopdf stays the judge of what PDFium will not open or
+            // count, of page limits, and of documents whose attachments may carry an e-invoice —
+            // embedded files (PDFium's count) or associated files (`/AF`, which the count skips).
+            if let Some(p) = &pdfium {
+                let associated = !options.skip_embedded_xml && names_associated_files(&b);
+                let plain = |pages: usize, attachments: usize| {
+                    pages > 0
+                        && pages <= limits.max_pages
+                        && (options.skip_embedded_xml || (attachments == 0 && !associated))
+                };
+                match p.read_document(&b, plain) {
+                    Ok(Some(layer)) => {
+                        let too_large = too_large(layer.sizes.iter().copied(), limits);
+                        return Ok(PdfStep::Text { pages: layer.pages, layer: Some(layer.lines), too_large });
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(reason = %e, "PDFium did not open the PDF; lopdf judges it"),
+                }
+            }
             let pdf = Pdf::load(&b)?;
             let pages = pdf.page_count();
             if pages > limits.max_pages {
@@ -262,12 +302,7 @@ impl InvoiceReaders {
                 }
             }
             // The raster-size limit, checked before anything is rendered.
-            let too_large = pdf.page_sizes().into_iter().find_map(|size| {
-                let scale = f64::from(limits.dpi) / 72.0;
-                let (w, h) = ((f64::from(size.width) * scale) as u64, (f64::from(size.height) * scale) as u64);
-                (w.saturating_mul(h) > limits.max_pixels)
-                    .then(|| format!("a page renders to {w}×{h} pixels, more than the {} allowed", limits.max_pixels))
-            });
+            let too_large = too_large(pdf.page_sizes().into_iter().map(|s| (s.width, s.height)), limits);
             let layer = match &pdfium {
                 Some(p) => match p.text_lines(&b, pages) {
                     Ok(lines) => Some(lines),
@@ -481,5 +516,30 @@ impl InvoiceReader for InvoiceReaders {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key counts with a delimiter after it; a longer name or the letters inside data do not.
+    #[test]
+    fn associated_files_are_named_by_the_key_alone() {
+        for yes in [&b"<< /AF [4 0 R] >>"[..], b"/AF 12 0 R", b"/AF[", b"x/AF\n"] {
+            assert!(names_associated_files(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [&b"<< /AFRelationship /Data >>"[..], b"\x93/AFk\x01", b"/AF", b"/Af [1 0 R]"] {
+            assert!(!names_associated_files(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    /// Pixels per page at the limits' resolution: the first page over the limit names its size.
+    #[test]
+    fn a_page_too_large_to_render_is_named() {
+        let limits = ReaderLimits { max_pages: 5, max_pixels: 1_000_000, dpi: 72 };
+        assert_eq!(too_large([(500.0, 500.0), (999.0, 1000.0)].into_iter(), limits), None);
+        let why = too_large([(500.0, 500.0), (1001.0, 1000.0)].into_iter(), limits).unwrap();
+        assert!(why.contains("1001×1000"), "{why}");
     }
 }

@@ -27,7 +27,8 @@ struct RectF {
     bottom: f32,
 }
 
-/// The functions of PDFium's public C API this reader calls (`fpdfview.h`, `fpdf_text.h`).
+/// The functions of PDFium's public C API this reader calls (`fpdfview.h`, `fpdf_text.h`,
+/// `fpdf_attachment.h`).
 struct Api {
     load_mem_document64: unsafe extern "C" fn(*const c_void, usize, *const c_char) -> Document,
     close_document: unsafe extern "C" fn(Document),
@@ -45,6 +46,24 @@ struct Api {
     text_get_unicode: unsafe extern "C" fn(TextPage, c_int) -> c_uint,
     text_get_loose_char_box: unsafe extern "C" fn(TextPage, c_int, *mut RectF) -> c_int,
     text_get_font_size: unsafe extern "C" fn(TextPage, c_int) -> f64,
+    page_size_by_index: unsafe extern "C" fn(Document, c_int, *mut SizeF) -> c_int,
+    attachment_count: unsafe extern "C" fn(Document) -> c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct SizeF {
+    width: f32,
+    height: f32,
+}
+
+/// A document's text layer as PDFium read it, with what the reader checks before rendering.
+pub struct Layer {
+    /// Pages in the document (all of them were read).
+    pub pages: usize,
+    /// Each page's width and height in points, as displayed.
+    pub sizes: Vec<(f32, f32)>,
+    pub lines: Vec<TextLine>,
 }
 
 /// The loaded library's functions.
@@ -88,6 +107,8 @@ impl Pdfium {
             text_get_unicode: symbol(&library, b"FPDFText_GetUnicode\0")?,
             text_get_loose_char_box: symbol(&library, b"FPDFText_GetLooseCharBox\0")?,
             text_get_font_size: symbol(&library, b"FPDFText_GetFontSize\0")?,
+            page_size_by_index: symbol(&library, b"FPDF_GetPageSizeByIndexF\0")?,
+            attachment_count: symbol(&library, b"FPDFDoc_GetAttachmentCount\0")?,
         };
         let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: before any other PDFium function; a second call (another `Pdfium` on the same
@@ -109,31 +130,79 @@ impl Pdfium {
     fn words(&self, bytes: &[u8], pages: usize) -> Result<Vec<super::tesseract::Word>, String> {
         let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
         let api = &self.api;
-        // SAFETY: `bytes` outlives the document, which is closed before this returns; every
-        // handle is checked for null and closed once, in reverse order of opening.
+        // SAFETY: `bytes` outlives the document, which is closed before this returns.
         unsafe {
             let doc = (api.load_mem_document64)(bytes.as_ptr().cast(), bytes.len(), std::ptr::null());
             if doc.is_null() {
                 return Err("PDFium could not open the PDF".into());
             }
             let count = ((api.get_page_count)(doc).max(0) as usize).min(pages);
-            let mut words = Vec::new();
-            for index in 0..count {
-                let page = (api.load_page)(doc, index as c_int);
-                if page.is_null() {
-                    continue;
-                }
-                let text = (api.text_load_page)(page);
-                if !text.is_null() {
-                    page_words(api, page, text, index as u32 + 1, &mut words);
-                    (api.text_close_page)(text);
-                }
-                (api.close_page)(page);
-            }
+            let words = doc_words(api, doc, count);
             (api.close_document)(doc);
             Ok(words)
         }
     }
+
+    /// Opens the document once and, if `wanted(pages, attachments)` agrees, reads its whole text
+    /// layer and page sizes. PDFium parses lazily — the cross-reference table, the page tree, the
+    /// names of embedded files — so a document it is not asked to read costs little, and one it
+    /// reads is not copied: its streams are decoded where they lie. `Ok(None)` when `wanted`
+    /// declined; `Err` when PDFium cannot open the document.
+    pub fn read_document(
+        &self,
+        bytes: &[u8],
+        wanted: impl FnOnce(usize, usize) -> bool,
+    ) -> Result<Option<Layer>, String> {
+        let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+        let api = &self.api;
+        // SAFETY: `bytes` outlives the document, which is closed before this returns; the size
+        // out-parameter is a live FS_SIZEF.
+        unsafe {
+            let doc = (api.load_mem_document64)(bytes.as_ptr().cast(), bytes.len(), std::ptr::null());
+            if doc.is_null() {
+                return Err("PDFium could not open the PDF".into());
+            }
+            let pages = (api.get_page_count)(doc).max(0) as usize;
+            let attachments = (api.attachment_count)(doc).max(0) as usize;
+            let layer = wanted(pages, attachments).then(|| {
+                let sizes = (0..pages)
+                    .map(|i| {
+                        let mut size = SizeF::default();
+                        (api.page_size_by_index)(doc, i as c_int, &mut size);
+                        (size.width, size.height)
+                    })
+                    .collect();
+                let lines = super::tesseract::lines_from_words(doc_words(api, doc, pages));
+                Layer { pages, sizes, lines }
+            });
+            (api.close_document)(doc);
+            Ok(layer)
+        }
+    }
+}
+
+/// The words of the first `count` pages of an open document.
+///
+/// # Safety
+/// `doc` is an open document and the caller holds [`CALLS`].
+unsafe fn doc_words(api: &Api, doc: Document, count: usize) -> Vec<super::tesseract::Word> {
+    let mut words = Vec::new();
+    for index in 0..count {
+        // SAFETY: every handle is checked for null and closed once, in reverse order of opening.
+        unsafe {
+            let page = (api.load_page)(doc, index as c_int);
+            if page.is_null() {
+                continue;
+            }
+            let text = (api.text_load_page)(page);
+            if !text.is_null() {
+                page_words(api, page, text, index as u32 + 1, &mut words);
+                (api.text_close_page)(text);
+            }
+            (api.close_page)(page);
+        }
+    }
+    words
 }
 
 /// A function of the library, as the type the field it fills declares.
