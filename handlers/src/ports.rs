@@ -211,7 +211,9 @@ pub trait ProductRepository: Send + Sync {
     }
 
     /// Stores `state` as the product's OCR state if its invoice is still `state.invoice_version`.
-    /// Returns false when the product is gone or its invoice was replaced meanwhile.
+    /// Returns false when the product is gone or its invoice was replaced meanwhile. A store may
+    /// return before the state is durable: a reading lost in a power cut is read again when its
+    /// message comes back (the message is completed only after this returns).
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
 }
 

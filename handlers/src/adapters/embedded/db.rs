@@ -120,6 +120,30 @@ impl Db {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> T + Send + 'static,
     ) -> Result<T, Unavailable> {
+        let (out, ticket) = self.commit(f).await?;
+        self.log.durable(ticket).await.map_err(unavailable)?;
+        Ok(out)
+    }
+
+    /// Runs `f` on the writer like [`Self::write`] but returns once it has committed, without
+    /// waiting for the log's sync. Only for bookkeeping that redoing repairs: the OCR queue's
+    /// claims and completions and a reading's progress, which a power cut may roll back to a
+    /// message delivered again and read again (the handler is idempotent). Nothing is lost out of
+    /// order: the log is synced as a whole and SQLite replays it only up to its first incomplete
+    /// frame, so once a later write is durable every earlier commit is too.
+    pub async fn write_unsynced<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        Ok(self.commit(f).await?.0)
+    }
+
+    /// Runs `f` on the writer within the write budget; returns its result and the ticket whose
+    /// sync makes the commit durable.
+    async fn commit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<(T, u64), Unavailable> {
         let deadline = std::time::Instant::now() + self.busy;
         let turn = tokio::time::timeout(self.busy, self.gate.acquire())
             .await
@@ -136,8 +160,7 @@ impl Db {
         .map_err(unavailable)??;
         let ticket = self.log.changed();
         drop(turn);
-        self.log.durable(ticket).await.map_err(unavailable)?;
-        Ok(out)
+        Ok((out, ticket))
     }
 
     /// Log syncs so far (each made one or more writes durable).
@@ -203,5 +226,27 @@ mod tests {
         }
         let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap();
         assert!(wal.windows(18).any(|w| w == b"durable-row-marker"), "the row is in the log file");
+    }
+
+    /// An unsynced write commits (readers see it) without a sync of its own; the next durable
+    /// write's sync covers it.
+    #[tokio::test]
+    async fn an_unsynced_write_commits_and_the_next_sync_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(
+            Db::open(&dir.path().join("t.db"), std::time::Duration::from_secs(1), |c| {
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "NORMAL")?;
+                c.execute_batch("CREATE TABLE t (v TEXT)")
+            })
+            .unwrap(),
+        );
+        let before = db.log_syncs();
+        db.write_unsynced(|c| c.execute("INSERT INTO t VALUES ('a')", [])).await.unwrap().unwrap();
+        assert_eq!(db.log_syncs(), before, "no sync for an unsynced write");
+        let seen: i64 = db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))).await.unwrap().unwrap();
+        assert_eq!(seen, 1, "committed: a reader sees it");
+        db.write(|c| c.execute("INSERT INTO t VALUES ('b')", [])).await.unwrap().unwrap();
+        assert_eq!(db.log_syncs(), before + 1, "the next durable write syncs the log, both commits in it");
     }
 }

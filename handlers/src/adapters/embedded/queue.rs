@@ -70,6 +70,15 @@ impl SqliteOcrQueue {
         self.db.write(f).await?.map_err(unavailable)
     }
 
+    /// A write whose loss in a power cut redelivery repairs (a claim, a completion, a retry
+    /// time): committed, not waited for on the log's sync ([`Db::write_unsynced`]).
+    async fn with_unsynced<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        self.db.write_unsynced(f).await?.map_err(unavailable)
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -79,23 +88,23 @@ impl SqliteOcrQueue {
 
     /// Locks the next visible message for `lock_ms` and counts the delivery.
     pub async fn receive(&self, lock_ms: i64) -> Result<Option<OutboxMessage>, Unavailable> {
-        self.with(move |c| {
+        self.with_unsynced(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
             let next: Option<String> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT message_id FROM ocr_queue WHERE visible_at_ms <= ?1 ORDER BY visible_at_ms, enqueued_at LIMIT 1",
-                    params![now],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![now], |r| r.get(0))
                 .optional()?;
             let Some(id) = next else { return Ok(None) };
             let token = uuid::Uuid::new_v4().to_string();
-            let d = tx.query_row(
-                "UPDATE ocr_queue SET visible_at_ms = ?1, delivery_count = delivery_count + 1, lock_token = ?2
+            let d = tx
+                .prepare_cached(
+                    "UPDATE ocr_queue SET visible_at_ms = ?1, delivery_count = delivery_count + 1, lock_token = ?2
                  WHERE message_id = ?3 RETURNING message_id, body, enqueued_at, delivery_count",
-                params![now + lock_ms, token, id],
-                |r| {
+                )?
+                .query_row(params![now + lock_ms, token, id], |r| {
                     Ok(OutboxMessage {
                         message_id: r.get(0)?,
                         body: r.get(1)?,
@@ -115,8 +124,9 @@ impl SqliteOcrQueue {
     /// delivery holds the message now).
     pub async fn complete(&self, d: &OutboxMessage) -> Result<bool, Unavailable> {
         let (id, token) = (d.message_id.clone(), d.lock_token.clone());
-        self.with(move |c| {
-            c.execute("DELETE FROM ocr_queue WHERE message_id = ?1 AND lock_token = ?2", params![id, token])
+        self.with_unsynced(move |c| {
+            c.prepare_cached("DELETE FROM ocr_queue WHERE message_id = ?1 AND lock_token = ?2")?
+                .execute(params![id, token])
         })
         .await
         .map(|n| n == 1)
@@ -125,7 +135,7 @@ impl SqliteOcrQueue {
     /// Makes a message visible again at `retry_at_ms`.
     pub async fn abandon(&self, d: &OutboxMessage, retry_at_ms: i64, error: &str) -> Result<bool, Unavailable> {
         let (id, token, error) = (d.message_id.clone(), d.lock_token.clone(), error.to_owned());
-        self.with(move |c| {
+        self.with_unsynced(move |c| {
             c.execute(
                 "UPDATE ocr_queue SET visible_at_ms = ?1, lock_token = NULL, last_error = ?2 WHERE message_id = ?3 AND lock_token = ?4",
                 params![retry_at_ms, error, id, token],

@@ -282,12 +282,9 @@ impl ProductRepository for SqliteProductRepository {
         let user = user.clone();
         let doc = self
             .read(move |c| {
-                c.query_row(
-                    "SELECT doc FROM products WHERE id = ?1 AND user_id = ?2",
-                    params![id.to_string(), user.as_str()],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()
+                c.prepare_cached("SELECT doc FROM products WHERE id = ?1 AND user_id = ?2")?
+                    .query_row(params![id.to_string(), user.as_str()], |r| r.get::<_, String>(0))
+                    .optional()
             })
             .await?
             .map_err(unavailable)?;
@@ -544,15 +541,17 @@ impl ProductRepository for SqliteProductRepository {
         let state_json = serde_json::to_string(state).map_err(unavailable)?;
         let version = state.invoice_version;
         let user = user.clone();
-        self.with_conn(move |c| {
-            c.execute(
-                "UPDATE products SET doc = json_set(doc, '$.ocr', json(?1))
+        // Not waiting for the log's sync: see the port (a lost reading is read again).
+        self.db
+            .write_unsynced(move |c| {
+                c.prepare_cached(
+                    "UPDATE products SET doc = json_set(doc, '$.ocr', json(?1))
                  WHERE id = ?2 AND user_id = ?3 AND json_extract(doc, '$.invoice.version') = ?4",
-                params![state_json, id.to_string(), user.as_str(), version],
-            )
-        })
-        .await?
-        .map(|n| n == 1)
-        .map_err(unavailable)
+                )?
+                .execute(params![state_json, id.to_string(), user.as_str(), version])
+            })
+            .await?
+            .map(|n| n == 1)
+            .map_err(unavailable)
     }
 }
