@@ -460,7 +460,9 @@ impl ProductRepository for SqliteProductRepository {
 
     async fn health(&self) -> Result<(), Unavailable> {
         // Fast either way: a read never waits for the writer, and the write probe does not wait.
-        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await?.map_err(unavailable)?;
+        self.read(|c| c.prepare_cached("SELECT 1")?.query_row([], |r| r.get::<_, i64>(0)))
+            .await?
+            .map_err(unavailable)?;
         self.db.writable().await?;
         self.db.has_room()
     }

@@ -81,6 +81,13 @@ fn names_associated_files(bytes: &[u8]) -> bool {
         .any(|at| matches!(bytes.get(at + 3), Some(b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' | b'\0' | b'[')))
 }
 
+/// Whether the file ends as a PDF does: `startxref` (then the cross-reference's offset and
+/// `%%EOF`) within its last 2 KiB (ISO 32000-1, 7.5.5; readers tolerate some bytes after the
+/// marker, so the search is not anchored to the very end).
+fn ends_like_a_pdf(bytes: &[u8]) -> bool {
+    memchr::memmem::rfind(&bytes[bytes.len().saturating_sub(2048)..], b"startxref").is_some()
+}
+
 /// Why a page cannot be rendered within the pixel limit (sizes in points), if one cannot.
 fn too_large(mut sizes: impl Iterator<Item = (f32, f32)>, limits: ReaderLimits) -> Option<String> {
     let scale = f64::from(limits.dpi) / 72.0;
@@ -267,8 +274,10 @@ impl InvoiceReaders {
             // every stream (for a 1 MB invoice that copy and its page faults cost more than the
             // reading; docs/benchmarks.md). lopdf stays the judge of what PDFium will not open or
             // count, of page limits, and of documents whose attachments may carry an e-invoice —
-            // embedded files (PDFium's count) or associated files (`/AF`, which the count skips).
-            if let Some(p) = &pdfium {
+            // embedded files (PDFium's count) or associated files (`/AF`, which the count skips) —
+            // and of files that do not end as a PDF ends, which PDFium would try to repair (12 MB
+            // of heap spent failing on 10 MB of noise behind a `%PDF` header).
+            if let Some(p) = pdfium.as_ref().filter(|_| ends_like_a_pdf(&b)) {
                 let associated = !options.skip_embedded_xml && names_associated_files(&b);
                 let plain = |pages: usize, attachments: usize| {
                     pages > 0
@@ -532,6 +541,22 @@ mod tests {
         for no in [&b"<< /AFRelationship /Data >>"[..], b"\x93/AFk\x01", b"/AF", b"/Af [1 0 R]"] {
             assert!(!names_associated_files(no), "{}", String::from_utf8_lossy(no));
         }
+    }
+
+    /// A file ends as a PDF with `startxref` near its end, whatever follows `%%EOF`; noise behind
+    /// a `%PDF` header, or a file cut short, does not.
+    #[test]
+    fn a_pdf_ends_with_its_cross_reference_offset() {
+        let mut pdf = b"%PDF-1.7\n".to_vec();
+        pdf.extend(std::iter::repeat_n(b'x', 10_000));
+        assert!(!ends_like_a_pdf(&pdf), "no trailer");
+        pdf.extend_from_slice(b"trailer << >>\nstartxref\n116\n%%EOF\n");
+        assert!(ends_like_a_pdf(&pdf));
+        pdf.extend(std::iter::repeat_n(b'\0', 500));
+        assert!(ends_like_a_pdf(&pdf), "bytes after the end marker");
+        pdf.truncate(9_000);
+        assert!(!ends_like_a_pdf(&pdf), "cut short");
+        assert!(!ends_like_a_pdf(b""));
     }
 
     /// Pixels per page at the limits' resolution: the first page over the limit names its size.

@@ -7,7 +7,7 @@
 
 mod coverages;
 pub mod error;
-mod meta;
+pub(crate) mod meta;
 mod multipart;
 mod notifications;
 mod privacy;
