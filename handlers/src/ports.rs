@@ -269,6 +269,11 @@ pub trait Outbox: Send + Sync {
     async fn dead_letter(&self, message: &OutboxMessage, reason: &str) -> Result<(), Unavailable>;
     /// When the next message becomes due, if the store knows.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, Unavailable>;
+    /// Whether [`next_due`](Self::next_due) is exact (`None` then means nothing is queued), so
+    /// an idle worker can look before it claims.
+    fn knows_due_times(&self) -> bool {
+        false
+    }
 }
 
 /// Why a delivery did not go through, and when the destination asked to be tried again.

@@ -206,6 +206,12 @@ impl Relay {
         }
     }
 
+    /// Looks at the queue once, as an idle worker does (its statement prepared, its connection
+    /// open), and forgets the answer.
+    pub async fn look(&self) {
+        let _ = self.outbox.next_due().await;
+    }
+
     /// Runs `workers` delivery loops until `stop` turns true.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let mut loops = Vec::new();
@@ -219,9 +225,25 @@ impl Relay {
     }
 
     async fn work(&self, mut stop: watch::Receiver<bool>) {
+        // After a sleep nobody cut short, a store that knows its due times is looked at before a
+        // claim: at rest the worker then only reads, once per `idle_poll`, instead of taking a
+        // turn of the writer (and mapping its code back in) every time.
+        let mut look_first = false;
         while !*stop.borrow() {
+            if look_first {
+                match self.outbox.next_due().await {
+                    Ok(Some(at)) if at <= chrono::Utc::now() => {}
+                    Ok(next) => {
+                        look_first = self.idle(next, &mut stop).await;
+                        continue;
+                    }
+                    // The claim meets the same failure and reports it.
+                    Err(_) => {}
+                }
+            }
             match self.outbox.claim(Duration::ZERO, self.policy.lock, 1).await {
                 Ok(claimed) if !claimed.is_empty() => {
+                    look_first = false;
                     for m in &claimed {
                         if let Err(e) = self.deliver(m).await {
                             // The lock will expire and the message come back: nothing is lost.
@@ -230,20 +252,11 @@ impl Relay {
                     }
                 }
                 Ok(_) => {
-                    // Sleep until the next message becomes due, a write wakes us, or shutdown;
-                    // never longer than `idle_poll` so lock expiries are noticed.
                     let next = self.outbox.next_due().await.ok().flatten();
-                    let wait = next
-                        .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                        .unwrap_or(self.policy.idle_poll)
-                        .min(self.policy.idle_poll);
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => {}
-                    }
+                    look_first = self.idle(next, &mut stop).await && self.outbox.knows_due_times();
                 }
                 Err(e) => {
+                    look_first = false;
                     tracing::error!(error = %e, "cannot read the OCR outbox");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -253,11 +266,121 @@ impl Relay {
             }
         }
     }
+
+    /// Sleeps until `next` is due, a write wakes the worker, or shutdown; never longer than
+    /// `idle_poll`, so another process's writes (an operator's replay) are noticed. True when
+    /// the sleep ran its course (nothing woke the worker).
+    async fn idle(&self, next: Option<chrono::DateTime<chrono::Utc>>, stop: &mut watch::Receiver<bool>) -> bool {
+        let wait = next
+            .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(self.policy.idle_poll)
+            .min(self.policy.idle_poll);
+        tokio::select! {
+            _ = self.wake.notified() => false,
+            _ = tokio::time::sleep(wait) => true,
+            _ = stop.changed() => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An outbox in memory that counts claims and looks; its one message is due from `due` on.
+    struct Counting {
+        knows: bool,
+        due: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+        claims: AtomicUsize,
+        looks: AtomicUsize,
+        delivered: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Outbox for Counting {
+        async fn claim(&self, _: Duration, _: Duration, _: usize) -> Result<Vec<OutboxMessage>, Unavailable> {
+            self.claims.fetch_add(1, Ordering::SeqCst);
+            let mut due = self.due.lock().unwrap();
+            if due.is_some_and(|at| at <= chrono::Utc::now()) {
+                *due = None;
+                return Ok(vec![OutboxMessage {
+                    message_id: "m1".into(),
+                    body: "{}".into(),
+                    enqueued_at: "2026-12-06T00:00:00Z".into(),
+                    delivery_count: 1,
+                    lock_token: "t".into(),
+                }]);
+            }
+            Ok(Vec::new())
+        }
+        async fn delivered(&self, _: &OutboxMessage) -> Result<(), Unavailable> {
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn retry_at(
+            &self,
+            _: &OutboxMessage,
+            _: chrono::DateTime<chrono::Utc>,
+            _: &str,
+        ) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        async fn dead_letter(&self, _: &OutboxMessage, _: &str) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, Unavailable> {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+            Ok(if self.knows { *self.due.lock().unwrap() } else { None })
+        }
+        fn knows_due_times(&self) -> bool {
+            self.knows
+        }
+    }
+
+    struct Accept;
+
+    #[async_trait::async_trait]
+    impl OcrPublisher for Accept {
+        async fn deliver(&self, _: &OutboxMessage) -> Result<(), crate::ports::DeliveryFailed> {
+            Ok(())
+        }
+    }
+
+    /// At rest a worker whose store knows its due times claims once and then only looks, once
+    /// per `idle_poll` (a store that does not know is claimed from every time); a message that
+    /// becomes due without a wake-up (another process wrote it) is delivered at the next look.
+    /// Time is tokio's paused clock: the waits are the worker's own, advanced without sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_looks_before_it_claims() {
+        for knows in [true, false] {
+            let outbox = Arc::new(Counting {
+                knows,
+                due: Mutex::new(None),
+                claims: AtomicUsize::new(0),
+                looks: AtomicUsize::new(0),
+                delivered: AtomicUsize::new(0),
+            });
+            let policy = Policy { idle_poll: Duration::from_secs(1), ..Default::default() };
+            let relay = Arc::new(Relay::new(outbox.clone(), Arc::new(Accept), policy));
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let worker = tokio::spawn(relay.clone().run(stop_rx));
+            tokio::time::sleep(Duration::from_millis(10_500)).await;
+            let claims = outbox.claims.load(Ordering::SeqCst);
+            if knows {
+                assert_eq!(claims, 1, "one claim, then looks only");
+                assert!(outbox.looks.load(Ordering::SeqCst) >= 10, "a look per idle poll");
+            } else {
+                assert!(claims >= 10, "a claim per idle poll: {claims}");
+            }
+            *outbox.due.lock().unwrap() = Some(chrono::Utc::now());
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            assert_eq!(outbox.delivered.load(Ordering::SeqCst), 1, "knows: {knows}");
+            stop_tx.send(true).unwrap();
+            worker.await.unwrap();
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -182,7 +182,10 @@ impl SqliteOcrQueue {
 
     /// When the earliest message becomes visible (ms since the epoch), if any is queued.
     pub async fn next_visible_ms(&self) -> Result<Option<i64>, Unavailable> {
-        self.read(|c| c.query_row("SELECT MIN(visible_at_ms) FROM ocr_queue", [], |r| r.get::<_, Option<i64>>(0))).await
+        self.read(|c| {
+            c.prepare_cached("SELECT MIN(visible_at_ms) FROM ocr_queue")?.query_row([], |r| r.get::<_, Option<i64>>(0))
+        })
+        .await
     }
 
     pub async fn list(&self) -> Result<Vec<QueueEntry>, Unavailable> {
@@ -271,5 +274,10 @@ impl Outbox for SqliteOcrQueue {
 
     async fn next_due(&self) -> Result<Option<chrono::DateTime<Utc>>, Unavailable> {
         Ok(self.next_visible_ms().await?.and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
+    /// The earliest `visible_at_ms` of the table (a locked message's is its lock's expiry).
+    fn knows_due_times(&self) -> bool {
+        true
     }
 }
