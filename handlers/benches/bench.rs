@@ -452,16 +452,22 @@ async fn binary_bench(bin: &Path, args: &Args) {
         assert!(probed.elapsed() < Duration::from_secs(30), "the OCR tools were never probed: {health}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Probes while serving, then at rest: five seconds without a request, during which the
+    // background loops (the OCR relay's look at its queue each second) keep running.
     for _ in 0..3 {
         client.get(format!("{base}/api/health")).send().await.unwrap();
     }
-    println!(
-        "idle RSS: {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB)",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0,
-        status_kib(pid, "RssAnon:") as f64 / 1024.0,
-        status_kib(pid, "RssFile:") as f64 / 1024.0
-    );
+    let rss = || {
+        format!(
+            "{:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB)",
+            status_kib(pid, "VmRSS:") as f64 / 1024.0,
+            status_kib(pid, "RssAnon:") as f64 / 1024.0,
+            status_kib(pid, "RssFile:") as f64 / 1024.0
+        )
+    };
+    println!("RSS right after three health probes: {}", rss());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!("idle RSS (at rest, 5 s without a request): {}", rss());
 
     // 3. Sustained registrations with 1 MB invoices: a digital invoice with a text layer (the
     //    corpus's first), made 1 MB by an attached incompressible stream, so each registration's

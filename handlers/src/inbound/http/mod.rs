@@ -7,7 +7,7 @@
 
 mod coverages;
 pub mod error;
-pub(crate) mod meta;
+mod meta;
 mod multipart;
 mod notifications;
 mod privacy;
@@ -308,6 +308,35 @@ fn before_ready(gate: &crate::inbound::state::Gate, req: &Request) -> Result<war
     }
 }
 
+/// Requests begun since start, and requests in flight: what tells the host the service is at
+/// rest ([`crate::host`] releases the code pages serving mapped once it has been quiet).
+static REQUESTS_BEGUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static REQUESTS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// (requests begun since start, requests in flight now).
+pub fn request_activity() -> (u64, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (REQUESTS_BEGUN.load(Relaxed), REQUESTS_IN_FLIGHT.load(Relaxed))
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn begin() -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        REQUESTS_BEGUN.fetch_add(1, Relaxed);
+        REQUESTS_IN_FLIGHT.fetch_add(1, Relaxed);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        REQUESTS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn handle(
     gate: Arc<crate::inbound::state::Gate>,
     method: Method,
@@ -317,6 +346,7 @@ async fn handle(
     body: BodyStream,
 ) -> warp::reply::Response {
     use warp::Reply;
+    let _in_flight = InFlight::begin();
     let started = Instant::now();
     let path = canonical_path(&path);
     let request_id = request_id_from(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
