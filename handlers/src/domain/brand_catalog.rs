@@ -231,6 +231,13 @@ impl BrandCatalog {
         }
     }
 
+    /// The catalogue's spelling of the brand `name` names, by its name or an alias (case and
+    /// spacing ignored); `None` for a brand the catalogue does not list.
+    pub fn canonical(&self, name: &str) -> Option<&str> {
+        let key = brand_key(name);
+        self.brands.iter().find(|b| b.keys.contains(&key)).map(|b| b.name.as_str())
+    }
+
     pub fn views(&self) -> Vec<BrandView> {
         self.brands
             .iter()

@@ -10,6 +10,7 @@ pub mod extraction;
 pub mod invoice;
 pub mod ocr;
 pub mod product;
+pub mod proposals;
 pub mod purchase_date;
 pub mod reminders;
 pub mod serial_number;
