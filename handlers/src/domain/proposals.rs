@@ -119,11 +119,12 @@ fn words_of(line: &TextLine) -> Vec<Word<'_>> {
     for (index, cell) in line.cells.iter().enumerate() {
         let chars = cell.text.chars().count().max(1) as f32;
         let per_char = (cell.right - cell.left).max(0.0) / chars;
-        let mut offset = 0usize;
+        // Characters of the cell before this piece.
+        let mut before = 0usize;
         for piece in cell.text.split_inclusive(char::is_whitespace) {
+            let start = before as f32;
+            before += piece.chars().count();
             let text = piece.trim_end();
-            let start = cell.text[..offset].chars().count() as f32;
-            offset += piece.len();
             if text.is_empty() {
                 continue;
             }

@@ -206,19 +206,23 @@ pub fn busy(e: impl std::fmt::Display) -> Unavailable {
 mod tests {
     use super::*;
 
+    /// `t.db` in `dir`, as the store runs it (WAL, `synchronous=NORMAL`), with one table `t`.
+    fn table_t(dir: &std::path::Path) -> Db {
+        Db::open(&dir.join("t.db"), std::time::Duration::from_secs(1), |c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.execute_batch("CREATE TABLE t (v TEXT)")
+        })
+        .unwrap()
+    }
+
     /// A write returns after a sync of the log that began after its commit: each of two
     /// writes made one after the other costs one sync, and what they wrote is in the log file
     /// (not only in SQLite's memory) when they return.
     #[tokio::test]
     async fn each_write_returns_after_its_log_is_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let db = Db::open(&path, std::time::Duration::from_secs(1), |c| {
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "NORMAL")?;
-            c.execute_batch("CREATE TABLE t (v TEXT)")
-        })
-        .unwrap();
+        let db = table_t(dir.path());
         let before = db.log_syncs();
         for n in 1..=2u64 {
             db.write(|c| c.execute("INSERT INTO t VALUES ('durable-row-marker')", [])).await.unwrap().unwrap();
@@ -233,14 +237,7 @@ mod tests {
     #[tokio::test]
     async fn an_unsynced_write_commits_and_the_next_sync_covers_it() {
         let dir = tempfile::tempdir().unwrap();
-        let db = std::sync::Arc::new(
-            Db::open(&dir.path().join("t.db"), std::time::Duration::from_secs(1), |c| {
-                c.pragma_update(None, "journal_mode", "WAL")?;
-                c.pragma_update(None, "synchronous", "NORMAL")?;
-                c.execute_batch("CREATE TABLE t (v TEXT)")
-            })
-            .unwrap(),
-        );
+        let db = std::sync::Arc::new(table_t(dir.path()));
         let before = db.log_syncs();
         db.write_unsynced(|c| c.execute("INSERT INTO t VALUES ('a')", [])).await.unwrap().unwrap();
         assert_eq!(db.log_syncs(), before, "no sync for an unsynced write");

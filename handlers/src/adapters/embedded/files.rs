@@ -177,7 +177,7 @@ impl Sink {
         let written = aligned - rest.len();
         self.direct_bytes.fetch_add(written as u64, Ordering::Relaxed);
         if written < bytes.len() {
-            self.set_direct(false)?;
+            self.stop_direct()?;
             self.file.write_all(&bytes[written..])?;
         }
         Ok(())
@@ -200,10 +200,10 @@ impl Sink {
         Ok(bytes)
     }
 
-    /// Switches direct I/O off (or on) for the writes that follow.
-    fn set_direct(&mut self, on: bool) -> std::io::Result<()> {
+    /// Switches direct I/O off for the writes that follow (the tail, or after a short write).
+    fn stop_direct(&mut self) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
-        if self.direct == on {
+        if !self.direct {
             return Ok(());
         }
         let fd = self.file.as_raw_fd();
@@ -212,12 +212,11 @@ impl Sink {
         if flags < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
         // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        self.direct = on;
+        self.direct = false;
         Ok(())
     }
 }

@@ -270,6 +270,7 @@ impl InvoiceReaders {
         let poppler_missing = use_text_layer && self.tesseract().await.is_err();
         let b = bytes.clone();
         let step = tokio::task::spawn_blocking(move || -> Result<PdfStep, ReadError> {
+            let mut pdfium = pdfium;
             // PDFium first: it opens a document lazily where lopdf parses every object and copies
             // every stream (for a 1 MB invoice that copy and its page faults cost more than the
             // reading; docs/benchmarks.md). lopdf stays the judge of what PDFium will not open or
@@ -290,7 +291,11 @@ impl InvoiceReaders {
                         return Ok(PdfStep::Text { pages: layer.pages, layer: Some(layer.lines), too_large });
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::debug!(reason = %e, "PDFium did not open the PDF; lopdf judges it"),
+                    Err(e) => {
+                        // Not asked again for the text layer of the same bytes below.
+                        tracing::warn!(reason = %e, "PDFium could not open the PDF; lopdf judges it, poppler reads it");
+                        pdfium = None;
+                    }
                 }
             }
             let pdf = Pdf::load(&b)?;

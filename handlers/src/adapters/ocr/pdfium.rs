@@ -128,19 +128,11 @@ impl Pdfium {
     }
 
     fn words(&self, bytes: &[u8], pages: usize) -> Result<Vec<super::tesseract::Word>, String> {
-        let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
-        let api = &self.api;
-        // SAFETY: `bytes` outlives the document, which is closed before this returns.
-        unsafe {
-            let doc = (api.load_mem_document64)(bytes.as_ptr().cast(), bytes.len(), std::ptr::null());
-            if doc.is_null() {
-                return Err("PDFium could not open the PDF".into());
-            }
+        // SAFETY: the document is open for the closure's call, under the lock.
+        self.with_document(bytes, |api, doc| unsafe {
             let count = ((api.get_page_count)(doc).max(0) as usize).min(pages);
-            let words = doc_words(api, doc, count);
-            (api.close_document)(doc);
-            Ok(words)
-        }
+            doc_words(api, doc, count)
+        })
     }
 
     /// Opens the document once and, if `wanted(pages, attachments)` agrees, reads its whole text
@@ -153,18 +145,12 @@ impl Pdfium {
         bytes: &[u8],
         wanted: impl FnOnce(usize, usize) -> bool,
     ) -> Result<Option<Layer>, String> {
-        let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
-        let api = &self.api;
-        // SAFETY: `bytes` outlives the document, which is closed before this returns; the size
+        // SAFETY: the document is open for the closure's call, under the lock; the size
         // out-parameter is a live FS_SIZEF.
-        unsafe {
-            let doc = (api.load_mem_document64)(bytes.as_ptr().cast(), bytes.len(), std::ptr::null());
-            if doc.is_null() {
-                return Err("PDFium could not open the PDF".into());
-            }
+        self.with_document(bytes, |api, doc| unsafe {
             let pages = (api.get_page_count)(doc).max(0) as usize;
             let attachments = (api.attachment_count)(doc).max(0) as usize;
-            let layer = wanted(pages, attachments).then(|| {
+            wanted(pages, attachments).then(|| {
                 let sizes = (0..pages)
                     .map(|i| {
                         let mut size = SizeF::default();
@@ -174,9 +160,24 @@ impl Pdfium {
                     .collect();
                 let lines = super::tesseract::lines_from_words(doc_words(api, doc, pages));
                 Layer { pages, sizes, lines }
-            });
+            })
+        })
+    }
+
+    /// Runs `f` on the document `bytes` holds, under the process-wide lock, and closes it after;
+    /// `Err` when PDFium cannot open it.
+    fn with_document<T>(&self, bytes: &[u8], f: impl FnOnce(&Api, Document) -> T) -> Result<T, String> {
+        let _calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+        let api = &self.api;
+        // SAFETY: `bytes` outlives the document, which is closed once, before this returns.
+        unsafe {
+            let doc = (api.load_mem_document64)(bytes.as_ptr().cast(), bytes.len(), std::ptr::null());
+            if doc.is_null() {
+                return Err("PDFium could not open the PDF".into());
+            }
+            let out = f(api, doc);
             (api.close_document)(doc);
-            Ok(layer)
+            Ok(out)
         }
     }
 }
