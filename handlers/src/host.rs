@@ -658,6 +658,13 @@ impl Background {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
+                    match crate::application::intakes::sweep(&state.services, state.services.clock.now()).await {
+                        Ok(s) if s.expired + s.purged > 0 => {
+                            tracing::info!(expired = s.expired, purged = s.purged, "intakes swept")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "the intake sweep failed; the next pass retries"),
+                    }
                     match reconcile::orphan_invoices(&state.services, state.services.clock.now(), policy).await {
                         Ok(r) if r.removed > 0 => {
                             tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices")

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::extraction::TextLine;
+use crate::domain::intake::{IntakeId, IntakeRecord};
 use crate::domain::ocr::{InvoiceFields, OcrEngineKind};
 use crate::domain::{InvoiceKind, OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 
@@ -215,6 +216,48 @@ pub trait ProductRepository: Send + Sync {
     /// return before the state is durable: a reading lost in a power cut is read again when its
     /// message comes back (the message is completed only after this returns).
     async fn update_ocr(&self, user: &UserId, id: ProductId, state: &OcrState) -> Result<bool, Unavailable>;
+
+    /// Stores an intake, the event that reads its invoice and (optionally) the idempotent
+    /// response in one atomic step.
+    async fn insert_intake(
+        &self,
+        intake: &IntakeRecord,
+        event: &OcrRequested,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError>;
+
+    /// One of the user's intakes (tombstones included).
+    async fn get_intake(&self, user: &UserId, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable>;
+
+    /// An intake whoever owns it (`owner` when known): reconciliation, from a file's name.
+    async fn find_intake(&self, owner: Option<&UserId>, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable>;
+
+    /// Replaces the stored intake with `intake` (its revision bumped by the caller) if the
+    /// stored revision is `expected`. `Stale` when it changed meanwhile, `Gone` when it went.
+    async fn update_intake(&self, intake: &IntakeRecord, expected: u64) -> Result<(), StoreError>;
+
+    /// Stores a product registered from `intake` together with the intake as it is after it
+    /// (its `products` grown, revision bumped; stored only if the stored revision is `expected`)
+    /// and the idempotent response, in one atomic step. The product's OCR state is the intake's
+    /// reading: no event is queued.
+    async fn insert_from_intake(
+        &self,
+        product: &ProductRecord,
+        intake: &IntakeRecord,
+        expected: u64,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the intake (and reading work still queued for it) if its revision is `expected`.
+    async fn delete_intake(&self, user: &UserId, id: IntakeId, expected: u64) -> Result<(), StoreError>;
+
+    /// Up to `limit` intakes, whoever owns them, whose sweep time ([`IntakeRecord::sweep_at`])
+    /// is at or before `now`, oldest first.
+    async fn intakes_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<IntakeRecord>, Unavailable>;
+
+    /// Every intake of the user, oldest first (the export and the erasure; an intake lives a
+    /// day, so a user has few).
+    async fn intakes_of(&self, user: &UserId) -> Result<Vec<IntakeRecord>, Unavailable>;
 }
 
 /// One delivery of an OCR event held by an outbox: the row of the embedded store's queue, or
@@ -358,10 +401,44 @@ pub trait InvoiceStore: Send + Sync {
             .map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as ChunkStream))
     }
 
+    /// Copies the committed file at `from` to `owner`'s file `{stem}.{ext}` and returns its
+    /// location (a product registered from an intake gets its own copy, so deleting one never
+    /// takes another's). By default read and written again through [`open`](Self::open) and
+    /// [`begin_named`](Self::begin_named); `Ok(None)` when there is nothing at `from`.
+    async fn copy(&self, from: &str, owner: &UserId, stem: &str, ext: &str) -> Result<Option<String>, Unavailable> {
+        copy_through(self, from, owner, stem, ext).await
+    }
+
     /// Committed invoices last written between `from` and `to` (reconciliation).
     async fn written_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Written>, Unavailable>;
 
     async fn health(&self) -> Result<(), Unavailable>;
+}
+
+/// [`InvoiceStore::copy`] by reading the file and writing it again as a new upload.
+pub async fn copy_through<S: InvoiceStore + ?Sized>(
+    store: &S,
+    from: &str,
+    owner: &UserId,
+    stem: &str,
+    ext: &str,
+) -> Result<Option<String>, Unavailable> {
+    use futures_util::StreamExt;
+    let Some(mut chunks) = store.open(from).await? else {
+        return Ok(None);
+    };
+    let mut upload = store.begin_named(owner, stem, ext).await?;
+    while let Some(chunk) = chunks.next().await {
+        let written = match chunk {
+            Ok(c) => upload.write(&c).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            upload.abort().await;
+            return Err(e);
+        }
+    }
+    upload.commit().await.map(Some)
 }
 
 /// A reminder: one per (coverage, expiry date, lead time), shown in the user's feed and sent

@@ -43,6 +43,18 @@ pub enum Error {
     InvoiceTooLarge,
     #[error("the invoice is not a PDF, JPEG or PNG file")]
     InvoiceUnsupported,
+    /// The intake's invoice is still being read.
+    #[error("the intake is still being read")]
+    IntakeReading,
+    /// The intake's invoice could not be read, for these reasons.
+    #[error("the intake's invoice could not be read")]
+    IntakeFailed(Vec<String>),
+    /// As many products were registered from the intake as its invoice lists.
+    #[error("the intake was used")]
+    IntakeUsed,
+    /// The intake is past its lifetime.
+    #[error("the intake expired")]
+    IntakeExpired,
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
 }

@@ -91,6 +91,12 @@ impl<'a> InvoiceIntake<'a> {
         self
     }
 
+    /// Receives an intake's invoice (`{intake}.intake.{ext}`; `product` is the intake's id).
+    pub fn for_intake(mut self) -> Self {
+        self.stem = Some(format!("{}.intake", self.product));
+        self
+    }
+
     /// Receives version `version` of the product's invoice (a replacement), not the first.
     pub fn with_version(mut self, version: u32) -> Self {
         self.version = version;

@@ -4,6 +4,7 @@ pub mod calendar;
 pub mod coverages;
 pub mod error;
 pub mod intake;
+pub mod intakes;
 pub mod lifecycle;
 pub mod notifications;
 pub mod ocr;

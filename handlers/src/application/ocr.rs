@@ -7,10 +7,11 @@ use sha2::{Digest, Sha256};
 
 use super::Services;
 use crate::domain::extraction::{self, Source, TextLine};
+use crate::domain::intake::{IntakeReading, IntakeStatus};
 use crate::domain::ocr::{Check, InvoiceFields, MatchResults, OcrEngineKind, OcrState, OcrStatus};
 use crate::domain::verification::{self, Registered};
-use crate::domain::{OcrRequested, ProductRecord};
-use crate::ports::{EngineReading, ReadError, Reading, Unavailable};
+use crate::domain::{InvoiceKind, OcrRequested, ProductRecord, Subject};
+use crate::ports::{EngineReading, ReadError, Reading, StoreError, Unavailable};
 
 /// What handling one message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,9 @@ fn done(state: &OcrState, version: u32) -> bool {
 }
 
 pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOutcome, OcrRetry> {
+    if event.subject == Subject::Intake {
+        return process_intake(services, event).await;
+    }
     let Some(product) = services.products.get(&event.user_id, event.product_id).await? else {
         return Ok(OcrOutcome::Skipped("product_deleted"));
     };
@@ -83,13 +87,7 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
             return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
         }
     };
-    // The stored bytes are the ones registered: their CRC-32 (a tenth of a SHA-256 pass; the
-    // SHA-256 for invoices stored before the CRC was kept).
-    let intact = match product.invoice.crc32 {
-        Some(crc) => bytes.len() as u64 == product.invoice.size_bytes && crc32fast::hash(&bytes) == crc,
-        None => hex::encode(Sha256::digest(&bytes)) == product.invoice.sha256,
-    };
-    if !intact {
+    if !intact(&product.invoice, &bytes) {
         let s = record(state, OcrStatus::Failed, Some("invoice_corrupt".into()));
         services.products.update_ocr(&product.user_id, product.id, &s).await?;
         return Ok(OcrOutcome::Recorded(OcrStatus::Failed));
@@ -134,14 +132,21 @@ pub async fn process(services: &Services, event: &OcrRequested) -> Result<OcrOut
     }
 }
 
-async fn read_and_verify(
-    services: &Services,
-    product: &ProductRecord,
-    bytes: Bytes,
-) -> Result<(OcrEngineKind, InvoiceFields, MatchResults), ReadError> {
-    let kind = product.invoice.kind;
+/// What reading one invoice gave: the engine that answered, the fields, the text the
+/// verification searches, and the lines with their positions (what proposals are made from).
+pub(crate) struct Read {
+    pub engine: OcrEngineKind,
+    pub fields: InvoiceFields,
+    pub text: String,
+    pub lines: Vec<TextLine>,
+}
+
+/// Reads an invoice's bytes with the configured engines, asking for a second opinion on a scan
+/// or photo the local recognisers left uncertain. Registration and intakes both read here.
+pub(crate) async fn read_document(services: &Services, kind: InvoiceKind, bytes: Bytes) -> Result<Read, ReadError> {
     let reading = services.reader.read(kind, bytes.clone()).await?;
     let mut engine = reading.engine;
+    let mut lines = lines_of(&reading.reading);
     let (mut fields, mut text) = interpret(reading);
     // A scan or photo the local recognisers left uncertain gets a second opinion where one is
     // configured (Document Intelligence); its values are checked against the local ones.
@@ -151,23 +156,151 @@ async fn read_and_verify(
         match services.reader.second_opinion(class, bytes).await {
             Some(Ok(second)) => {
                 engine = second.engine;
+                let second_lines = lines_of(&second.reading);
                 let (other, other_text) = interpret(second);
                 fields = extraction::agree::second_opinion(fields, &other);
                 text.push('\n');
                 text.push_str(&other_text);
+                if lines.is_empty() {
+                    lines = second_lines;
+                }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "the second opinion failed: the local reading stands"),
             None => {}
         }
     }
+    Ok(Read { engine, fields, text, lines })
+}
+
+/// The positioned lines of a reading (the first engine's, where several read the image); an
+/// e-invoice's text, line by line, without positions.
+fn lines_of(reading: &Reading) -> Vec<TextLine> {
+    match reading {
+        Reading::Text { lines, .. } => lines.clone(),
+        Reading::Checked { readings, .. } => readings.first().cloned().unwrap_or_default(),
+        Reading::Structured { text, .. } => {
+            text.lines().filter(|l| !l.trim().is_empty()).map(|l| TextLine::new(l, 1.0)).collect()
+        }
+    }
+}
+
+async fn read_and_verify(
+    services: &Services,
+    product: &ProductRecord,
+    bytes: Bytes,
+) -> Result<(OcrEngineKind, InvoiceFields, MatchResults), ReadError> {
+    let Read { engine, fields, text, .. } = read_document(services, product.invoice.kind, bytes).await?;
+    let matches = verify(services, product, &fields, &text);
+    Ok((engine, fields, matches))
+}
+
+/// Checks a reading against what was registered.
+pub(crate) fn verify(services: &Services, product: &ProductRecord, fields: &InvoiceFields, text: &str) -> MatchResults {
     let registered = Registered {
         brand: &product.brand,
+        brand_aliases: services.catalog.names(&product.brand),
         model: &product.model,
         serial_number: product.serial_number.as_str(),
         purchase_date: product.purchase_date.date(),
     };
-    let matches = verification::verify(&registered, &fields, &text, services.ocr_date_tolerance_days);
-    Ok((engine, fields, matches))
+    verification::verify(&registered, fields, text, services.ocr_date_tolerance_days)
+}
+
+/// Whether stored bytes are the ones received: their CRC-32 (a tenth of a SHA-256 pass; the
+/// SHA-256 for invoices stored before the CRC was kept).
+fn intact(invoice: &crate::domain::InvoiceRef, bytes: &[u8]) -> bool {
+    match invoice.crc32 {
+        Some(crc) => bytes.len() as u64 == invoice.size_bytes && crc32fast::hash(bytes) == crc,
+        None => hex::encode(Sha256::digest(bytes)) == invoice.sha256,
+    }
+}
+
+/// Reads an intake's invoice and stores what it proposes (the consumer of an intake's event).
+/// Idempotent: an intake already read is left alone.
+async fn process_intake(services: &Services, event: &OcrRequested) -> Result<OcrOutcome, OcrRetry> {
+    let Some(mut intake) = services.products.get_intake(&event.user_id, event.product_id).await? else {
+        return Ok(OcrOutcome::Skipped("intake_deleted"));
+    };
+    let retrying =
+        intake.status == IntakeStatus::Failed && intake.failure_reasons.iter().any(|r| r == ENGINE_UNAVAILABLE);
+    if intake.status != IntakeStatus::Reading && !retrying {
+        return Ok(OcrOutcome::Skipped("already_processed"));
+    }
+    // The attempt is recorded first, like a product's `processing`.
+    let mut expected = intake.revision;
+    intake.attempts += 1;
+    intake.status = IntakeStatus::Reading;
+    intake.failure_reasons.clear();
+    intake.revision += 1;
+    match services.products.update_intake(&intake, expected).await {
+        Ok(()) => expected = intake.revision,
+        Err(StoreError::Gone) => return Ok(OcrOutcome::Skipped("intake_deleted")),
+        // Another delivery of the same event is reading it.
+        Err(StoreError::Stale) => return Ok(OcrOutcome::Skipped("already_processing")),
+        Err(e) => return Err(store_failure(e)),
+    }
+    let read = match services.invoices.read(&intake.invoice.location).await? {
+        None => Err(ReadError::permanent("invoice_missing", "the intake's file is gone")),
+        Some(bytes) if !intact(&intake.invoice, &bytes) => {
+            Err(ReadError::permanent("invoice_corrupt", "the stored bytes are not the ones received"))
+        }
+        Some(bytes) => {
+            match tokio::time::timeout(services.ocr_deadline, read_document(services, intake.invoice.kind, bytes)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ReadError::Permanent {
+                    reason: DEADLINE_EXCEEDED,
+                    detail: format!("not read within {} s", services.ocr_deadline.as_secs()),
+                }),
+            }
+        }
+    };
+    let (outcome, retry) = match read {
+        Ok(Read { engine, fields, mut text, lines }) => {
+            let proposals = crate::domain::proposals::propose(&lines, &fields, &services.catalog);
+            if let Some((cut, _)) = text.char_indices().nth(crate::domain::intake::TEXT_MAX_CHARS) {
+                text.truncate(cut);
+            }
+            intake.status = IntakeStatus::Ready;
+            intake.reading = Some(IntakeReading { engine, fields, text, proposals, read_at: services.clock.now() });
+            (OcrOutcome::Recorded(OcrStatus::Completed), None)
+        }
+        Err(ReadError::Permanent { reason, detail }) => {
+            tracing::warn!(intake_id = %intake.id, reason, detail, "an intake's invoice cannot be read");
+            intake.status = IntakeStatus::Failed;
+            intake.failure_reasons = vec![reason.to_owned()];
+            (OcrOutcome::Recorded(OcrStatus::Failed), None)
+        }
+        Err(ReadError::EngineUnavailable(e)) => {
+            intake.status = IntakeStatus::Failed;
+            intake.failure_reasons = vec![ENGINE_UNAVAILABLE.to_owned()];
+            (OcrOutcome::Recorded(OcrStatus::Failed), Some(OcrRetry::EngineUnavailable(e)))
+        }
+        Err(ReadError::Transient(e)) => (OcrOutcome::Skipped("retrying"), Some(OcrRetry::Transient(e))),
+    };
+    if retry.is_none() || intake.status == IntakeStatus::Failed {
+        intake.revision += 1;
+        match services.products.update_intake(&intake, expected).await {
+            Ok(()) => {}
+            Err(StoreError::Gone) => return Ok(OcrOutcome::Skipped("intake_deleted")),
+            Err(StoreError::Stale) => return Ok(OcrOutcome::Skipped("already_processed")),
+            Err(e) => return Err(store_failure(e)),
+        }
+    }
+    match retry {
+        Some(r) => Err(r),
+        None => {
+            tracing::info!(intake_id = %intake.id, status = ?intake.status, "intake read");
+            Ok(outcome)
+        }
+    }
+}
+
+fn store_failure(e: StoreError) -> OcrRetry {
+    match e {
+        StoreError::Unavailable(u) => OcrRetry::Unavailable(u),
+        other => OcrRetry::Unavailable(Unavailable::new("product store", other)),
+    }
 }
 
 /// The fields an engine's reading yields, and the text the verification searches. The OCR

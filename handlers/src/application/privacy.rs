@@ -277,6 +277,7 @@ pub async fn export(
     sink.entry("README.txt", readme.replace("{date}", &now.date_naive().to_string()).as_bytes()).await?;
     if first {
         products(services, &mut sink, user).await?;
+        intakes(services, &mut sink, user).await?;
     }
     // The files of this part's products, streamed chunk by chunk.
     files(services, &mut sink, user, part).await?;
@@ -312,6 +313,32 @@ async fn products(services: &Services, sink: &mut Sink, user: &UserId) -> Result
         }
     }
     sink.finish().await
+}
+
+/// `intakes.json` (invoices uploaded for invoice-first registration, with what was read from
+/// them) and their files, `intakes/{id}.{ext}`, while they are kept.
+async fn intakes(services: &Services, sink: &mut Sink, user: &UserId) -> Result<(), ExportStopped> {
+    let intakes = services.products.intakes_of(user).await?;
+    let docs: Vec<Value> = intakes
+        .iter()
+        .map(|i| {
+            let mut doc = serde_json::to_value(i).expect("an intake serialises");
+            if let Some(o) = doc.as_object_mut() {
+                // Store-internal, like a product's.
+                o.remove("revision");
+                if let Some(inv) = o.get_mut("invoice").and_then(Value::as_object_mut) {
+                    inv.remove("location");
+                }
+            }
+            doc
+        })
+        .collect();
+    sink.entry("intakes.json", &serde_json::to_vec_pretty(&docs).expect("intakes serialise")).await?;
+    for i in intakes.iter().filter(|i| i.status != crate::domain::intake::IntakeStatus::Expired) {
+        let name = format!("intakes/{}.{}", i.id, i.invoice.kind.extension());
+        copy_file(services, sink, &name, &i.invoice.location).await?;
+    }
+    Ok(())
 }
 
 /// `notifications.json` and `settings.json`.
@@ -425,6 +452,8 @@ pub async fn continue_erasure(
     loop {
         let page = services.products.list(user, None, PAGE).await?;
         if page.is_empty() {
+            // Intakes with their files, then every other record.
+            super::intakes::erase(services, user).await?;
             services.products.erase_user_data(user, ERASURE_RECORD).await?;
             // A registration that raced the erasure goes round again rather than staying.
             if services.products.list(user, None, 1).await?.is_empty() {

@@ -50,7 +50,12 @@ pub async fn orphan_invoices(
         let Some(id) = product_of(&location) else {
             continue; // not an invoice this service named: leave it alone
         };
-        let referenced = if location.contains(".proof-") {
+        let referenced = if location.contains(".intake.") {
+            // An intake's invoice: referenced while its intake is stored and not yet expired.
+            services.products.find_intake(owner.as_ref(), id).await?.is_some_and(|i| {
+                i.status != crate::domain::intake::IntakeStatus::Expired && i.invoice.location == location
+            })
+        } else if location.contains(".proof-") {
             // A coverage's proof document: referenced when a coverage of the product holds it.
             let product = match &owner {
                 Some(owner) => services.products.get(owner, id).await?,

@@ -29,6 +29,8 @@ pub struct RegistrationForm {
     pub model: Option<String>,
     pub serial_number: Option<String>,
     pub purchase_date: Option<String>,
+    /// The intake to register from instead of an uploaded invoice (invoice-first registration).
+    pub intake_id: Option<String>,
     /// Problems with fields found while reading the form (duplicated, too long, not UTF-8).
     pub transport_errors: Vec<FieldError>,
 }
@@ -202,6 +204,7 @@ pub async fn register(
             action: "registered".into(),
             changes: Vec::new(),
         }],
+        intake_id: None,
     };
     let card = product.card(now.date_naive());
     let href = format!("/api/products/{}", product.id);
@@ -251,4 +254,130 @@ async fn compensate(services: &Services, location: &str) {
 /// A fresh product id.
 pub fn new_product_id() -> ProductId {
     Uuid::now_v7()
+}
+
+/// Registers a product from `intake_id`'s stored invoice (invoice-first registration): the
+/// fields the person confirmed or corrected, the intake's file copied to the product's own, the
+/// intake's reading checked against the fields by the same rules as a registration's reading,
+/// and the intake's count of products raised in the same atomic write. No upload, no reading.
+#[allow(clippy::too_many_arguments)]
+pub async fn register_from_intake(
+    services: &Services,
+    user: &UserId,
+    product_id: ProductId,
+    form: &RegistrationForm,
+    intake_id: uuid::Uuid,
+    idempotency_key: Option<&str>,
+) -> Result<Registered, Error> {
+    use crate::domain::intake::Unusable;
+    let now = services.clock.now();
+    let (brand, model, serial, purchase, warranty_months) =
+        validate(services, form, None, now).map_err(Error::Invalid)?;
+    let valid = ValidRegistration { brand, model, serial, purchase, warranty_months };
+    let print = fingerprint(&valid, &format!("intake:{intake_id}"));
+    if let Some(key) = idempotency_key
+        && let Some(stored) = services.products.idempotent_response(user, key, now).await?
+    {
+        return replay_or_refuse(stored, &print);
+    }
+    // A concurrent registration from the same intake makes the write stale: read it again.
+    for _ in 0..8 {
+        let Some(intake) = services.products.get_intake(user, intake_id).await? else {
+            return Err(Error::NotFound);
+        };
+        match intake.usable(now) {
+            Ok(()) => {}
+            Err(Unusable::Reading) => return Err(Error::IntakeReading),
+            Err(Unusable::Failed) => return Err(Error::IntakeFailed(intake.failure_reasons.clone())),
+            Err(Unusable::UsedUp) => return Err(Error::IntakeUsed),
+            Err(Unusable::Expired) => return Err(Error::IntakeExpired),
+        }
+        let Some(reading) = intake.reading.as_ref() else {
+            return Err(Error::IntakeFailed(vec!["reading_missing".into()]));
+        };
+        let ext = intake.invoice.kind.extension();
+        let Some(location) =
+            services.invoices.copy(&intake.invoice.location, user, &format!("{product_id}.v1"), ext).await?
+        else {
+            return Err(Error::IntakeExpired);
+        };
+        let invoice = crate::domain::InvoiceRef { location: location.clone(), version: 1, ..intake.invoice.clone() };
+        let catalogue =
+            Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
+        let mut product = ProductRecord {
+            id: product_id,
+            user_id: user.clone(),
+            brand_key: brand_key(&valid.brand),
+            brand: valid.brand.clone(),
+            model: valid.model.clone(),
+            serial_number: valid.serial.clone(),
+            purchase_date: valid.purchase,
+            warranty_months: valid.warranty_months,
+            warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
+            invoice,
+            ocr: OcrState::queued(1),
+            created_at: now,
+            revision: 1,
+            notes: None,
+            locked_at: None,
+            service_requests: Vec::new(),
+            coverages: vec![catalogue],
+            verification_epoch: 0,
+            audit: vec![crate::domain::AuditEntry {
+                at: now,
+                by: user.clone(),
+                action: "registered".into(),
+                changes: Vec::new(),
+            }],
+            intake_id: Some(intake_id),
+        };
+        // The intake's reading, checked against what the person confirmed.
+        let matches = super::ocr::verify(services, &product, &reading.fields, &reading.text);
+        let decision = super::ocr::decide(&reading.fields, &matches);
+        product.ocr = OcrState {
+            status: decision.status,
+            invoice_version: 1,
+            engine: Some(reading.engine),
+            fields: Some(reading.fields.clone()),
+            matches: Some(matches),
+            uncertain_fields: decision.uncertain,
+            failure_reason: None,
+            attempts: intake.attempts,
+            processed_at: Some(reading.read_at),
+        };
+        let card = product.card(now.date_naive());
+        let href = format!("/api/products/{}", product.id);
+        let idempotency = idempotency_key.map(|key| IdempotencyRecord {
+            key: key.to_owned(),
+            response: StoredResponse {
+                fingerprint: print.clone(),
+                status: 201,
+                location: Some(href.clone()),
+                body: serde_json::to_string(&card).expect("a card serialises"),
+            },
+            expires_at: now + services.idempotency_ttl,
+        });
+        let mut used = intake.clone();
+        used.products.push(product_id);
+        used.revision += 1;
+        match services.products.insert_from_intake(&product, &used, intake.revision, idempotency.as_ref()).await {
+            Ok(()) => return Ok(Registered::Created { card: Box::new(card), location: href }),
+            Err(e) => {
+                compensate(services, &location).await;
+                match e {
+                    StoreError::Stale => continue,
+                    StoreError::Gone => return Err(Error::NotFound),
+                    StoreError::IdempotencyKeyTaken => {
+                        let key = idempotency_key.unwrap_or_default();
+                        return match services.products.idempotent_response(user, key, now).await? {
+                            Some(stored) => replay_or_refuse(stored, &print),
+                            None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
+                        };
+                    }
+                    other => return Err(other.into()),
+                }
+            }
+        }
+    }
+    Err(Unavailable::busy("product store", "the intake kept changing").into())
 }

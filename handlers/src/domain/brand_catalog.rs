@@ -238,6 +238,13 @@ impl BrandCatalog {
         self.brands.iter().find(|b| b.keys.contains(&key)).map(|b| b.name.as_str())
     }
 
+    /// Every name of the brand `name` names (its own and its aliases, as keys: lower-cased,
+    /// spacing collapsed); empty for a brand the catalogue does not list.
+    pub fn names(&self, name: &str) -> &[String] {
+        let key = brand_key(name);
+        self.brands.iter().find(|b| b.keys.contains(&key)).map_or(&[], |b| b.keys.as_slice())
+    }
+
     pub fn views(&self) -> Vec<BrandView> {
         self.brands
             .iter()

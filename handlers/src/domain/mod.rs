@@ -7,6 +7,7 @@ pub mod brand_catalog;
 pub mod coverage;
 pub mod edit;
 pub mod extraction;
+pub mod intake;
 pub mod invoice;
 pub mod ocr;
 pub mod product;
@@ -24,7 +25,8 @@ pub use edit::{Change, EditError, PatchError, ProductField, ProductPatch};
 pub use invoice::{INVOICE_MAX_BYTES, InvoiceKind, Sniffed};
 pub use ocr::{OcrState, OcrStatus};
 pub use product::{
-    AuditEntry, FieldChange, InvoiceRef, OcrRequested, ProductId, ProductRecord, ServiceRequest, UserId, WarrantyCard,
+    AuditEntry, FieldChange, InvoiceRef, OcrRequested, ProductId, ProductRecord, ServiceRequest, Subject, UserId,
+    WarrantyCard,
 };
 pub use purchase_date::PurchaseDate;
 pub use serial_number::SerialNumber;

@@ -64,6 +64,9 @@ pub struct ProductRecord {
     /// Verification links carry the epoch they were issued in; revoking them bumps it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub verification_epoch: u32,
+    /// The intake it was registered from (invoice-first registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake_id: Option<Uuid>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -142,6 +145,9 @@ pub struct WarrantyCard {
     pub audit: Vec<AuditEntry>,
     /// Entries in the whole audit trail.
     pub audit_count: usize,
+    /// The intake it was registered from, when it was registered invoice-first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intake_id: Option<Uuid>,
 }
 
 /// Audit entries a card carries: the card stays small however often the product is edited.
@@ -218,6 +224,7 @@ impl ProductRecord {
             service_request_count: self.service_requests.len(),
             audit: self.audit[self.audit.len().saturating_sub(CARD_AUDIT_ENTRIES)..].to_vec(),
             audit_count: self.audit.len(),
+            intake_id: self.intake_id,
         }
     }
 
@@ -257,6 +264,24 @@ pub struct OcrRequested {
     /// `WARRANTY_OCR_REQUEUE_FOR_HOURS` after it, then left to the queue's own dead-lettering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<DateTime<Utc>>,
+    /// What is read: a product's invoice, or an intake's (then `product_id` is the intake's id).
+    #[serde(default, skip_serializing_if = "Subject::is_product")]
+    pub subject: Subject,
+}
+
+/// Whose invoice an OCR event asks to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    #[default]
+    Product,
+    Intake,
+}
+
+impl Subject {
+    fn is_product(&self) -> bool {
+        *self == Subject::Product
+    }
 }
 
 impl OcrRequested {
@@ -280,6 +305,25 @@ impl OcrRequested {
             trace_id: None,
             requeued: 0,
             failing_since: None,
+            subject: Subject::Product,
+        }
+    }
+
+    /// The event that reads an intake's invoice (one per intake: its file never changes).
+    pub fn for_intake(i: &super::intake::IntakeRecord) -> Self {
+        Self {
+            message_id: format!("{}:intake", i.id),
+            product_id: i.id,
+            user_id: i.user_id.clone(),
+            invoice_location: i.invoice.location.clone(),
+            invoice_content_type: i.invoice.kind.content_type().to_owned(),
+            invoice_sha256: i.invoice.sha256.clone(),
+            invoice_version: i.invoice.version,
+            requested_at: i.created_at,
+            trace_id: None,
+            requeued: 0,
+            failing_since: None,
+            subject: Subject::Intake,
         }
     }
 }

@@ -197,7 +197,19 @@ fn model_after(words: &[Word<'_>], from: usize, cell: usize) -> Option<(String, 
     while end < words.len() && end - from < MAX_MODEL_WORDS && words[end].cell == cell {
         let w = bare(words[end].text);
         let t = w.trim_start_matches(['€', '£', '$']);
-        if w.is_empty() || MODEL_STOP_RE.is_match(w) || parse_amount(t).is_some() || w == "-" || w == "–" {
+        // A quantity written as two words ("1 x", "x 2") ends the model too.
+        let times = |w: &str| matches!(w, "x" | "X" | "×");
+        let count_then_times = w.len() <= 3
+            && w.bytes().all(|b| b.is_ascii_digit())
+            && words.get(end + 1).is_some_and(|n| n.cell == cell && times(bare(n.text)));
+        if w.is_empty()
+            || MODEL_STOP_RE.is_match(w)
+            || parse_amount(t).is_some()
+            || w == "-"
+            || w == "–"
+            || times(w)
+            || count_then_times
+        {
             break;
         }
         end += 1;
@@ -494,6 +506,20 @@ mod tests {
         // 40123456 fits Sony's rule but is printed under the Dell, whose rule (seven
         // characters) it breaks.
         assert_eq!(p.products[1].serial_number, None);
+    }
+
+    /// A quantity written into the description ("2 x", "x 1") ends the model, as a separate
+    /// quantity cell does; numbers that are part of a model stay.
+    #[test]
+    fn a_quantity_in_the_description_ends_the_model() {
+        let lines = vec![
+            line(1, 60.0, &[("Sony WH-1000XM5 2 x 379,00 EUR", 40.0)]),
+            line(1, 80.0, &[("Nintendo Switch OLED x 1", 40.0), ("349,00", 400.0)]),
+            line(1, 100.0, &[("Dell XPS 13 9340 1x", 40.0), ("999,00", 400.0)]),
+        ];
+        let p = propose(&lines, &InvoiceFields::default(), &catalog());
+        let models: Vec<&str> = p.products.iter().map(|p| p.model.as_ref().unwrap().value.as_str()).collect();
+        assert_eq!(models, ["WH-1000XM5", "Switch OLED", "XPS 13 9340"]);
     }
 
     /// Without a catalogue brand, each line item is a product without a brand: its description

@@ -34,6 +34,9 @@ fn ocr_folded(s: &str) -> String {
 
 pub struct Registered<'a> {
     pub brand: &'a str,
+    /// Other names the catalogue knows the brand by ("Hewlett-Packard" for HP): an invoice that
+    /// prints one of them names the brand.
+    pub brand_aliases: &'a [String],
     pub model: &'a str,
     pub serial_number: &'a str,
     pub purchase_date: NaiveDate,
@@ -61,7 +64,11 @@ pub fn verify(reg: &Registered<'_>, fields: &InvoiceFields, text: &str, toleranc
             Check::NotFound
         }
     };
-    MatchResults { purchase_date, serial_number: found(reg.serial_number), brand: found(reg.brand), model }
+    let brand = match found(reg.brand) {
+        Check::NotFound if reg.brand_aliases.iter().any(|a| found(a) == Check::Matched) => Check::Matched,
+        check => check,
+    };
+    MatchResults { purchase_date, serial_number: found(reg.serial_number), brand, model }
 }
 
 #[cfg(test)]
@@ -72,6 +79,7 @@ mod tests {
     fn reg() -> Registered<'static> {
         Registered {
             brand: "Apple",
+            brand_aliases: &[],
             model: "MacBook Air 13",
             serial_number: "C02XK0ABJGH5",
             purchase_date: NaiveDate::from_ymd_opt(2026, 3, 15).unwrap(),
@@ -106,5 +114,16 @@ mod tests {
         assert_eq!(r.brand, Check::NotFound);
         assert_eq!(r.model, Check::NotFound);
         assert!(!r.all_matched());
+    }
+
+    /// An invoice that names the brand by one of its catalogue aliases names the brand.
+    #[test]
+    fn a_brand_printed_by_its_alias_matches() {
+        let aliases = ["hp".to_owned(), "hewlett-packard".to_owned()];
+        let hp = Registered { brand: "HP", brand_aliases: &aliases, model: "EliteBook 840", ..reg() };
+        let text = "Hewlett-Packard EliteBook 840 G9 S/N C02XK0ABJGH5";
+        assert_eq!(verify(&hp, &fields(Some((2026, 3, 15))), text, 3).brand, Check::Matched);
+        let without = Registered { brand_aliases: &[], ..hp };
+        assert_eq!(verify(&without, &fields(Some((2026, 3, 15))), text, 3).brand, Check::NotFound);
     }
 }

@@ -20,6 +20,7 @@ mod docintel;
 mod drills;
 mod full_disk;
 mod hostile;
+mod intakes;
 mod lifecycle;
 mod notifications;
 mod ocr_corpus;

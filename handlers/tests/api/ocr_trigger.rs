@@ -125,37 +125,6 @@ async fn a_matching_invoice_completes_and_a_mismatch_needs_review() {
     assert_eq!(ocr["uncertainFields"], json!(["serialNumber"]), "{ocr}");
 }
 
-/// A one-page PDF whose text layer holds `lines` (Helvetica, one line each), written by hand so
-/// the test says exactly what the document contains.
-fn text_pdf(lines: &[&str]) -> Vec<u8> {
-    let mut content = String::from("BT /F1 11 Tf 14 TL 60 780 Td\n");
-    for l in lines {
-        content.push_str(&format!("({}) Tj T*\n", l.replace('(', "\\(").replace(')', "\\)")));
-    }
-    content.push_str("ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
-            .to_owned(),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
-        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
-    ];
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).bytes());
-    }
-    let xref = pdf.len();
-    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
-    for o in offsets {
-        pdf.extend(format!("{o:010} 00000 n \n").bytes());
-    }
-    pdf.extend(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).bytes());
-    pdf
-}
-
 /// Everything matches the registration, but two amounts under equal labels leave the total
 /// unsupported: the card is not `completed` and names the field to check.
 async fn an_unsupported_total_needs_review_and_says_which_field() {

@@ -36,7 +36,8 @@ use sha2::{Digest, Sha256};
 use super::connection_string::ConnectionString;
 use super::identity::Identity;
 use crate::config::{ProductStoreSettings, StartupError};
-use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
+use crate::domain::intake::{IntakeId, IntakeRecord};
+use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, Subject, UserId};
 use crate::ports::{
     IdempotencyRecord, ListCursor, Outbox, OutboxMessage, ProductRepository, StoreError, StoredResponse, Unavailable,
 };
@@ -118,6 +119,68 @@ struct IdempotencyDoc {
     ttl: i64,
 }
 
+/// An intake (invoice-first registration) in its owner's partition, with its reading event's
+/// pending-publication marker while the event is not yet on the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IntakeDoc {
+    id: String,
+    user_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    schema_version: u32,
+    serial_key: String,
+    /// When the sweep next has work with it (range-indexed).
+    sweep_at: String,
+    intake: IntakeRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_ocr: Option<OcrRequested>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_ocr_since: Option<String>,
+    #[serde(default, rename = "_etag", skip_serializing)]
+    etag: Option<String>,
+}
+
+impl Stored for IntakeDoc {
+    const TYPE: &'static str = "intake";
+
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+}
+
+fn intake_doc(intake: &IntakeRecord, event: Option<&OcrRequested>) -> IntakeDoc {
+    IntakeDoc {
+        id: intake.id.to_string(),
+        user_id: intake.user_id.0.clone(),
+        doc_type: "intake".into(),
+        schema_version: SCHEMA_VERSION,
+        serial_key: format!("intake\u{1f}{}", intake.id),
+        sweep_at: ts(intake.sweep_at()),
+        intake: intake.clone(),
+        pending_ocr: event.cloned(),
+        pending_ocr_since: event.map(|e| ts(e.requested_at)),
+        etag: None,
+    }
+}
+
+fn idempotency_doc(user: &str, rec: &IdempotencyRecord, now: DateTime<Utc>) -> IdempotencyDoc {
+    let id = idempotency_id(&rec.key);
+    IdempotencyDoc {
+        serial_key: format!("idempotency\u{1f}{id}"),
+        id,
+        user_id: user.to_owned(),
+        doc_type: "idempotency".into(),
+        schema_version: SCHEMA_VERSION,
+        fingerprint: rec.response.fingerprint.clone(),
+        status: rec.response.status,
+        location: rec.response.location.clone(),
+        body: rec.response.body.clone(),
+        expires_at: rec.expires_at,
+        ttl: (rec.expires_at - now).num_seconds().max(1),
+    }
+}
+
 /// Sortable fixed-width timestamp: lexical order is time order.
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -170,6 +233,13 @@ pub fn operation_options() -> azure_data_cosmos::options::OperationOptions {
                 .build(),
         )
         .build()
+}
+
+/// How a transactional batch ended.
+enum BatchOutcome {
+    Done,
+    /// Nothing was written; the status of the operation that failed it.
+    Failed(StatusCode),
 }
 
 pub struct CosmosProductRepository {
@@ -426,6 +496,26 @@ impl CosmosProductRepository {
         Ok(items.try_next().await.map_err(unavailable)?.map(|i| i.id))
     }
 
+    /// Runs a transactional batch: done, or the status of the operation that failed it.
+    async fn run_batch(&self, batch: TransactionalBatch) -> Result<BatchOutcome, Unavailable> {
+        match self.container.execute_transactional_batch(batch, None).await {
+            Ok(resp) if resp.status().is_success() => {
+                let results = resp.into_model().map_err(unavailable)?;
+                match results.results().iter().find(|r| !r.is_success()) {
+                    None => Ok(BatchOutcome::Done),
+                    Some(r) => Ok(BatchOutcome::Failed(StatusCode::from(r.status_code()))),
+                }
+            }
+            // A failed batch reports the failing operation's status.
+            Ok(resp) => Ok(BatchOutcome::Failed(resp.status().status_code())),
+            Err(e) if is(&e, StatusCode::Conflict) || is(&e, StatusCode::PreconditionFailed) => {
+                Ok(BatchOutcome::Failed(status(&e)))
+            }
+            Err(e) if is(&e, StatusCode::NotFound) => Ok(BatchOutcome::Failed(StatusCode::NotFound)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Tells a refused registration apart: the idempotency key was taken by a concurrent
     /// request, or the product already exists.
     async fn explain_conflict(&self, product: &ProductRecord, idempotency: Option<&IdempotencyRecord>) -> StoreError {
@@ -444,7 +534,7 @@ impl CosmosProductRepository {
     }
 }
 
-fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
+fn product_doc(product: &ProductRecord, event: Option<&OcrRequested>) -> ProductDoc {
     ProductDoc {
         id: product.id.to_string(),
         user_id: product.user_id.0.clone(),
@@ -453,8 +543,8 @@ fn product_doc(product: &ProductRecord, event: &OcrRequested) -> ProductDoc {
         serial_key: serial_key(product),
         sort_key: sort_key(product.created_at, product.id),
         product: product.clone(),
-        pending_ocr: Some(event.clone()),
-        pending_ocr_since: Some(ts(product.created_at)),
+        pending_ocr: event.cloned(),
+        pending_ocr_since: event.map(|_| ts(product.created_at)),
         next_reminder_at: Some(String::new()),
         etag: None,
     }
@@ -607,24 +697,11 @@ impl ProductRepository for CosmosProductRepository {
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let user = product.user_id.as_str().to_owned();
-        let doc = product_doc(product, event);
+        let doc = product_doc(product, Some(event));
         let outcome = match idempotency {
             None => self.container.create_item(user, &doc.id, &doc, None).await.map(|_| true),
             Some(rec) => {
-                let id = idempotency_id(&rec.key);
-                let idem = IdempotencyDoc {
-                    serial_key: format!("idempotency\u{1f}{id}"),
-                    id,
-                    user_id: user.clone(),
-                    doc_type: "idempotency".into(),
-                    schema_version: SCHEMA_VERSION,
-                    fingerprint: rec.response.fingerprint.clone(),
-                    status: rec.response.status,
-                    location: rec.response.location.clone(),
-                    body: rec.response.body.clone(),
-                    expires_at: rec.expires_at,
-                    ttl: (rec.expires_at - product.created_at).num_seconds().max(1),
-                };
+                let idem = idempotency_doc(&user, rec, product.created_at);
                 let batch = TransactionalBatch::new(user)
                     .create_item(&doc)
                     .and_then(|b| b.create_item(&idem))
@@ -776,6 +853,148 @@ impl ProductRepository for CosmosProductRepository {
         })
         .await
     }
+
+    async fn insert_intake(
+        &self,
+        intake: &IntakeRecord,
+        event: &OcrRequested,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let user = intake.user_id.as_str().to_owned();
+        let doc = intake_doc(intake, Some(event));
+        let mut batch = TransactionalBatch::new(user.clone()).create_item(&doc).map_err(unavailable)?;
+        if let Some(rec) = idempotency {
+            batch = batch.create_item(idempotency_doc(&user, rec, intake.created_at)).map_err(unavailable)?;
+        }
+        match self.run_batch(batch).await? {
+            BatchOutcome::Done => Ok(()),
+            // The intake's id is new: a conflict is the idempotency key's.
+            BatchOutcome::Failed(StatusCode::Conflict) => Err(StoreError::IdempotencyKeyTaken),
+            BatchOutcome::Failed(code) => Err(unavailable(format!("intake batch refused with {code:?}")).into()),
+        }
+    }
+
+    async fn get_intake(&self, user: &UserId, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable> {
+        Ok(self.read_typed::<IntakeDoc>(user.as_str(), &id.to_string()).await?.map(|d| d.intake))
+    }
+
+    async fn find_intake(&self, owner: Option<&UserId>, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable> {
+        if let Some(owner) = owner {
+            return self.get_intake(owner, id).await;
+        }
+        let query = Query::from("SELECT * FROM c WHERE c.type = 'intake' AND c.id = @id")
+            .with_parameter("@id", id.to_string())
+            .map_err(unavailable)?;
+        let docs: Vec<IntakeDoc> = self.query(query, FeedScope::full_container()).await?;
+        Ok(docs.into_iter().next().map(|d| d.intake))
+    }
+
+    async fn update_intake(&self, intake: &IntakeRecord, expected: u64) -> Result<(), StoreError> {
+        let (user, id) = (intake.user_id.as_str(), intake.id.to_string());
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(mut doc) = self.read_typed::<IntakeDoc>(user, &id).await? else {
+                return Err(StoreError::Gone);
+            };
+            if doc.intake.revision != expected {
+                return Err(StoreError::Stale);
+            }
+            doc.intake = intake.clone();
+            doc.sweep_at = ts(intake.sweep_at());
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            match self.container.replace_item(user.to_owned(), &id, &doc, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(()),
+                // The relay cleared the marker meanwhile: re-read.
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(StoreError::Gone),
+                Err(e) => return Err(unavailable(e).into()),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
+    }
+
+    async fn insert_from_intake(
+        &self,
+        product: &ProductRecord,
+        intake: &IntakeRecord,
+        expected: u64,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let (user, intake_id) = (product.user_id.as_str().to_owned(), intake.id.to_string());
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(mut stored) = self.read_typed::<IntakeDoc>(&user, &intake_id).await? else {
+                return Err(StoreError::Gone);
+            };
+            if stored.intake.revision != expected {
+                return Err(StoreError::Stale);
+            }
+            let etag = stored.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            stored.intake = intake.clone();
+            stored.sweep_at = ts(intake.sweep_at());
+            let precondition = azure_data_cosmos::options::BatchReplaceOptions::default()
+                .with_precondition(Precondition::IfMatch(Etag::from(etag)));
+            let mut batch = TransactionalBatch::new(user.clone())
+                .replace_item(intake_id.clone(), &stored, Some(precondition))
+                .and_then(|b| b.create_item(product_doc(product, None)))
+                .map_err(unavailable)?;
+            if let Some(rec) = idempotency {
+                batch = batch.create_item(idempotency_doc(&user, rec, product.created_at)).map_err(unavailable)?;
+            }
+            match self.run_batch(batch).await? {
+                BatchOutcome::Done => return Ok(()),
+                // The intake changed meanwhile (the relay's marker): re-read.
+                BatchOutcome::Failed(StatusCode::PreconditionFailed) => continue,
+                BatchOutcome::Failed(StatusCode::NotFound) => return Err(StoreError::Gone),
+                BatchOutcome::Failed(StatusCode::Conflict) => {
+                    return Err(self.explain_conflict(product, idempotency).await);
+                }
+                BatchOutcome::Failed(code) => {
+                    return Err(unavailable(format!("registration batch refused with {code:?}")).into());
+                }
+            }
+        }
+        Err(unavailable(format!("{intake_id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
+    }
+
+    async fn delete_intake(&self, user: &UserId, id: IntakeId, expected: u64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(doc) = self.read_typed::<IntakeDoc>(user.as_str(), &id).await? else {
+                return Err(StoreError::Gone);
+            };
+            if doc.intake.revision != expected {
+                return Err(StoreError::Stale);
+            }
+            let etag = doc.etag.clone().ok_or_else(|| unavailable("a stored document without an ETag"))?;
+            // Its marker lives on the document: it goes with it.
+            match self.container.delete_item(user.as_str().to_owned(), &id, Some(if_match(&etag))).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is(&e, StatusCode::PreconditionFailed) => continue,
+                Err(e) if is(&e, StatusCode::NotFound) => return Err(StoreError::Gone),
+                Err(e) => return Err(unavailable(e).into()),
+            }
+        }
+        Err(unavailable(format!("{id}: still conflicting after {MAX_CONFLICT_RETRIES} attempts")).into())
+    }
+
+    async fn intakes_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<IntakeRecord>, Unavailable> {
+        // Across partitions (the sweep acts for every user), on the range-indexed `sweepAt`:
+        // only intakes past their day (or tombstones past their month) match.
+        let query = Query::from(format!(
+            "SELECT TOP {limit} * FROM c WHERE c.type = 'intake' AND c.sweepAt <= @now ORDER BY c.sweepAt"
+        ))
+        .with_parameter("@now", ts(now))
+        .map_err(unavailable)?;
+        let mut docs: Vec<IntakeDoc> = self.query(query, FeedScope::full_container()).await?;
+        docs.sort_by(|a, b| a.sweep_at.cmp(&b.sweep_at));
+        Ok(docs.into_iter().take(limit).map(|d| d.intake).collect())
+    }
+
+    async fn intakes_of(&self, user: &UserId) -> Result<Vec<IntakeRecord>, Unavailable> {
+        let query = Query::from("SELECT * FROM c WHERE c.type = 'intake'");
+        let mut docs: Vec<IntakeDoc> = self.query(query, FeedScope::partition(user.as_str().to_owned())).await?;
+        docs.sort_by_key(|d| d.intake.id);
+        Ok(docs.into_iter().map(|d| d.intake).collect())
+    }
 }
 
 #[path = "cosmos_reminders.rs"]
@@ -792,7 +1011,7 @@ impl CosmosProductRepository {
         // Across partitions: the sweeper acts for every user. Only marked documents match, and
         // a marker lives for the few milliseconds between the write and the publication.
         let query = Query::from(format!(
-            "SELECT TOP {limit} c.pendingOcr FROM c WHERE c.type = 'product' AND c.pendingOcrSince < @before"
+            "SELECT TOP {limit} c.pendingOcr FROM c WHERE c.type IN ('product', 'intake') AND c.pendingOcrSince < @before"
         ))
         .with_parameter("@before", ts(before))
         .map_err(unavailable)?;
@@ -811,16 +1030,33 @@ impl CosmosProductRepository {
     }
 
     async fn mark_published(&self, event: &OcrRequested) -> Result<(), Unavailable> {
-        self.update(event.user_id.as_str(), &event.product_id.to_string(), |doc| {
-            if doc.pending_ocr.as_ref().map(|p| &p.message_id) != Some(&event.message_id) {
-                return false;
+        let (user, id) = (event.user_id.as_str(), event.product_id.to_string());
+        let ours = |pending: &Option<OcrRequested>| pending.as_ref().map(|p| &p.message_id) == Some(&event.message_id);
+        let cleared = match event.subject {
+            Subject::Product => {
+                self.update(user, &id, |doc| {
+                    if !ours(&doc.pending_ocr) {
+                        return false;
+                    }
+                    doc.pending_ocr = None;
+                    doc.pending_ocr_since = None;
+                    true
+                })
+                .await
             }
-            doc.pending_ocr = None;
-            doc.pending_ocr_since = None;
-            true
-        })
-        .await
-        .map(|_| ())
+            Subject::Intake => {
+                self.update_typed::<IntakeDoc>(user, &id, |doc| {
+                    if !ours(&doc.pending_ocr) {
+                        return false;
+                    }
+                    doc.pending_ocr = None;
+                    doc.pending_ocr_since = None;
+                    true
+                })
+                .await
+            }
+        };
+        cleared.map(|_| ())
     }
 }
 

@@ -364,6 +364,32 @@ impl InvoiceStore for FileInvoiceStore {
         .map_err(unavailable)?
     }
 
+    /// A hard link: the product's name for the intake's bytes, no byte copied (the file is
+    /// never changed in place, only replaced or removed by name). A file system without hard
+    /// links gets a copy.
+    async fn copy(&self, from: &str, owner: &UserId, stem: &str, ext: &str) -> Result<Option<String>, Unavailable> {
+        let location = format!("{stem}.{ext}");
+        let (source, target) = (self.path_of(from)?, self.path_of(&location)?);
+        let linked =
+            tokio::task::spawn_blocking(move || std::fs::hard_link(&source, &target)).await.map_err(unavailable)?;
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(unavailable(e)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no hard link: the intake's invoice is copied");
+                return crate::ports::copy_through(self, from, owner, stem, ext).await;
+            }
+        }
+        // The new name made durable with the other names changed meanwhile.
+        let ticket = self.names.changed();
+        if let Err(e) = self.names.durable(ticket).await {
+            let _ = tokio::fs::remove_file(self.path_of(&location)?).await;
+            return Err(unavailable(e));
+        }
+        Ok(Some(location))
+    }
+
     async fn delete(&self, location: &str) -> Result<(), Unavailable> {
         let path = self.path_of(location)?;
         match tokio::fs::remove_file(&path).await {

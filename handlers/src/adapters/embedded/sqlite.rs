@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::db::{Db, ts, unavailable};
+use crate::domain::intake::{IntakeId, IntakeRecord};
 use crate::domain::{OcrRequested, OcrState, ProductId, ProductRecord, UserId};
 use crate::ports::{IdempotencyRecord, ListCursor, ProductRepository, StoreError, StoredResponse, Unavailable};
 
@@ -76,6 +77,16 @@ CREATE TABLE IF NOT EXISTS reminder_deliveries (
     PRIMARY KEY (reminder_id, channel, target)
 );
 CREATE INDEX IF NOT EXISTS reminder_deliveries_due ON reminder_deliveries (due_at) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS intakes (
+    id       TEXT PRIMARY KEY,
+    user_id  TEXT NOT NULL,
+    -- When the sweep next has work with it (expiry, then the tombstone's end).
+    sweep_at TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS intakes_by_user ON intakes (user_id, id);
+CREATE INDEX IF NOT EXISTS intakes_sweep ON intakes (sweep_at);
 CREATE TABLE IF NOT EXISTS idempotency (
     user_id     TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -202,6 +213,106 @@ fn existing_with_serial(tx: &rusqlite::Transaction<'_>, product: &ProductRecord)
     .and_then(|s| s.parse().ok())
 }
 
+/// Stores the first answer to an idempotency key (an expired one is replaced);
+/// `IdempotencyKeyTaken` when a live one exists. Statements prepared once per connection.
+fn remember(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+    rec: &IdempotencyRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let r = tx
+        .prepare_cached(
+            "INSERT INTO idempotency (user_id, key, fingerprint, status, location, body, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (user_id, key) DO UPDATE SET
+               fingerprint = excluded.fingerprint, status = excluded.status,
+               location = excluded.location, body = excluded.body, expires_at = excluded.expires_at
+             WHERE idempotency.expires_at <= ?8",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                user.as_str(),
+                rec.key,
+                rec.response.fingerprint,
+                rec.response.status,
+                rec.response.location,
+                rec.response.body,
+                ts(rec.expires_at),
+                ts(now),
+            ])
+        });
+    match r {
+        Ok(0) => Err(StoreError::IdempotencyKeyTaken),
+        Ok(_) => Ok(()),
+        Err(e) => Err(unavailable(e).into()),
+    }
+}
+
+/// Inserts a new product row, marked for the next reminder sweep.
+fn insert_product(tx: &rusqlite::Transaction<'_>, product: &ProductRecord) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(product).map_err(unavailable)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc, next_reminder_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                product.id.to_string(),
+                product.user_id.as_str(),
+                product.brand_key,
+                product.serial_number.as_str(),
+                ts(product.created_at),
+                doc
+            ])
+        });
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+            Err(StoreError::DuplicateProduct { existing: existing_with_serial(tx, product) })
+        }
+        Err(e) => Err(unavailable(e).into()),
+    }
+}
+
+/// Replaces an intake's row if its revision is `expected`.
+fn replace_intake(tx: &rusqlite::Transaction<'_>, intake: &IntakeRecord, expected: u64) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(intake).map_err(unavailable)?;
+    let n = tx
+        .prepare_cached(
+            "UPDATE intakes SET doc = ?1, revision = ?2, sweep_at = ?3
+             WHERE id = ?4 AND user_id = ?5 AND revision = ?6",
+        )
+        .and_then(|mut update| {
+            update.execute(params![
+                doc,
+                intake.revision as i64,
+                ts(intake.sweep_at()),
+                intake.id.to_string(),
+                intake.user_id.as_str(),
+                expected as i64
+            ])
+        })
+        .map_err(unavailable)?;
+    if n == 1 {
+        return Ok(());
+    }
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM intakes WHERE id = ?1 AND user_id = ?2",
+            params![intake.id.to_string(), intake.user_id.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    Err(if exists.is_some() { StoreError::Stale } else { StoreError::Gone })
+}
+
+fn decode_intake(doc: &str) -> Result<IntakeRecord, Unavailable> {
+    serde_json::from_str(doc).map_err(|e| unavailable(format!("stored intake is unreadable: {e}")))
+}
+
 fn decode(doc: &str) -> Result<ProductRecord, Unavailable> {
     serde_json::from_str(doc).map_err(|e| unavailable(format!("stored product is unreadable: {e}")))
 }
@@ -219,58 +330,10 @@ impl ProductRepository for SqliteProductRepository {
         let idempotency = idempotency.cloned();
         self.with_conn(move |c| -> Result<(), StoreError> {
             let tx = c.transaction().map_err(unavailable)?;
-            // Statements prepared once per connection (the registration path's SQL is parsed once).
             if let Some(rec) = &idempotency {
-                let r = tx
-                    .prepare_cached(
-                        "INSERT INTO idempotency (user_id, key, fingerprint, status, location, body, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (user_id, key) DO UPDATE SET
-                       fingerprint = excluded.fingerprint, status = excluded.status,
-                       location = excluded.location, body = excluded.body, expires_at = excluded.expires_at
-                     WHERE idempotency.expires_at <= ?8",
-                    )
-                    .and_then(|mut insert| {
-                        insert.execute(params![
-                            product.user_id.as_str(),
-                            rec.key,
-                            rec.response.fingerprint,
-                            rec.response.status,
-                            rec.response.location,
-                            rec.response.body,
-                            ts(rec.expires_at),
-                            ts(product.created_at),
-                        ])
-                    });
-                match r {
-                    Ok(0) => return Err(StoreError::IdempotencyKeyTaken),
-                    Ok(_) => {}
-                    Err(e) => return Err(unavailable(e).into()),
-                }
+                remember(&tx, &product.user_id, rec, product.created_at)?;
             }
-            let doc = serde_json::to_string(&product).map_err(unavailable)?;
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO products (id, user_id, brand_key, serial_number, created_at, doc, next_reminder_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '')",
-                )
-                .and_then(|mut insert| {
-                    insert.execute(params![
-                        product.id.to_string(),
-                        product.user_id.as_str(),
-                        product.brand_key,
-                        product.serial_number.as_str(),
-                        ts(product.created_at),
-                        doc
-                    ])
-                });
-            if let Err(e) = inserted {
-                if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                    let existing = existing_with_serial(&tx, &product);
-                    return Err(StoreError::DuplicateProduct { existing });
-                }
-                return Err(unavailable(e).into());
-            }
+            insert_product(&tx, &product)?;
             enqueue(&tx, &event).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(())
@@ -424,6 +487,7 @@ impl ProductRepository for SqliteProductRepository {
                 let tx = c.transaction()?;
                 let u = user.as_str();
                 tx.execute("DELETE FROM idempotency WHERE user_id = ?1", params![u])?;
+                tx.execute("DELETE FROM intakes WHERE user_id = ?1", params![u])?;
                 tx.execute("DELETE FROM user_records WHERE user_id = ?1 AND key <> ?2", params![u, keep])?;
                 // Deliveries go with their reminders (ON DELETE CASCADE).
                 tx.execute("DELETE FROM reminders WHERE user_id = ?1", params![u])?;
@@ -555,5 +619,145 @@ impl ProductRepository for SqliteProductRepository {
             .await?
             .map(|n| n == 1)
             .map_err(unavailable)
+    }
+
+    async fn insert_intake(
+        &self,
+        intake: &IntakeRecord,
+        event: &OcrRequested,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let (intake, event, idempotency) = (intake.clone(), event.clone(), idempotency.cloned());
+        self.with_conn(move |c| -> Result<(), StoreError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            if let Some(rec) = &idempotency {
+                remember(&tx, &intake.user_id, rec, intake.created_at)?;
+            }
+            let doc = serde_json::to_string(&intake).map_err(unavailable)?;
+            tx.prepare_cached("INSERT INTO intakes (id, user_id, sweep_at, revision, doc) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        intake.id.to_string(),
+                        intake.user_id.as_str(),
+                        ts(intake.sweep_at()),
+                        intake.revision as i64,
+                        doc
+                    ])
+                })
+                .map_err(unavailable)?;
+            enqueue(&tx, &event).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn get_intake(&self, user: &UserId, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable> {
+        let user = user.clone();
+        let doc = self
+            .read(move |c| {
+                c.prepare_cached("SELECT doc FROM intakes WHERE id = ?1 AND user_id = ?2")?
+                    .query_row(params![id.to_string(), user.as_str()], |r| r.get::<_, String>(0))
+                    .optional()
+            })
+            .await?
+            .map_err(unavailable)?;
+        doc.as_deref().map(decode_intake).transpose()
+    }
+
+    async fn find_intake(&self, _: Option<&UserId>, id: IntakeId) -> Result<Option<IntakeRecord>, Unavailable> {
+        let doc = self
+            .read(move |c| {
+                c.query_row("SELECT doc FROM intakes WHERE id = ?1", params![id.to_string()], |r| r.get::<_, String>(0))
+                    .optional()
+            })
+            .await?
+            .map_err(unavailable)?;
+        doc.as_deref().map(decode_intake).transpose()
+    }
+
+    async fn update_intake(&self, intake: &IntakeRecord, expected: u64) -> Result<(), StoreError> {
+        let intake = intake.clone();
+        self.with_conn(move |c| -> Result<(), StoreError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            replace_intake(&tx, &intake, expected)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn insert_from_intake(
+        &self,
+        product: &ProductRecord,
+        intake: &IntakeRecord,
+        expected: u64,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let (product, intake, idempotency) = (product.clone(), intake.clone(), idempotency.cloned());
+        self.with_conn(move |c| -> Result<(), StoreError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            if let Some(rec) = &idempotency {
+                remember(&tx, &product.user_id, rec, product.created_at)?;
+            }
+            replace_intake(&tx, &intake, expected)?;
+            insert_product(&tx, &product)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn delete_intake(&self, user: &UserId, id: IntakeId, expected: u64) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.with_conn(move |c| -> Result<(), StoreError> {
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM intakes WHERE id = ?1 AND user_id = ?2 AND revision = ?3",
+                    params![id.to_string(), user.as_str(), expected as i64],
+                )
+                .map_err(unavailable)?;
+            if n != 1 {
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM intakes WHERE id = ?1 AND user_id = ?2",
+                        params![id.to_string(), user.as_str()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                return Err(if exists.is_some() { StoreError::Stale } else { StoreError::Gone });
+            }
+            tx.execute("DELETE FROM ocr_queue WHERE product_id = ?1", params![id.to_string()]).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn intakes_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<IntakeRecord>, Unavailable> {
+        let docs = self
+            .read(move |c| -> rusqlite::Result<Vec<String>> {
+                c.prepare_cached("SELECT doc FROM intakes WHERE sweep_at <= ?1 ORDER BY sweep_at LIMIT ?2")?
+                    .query_map(params![ts(now), limit as i64], |r| r.get(0))?
+                    .collect()
+            })
+            .await?
+            .map_err(unavailable)?;
+        docs.iter().map(|d| decode_intake(d)).collect()
+    }
+
+    async fn intakes_of(&self, user: &UserId) -> Result<Vec<IntakeRecord>, Unavailable> {
+        let user = user.clone();
+        let docs = self
+            .read(move |c| -> rusqlite::Result<Vec<String>> {
+                c.prepare_cached("SELECT doc FROM intakes WHERE user_id = ?1 ORDER BY id")?
+                    .query_map(params![user.as_str()], |r| r.get(0))?
+                    .collect()
+            })
+            .await?
+            .map_err(unavailable)?;
+        docs.iter().map(|d| decode_intake(d)).collect()
     }
 }

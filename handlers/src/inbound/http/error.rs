@@ -61,6 +61,12 @@ pub enum ApiError {
     ConfirmationRequired,
     /// 507: a store has no space left; nothing was stored. Retrying helps once space is freed.
     StorageFull,
+    /// 409: the intake's invoice is still being read; retry after `Retry-After`.
+    IntakeReading,
+    /// 422: the intake's invoice could not be read (the reasons are listed).
+    IntakeFailed { reasons: Vec<String> },
+    /// 410: the intake was used up (`used`) or is past its lifetime.
+    IntakeGone { used: bool },
     /// 500: a bug. Logged with the request id.
     Internal,
 }
@@ -80,6 +86,8 @@ struct Problem<'a> {
     errors: Vec<FieldProblem<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     existing_product_id: Option<ProductId>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    failure_reasons: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -114,6 +122,9 @@ impl ApiError {
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PushNotConfigured => StatusCode::NOT_IMPLEMENTED,
             Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::IntakeReading => StatusCode::CONFLICT,
+            Self::IntakeFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IntakeGone { .. } => StatusCode::GONE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,6 +154,10 @@ impl ApiError {
             Self::PushNotConfigured => "push_not_configured",
             Self::ConfirmationRequired => "confirmation_required",
             Self::StorageFull => "storage_full",
+            Self::IntakeReading => "intake_reading",
+            Self::IntakeFailed { .. } => "intake_failed",
+            Self::IntakeGone { used: true } => "intake_used",
+            Self::IntakeGone { used: false } => "intake_expired",
             Self::Internal => "internal_error",
         }
     }
@@ -171,6 +186,10 @@ impl ApiError {
             Self::PushNotConfigured => "Push notifications are not available",
             Self::ConfirmationRequired => "Confirmation required",
             Self::StorageFull => "No storage space left",
+            Self::IntakeReading => "The invoice is still being read",
+            Self::IntakeFailed { .. } => "The invoice could not be read",
+            Self::IntakeGone { used: true } => "The intake was used",
+            Self::IntakeGone { used: false } => "The intake expired",
             Self::Internal => "Internal error",
         }
     }
@@ -235,6 +254,19 @@ impl ApiError {
                 "The service has no storage space left. Nothing was stored; retry later (the operators are alerted)."
                     .into()
             }
+            Self::IntakeReading => {
+                "The invoice of this intake is still being read. Retry after the time in Retry-After.".into()
+            }
+            Self::IntakeFailed { reasons } => format!(
+                "The invoice of this intake could not be read ({}). Register with the invoice file instead.",
+                reasons.join(", ")
+            ),
+            Self::IntakeGone { used: true } => {
+                "As many products were registered from this intake as its invoice lists.".into()
+            }
+            Self::IntakeGone { used: false } => {
+                "This intake is past its 24 hours and its invoice was removed. Upload the invoice again.".into()
+            }
             Self::Internal => "Something went wrong on our side. Quote the request id to support.".into(),
         }
     }
@@ -262,6 +294,10 @@ impl ApiError {
                 Self::AlreadyRegistered { existing } => *existing,
                 _ => None,
             },
+            failure_reasons: match self {
+                Self::IntakeFailed { reasons } => reasons,
+                _ => &[],
+            },
         };
         let body = serde_json::to_vec(&problem).expect("a problem serialises");
         let mut resp = Response::new(Bytes::from(body));
@@ -286,6 +322,9 @@ impl ApiError {
             }
             Self::StorageFull => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("300"));
+            }
+            Self::IntakeReading => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             }
             _ => {}
         }
@@ -328,6 +367,10 @@ impl From<Error> for ApiError {
             Error::LastCoverage => Self::LastCoverage,
             Error::InvoiceTooLarge => Self::InvoiceTooLarge,
             Error::InvoiceUnsupported => Self::InvoiceTypeUnsupported,
+            Error::IntakeReading => Self::IntakeReading,
+            Error::IntakeFailed(reasons) => Self::IntakeFailed { reasons },
+            Error::IntakeUsed => Self::IntakeGone { used: true },
+            Error::IntakeExpired => Self::IntakeGone { used: false },
             Error::Unavailable(u) => u.into(),
         }
     }
@@ -409,4 +452,8 @@ pub const ALL_CODES: &[&str] = &[
     "push_not_configured",
     "push_unavailable",
     "confirmation_required",
+    "intake_reading",
+    "intake_failed",
+    "intake_used",
+    "intake_expired",
 ];

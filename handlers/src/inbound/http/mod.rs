@@ -7,6 +7,7 @@
 
 mod coverages;
 pub mod error;
+mod intakes;
 mod meta;
 mod multipart;
 mod notifications;
@@ -67,6 +68,8 @@ pub const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/openapi.json", Some("OpenApi")),
     ("GET", "/api/products", Some("Products")),
     ("POST", "/api/products", Some("Products")),
+    ("POST", "/api/intakes", Some("Intakes")),
+    ("GET", "/api/intakes/{id}", Some("IntakeById")),
     ("GET", "/api/products/{id}", Some("ProductById")),
     ("PATCH", "/api/products/{id}", Some("ProductById")),
     ("DELETE", "/api/products/{id}", Some("ProductById")),
@@ -118,6 +121,10 @@ async fn route(state: Arc<AppState>, req: Request, body: BodyStream) -> Result<H
         (["api", "openapi.json"], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "products"], &Method::GET) => products::list(&state, &req).await,
         (["api", "products"], &Method::POST) => products::register(state.clone(), req, body).await,
+        (["api", "intakes"], &Method::POST) => intakes::create(state.clone(), req, body).await,
+        (["api", "intakes"], _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (["api", "intakes", id], &Method::GET) => intakes::get(&state, &req, id).await,
+        (["api", "intakes", _], _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (["api", "products"], _) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         (["api", "products", id], &Method::GET) if !id.is_empty() => products::get(&state, &req, id).await,
         (["api", "products", id], &Method::PATCH) if !id.is_empty() => products::patch(&state, &req, id, body).await,

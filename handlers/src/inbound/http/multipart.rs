@@ -99,6 +99,15 @@ pub struct ParsedForm {
     pub invoice: Result<ReceivedInvoice, FieldError>,
 }
 
+/// Whose file the `invoice` part becomes.
+#[derive(Debug, Clone, Copy)]
+pub enum FileFor {
+    /// Version `version` of a product's invoice.
+    Product { id: ProductId, version: u32 },
+    /// An intake's invoice.
+    Intake(ProductId),
+}
+
 /// Reads the whole form, streaming the `invoice` part into the store. Returns early with
 /// 413/415/503 when the invoice cannot be accepted at all; nothing is left in the store then.
 pub async fn read_form(
@@ -106,8 +115,7 @@ pub async fn read_form(
     boundary: String,
     store: &dyn InvoiceStore,
     owner: &crate::domain::UserId,
-    product: ProductId,
-    version: u32,
+    target: FileFor,
 ) -> Result<ParsedForm, ApiError> {
     let (stream, too_large) = pump(body);
     let mut mp = multer::Multipart::new(stream, boundary);
@@ -142,7 +150,12 @@ pub async fn read_form(
                         continue;
                     }
                     let file_name = field.file_name().map(str::to_owned);
-                    let mut intake = InvoiceIntake::new(store, owner, product, file_name).with_version(version);
+                    let mut intake = match target {
+                        FileFor::Product { id, version } => {
+                            InvoiceIntake::new(store, owner, id, file_name).with_version(version)
+                        }
+                        FileFor::Intake(id) => InvoiceIntake::new(store, owner, id, file_name).for_intake(),
+                    };
                     let mut field = field;
                     loop {
                         match field.chunk().await {
@@ -178,6 +191,16 @@ pub async fn read_form(
                             format!("send `{field_name}` once"),
                         )),
                         Ok(v) => *slot = Some(v),
+                    }
+                }
+                "intakeId" => {
+                    let value = read_text(field, "intakeId", &too_large).await?;
+                    match value {
+                        Err(e) => field_errors.push(e),
+                        Ok(_) if form.intake_id.is_some() => {
+                            field_errors.push(FieldError::new("intakeId", "field_duplicated", "send `intakeId` once"))
+                        }
+                        Ok(v) => form.intake_id = Some(v),
                     }
                 }
                 // Unknown parts are skipped (multer discards their content on the next call).

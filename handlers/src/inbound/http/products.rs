@@ -6,7 +6,7 @@ use bytes::Bytes;
 use warp::http::{HeaderValue, Response, StatusCode, header};
 
 use super::error::ApiError;
-use super::multipart::{MAX_BODY, read_form};
+use super::multipart::{FileFor, MAX_BODY, read_form};
 use super::{AppState, BodyStream, HttpResponse, Request};
 use crate::application::lifecycle;
 use crate::application::products::{self, DEFAULT_PAGE, MAX_PAGE};
@@ -22,7 +22,7 @@ pub(super) fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
 }
 
 /// An `Idempotency-Key`: 1 to 255 visible ASCII characters (a UUID is typical).
-fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(raw) = req.headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -77,17 +77,42 @@ pub async fn register(state: Arc<AppState>, req: Request, body: BodyStream) -> R
     let work = tokio::spawn(async move {
         let services = &task_state.services;
         let product_id = register::new_product_id();
-        let parsed = read_form(body, boundary, services.invoices.as_ref(), &user, product_id, 1).await?;
-        let outcome = register::register(
-            services,
-            &user,
-            product_id,
-            &parsed.form,
-            parsed.invoice,
-            key.as_deref(),
-            Some(&trace_id),
-        )
-        .await;
+        let target = FileFor::Product { id: product_id, version: 1 };
+        let parsed = read_form(body, boundary, services.invoices.as_ref(), &user, target).await?;
+        let outcome = match parsed.form.intake_id.clone() {
+            // Invoice-first: the fields the person confirmed, with the intake's stored invoice.
+            Some(intake) => {
+                let missing = matches!(&parsed.invoice, Err(e) if e.code == "invoice_missing");
+                if !missing {
+                    if let Ok(received) = parsed.invoice {
+                        received.abort().await;
+                    }
+                    let e = crate::domain::FieldError::new(
+                        "invoice",
+                        "invoice_with_intake",
+                        "send either the invoice file or an `intakeId`, not both",
+                    );
+                    return Err(ApiError::Validation(vec![e]));
+                }
+                // An id that is not a UUID names no intake: 404, like a missing one.
+                let Ok(intake) = intake.trim().parse::<uuid::Uuid>() else {
+                    return Err(ApiError::NotFound);
+                };
+                register::register_from_intake(services, &user, product_id, &parsed.form, intake, key.as_deref()).await
+            }
+            None => {
+                register::register(
+                    services,
+                    &user,
+                    product_id,
+                    &parsed.form,
+                    parsed.invoice,
+                    key.as_deref(),
+                    Some(&trace_id),
+                )
+                .await
+            }
+        };
         match outcome {
             Ok(Registered::Created { card, location }) => {
                 tracing::info!(product_id = %card.id, "product registered");
@@ -463,7 +488,8 @@ pub async fn replace_invoice(
     let trace_id = req.ctx.trace_id.clone();
     let work = tokio::spawn(async move {
         let services = &task_state.services;
-        let parsed = read_form(body, boundary, services.invoices.as_ref(), &user, id, version).await?;
+        let parsed =
+            read_form(body, boundary, services.invoices.as_ref(), &user, FileFor::Product { id, version }).await?;
         let received = parsed.invoice.map_err(|e| ApiError::Validation(vec![e]))?;
         let card = lifecycle::replace_invoice(services, &user, id, revision, received, Some(&trace_id)).await?;
         tracing::info!(product_id = %id, version, "invoice replaced");

@@ -253,8 +253,9 @@ pub async fn send_expiry_reminders(state: &AppState, body: BodyStream) -> HttpRe
     }
 }
 
-/// `POST /ReconcileInvoices`: the hourly timer. Removes the invoices written within the look-back
-/// window that no product references (`application::reconcile`): one run for all instances, where
+/// `POST /ReconcileInvoices`: the hourly timer. Removes the files of intakes past their day
+/// (`application::intakes::sweep`) and the invoices written within the look-back window that no
+/// product or intake references (`application::reconcile`): one run for all instances, where
 /// each instance ran it before. A failed invocation is harmless: the next tick covers the same
 /// window. (A timer trigger runs on one instance at a time under a lock in the host's storage,
 /// keyed by the host id — the WebJobs timer extension, not in the host's repository; the host
@@ -266,15 +267,30 @@ pub async fn reconcile_invoices(state: &AppState, body: BodyStream) -> HttpRespo
         return refused;
     }
     let now = state.services.clock.now();
-    match crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await {
-        Ok(r) => {
+    // Intakes past their day first: their files are then gone before the orphan pass looks.
+    let swept = crate::application::intakes::sweep(&state.services, now).await;
+    let reconciled = crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await;
+    match (swept, reconciled) {
+        (Ok(s), Ok(r)) => {
             if r.removed > 0 {
                 tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices");
             }
-            let log = format!("checked {} removed {}", r.checked, r.removed);
-            reply_with(StatusCode::OK, &[log], json!({ "checked": r.checked, "removed": r.removed }))
+            if s.expired + s.purged > 0 {
+                tracing::info!(expired = s.expired, purged = s.purged, "intakes swept");
+            }
+            let log = format!(
+                "checked {} removed {}; intakes expired {} purged {}",
+                r.checked, r.removed, s.expired, s.purged
+            );
+            let body = json!({
+                "checked": r.checked,
+                "removed": r.removed,
+                "intakesExpired": s.expired,
+                "intakesPurged": s.purged,
+            });
+            reply_with(StatusCode::OK, &[log], body)
         }
-        Err(e) => {
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "invoice reconciliation: store unavailable");
             reply(StatusCode::SERVICE_UNAVAILABLE, &["store unavailable; the next tick retries".into()])
         }
