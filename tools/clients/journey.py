@@ -2,7 +2,8 @@
 
 No request is written by hand: every call is a generated `sync_detailed(...)`.
 Usage: python journey.py <generated package's parent dir>
-Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file).
+Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
+listing an HP laptop with its serial number).
 """
 
 import datetime
@@ -10,14 +11,18 @@ import hashlib
 import io
 import os
 import sys
+import time
 
 sys.path.insert(0, sys.argv[1])
 
 from warranty_api import AuthenticatedClient  # noqa: E402
+from warranty_api.api.intakes import create_intake, get_intake  # noqa: E402
 from warranty_api.api.invoices import download_invoice  # noqa: E402
 from warranty_api.api.products import edit_product, get_product, list_products, register_product  # noqa: E402
 from warranty_api.api.service_requests import raise_service_request  # noqa: E402
 from warranty_api.models import (  # noqa: E402
+    Intake,
+    IntakeForm,
     Problem,
     ProductPatch,
     RegistrationForm,
@@ -108,4 +113,33 @@ check(parsed.ocr.status == "awaiting_human" and parsed.warranty_status == "suspe
 problem = Problem.from_dict({**resp.parsed.to_dict(), "code": "a_code_from_the_future"})
 check(problem.code == "a_code_from_the_future", "an unknown problem code parses")
 
-print(f"python journey: {len(cards)} registered, {pages} pages, edit, service request, download, refusal: ok")
+# Invoice first: upload the invoice alone, wait for its reading, register what it proposes.
+laptop = open(os.environ["WARRANTY_INTAKE_INVOICE"], "rb").read()
+body = IntakeForm(invoice=File(payload=io.BytesIO(laptop), file_name="laptop.pdf", mime_type="application/pdf"))
+resp = create_intake.sync_detailed(client=client, body=body)
+check(resp.status_code == 202 and isinstance(resp.parsed, Intake), f"intake: {resp.status_code} {resp.content!r}")
+intake = resp.parsed
+deadline = time.monotonic() + 30
+while intake.status == "reading":
+    check(time.monotonic() < deadline, "the intake was read")
+    time.sleep(0.1)
+    intake = get_intake.sync(intake.id, client=client)
+    check(isinstance(intake, Intake), f"get intake: {intake}")
+check(intake.status == "ready", f"intake status {intake.status}")
+proposed = intake.proposals.products[0]
+check((proposed.brand.value, proposed.serial_number.value) == ("HP", "5CD1234XYZ"), f"proposals: {intake.proposals}")
+check(proposed.serial_number.at.page == 1, "the serial says where it was read")
+confirmed = RegistrationForm(
+    brand=proposed.brand.value,
+    model=proposed.model.value,
+    serial_number=proposed.serial_number.value,
+    purchase_date=intake.proposals.purchase_date.value,
+    intake_id=intake.id,
+)
+resp = register_product.sync_detailed(client=client, body=confirmed)
+check(resp.status_code == 201 and isinstance(resp.parsed, WarrantyCard), f"register from intake: {resp.status_code} {resp.content!r}")
+check(resp.parsed.intake_id == intake.id and resp.parsed.ocr.status == "completed", f"card from intake: {resp.parsed}")
+resp = register_product.sync_detailed(client=client, body=confirmed)
+check(resp.status_code == 410 and isinstance(resp.parsed, Problem) and resp.parsed.code == "intake_used", f"used: {resp.status_code}")
+
+print(f"python journey: {len(cards)} registered, {pages} pages, edit, service request, download, refusal, intake: ok")

@@ -1,7 +1,8 @@
 // The whole journey through a client generated from docs/openapi.json: openapi-typescript types
 // (generated/ts/schema.ts, from generate-ts.mjs) driving openapi-fetch. No request is written by
 // hand: every call is `client.GET/POST/PATCH(path, typed options)`.
-// Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file).
+// Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
+// listing an HP laptop with its serial number).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import createClient from "openapi-fetch";
@@ -102,4 +103,41 @@ const future: Card = { ...last, warrantyStatus: "suspended", ocr: { ...last.ocr,
 const futureProblem: Problem = { ...problem, code: "a_code_from_the_future" };
 check(future.ocr.status === "awaiting_human" && futureProblem.code === "a_code_from_the_future", "open enumerations");
 
-console.log(`typescript journey: ${registered.length} registered, ${pages} pages, edit, service request, download, refusal: ok`);
+// Invoice first: upload the invoice alone, wait for its reading, register what it proposes.
+type Intake = components["schemas"]["Intake"];
+const laptop = readFileSync(process.env.WARRANTY_INTAKE_INVOICE!);
+const uploaded = await client.POST("/api/intakes", { body: { invoice: new Blob([laptop], { type: "application/pdf" }) } });
+check(uploaded.response.status === 202 && uploaded.data, `intake: ${uploaded.response.status}`);
+let intake: Intake = uploaded.data;
+const deadline = Date.now() + 30_000;
+while (intake.status === "reading") {
+  check(Date.now() < deadline, "the intake was read");
+  await new Promise((r) => setTimeout(r, 100));
+  const polled = await client.GET("/api/intakes/{id}", { params: { path: { id: intake.id } } });
+  check(polled.data, `get intake: ${polled.response.status}`);
+  intake = polled.data;
+}
+check(intake.status === "ready" && intake.proposals, `intake status ${intake.status}`);
+const proposed = intake.proposals.products[0];
+check(proposed?.brand?.value === "HP" && proposed.serialNumber?.value === "5CD1234XYZ", `proposals: ${JSON.stringify(intake.proposals)}`);
+check(proposed.serialNumber.at?.page === 1, "the serial says where it was read");
+const confirmed = {
+  brand: proposed.brand.value,
+  model: proposed.model?.value ?? "",
+  serialNumber: proposed.serialNumber.value,
+  purchaseDate: intake.proposals.purchaseDate?.value ?? "",
+  intakeId: intake.id,
+};
+// No file in the body: sent as a form all the same (the operation takes multipart).
+const asForm = (body: unknown) => {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(body as Record<string, string>)) form.append(name, value);
+  return form;
+};
+const fromIntake = await client.POST("/api/products", { body: confirmed, bodySerializer: asForm });
+check(fromIntake.response.status === 201 && fromIntake.data?.intakeId === intake.id, `register from intake: ${fromIntake.response.status}`);
+check(fromIntake.data.ocr.status === "completed", `card from intake: ${JSON.stringify(fromIntake.data.ocr)}`);
+const again = await client.POST("/api/products", { body: confirmed, bodySerializer: asForm });
+check(again.response.status === 410 && again.error?.code === "intake_used", `used: ${again.response.status}`);
+
+console.log(`typescript journey: ${registered.length} registered, ${pages} pages, edit, service request, download, refusal, intake: ok`);

@@ -82,7 +82,7 @@ pub async fn create(
         },
         expires_at: now + services.idempotency_ttl,
     });
-    let event = OcrRequested { trace_id: trace_id.map(str::to_owned), ..OcrRequested::for_intake(&intake) };
+    let event = OcrRequested { trace_id: trace_id.map(str::to_owned), ..intake.reading_event() };
     if let Err(e) = services.products.insert_intake(&intake, &event, idempotency.as_ref()).await {
         if let Err(d) = services.invoices.delete(&location).await {
             tracing::error!(location, error = %d, "could not remove the invoice of a failed intake");

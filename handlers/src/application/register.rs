@@ -293,7 +293,7 @@ pub async fn register_from_intake(
             Err(Unusable::Expired) => return Err(Error::IntakeExpired),
         }
         let Some(reading) = intake.reading.as_ref() else {
-            return Err(Error::IntakeFailed(vec!["reading_missing".into()]));
+            return Err(Unavailable::new("product store", "a ready intake without its reading").into());
         };
         let ext = intake.invoice.kind.extension();
         let Some(location) =

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ocr::{InvoiceFields, OcrEngineKind};
-use super::product::{InvoiceRef, ProductId, UserId};
+use super::product::{InvoiceRef, OcrRequested, ProductId, Subject, UserId};
 use super::proposals::Proposals;
 
 pub type IntakeId = Uuid;
@@ -105,6 +105,24 @@ impl IntakeRecord {
             created_at: now,
             expires_at: now + Duration::hours(INTAKE_LIFETIME_HOURS),
             revision: 1,
+        }
+    }
+
+    /// The event that reads its invoice (one per intake: its file never changes).
+    pub fn reading_event(&self) -> OcrRequested {
+        OcrRequested {
+            message_id: format!("{}:intake", self.id),
+            product_id: self.id,
+            user_id: self.user_id.clone(),
+            invoice_location: self.invoice.location.clone(),
+            invoice_content_type: self.invoice.kind.content_type().to_owned(),
+            invoice_sha256: self.invoice.sha256.clone(),
+            invoice_version: self.invoice.version,
+            requested_at: self.created_at,
+            trace_id: None,
+            requeued: 0,
+            failing_since: None,
+            subject: Subject::Intake,
         }
     }
 

@@ -308,22 +308,4 @@ impl OcrRequested {
             subject: Subject::Product,
         }
     }
-
-    /// The event that reads an intake's invoice (one per intake: its file never changes).
-    pub fn for_intake(i: &super::intake::IntakeRecord) -> Self {
-        Self {
-            message_id: format!("{}:intake", i.id),
-            product_id: i.id,
-            user_id: i.user_id.clone(),
-            invoice_location: i.invoice.location.clone(),
-            invoice_content_type: i.invoice.kind.content_type().to_owned(),
-            invoice_sha256: i.invoice.sha256.clone(),
-            invoice_version: i.invoice.version,
-            requested_at: i.created_at,
-            trace_id: None,
-            requeued: 0,
-            failing_since: None,
-            subject: Subject::Intake,
-        }
-    }
 }

@@ -45,22 +45,41 @@ fn run(cmd: &mut Command) -> String {
 }
 
 /// The journey's environment: a server of its own, a user of its own, the PDF to upload.
+/// Its invoices are read as in production (the outbox delivers them), so the invoice-first part
+/// of the journey sees its intake read. `WARRANTY_INTAKE_INVOICE` lists an HP laptop with its
+/// serial number.
 async fn journey_env(user: &str) -> (TestApp, Vec<(&'static str, String)>) {
-    let app = spawn_app().await;
+    let app = spawn_with(|s| s.delivery.ocr_dispatcher = true).await;
+    let intake_invoice = app.dir.path().join("intake-invoice.pdf");
+    std::fs::write(
+        &intake_invoice,
+        text_pdf(&[
+            "Elektro Schmidt GmbH",
+            "Invoice date 2026-03-15",
+            "HP EliteBook 840 G9 1299.00 EUR",
+            "S/N: 5CD1234XYZ",
+            "Total 1299.00 EUR",
+        ]),
+    )
+    .unwrap();
     let env = vec![
         ("WARRANTY_BASE_URL", app.base.clone()),
         ("WARRANTY_TOKEN", token(user)),
         ("WARRANTY_INVOICE", repo().join("handlers/tests/fixtures/invoice.pdf").display().to_string()),
+        ("WARRANTY_INTAKE_INVOICE", intake_invoice.display().to_string()),
     ];
     (app, env)
 }
 
-/// What the server holds after a journey: three products for the user, one of them edited
-/// with a service request.
+/// What the server holds after a journey: four products for the user, one of them edited
+/// with a service request, one registered from an intake.
 async fn assert_journey_stored(app: &TestApp, user: &str) {
     let page: serde_json::Value = app.get(user, "/api/products?limit=100").await.json().await.unwrap();
     let items = page["items"].as_array().unwrap();
-    assert_eq!(items.len(), 3, "three registrations stored: {page}");
+    assert_eq!(items.len(), 4, "four registrations stored: {page}");
+    let from_intake: Vec<_> = items.iter().filter(|c| c["intakeId"].is_string()).collect();
+    assert_eq!(from_intake.len(), 1, "{page}");
+    assert_eq!((&from_intake[0]["brand"], &from_intake[0]["serialNumber"]), (&"HP".into(), &"5CD1234XYZ".into()));
     let edited: Vec<_> = items.iter().filter(|c| c["notes"] == "Gift for Sam").collect();
     assert_eq!(edited.len(), 1);
     assert_eq!(edited[0]["serviceRequestCount"], 1);
@@ -90,7 +109,10 @@ async fn a_generated_python_client_runs_the_whole_journey() {
     let mut cmd = Command::new(tool(".venv/bin/python"));
     cmd.arg("journey.py").arg(out_dir.path()).envs(env);
     let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
-    assert!(out.contains("python journey: 3 registered, 2 pages"), "{out}");
+    assert!(
+        out.contains("python journey: 3 registered, 2 pages, edit, service request, download, refusal, intake: ok"),
+        "{out}"
+    );
     assert_journey_stored(&app, "journey-python").await;
 }
 
@@ -104,7 +126,10 @@ async fn a_generated_typescript_client_type_checks_and_runs_the_whole_journey() 
     let mut cmd = Command::new("node");
     cmd.arg("generated/ts/out/journey.js").envs(env);
     let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
-    assert!(out.contains("typescript journey: 3 registered, 2 pages"), "{out}");
+    assert!(
+        out.contains("typescript journey: 3 registered, 2 pages, edit, service request, download, refusal, intake: ok"),
+        "{out}"
+    );
     assert_journey_stored(&app, "journey-typescript").await;
 }
 

@@ -452,6 +452,7 @@ pub const ALL_CODES: &[&str] = &[
     "push_not_configured",
     "push_unavailable",
     "confirmation_required",
+    "invoice_with_intake",
     "intake_reading",
     "intake_failed",
     "intake_used",
