@@ -1,13 +1,16 @@
 //! The benchmark, one entry point: `cargo bench --bench bench` (options after `--`).
 //!
-//! Sections (all by default; `--only binary|ocr|backends|card|reminders|delivery|verify|export|reconcile` runs
-//! one):
+//! Sections (all by default; `--only binary|ocr|intake|backends|card|reminders|delivery|verify|export|reconcile`
+//! runs one):
 //! - **binary**: the release `warranty` binary as a child process on loopback, as the Functions
 //!   host runs it: time from spawn to the first answer on `GET /`, idle RSS, registrations per
 //!   second with p50/p95/p99 latency (1 MB PDFs, N clients, T seconds), peak RSS while 32 clients
 //!   upload 9.9 MB invoices at once (`--invoice-store blob` puts the invoices in Azurite);
 //! - **ocr**: per-page reading latency by kind, the Tesseract child's peak RSS, the generated
 //!   corpus through a running server, and the time from 201 to the reading on the card;
+//! - **intake**: invoice-first registration through the release binary (its local dispatcher on,
+//!   as shipped): from `POST /api/intakes` to the proposals on `GET /api/intakes/{id}`, p50/p95,
+//!   for digital PDFs and receipt photos, one intake at a time on an idle server;
 //! - **backends**: registration throughput on each backend side by side — `embedded` (SQLite +
 //!   files), `blob` (SQLite + Azurite), `azure` (Cosmos DB emulator + Azurite + loopback Service
 //!   Bus) — with the app in this process, built exactly as the integration tests build it
@@ -52,6 +55,7 @@ use support::{BACKEND, Backend, Form};
 enum Section {
     Binary,
     Ocr,
+    Intake,
     Backends,
     Card,
     Reminders,
@@ -344,6 +348,9 @@ fn main() {
         }
         if runs(Section::Ocr) {
             ocr_bench(&bin).await;
+        }
+        if runs(Section::Intake) {
+            intake_bench(&bin).await;
         }
         if runs(Section::Card) {
             println!("## warranty card and verification, in process");
@@ -853,6 +860,78 @@ async fn ocr_bench(bin: &Path) {
         "server peak RSS after reading photos: {:.1} MiB",
         status_kib(server.child.id(), "VmHWM:") as f64 / 1024.0
     );
+    drop(server);
+}
+
+/// From `POST /api/intakes` to its proposals, one intake at a time on an idle server: what a
+/// person waits for between taking the picture and seeing the form filled.
+async fn intake_bench(bin: &Path) {
+    println!("## invoice first: intake → proposals (release binary, local dispatcher)");
+    let (server, _) = start(bin, &[]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = reqwest::Client::new();
+    let written = support::text_pdf(&[
+        "Elektro Schmidt GmbH",
+        "Invoice date 2026-03-15",
+        "Hewlett-Packard EliteBook 840 G9 1 x 1299.00 EUR",
+        "S/N: 5CD1234XYZ",
+        "Samsung Galaxy S24 1 x 899.00 EUR",
+        "Serial No. R58N12ABCDE",
+        "Total 2198.00 EUR",
+    ]);
+    let corpus = |name: &str| std::fs::read(corpus_dir().join(name)).expect("corpus file");
+    let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("digital PDF, two products (written)", written, 40),
+        ("digital PDF (00-digital-classic-en)", corpus("00-digital-classic-en.pdf"), 40),
+        ("Factur-X PDF (01-facturx-classic-de)", corpus("01-facturx-classic-de.pdf"), 40),
+        ("receipt photo (03-photo-classic-en)", corpus("03-photo-classic-en.jpg"), 5),
+        ("receipt photo (08-photo-modern-fr)", corpus("08-photo-modern-fr.jpg"), 5),
+    ];
+    for (label, bytes, rounds) in cases {
+        let mut times = Vec::new();
+        let mut products = 0;
+        // One uncounted round first: the readers load what they load once.
+        for round in 0..=rounds {
+            let token = token(&format!("intake-{round}"));
+            let (content_type, body) =
+                Form::new().file("invoice", "invoice", "application/octet-stream", &bytes).finish();
+            let started = Instant::now();
+            let resp = client
+                .post(format!("{base}/api/intakes"))
+                .bearer_auth(&token)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("uploads");
+            assert_eq!(resp.status(), 202, "{label}");
+            let location = resp.headers()["location"].to_str().expect("location").to_owned();
+            let view = loop {
+                let view: serde_json::Value = client
+                    .get(format!("{base}{location}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("intake")
+                    .json()
+                    .await
+                    .expect("json");
+                if view["status"] != "reading" {
+                    break view;
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "{label}: never read");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            assert_eq!(view["status"], "ready", "{label}: {view}");
+            if round > 0 {
+                times.push(started.elapsed());
+                products = view["proposals"]["products"].as_array().map_or(0, Vec::len);
+            }
+        }
+        println!("intake → proposals, {label}: {} ({products} products proposed)", quantiles(&mut times));
+    }
+    println!("server peak RSS: {:.1} MiB", status_kib(server.child.id(), "VmHWM:") as f64 / 1024.0);
+    println!("command: cargo bench --bench bench -- --only intake");
     drop(server);
 }
 

@@ -15,4 +15,5 @@ pub mod inbound;
 pub mod ocr_eval;
 pub mod ops;
 pub mod ports;
+pub mod proposals_eval;
 pub mod telemetry;

@@ -71,6 +71,22 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
+    /// Measure invoice-first proposals (brand, model, serial, date) on documents with known
+    /// products: a folder with a `proposals-truth.jsonl`, and/or a corpus's hybrid e-invoice PDFs
+    /// (`--einvoices`, products from their XML). docs/benchmarks.md, issue 29.
+    ProposalsEval {
+        /// The folder holding `proposals-truth.jsonl` and the documents it names.
+        folder: Option<std::path::PathBuf>,
+        /// A corpus with a `ground-truth.jsonl` whose `einvoice-pdf` documents are scored.
+        #[arg(long)]
+        einvoices: Option<std::path::PathBuf>,
+        /// Documents read at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Print the proposals and lines of documents whose file name contains this (to stderr).
+        #[arg(long)]
+        show: Option<String>,
+    },
     /// Release decisions for the deploy and rollback workflows.
     Ops {
         #[command(subcommand)]
@@ -368,22 +384,9 @@ fn ocr_eval_command(
     cache: Option<std::path::PathBuf>,
 ) -> ExitCode {
     use warranty::ocr_eval;
-    let scratch = match tempfile_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("scratch directory: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((readers, scratch)) = eval_readers(settings, cache) else {
+        return ExitCode::FAILURE;
     };
-    let identity = warranty::adapters::azure::identity::Identity::new(&settings.identity);
-    let readers =
-        match warranty::adapters::ocr::InvoiceReaders::from_settings(&settings.ocr, &identity, &scratch, cache) {
-            Ok(r) => std::sync::Arc::new(r),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let result = rt.block_on(ocr_eval::run(readers, &opts));
@@ -399,6 +402,70 @@ fn ocr_eval_command(
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The readers an evaluation runs (those the service runs, from the settings) and their scratch
+/// directory; `None` after saying why not.
+fn eval_readers(
+    settings: &Settings,
+    cache: Option<std::path::PathBuf>,
+) -> Option<(std::sync::Arc<warranty::adapters::ocr::InvoiceReaders>, std::path::PathBuf)> {
+    let scratch = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("scratch directory: {e}");
+            return None;
+        }
+    };
+    let identity = warranty::adapters::azure::identity::Identity::new(&settings.identity);
+    match warranty::adapters::ocr::InvoiceReaders::from_settings(&settings.ocr, &identity, &scratch, cache) {
+        Ok(r) => Some((std::sync::Arc::new(r), scratch)),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn proposals_eval_command(settings: &Settings, opts: warranty::proposals_eval::ProposalsEvalOptions) -> ExitCode {
+    use warranty::proposals_eval;
+    if opts.folder.is_none() && opts.einvoices.is_none() {
+        eprintln!("name a folder with a proposals-truth.jsonl, --einvoices CORPUS, or both");
+        return ExitCode::FAILURE;
+    }
+    let catalog = match warranty::domain::BrandCatalog::bundled(settings.server.default_warranty_months) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some((readers, scratch)) = eval_readers(settings, None) else {
+        return ExitCode::FAILURE;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let result = rt.block_on(proposals_eval::run(readers, catalog, &opts));
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(results) => {
+            println!("{}", proposals_eval::render(&results));
+            for r in results.iter().filter(|r| r.failed.is_some()) {
+                println!("failed: {} ({})", r.name, r.failed.as_deref().unwrap_or_default());
+            }
+            // The misses, for whoever improves the rules (stderr: the report stays a table).
+            for r in &results {
+                for m in &r.misses {
+                    eprintln!("{} ({}): {m}", r.name, r.kind);
+                }
+            }
+            println!("reproduce: {}", std::env::args().collect::<Vec<_>>().join(" "));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -467,6 +534,10 @@ fn main() -> ExitCode {
                 show,
             };
             ocr_eval_command(&cli.settings, opts, json, cache)
+        }
+        Command::ProposalsEval { folder, einvoices, jobs, show } => {
+            let opts = warranty::proposals_eval::ProposalsEvalOptions { folder, einvoices, jobs, show };
+            proposals_eval_command(&cli.settings, opts)
         }
         Command::Serve => {
             warranty::telemetry::init();

@@ -174,7 +174,7 @@ pub(crate) async fn read_document(services: &Services, kind: InvoiceKind, bytes:
 
 /// The positioned lines of a reading (the first engine's, where several read the image); an
 /// e-invoice's text, line by line, without positions.
-fn lines_of(reading: &Reading) -> Vec<TextLine> {
+pub fn lines_of(reading: &Reading) -> Vec<TextLine> {
     match reading {
         Reading::Text { lines, .. } => lines.clone(),
         Reading::Checked { readings, .. } => readings.first().cloned().unwrap_or_default(),

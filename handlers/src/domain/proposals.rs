@@ -94,10 +94,14 @@ static SERIAL_RE: LazyLock<Regex> = LazyLock::new(|| {
 /// A word that ends a model: a quantity ("2x", "x2"), a serial label, a currency or a unit.
 static MODEL_STOP_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(?:\d{1,3}\s*[x×]|[x×]\s*\d{1,3}|s/?n:?|serial.*|seriennummer.*|imei.*|eur|usd|gbp|chf|€|£|\$|stk\.?|pcs\.?|qty.*|menge.*)$",
+        r"(?i)^(?:\d{1,3}\s*[x×]|[x×]\s*\d{1,3}|s/?n:?|serial.*|seriennummer.*|serien-?nr\.?:?|n[°º]|imei.*|eur|usd|gbp|chf|€|£|\$|stk\.?|pcs\.?|qty.*|menge.*)$",
     )
     .expect("the model stop pattern compiles")
 });
+
+/// The rest of an amount grouped by spaces after its first group: "591,88" of "1 591,88".
+static THOUSANDS_GROUP_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d{3}(?:[.,]\d{2})?$").expect("the group pattern compiles"));
 
 /// One word of a line with where it was read (if the reader gave positions).
 struct Word<'a> {
@@ -186,7 +190,17 @@ fn brand_in<'c>(catalog: &'c BrandCatalog, words: &[Word<'_>]) -> Option<(&'c st
 fn amount_on(words: &[Word<'_>]) -> Option<(Amount, usize)> {
     words.iter().enumerate().rev().find_map(|(i, w)| {
         let t = w.text.trim_start_matches(['€', '£', '$']).trim_end_matches(['€', '£', '$']);
-        parse_amount(t).map(|a| (a, i))
+        // An amount grouped by a space ("1 591,88") is one amount.
+        let group = i.checked_sub(1).map(|p| &words[p]).filter(|p| {
+            p.cell == w.cell
+                && (1..=3).contains(&p.text.len())
+                && p.text.bytes().all(|b| b.is_ascii_digit())
+                && THOUSANDS_GROUP_RE.is_match(t)
+        });
+        match group {
+            Some(first) => parse_amount(&format!("{}{t}", first.text)).map(|a| (a, i)),
+            None => parse_amount(t).map(|a| (a, i)),
+        }
     })
 }
 
@@ -194,25 +208,30 @@ fn amount_on(words: &[Word<'_>]) -> Option<(Amount, usize)> {
 /// up to an amount, a quantity, a serial label or a unit.
 fn model_after(words: &[Word<'_>], from: usize, cell: usize) -> Option<(String, Option<Located>)> {
     let mut end = from;
+    let next = |i: usize| words.get(i + 1).filter(|n| n.cell == cell).map(|n| bare(n.text));
+    let times = |w: &str| matches!(w, "x" | "X" | "×");
+    let count = |w: &str| (1..=3).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit());
     while end < words.len() && end - from < MAX_MODEL_WORDS && words[end].cell == cell {
         let w = bare(words[end].text);
         let t = w.trim_start_matches(['€', '£', '$']);
-        // A quantity written as two words ("1 x", "x 2") ends the model too.
-        let times = |w: &str| matches!(w, "x" | "X" | "×");
-        let count_then_times = w.len() <= 3
-            && w.bytes().all(|b| b.is_ascii_digit())
-            && words.get(end + 1).is_some_and(|n| n.cell == cell && times(bare(n.text)));
-        if w.is_empty()
+        let stop = w.is_empty()
             || MODEL_STOP_RE.is_match(w)
             || parse_amount(t).is_some()
             || w == "-"
             || w == "–"
-            || times(w)
-            || count_then_times
-        {
+            // A quantity written as two words: "1 x", "x 2" (an "X" in a model stays).
+            || (count(w) && next(end).is_some_and(times))
+            || (times(w) && next(end).is_some_and(count) && !next(end + 1).is_some_and(times))
+            // An amount grouped by a space ("1 591,88"): its first group is not the model's.
+            || (count(w) && next(end).is_some_and(|n| THOUSANDS_GROUP_RE.is_match(n)));
+        if stop {
             break;
         }
         end += 1;
+        // A comma or semicolon after a word ends the name ("Galaxy Tab S9, N° de série …").
+        if words[end - 1].text.trim_end().ends_with([',', ';']) {
+            break;
+        }
     }
     let model: Vec<&str> = words[from..end].iter().map(|w| bare(w.text)).collect();
     let model = model.join(" ");
@@ -289,6 +308,18 @@ fn text_at(lines: &[TextLine], value: &str) -> Option<Located> {
     })
 }
 
+/// A line item's description as a model: as the invoice wrote it, without a leading position
+/// number ("3 Sturzflug-Geier" as the third item) or the punctuation around it.
+fn item_model(item: &LineItem, position: usize) -> Option<String> {
+    let d = item.description.trim();
+    let d = d
+        .strip_prefix(&position.to_string())
+        .filter(|rest| rest.starts_with(char::is_whitespace))
+        .map_or(d, str::trim_start);
+    let d = d.trim_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '-'));
+    (!d.is_empty()).then(|| d.to_owned())
+}
+
 /// The proposals of a reading.
 pub fn propose(lines: &[TextLine], fields: &InvoiceFields, catalog: &BrandCatalog) -> Proposals {
     let purchase_date = fields.invoice_date.as_ref().map(|d| Proposed {
@@ -350,17 +381,20 @@ pub fn propose(lines: &[TextLine], fields: &InvoiceFields, catalog: &BrandCatalo
     }
     // Without a branded line, each line item is a product without a brand.
     if products.is_empty() {
-        for item in fields.line_items.iter().take(MAX_PRODUCTS) {
+        for (k, item) in fields.line_items.iter().enumerate().take(MAX_PRODUCTS) {
             let Some(index) = lines.iter().position(|l| item_on(std::slice::from_ref(item), l).is_some()) else {
                 continue;
             };
             let words = words_of(&lines[index]);
-            let model = model_after(&words, 0, 0);
+            let model = item_model(item, k + 1).map(|value| {
+                let at = text_at(std::slice::from_ref(&lines[index]), &value);
+                Proposed { value, confidence: item.confidence * 0.5, at }
+            });
             products.push((
                 index,
                 ProductProposal {
                     brand: None,
-                    model: model.map(|(value, at)| Proposed { value, confidence: item.confidence * 0.5, at }),
+                    model,
                     serial_number: None,
                     price: item.amount.map(|value| Proposed {
                         value,
@@ -516,10 +550,18 @@ mod tests {
             line(1, 60.0, &[("Sony WH-1000XM5 2 x 379,00 EUR", 40.0)]),
             line(1, 80.0, &[("Nintendo Switch OLED x 1", 40.0), ("349,00", 400.0)]),
             line(1, 100.0, &[("Dell XPS 13 9340 1x", 40.0), ("999,00", 400.0)]),
+            line(1, 120.0, &[("Microsoft Xbox Series X 1 x 549,00", 40.0)]),
+            line(1, 140.0, &[("MIELE WWD320 WCS 1 591,88 €", 40.0)]),
+            line(1, 160.0, &[("Samsung Galaxy Tab S9, N° de série R58N12ABCDE", 40.0), ("899,00", 400.0)]),
+            line(1, 180.0, &[("Lenovo Yoga Slim 7 Serien-Nr. PF2ABCD1", 40.0), ("1.099,00", 400.0)]),
         ];
         let p = propose(&lines, &InvoiceFields::default(), &catalog());
         let models: Vec<&str> = p.products.iter().map(|p| p.model.as_ref().unwrap().value.as_str()).collect();
-        assert_eq!(models, ["WH-1000XM5", "Switch OLED", "XPS 13 9340"]);
+        assert_eq!(
+            models,
+            ["WH-1000XM5", "Switch OLED", "XPS 13 9340", "Xbox Series X", "WWD320 WCS", "Galaxy Tab S9", "Yoga Slim 7"]
+        );
+        assert_eq!(p.products[4].price.as_ref().unwrap().value, Amount(159_188), "the grouped amount is the price");
     }
 
     /// Without a catalogue brand, each line item is a product without a brand: its description
@@ -541,5 +583,15 @@ mod tests {
         assert_eq!(p.products[0].brand, None);
         assert_eq!(p.products[0].model.as_ref().unwrap().value, "Kaffeevollautomat CM 5310");
         assert_eq!(p.products[0].price.as_ref().unwrap().value, Amount(64_900));
+        assert_eq!(p.products[0].model.as_ref().unwrap().at.unwrap().left, 40.0, "where the description was read");
+    }
+
+    /// An unbranded item's description is proposed as written, without its position number.
+    #[test]
+    fn a_line_items_position_number_is_not_part_of_its_model() {
+        let item = |d: &str| LineItem { description: d.into(), quantity: None, amount: None, confidence: 0.9 };
+        assert_eq!(item_model(&item("3 Sturzflug-Geier"), 3).as_deref(), Some("Sturzflug-Geier"));
+        assert_eq!(item_model(&item("3 Series Mount"), 1).as_deref(), Some("3 Series Mount"));
+        assert_eq!(item_model(&item("Luftballon: Bunt, ca. 500ml"), 2).as_deref(), Some("Luftballon: Bunt, ca. 500ml"));
     }
 }
