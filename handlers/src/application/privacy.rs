@@ -90,6 +90,10 @@ products.json      every product in full: the card's fields, coverages, service 
 products.csv       one row per product, for a spreadsheet
 invoices/          each product's invoice: {purchase date}_{product id}_v{version}.{ext}
 proofs/            each coverage's proof document: {product id}_{coverage id}.{ext}
+intakes.json       invoices uploaded to have the registration form proposed (kept 24 hours,
+                   then 30 days without their file): what was read and proposed, and the
+                   products registered from each
+intakes/           each intake's invoice while it is kept: {intake id}.{ext}
 notifications.json your expiry reminders
 settings.json      your reminder settings, calendar feed and push devices
 
@@ -98,8 +102,8 @@ Dates are ISO 8601 (UTC where a time is given). The SHA-256 of each invoice is i
 ";
 
 const PART_README: &str = "Part {part} of your warranty data export of {date}: the invoices and proof
-documents of the next products. products.json, products.csv, notifications.json and settings.json
-are in part 1.
+documents of the next products. products.json, products.csv, intakes.json, notifications.json and
+settings.json are in part 1.
 ";
 
 /// One part of the export: the files of the products after `after` up to and including `last`

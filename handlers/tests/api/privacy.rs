@@ -168,7 +168,10 @@ print(json.dumps({
         "import sys, json, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(json.dumps(sorted(z.namelist())))",
         &empty,
     );
-    assert_eq!(listing, json!(["README.txt", "notifications.json", "products.csv", "products.json", "settings.json"]));
+    assert_eq!(
+        listing,
+        json!(["README.txt", "intakes.json", "notifications.json", "products.csv", "products.json", "settings.json"])
+    );
     let resp = app.client.get(format!("{}/api/me/export", app.base)).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 }
@@ -424,5 +427,5 @@ async fn a_client_that_leaves_mid_export_leaves_nothing_behind() {
         "import sys, json, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(len(z.namelist())))",
         &zip,
     );
-    assert_eq!(names, json!(8), "README, 2 product files, 3 invoices, notifications, settings");
+    assert_eq!(names, json!(9), "README, 2 product files, 3 invoices, intakes, notifications, settings");
 }

@@ -267,30 +267,34 @@ pub async fn reconcile_invoices(state: &AppState, body: BodyStream) -> HttpRespo
         return refused;
     }
     let now = state.services.clock.now();
-    // Intakes past their day first: their files are then gone before the orphan pass looks.
-    let swept = crate::application::intakes::sweep(&state.services, now).await;
-    let reconciled = crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await;
-    match (swept, reconciled) {
-        (Ok(s), Ok(r)) => {
-            if r.removed > 0 {
-                tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices");
-            }
+    // Intakes past their day first: their files are then gone before the orphan pass looks. The
+    // sweep queries across partitions and reconciliation does not: one failing does not hold the
+    // other back, and the next tick retries what failed.
+    let swept = match crate::application::intakes::sweep(&state.services, now).await {
+        Ok(s) => {
             if s.expired + s.purged > 0 {
                 tracing::info!(expired = s.expired, purged = s.purged, "intakes swept");
             }
-            let log = format!(
-                "checked {} removed {}; intakes expired {} purged {}",
-                r.checked, r.removed, s.expired, s.purged
-            );
-            let body = json!({
-                "checked": r.checked,
-                "removed": r.removed,
-                "intakesExpired": s.expired,
-                "intakesPurged": s.purged,
-            });
+            json!({ "intakesExpired": s.expired, "intakesPurged": s.purged })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "intake sweep: store unavailable; the next tick retries");
+            json!({ "intakeSweep": "failed" })
+        }
+    };
+    match crate::application::reconcile::orphan_invoices(&state.services, now, state.reconcile).await {
+        Ok(r) => {
+            if r.removed > 0 {
+                tracing::info!(checked = r.checked, removed = r.removed, "reconciled invoices");
+            }
+            let mut body = json!({ "checked": r.checked, "removed": r.removed });
+            if let (Some(b), Some(s)) = (body.as_object_mut(), swept.as_object()) {
+                b.extend(s.clone());
+            }
+            let log = format!("checked {} removed {}; intakes {}", r.checked, r.removed, swept);
             reply_with(StatusCode::OK, &[log], body)
         }
-        (Err(e), _) | (_, Err(e)) => {
+        Err(e) => {
             tracing::error!(error = %e, "invoice reconciliation: store unavailable");
             reply(StatusCode::SERVICE_UNAVAILABLE, &["store unavailable; the next tick retries".into()])
         }
