@@ -5,6 +5,7 @@
 
 backends!([embedded, blob, azure]:
     an_invoice_proposes_the_form_and_registers_its_products_from_the_stored_invoice,
+    concurrent_registrations_never_use_an_intake_beyond_its_products,
     intakes_refuse_what_they_cannot_do_and_lose_nothing,
     an_unused_intake_expires_with_its_file_and_its_tombstone_goes_a_month_later,
     export_and_erasure_include_intakes,
@@ -106,10 +107,18 @@ async fn an_invoice_proposes_the_form_and_registers_its_products_from_the_stored
     assert_eq!(view["productsLeft"], 2);
 
     // The first product, as confirmed: no file, no second reading; the card links the intake
-    // and its OCR state is the intake's reading checked against the fields.
-    let resp = app.post_form("alice", from_intake(&id, "HP", "EliteBook 840 G9", "5CD1234XYZ", "2026-03-15")).await;
+    // and its OCR state is the intake's reading checked against the fields. A retry with the
+    // same Idempotency-Key answers the same card and uses nothing more of the intake.
+    let hp_form = || from_intake(&id, "HP", "EliteBook 840 G9", "5CD1234XYZ", "2026-03-15");
+    let resp = app.post_form_with("alice", hp_form(), Some("hp-from-intake")).await;
     assert_eq!(resp.status(), 201);
     let hp: Value = resp.json().await.unwrap();
+    let again = app.post_form_with("alice", hp_form(), Some("hp-from-intake")).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], hp["id"]);
+    let view: Value = app.get("alice", &location).await.json().await.unwrap();
+    assert_eq!(view["productsLeft"], 1, "{view}");
     assert_eq!(hp["intakeId"], id);
     assert_eq!(hp["invoice"]["sha256"], sha256_hex(&pdf));
     assert_eq!(hp["invoice"]["fileName"], "Rechnung.pdf");
@@ -156,6 +165,32 @@ async fn an_invoice_proposes_the_form_and_registers_its_products_from_the_stored
         assert_eq!(bodies.len(), 1, "{bodies:?}");
         assert_eq!(bodies[0]["subject"], "intake");
     }
+}
+
+/// Four registrations at once from an intake whose invoice lists one product: one card, three
+/// `410 intake_used`, and no file left by the refused ones.
+async fn concurrent_registrations_never_use_an_intake_beyond_its_products() {
+    let app = spawn_with(|s| s.delivery.ocr_dispatcher = true).await;
+    let pdf = text_pdf(&["Invoice date 2026-03-15", "Dell XPS 13 9340 999.00 EUR", "Serial No. 7XK9JH2"]);
+    let location = intake(&app, "alice", &pdf).await;
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let view = read_intake(&app, "alice", &location).await;
+    assert_eq!(view["productsLeft"], 1, "{view}");
+    let attempts = (0..4).map(|n| {
+        // Different serials: each would be a product of its own.
+        let form = from_intake(&id, "Dell", "XPS 13 9340", &format!("7XK9JH{n}"), "2026-03-15");
+        app.post_form("alice", form)
+    });
+    let mut statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 410, 410, 410]);
+    assert_eq!(app.product_count().await, 1);
+    let view: Value = app.get("alice", &location).await.json().await.unwrap();
+    assert_eq!(view["status"], "used");
+    assert_eq!(view["products"].as_array().unwrap().len(), 1);
+    // The intake's file and the one product's: the refused registrations left none.
+    assert_eq!(app.invoice_files().len(), 2, "{:?}", app.invoice_files());
 }
 
 async fn intakes_refuse_what_they_cannot_do_and_lose_nothing() {
