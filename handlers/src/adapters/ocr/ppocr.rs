@@ -18,8 +18,9 @@
 //!    character's column, mapped back into the image, so words (not whole detected lines) become
 //!    the cells the extraction reads; boxes on one visual line are joined into one line.
 //!
-//! Runs happen on a bounded pool of model instances (one ONNX Runtime thread each), sized from
-//! the cores so a reading never takes every core from the HTTP server. The models are loaded on
+//! Runs happen on a bounded pool of model instances (up to two ONNX Runtime threads each, at the
+//! reading thread's lower priority), sized from the cores so readings never crowd out the HTTP
+//! server. The models are loaded on
 //! the first image, kept while images come, and released after [`KEEP_LOADED`] without one, so a
 //! service at rest holds none of their memory.
 
@@ -175,6 +176,16 @@ fn environment(runtime: &Path) -> Result<&'static ort::environment::Environment,
         .map_err(Clone::clone)
 }
 
+/// ONNX Runtime threads per model: two where there are two cores or more. A photo is read by
+/// PP-OCR and Tesseract at once; Tesseract is done in a fraction of the time, and with one thread
+/// PP-OCR left the other core idle for the rest (a receipt photo: 2.5 s with one thread, 1.75 s
+/// with two, the same CPU and memory; docs/benchmarks.md, issue 29). The session is created on
+/// the reading thread, which runs at nice +10, and the runtime's own threads are started from
+/// it and inherit that priority: requests still come first.
+fn intra_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)
+}
+
 fn session(env: &ort::environment::Environment, path: &Path) -> Result<Session, String> {
     let fail = |e: ort::Error<_>| e.to_string();
     Session::builder(env)
@@ -183,7 +194,7 @@ fn session(env: &ort::environment::Environment, path: &Path) -> Result<Session, 
         // largest page's for the life of the process.
         .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
         .map_err(fail)?
-        .with_intra_threads(1)
+        .with_intra_threads(intra_threads())
         .map_err(fail)?
         .with_inter_threads(1)
         .map_err(fail)?
