@@ -84,16 +84,11 @@ pub async fn create(
     });
     let event = OcrRequested { trace_id: trace_id.map(str::to_owned), ..intake.reading_event() };
     if let Err(e) = services.products.insert_intake(&intake, &event, idempotency.as_ref()).await {
-        if let Err(d) = services.invoices.delete(&location).await {
-            tracing::error!(location, error = %d, "could not remove the invoice of a failed intake");
-        }
+        super::register::compensate(services, &location).await;
         return match e {
             StoreError::IdempotencyKeyTaken => {
-                let key = idempotency_key.unwrap_or_default();
-                match services.products.idempotent_response(user, key, now).await? {
-                    Some(stored) => replay_or_refuse(stored, &print),
-                    None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
-                }
+                let stored = super::register::winning_response(services, user, idempotency_key, now).await?;
+                replay_or_refuse(stored, &print)
             }
             other => Err(other.into()),
         };

@@ -59,12 +59,54 @@ pub fn normalize_field_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
 }
 
 /// A validated registration, ready to store.
+#[derive(Clone)]
 struct ValidRegistration {
     brand: String,
     model: String,
     serial: SerialNumber,
     purchase: PurchaseDate,
     warranty_months: u32,
+}
+
+impl ValidRegistration {
+    /// The product it registers: the catalogue's coverage, the expiry, the first audit entry.
+    fn into_product(
+        self,
+        id: ProductId,
+        user: &UserId,
+        invoice: crate::domain::InvoiceRef,
+        ocr: OcrState,
+        now: DateTime<Utc>,
+    ) -> ProductRecord {
+        let catalogue = Coverage::from_catalogue(id, &self.brand, self.purchase.date(), self.warranty_months);
+        ProductRecord {
+            id,
+            user_id: user.clone(),
+            brand_key: brand_key(&self.brand),
+            brand: self.brand,
+            model: self.model,
+            serial_number: self.serial,
+            purchase_date: self.purchase,
+            warranty_months: self.warranty_months,
+            warranty_expires_on: expiry_date(self.purchase.date(), self.warranty_months),
+            invoice,
+            ocr,
+            created_at: now,
+            revision: 1,
+            notes: None,
+            locked_at: None,
+            service_requests: Vec::new(),
+            coverages: vec![catalogue],
+            verification_epoch: 0,
+            audit: vec![crate::domain::AuditEntry {
+                at: now,
+                by: user.clone(),
+                action: "registered".into(),
+                changes: Vec::new(),
+            }],
+            intake_id: None,
+        }
+    }
 }
 
 pub enum Registered {
@@ -178,34 +220,7 @@ pub async fn register(
     let invoice = invoice.commit().await?;
     let (location, version) = (invoice.location.clone(), invoice.version);
 
-    let catalogue = Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
-    let product = ProductRecord {
-        id: product_id,
-        user_id: user.clone(),
-        brand_key: brand_key(&valid.brand),
-        brand: valid.brand,
-        model: valid.model,
-        serial_number: valid.serial,
-        purchase_date: valid.purchase,
-        warranty_months: valid.warranty_months,
-        warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
-        invoice,
-        ocr: OcrState::queued(version),
-        created_at: now,
-        revision: 1,
-        notes: None,
-        locked_at: None,
-        service_requests: Vec::new(),
-        coverages: vec![catalogue],
-        verification_epoch: 0,
-        audit: vec![crate::domain::AuditEntry {
-            at: now,
-            by: user.clone(),
-            action: "registered".into(),
-            changes: Vec::new(),
-        }],
-        intake_id: None,
-    };
+    let product = valid.into_product(product_id, user, invoice, OcrState::queued(version), now);
     let card = product.card(now.date_naive());
     let href = format!("/api/products/{}", product.id);
     let idempotency = idempotency_key.map(|key| IdempotencyRecord {
@@ -224,12 +239,7 @@ pub async fn register(
         compensate(services, &location).await;
         return match e {
             StoreError::IdempotencyKeyTaken => {
-                // A concurrent request with the same key won: answer what it answered.
-                let key = idempotency_key.unwrap_or_default();
-                match services.products.idempotent_response(user, key, now).await? {
-                    Some(stored) => replay_or_refuse(stored, &print),
-                    None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
-                }
+                replay_or_refuse(winning_response(services, user, idempotency_key, now).await?, &print)
             }
             other => Err(other.into()),
         };
@@ -243,9 +253,23 @@ fn replay_or_refuse(stored: StoredResponse, print: &str) -> Result<Registered, E
     if stored.fingerprint == print { Ok(Registered::Replayed(stored)) } else { Err(Error::IdempotencyKeyReused) }
 }
 
+/// The answer of the concurrent request that stored an answer under the same key first (the
+/// write of this one was refused with `IdempotencyKeyTaken`).
+pub(super) async fn winning_response(
+    services: &Services,
+    user: &UserId,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<StoredResponse, Error> {
+    match services.products.idempotent_response(user, key.unwrap_or_default(), now).await? {
+        Some(stored) => Ok(stored),
+        None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
+    }
+}
+
 /// Removes an invoice whose product could not be stored. If even that fails, the invoice is
 /// logged for the operator; it is unreachable (no product references it) but not lost silently.
-async fn compensate(services: &Services, location: &str) {
+pub(super) async fn compensate(services: &Services, location: &str) {
     if let Err(e) = services.invoices.delete(location).await {
         tracing::error!(location, error = %e, "could not remove the invoice of a failed registration");
     }
@@ -302,35 +326,8 @@ pub async fn register_from_intake(
             return Err(Error::IntakeExpired);
         };
         let invoice = crate::domain::InvoiceRef { location: location.clone(), version: 1, ..intake.invoice.clone() };
-        let catalogue =
-            Coverage::from_catalogue(product_id, &valid.brand, valid.purchase.date(), valid.warranty_months);
-        let mut product = ProductRecord {
-            id: product_id,
-            user_id: user.clone(),
-            brand_key: brand_key(&valid.brand),
-            brand: valid.brand.clone(),
-            model: valid.model.clone(),
-            serial_number: valid.serial.clone(),
-            purchase_date: valid.purchase,
-            warranty_months: valid.warranty_months,
-            warranty_expires_on: expiry_date(valid.purchase.date(), valid.warranty_months),
-            invoice,
-            ocr: OcrState::queued(1),
-            created_at: now,
-            revision: 1,
-            notes: None,
-            locked_at: None,
-            service_requests: Vec::new(),
-            coverages: vec![catalogue],
-            verification_epoch: 0,
-            audit: vec![crate::domain::AuditEntry {
-                at: now,
-                by: user.clone(),
-                action: "registered".into(),
-                changes: Vec::new(),
-            }],
-            intake_id: Some(intake_id),
-        };
+        let mut product = valid.clone().into_product(product_id, user, invoice, OcrState::queued(1), now);
+        product.intake_id = Some(intake_id);
         // The intake's reading, checked against what the person confirmed.
         let matches = super::ocr::verify(services, &product, &reading.fields, &reading.text);
         let decision = super::ocr::decide(&reading.fields, &matches);
@@ -368,11 +365,8 @@ pub async fn register_from_intake(
                     StoreError::Stale => continue,
                     StoreError::Gone => return Err(Error::NotFound),
                     StoreError::IdempotencyKeyTaken => {
-                        let key = idempotency_key.unwrap_or_default();
-                        return match services.products.idempotent_response(user, key, now).await? {
-                            Some(stored) => replay_or_refuse(stored, &print),
-                            None => Err(Unavailable::new("product store", "idempotency record vanished").into()),
-                        };
+                        let stored = winning_response(services, user, idempotency_key, now).await?;
+                        return replay_or_refuse(stored, &print);
                     }
                     other => return Err(other.into()),
                 }

@@ -298,15 +298,23 @@ fn replace_intake(tx: &rusqlite::Transaction<'_>, intake: &IntakeRecord, expecte
     if n == 1 {
         return Ok(());
     }
-    let exists = tx
+    Err(intake_gone_or_stale(tx, &intake.user_id, intake.id))
+}
+
+/// After a conditional write to an intake touched no row: was it gone, or changed?
+fn intake_gone_or_stale(tx: &rusqlite::Transaction<'_>, user: &UserId, id: IntakeId) -> StoreError {
+    match tx
         .query_row(
             "SELECT 1 FROM intakes WHERE id = ?1 AND user_id = ?2",
-            params![intake.id.to_string(), intake.user_id.as_str()],
+            params![id.to_string(), user.as_str()],
             |r| r.get::<_, i64>(0),
         )
         .optional()
-        .map_err(unavailable)?;
-    Err(if exists.is_some() { StoreError::Stale } else { StoreError::Gone })
+    {
+        Ok(Some(_)) => StoreError::Stale,
+        Ok(None) => StoreError::Gone,
+        Err(e) => unavailable(e).into(),
+    }
 }
 
 fn decode_intake(doc: &str) -> Result<IntakeRecord, Unavailable> {
@@ -719,15 +727,7 @@ impl ProductRepository for SqliteProductRepository {
                 )
                 .map_err(unavailable)?;
             if n != 1 {
-                let exists = tx
-                    .query_row(
-                        "SELECT 1 FROM intakes WHERE id = ?1 AND user_id = ?2",
-                        params![id.to_string(), user.as_str()],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .optional()
-                    .map_err(unavailable)?;
-                return Err(if exists.is_some() { StoreError::Stale } else { StoreError::Gone });
+                return Err(intake_gone_or_stale(&tx, &user, id));
             }
             tx.execute("DELETE FROM ocr_queue WHERE product_id = ?1", params![id.to_string()]).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
