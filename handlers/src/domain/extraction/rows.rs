@@ -40,6 +40,19 @@ struct RowParse {
     score: i32,
 }
 
+/// A count as a row prints it: up to three digits ("2").
+fn count_of(t: &str) -> Option<u32> {
+    (t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten()
+}
+
+/// A count written with zero decimals, as German and French invoices print quantities ("1,00",
+/// "400,00", "3.000"): it reads as an amount too, so it is a quantity only where quantity ×
+/// unit price = amount says so.
+fn decimal_count_of(t: &str) -> Option<u32> {
+    static DECIMAL_COUNT: LazyLock<Regex> = LazyLock::new(|| re(r"^(\d{1,4})[.,]0{1,3}$"));
+    DECIMAL_COUNT.captures(t).and_then(|c| c[1].parse().ok())
+}
+
 fn is_plain_amount(t: &str) -> bool {
     static ONE: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:\d{1,3}(?:[.,']\d{3})+|\d+)[.,]\d{2}$"));
     ONE.is_match(t)
@@ -71,6 +84,9 @@ fn amounts_ending_at(tokens: &[&str], end: usize) -> Vec<(usize, Amount)> {
 fn table_row_candidates(line: &str) -> Vec<RowParse> {
     // Units and tax-rate columns are dropped, and a currency sign glued to each amount
     // ("1.199,00 €", "€1,199.00") is stripped, so the numbers line up as quantity, unit, amount.
+    // A rate printed apart from its sign ("10 %") is one token, so it is dropped like "10%".
+    static SPACED_PERCENT: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{1,2}(?:[.,]\d{1,2})?)\s+%"));
+    let line = SPACED_PERCENT.replace_all(line, "$1%");
     let mut tokens: Vec<&str> = line
         .split_whitespace()
         .filter(|t| !NOISE_TOKEN_RE.is_match(t))
@@ -99,9 +115,9 @@ fn table_row_candidates(line: &str) -> Vec<RowParse> {
                 continue;
             }
             let qty_token = tokens[unit_start - 1];
-            let qty: Option<u32> = (qty_token.len() <= 3 && qty_token.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| qty_token.parse().ok())
-                .flatten();
+            let qty = count_of(qty_token).or_else(|| {
+                decimal_count_of(qty_token).filter(|q| unit.is_some_and(|u| i64::from(*q) * u.0 == amount.0))
+            });
             // A short non-numeric token where the quantity should be is a misread quantity,
             // usable only when the unit price lets us recompute it.
             let garbled = qty.is_none() && qty_token.chars().count() <= 2 && unit.is_some();
@@ -122,6 +138,27 @@ fn table_row_candidates(line: &str) -> Vec<RowParse> {
                 (None, None) => continue,
             };
             out.push(RowParse { description: clean_description(&desc_tokens.join(" ")), quantity, amount, score });
+        }
+    }
+    // The quantity first, then the description ("400,00 Luftballon, bunt 19% 0,79 € 316,00 €"):
+    // believed only where quantity × unit price = amount, since a leading number is as often a
+    // position number. Pushed after the readings above, so an equal one of those wins.
+    if let Some(qty) = tokens.first().and_then(|t| count_of(t).or_else(|| decimal_count_of(t))) {
+        for (amt_start, amount) in amounts_ending_at(&tokens, tokens.len()) {
+            for (unit_start, unit) in amounts_ending_at(&tokens, amt_start) {
+                let desc_tokens = &tokens[1..unit_start.max(1)];
+                if unit.0 > 0
+                    && i64::from(qty) * unit.0 == amount.0
+                    && desc_tokens.iter().any(|t| t.chars().any(char::is_alphabetic))
+                {
+                    out.push(RowParse {
+                        description: clean_description(&desc_tokens.join(" ")),
+                        quantity: Some(qty),
+                        amount,
+                        score: 4,
+                    });
+                }
+            }
         }
     }
     // Stable: among equal scores the earlier (grouped-thousands) reading stays first.

@@ -246,6 +246,40 @@ fn rows_with_units_currency_signs_and_vat_columns() {
 }
 
 #[test]
+fn quantities_with_zero_decimals_and_rows_that_start_with_the_quantity() {
+    let f = extract(&lines(
+        "Rechnung RE-2021-07\nDatum 03.04.2021\nMenge Bezeichnung USt Einzelpreis Gesamt\n\
+         2,00 Wandhalterung schwenkbar 19% 24,50 € 49,00 €\n150,00 Kabelbinder, schwarz 19% 0,12 € 18,00 €\n\
+         3 Jahreslizenz Office 1,00 Stk. 84,95 84,95\n2 Malerrolle 3 4,00 12,00\n\
+         Übernachtung 2 89,00 € 7 % 178,00 €\nNettobetrag: 341,95 €\nUSt.: 43,61 €\nGesamtbetrag: 385,56 €",
+    ));
+    let rows: Vec<_> =
+        f.line_items.iter().map(|i| (i.description.as_str(), i.quantity, i.amount.map(|a| a.0))).collect();
+    assert_eq!(
+        rows,
+        [
+            ("Wandhalterung schwenkbar", Some(2), Some(4900)),
+            ("Kabelbinder, schwarz", Some(150), Some(1800)),
+            // A decimal quantity after the description; the position number stays in it.
+            ("3 Jahreslizenz Office", Some(1), Some(8495)),
+            // A leading position number is not the quantity where the numbers say otherwise.
+            ("2 Malerrolle", Some(3), Some(1200)),
+            // A rate printed apart from its sign is not a number of the row.
+            ("Übernachtung", Some(2), Some(17_800)),
+        ]
+    );
+    assert!(f.line_items.iter().all(|i| i.confidence >= 0.98), "rows add up to the subtotal");
+    assert_eq!(f.total.unwrap().value, Amount(38_556));
+}
+
+#[test]
+fn a_leading_count_is_a_quantity_only_when_the_row_adds_up() {
+    // "1,00" before the description and 1 × 80,00 ≠ 160,00: no reading starts with it.
+    let f = extract(&lines("Menge Bezeichnung Preis Betrag\n1,00 Montage vor Ort 80,00 160,00\nSumme 160,00"));
+    assert!(f.line_items.iter().all(|i| i.quantity != Some(1)), "{:?}", f.line_items);
+}
+
+#[test]
 fn a_lone_unlabelled_amount_and_rival_dates_are_not_supported() {
     let f = extract(&lines("Some Shop\n01/02/2024\n05/03/2024\nAmount 12.00\nAmount 15.00"));
     assert!(!supported(&f.invoice_date), "two unlabelled dates: {:?}", f.invoice_date);
