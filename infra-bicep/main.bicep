@@ -27,21 +27,47 @@ param stagingImage string
 @description('Entra ID tenant that issues the mobile app tokens.')
 param tenantId string = tenant().tenantId
 
-@description('Audience (application ID URI) the API accepts, e.g. api://warranty.')
-param apiAudience string
+// The tokens the API accepts follow from one parameter set: the tenant, the API's app
+// registration (its client id and App ID URI) and the access-token version that registration
+// asks Entra ID for (its manifest's `accessTokenAcceptedVersion`, Graph
+// `api.requestedAccessTokenVersion`; null or 1 gives v1.0 tokens, 2 gives v2.0 tokens, whatever
+// endpoint the client used). The gateway's policy and the app's own check are both derived from
+// `tokenIssuer` and `tokenAudiences` below (docs/decisions/0024-the-way-in.md).
+@description('Client id (GUID) of the API\'s Entra ID app registration: the `aud` of a v2.0 access token.')
+param apiClientId string
+
+@description('App ID URI of the API\'s app registration (e.g. api://warranty): the `aud` of a v1.0 token requested for it.')
+param apiAppIdUri string
+
+@description('The access-token version the API\'s app registration asks for (accessTokenAcceptedVersion).')
+@allowed([1, 2])
+param accessTokenVersion int = 2
+
+@description('Value of the function key the gateway sends (host key `gateway`). Generate it once (for example `openssl rand -base64 48`), keep it in your secret store and pass the same value to every deployment: a new value rotates the key.')
+@secure()
+@minLength(32)
+param gatewayFunctionKey string
+
+@description('Value of the Functions host\'s master key, kept with the other host keys in Key Vault (the host would generate its own set, and drop the gateway key, if it found none). Same handling as gatewayFunctionKey.')
+@secure()
+@minLength(32)
+param hostMasterKey string
 
 @description('Where alerts go.')
 param alertEmail string
 
-@description('API Management tier. Consumption has no rate-limit-by-key; a v2 tier enforces the per-user limit.')
-@allowed(['Consumption', 'BasicV2', 'StandardV2'])
-param apimSku string = 'Consumption'
+@description('API Management tier. Only v2 tiers: Consumption has no rate-limit-by-key, and its rate-limit counts only calls with a subscription key, which a phone, a QR code and a calendar app do not send (decision 0024).')
+@allowed(['BasicV2', 'StandardV2'])
+param apimSku string = 'BasicV2'
 
 @description('Publisher e-mail API Management requires.')
 param apimPublisherEmail string
 
-@description('Requests per user per minute at the gateway (per subscription on Consumption).')
+@description('Requests per user (token oid) per minute at the gateway.')
 param rateLimitPerMinute int = 60
+
+@description('Requests per client IP address per minute to the public operations (health, brands, the API document, card verification, calendar feeds).')
+param publicRateLimitPerMinute int = 120
 
 @description('Elastic Premium plan size (slots need Premium or Dedicated; Flex Consumption has none).')
 @allowed(['EP1', 'EP2', 'EP3'])
@@ -73,6 +99,19 @@ param latencySloMs int = 500
 param failureRateSloPercent int = 5
 
 var suffix = uniqueString(resourceGroup().id, environmentName)
+
+// What Entra ID puts in the access tokens the app registration gets (access-token claims
+// reference): v2.0 tokens are issued by `https://login.microsoftonline.com/{tenant}/v2.0` with
+// `aud` = the API's client id; v1.0 tokens by `https://sts.windows.net/{tenant}/` with `aud` =
+// the App ID URI or the client id, whichever the client asked for. Public cloud.
+var tokenIssuer = accessTokenVersion == 2 ? '${environment().authentication.loginEndpoint}${tenantId}/v2.0' : 'https://sts.windows.net/${tenantId}/'
+var tokenAudiences = accessTokenVersion == 2 ? [apiClientId] : [apiAppIdUri, apiClientId]
+var tokenMetadataUrl = accessTokenVersion == 2 ? '${environment().authentication.loginEndpoint}${tenantId}/v2.0/.well-known/openid-configuration' : '${environment().authentication.loginEndpoint}${tenantId}/.well-known/openid-configuration'
+var tokenKeysUrl = accessTokenVersion == 2 ? '${environment().authentication.loginEndpoint}${tenantId}/discovery/v2.0/keys' : '${environment().authentication.loginEndpoint}${tenantId}/discovery/keys'
+// The gateway's host name is its resource name's; the API's path there is the host's route
+// prefix (`api`), so the public base URL and the host's routes share one `/api`.
+var gatewayName = '${baseName}-apim-${suffix}'
+var publicBaseUrl = 'https://${gatewayName}.azure-api.net/api'
 var baseName = '${namePrefix}-${environmentName}'
 var tags = {
   application: 'warranty'
@@ -139,6 +178,8 @@ module keyVault 'modules/keyvault.bicep' = {
     tags: tags
     principalId: identity.outputs.principalId
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    gatewayFunctionKey: gatewayFunctionKey
+    hostMasterKey: hostMasterKey
   }
 }
 
@@ -187,26 +228,31 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     notificationHubName: notificationHubs.outputs.hubName
     stagingNotificationHubName: notificationHubs.outputs.stagingHubName
-    tenantId: tenantId
-    apiAudience: apiAudience
-    // The gateway's host name is its resource name's (declared below); its API path is `api`.
-    publicBaseUrl: 'https://${baseName}-apim-${suffix}.azure-api.net/api'
+    tokenIssuer: tokenIssuer
+    tokenAudiences: tokenAudiences
+    tokenKeysUrl: tokenKeysUrl
+    publicBaseUrl: publicBaseUrl
   }
 }
 
 module gateway 'modules/apim.bicep' = {
   name: 'apim'
   params: {
-    name: '${baseName}-apim-${suffix}'
+    name: gatewayName
     location: location
     tags: tags
     sku: apimSku
     publisherEmail: apimPublisherEmail
     functionAppName: functionApp.outputs.name
     functionAppHostName: functionApp.outputs.defaultHostName
-    tenantId: tenantId
-    apiAudience: apiAudience
+    publicBaseUrl: publicBaseUrl
+    tokenIssuer: tokenIssuer
+    tokenAudiences: tokenAudiences
+    tokenMetadataUrl: tokenMetadataUrl
+    functionKeySecretUri: keyVault.outputs.gatewayFunctionKeySecretUri
+    keyVaultName: keyVault.outputs.name
     rateLimitPerMinute: rateLimitPerMinute
+    publicRateLimitPerMinute: publicRateLimitPerMinute
     appInsightsId: monitoring.outputs.appInsightsId
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
   }
@@ -230,3 +276,4 @@ output stagingHostName string = functionApp.outputs.stagingHostName
 output registryLoginServer string = registry.outputs.loginServer
 output appInsightsId string = monitoring.outputs.appInsightsId
 output gatewayUrl string = gateway.outputs.gatewayUrl
+output publicBaseUrl string = publicBaseUrl

@@ -12,8 +12,9 @@ param suffix string
 param location string
 param tags object
 param planSku string
-@description('Spread the plan over availability zones (needs at least 3 instances).')
+@description('Spread the plan over availability zones. The plan then keeps at least 3 instances: the zone-redundancy guide for Elastic Premium sets `sku.capacity` to no less than 3 (its reliability page says 2; the larger is taken).')
 param zoneRedundant bool = true
+@description('Always-ready instances of the production slot (raised to 3 when zone-redundant).')
 param minimumInstances int
 @description('Instances the plan may scale out to.')
 param maximumInstances int
@@ -30,20 +31,28 @@ param cosmosEndpoint string
 param serviceBusNamespaceFqdn string
 param docIntelEndpoint string
 param keyVaultUri string
-param tenantId string
-param apiAudience string
+@description('The `iss` of the access tokens the API accepts (main.bicep derives it with the gateway\'s).')
+param tokenIssuer string
+@description('The `aud` values the API accepts.')
+param tokenAudiences array
+@description('Where the signing keys of those tokens are published.')
+param tokenKeysUrl string
 @description('The notification hub of each slot (its connection string is the Key Vault secret `notification-hub-connection`, `-staging` for the staging slot).')
 param notificationHubName string
 param stagingNotificationHubName string
 @description('Public base URL of the API at the gateway: the links printed on warranty cards and served in calendar feeds.')
 param publicBaseUrl string
 
+// Zone redundancy needs the plan's capacity (and the app's always-ready count, from which the
+// control plane derives it) at 3 or more; without it the plan is refused.
+var alwaysReady = zoneRedundant ? max(3, minimumInstances) : minimumInstances
+
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: '${baseName}-plan'
   location: location
   tags: tags
   kind: 'elastic'
-  sku: { name: planSku, tier: 'ElasticPremium' }
+  sku: { name: planSku, tier: 'ElasticPremium', capacity: alwaysReady }
   properties: {
     reserved: true
     maximumElasticWorkerCount: maximumInstances
@@ -75,6 +84,12 @@ var shared = [
   { name: 'WEBSITE_SWAP_WARMUP_PING_PATH', value: '/api/health' }
   { name: 'WEBSITE_SWAP_WARMUP_PING_STATUSES', value: '200' }
   { name: 'AZURE_CLIENT_ID', value: identityClientId }
+  // The host keeps its keys in Key Vault (`KeyVaultSecretsRepository`: `host--masterKey--master`,
+  // `host--functionKey--gateway`), where the deployment itself writes them: no step reads keys
+  // from a host that has not started, and the gateway's named value references the same secret.
+  { name: 'AzureWebJobsSecretStorageType', value: 'keyvault' }
+  { name: 'AzureWebJobsSecretStorageKeyVaultUri', value: keyVaultUri }
+  { name: 'AzureWebJobsSecretStorageKeyVaultClientId', value: identityClientId }
   { name: 'KEY_VAULT_URI', value: keyVaultUri }
   // Signs the verification links on warranty cards; one key for every instance and slot, so a
   // printed card stays valid across restarts, scale-out and swaps (see README, "Configuration").
@@ -92,9 +107,9 @@ var shared = [
   { name: 'WARRANTY_OCR_ENGINE', value: 'document-intelligence' }
   { name: 'WARRANTY_DOCINTEL_ENDPOINT', value: docIntelEndpoint }
   { name: 'AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls', value: string(ocrCallsPerInstance) }
-  { name: 'WARRANTY_JWKS_URL', value: '${environment().authentication.loginEndpoint}${tenantId}/discovery/v2.0/keys' }
-  { name: 'WARRANTY_JWT_ISSUER', value: '${environment().authentication.loginEndpoint}${tenantId}/v2.0' }
-  { name: 'WARRANTY_JWT_AUDIENCE', value: apiAudience }
+  { name: 'WARRANTY_JWKS_URL', value: tokenKeysUrl }
+  { name: 'WARRANTY_JWT_ISSUER', value: tokenIssuer }
+  { name: 'WARRANTY_JWT_AUDIENCE', value: join(tokenAudiences, ',') }
   { name: 'WARRANTY_JWT_USER_CLAIM', value: 'oid' }
   { name: 'WARRANTY_DATA_DIR', value: '/tmp/warranty' }
   { name: 'RUST_LOG', value: 'info' }
@@ -154,14 +169,17 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
       appSettings: concat(shared, productionData)
       alwaysOn: false
       http20Enabled: true
-      minTlsVersion: '1.3'
+      // 1.2, not 1.3: API Management documents TLS 1.3 to backends only for its classic tiers,
+      // and the v2 tiers cannot change their protocol settings (decision 0024). Clients that
+      // offer 1.3 still get it.
+      minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       healthCheckPath: '/api/health'
       acrUseManagedIdentityCreds: true
       acrUserManagedIdentityID: identityClientId
       functionsRuntimeScaleMonitoringEnabled: false
-      minimumElasticInstanceCount: minimumInstances
+      minimumElasticInstanceCount: alwaysReady
       preWarmedInstanceCount: 1
     }
   }
@@ -187,7 +205,7 @@ resource staging 'Microsoft.Web/sites/slots@2023-12-01' = {
       appSettings: concat(shared, stagingData)
       alwaysOn: false
       http20Enabled: true
-      minTlsVersion: '1.3'
+      minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       healthCheckPath: '/api/health'

@@ -2,7 +2,14 @@ using '../main.bicep'
 
 // Production. The images are not here: deploy.yml passes the digests running now.
 param environmentName = 'prod'
-param apiAudience = 'api://warranty'
+// The API's app registration (Entra ID): its client id, its App ID URI, and the access-token
+// version its manifest asks for (accessTokenAcceptedVersion: 2).
+param apiClientId = readEnvironmentVariable('API_CLIENT_ID')
+param apiAppIdUri = 'api://warranty'
+param accessTokenVersion = 2
+// The host's keys, generated once and kept in the operators' secret store (README, "Deploying").
+param gatewayFunctionKey = readEnvironmentVariable('GATEWAY_FUNCTION_KEY')
+param hostMasterKey = readEnvironmentVariable('HOST_MASTER_KEY')
 param alertEmail = 'oncall@warranty.example'
 param apimPublisherEmail = 'platform@warranty.example'
 param apimSku = 'BasicV2'

@@ -2,7 +2,7 @@
 
 No request is written by hand: every call is a generated `sync_detailed(...)`.
 Usage: python journey.py <generated package's parent dir>
-Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
+Env: WARRANTY_BASE_URL (the API's base, `…/api`), WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
 listing an HP laptop with its serial number).
 """
 

@@ -1,7 +1,7 @@
 // The whole journey through a client generated from docs/openapi.json: openapi-typescript types
 // (generated/ts/schema.ts, from generate-ts.mjs) driving openapi-fetch. No request is written by
 // hand: every call is `client.GET/POST/PATCH(path, typed options)`.
-// Env: WARRANTY_BASE_URL, WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
+// Env: WARRANTY_BASE_URL (the API's base, `…/api`), WARRANTY_TOKEN, WARRANTY_INVOICE (a PDF file), WARRANTY_INTAKE_INVOICE (a PDF
 // listing an HP laptop with its serial number).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -39,7 +39,7 @@ const invoice = () => new Blob([pdf], { type: "application/pdf" });
 const registered: Card[] = [];
 let etag = "";
 for (const serial of ["C02TS0000001", "C02TS0000002", "C02TS0000003"]) {
-  const { data, error, response } = await client.POST("/api/products", {
+  const { data, error, response } = await client.POST("/products", {
     body: { brand: "Apple", model: "MacBook Air 13", serialNumber: serial, purchaseDate: "2026-03-14", invoice: invoice() },
   });
   check(response.status === 201 && data && !error, `register ${serial}: ${response.status} ${JSON.stringify(error)}`);
@@ -56,7 +56,7 @@ const seen = new Set<string>();
 let token: string | null | undefined = undefined;
 let pages = 0;
 do {
-  const page: { data?: components["schemas"]["ProductPage"]; error?: Problem } = await client.GET("/api/products", {
+  const page: { data?: components["schemas"]["ProductPage"]; error?: Problem } = await client.GET("/products", {
     params: { query: { limit: 2, continuationToken: token ?? undefined } },
   });
   const data = page.data;
@@ -68,11 +68,11 @@ do {
 check(pages === 2 && registered.every((c) => seen.has(c.id)), `paging saw ${seen.size} products in ${pages} pages`);
 
 // Get one.
-const got = await client.GET("/api/products/{id}", { params: { path: { id: last.id } } });
+const got = await client.GET("/products/{id}", { params: { path: { id: last.id } } });
 check(got.data?.id === last.id && got.data.serialNumber === "C02TS0000003", "get");
 
 // Edit with the ETag of the 201: no GET needed first.
-const edited = await client.PATCH("/api/products/{id}", {
+const edited = await client.PATCH("/products/{id}", {
   params: { path: { id: last.id }, header: { "If-Match": etag } },
   body: { notes: "Gift for Sam" },
 });
@@ -80,18 +80,18 @@ check(edited.response.status === 200 && edited.data?.notes === "Gift for Sam" &&
 check(edited.response.headers.get("ETag") === '"r2"', "the edit answers the new ETag");
 
 // Raise a service request.
-const raised = await client.POST("/api/products/{id}/service-requests", {
+const raised = await client.POST("/products/{id}/service-requests", {
   params: { path: { id: last.id } },
   body: { description: "The screen flickers after waking from sleep.", preferredContact: "email" },
 });
 check(raised.response.status === 201 && raised.data?.inWarranty === true, `service request: ${raised.response.status}`);
 
 // Download the invoice: the same bytes.
-const download = await client.GET("/api/products/{id}/invoice", { params: { path: { id: last.id } }, parseAs: "arrayBuffer" });
+const download = await client.GET("/products/{id}/invoice", { params: { path: { id: last.id } }, parseAs: "arrayBuffer" });
 check(download.data && Buffer.from(download.data).equals(pdf), "downloaded bytes equal the uploaded file");
 
 // A refused registration, its code read through the generated error type.
-const refused = await client.POST("/api/products", {
+const refused = await client.POST("/products", {
   body: { brand: "Apple", model: "MacBook Air 13", serialNumber: "NOT A SERIAL!", purchaseDate: "2026-03-14", invoice: invoice() },
 });
 const problem: Problem | undefined = refused.error;
@@ -106,14 +106,14 @@ check(future.ocr.status === "awaiting_human" && futureProblem.code === "a_code_f
 // Invoice first: upload the invoice alone, wait for its reading, register what it proposes.
 type Intake = components["schemas"]["Intake"];
 const laptop = readFileSync(process.env.WARRANTY_INTAKE_INVOICE!);
-const uploaded = await client.POST("/api/intakes", { body: { invoice: new Blob([laptop], { type: "application/pdf" }) } });
+const uploaded = await client.POST("/intakes", { body: { invoice: new Blob([laptop], { type: "application/pdf" }) } });
 check(uploaded.response.status === 202 && uploaded.data, `intake: ${uploaded.response.status}`);
 let intake: Intake = uploaded.data;
 const deadline = Date.now() + 30_000;
 while (intake.status === "reading") {
   check(Date.now() < deadline, "the intake was read");
   await new Promise((r) => setTimeout(r, 100));
-  const polled = await client.GET("/api/intakes/{id}", { params: { path: { id: intake.id } } });
+  const polled = await client.GET("/intakes/{id}", { params: { path: { id: intake.id } } });
   check(polled.data, `get intake: ${polled.response.status}`);
   intake = polled.data;
 }
@@ -134,10 +134,10 @@ const asForm = (body: unknown) => {
   for (const [name, value] of Object.entries(body as Record<string, string>)) form.append(name, value);
   return form;
 };
-const fromIntake = await client.POST("/api/products", { body: confirmed, bodySerializer: asForm });
+const fromIntake = await client.POST("/products", { body: confirmed, bodySerializer: asForm });
 check(fromIntake.response.status === 201 && fromIntake.data?.intakeId === intake.id, `register from intake: ${fromIntake.response.status}`);
 check(fromIntake.data.ocr.status === "completed", `card from intake: ${JSON.stringify(fromIntake.data.ocr)}`);
-const again = await client.POST("/api/products", { body: confirmed, bodySerializer: asForm });
+const again = await client.POST("/products", { body: confirmed, bodySerializer: asForm });
 check(again.response.status === 410 && again.error?.code === "intake_used", `used: ${again.response.status}`);
 
 console.log(`typescript journey: ${registered.length} registered, ${pages} pages, edit, service request, download, refusal, intake: ok`);

@@ -193,8 +193,9 @@ pub struct SharingSettings {
     /// Days a verification link printed on a card stays valid.
     #[arg(long, env = "WARRANTY_VERIFICATION_LINK_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub verification_link_days: u32,
-    /// Public base URL of the API (`https://api.example.com`), for links on cards and in
-    /// calendars. Unset: taken from the request (`X-Forwarded-Proto`/`-Host`, then `Host`).
+    /// Public base URL of the API, the one the OpenAPI document's paths are relative to
+    /// (`https://<gateway>.azure-api.net/api`), for links on cards and in calendars. Unset: taken
+    /// from the request (`X-Forwarded-Proto`/`-Host`, then `Host`) followed by `/api`.
     #[arg(long, env = "WARRANTY_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 }
@@ -281,11 +282,13 @@ pub struct AuthSettings {
     #[arg(long, env = "WARRANTY_JWKS_STALE_IF_ERROR_SECS", default_value_t = 3600)]
     pub jwks_stale_if_error_secs: u64,
 
-    /// Required `iss` of tokens. Defaults to the dev issuer in shared-secret mode; required in JWKS mode.
+    /// Accepted `iss` of tokens (several comma-separated). Defaults to the dev issuer in
+    /// shared-secret mode; required in JWKS mode.
     #[arg(long, env = "WARRANTY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// Required `aud` of tokens. Defaults to the dev audience in shared-secret mode; required in JWKS mode.
+    /// Accepted `aud` of tokens (several comma-separated: a v1.0 Entra ID token names the App ID URI
+    /// or the client id). Defaults to the dev audience in shared-secret mode; required in JWKS mode.
     #[arg(long, env = "WARRANTY_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 

@@ -11,6 +11,10 @@
 //!
 //! In both, issuer and audience are required and checked, `exp` is required, and a token with
 //! `alg: none` or any algorithm outside the mode's list is refused before any key is touched.
+//! `WARRANTY_JWT_ISSUER` and `WARRANTY_JWT_AUDIENCE` may each list several values, comma-separated:
+//! Entra ID puts the App ID URI or the client id in a v1.0 token's `aud`, whichever the client
+//! asked for, so a v1.0 API accepts both (the Bicep derives both lists from the app registration,
+//! decision 0024).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +51,14 @@ enum Mode {
 
 pub struct Authenticator {
     mode: Mode,
-    issuer: String,
-    audience: String,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
     user_claim: String,
+}
+
+/// The values of a comma-separated setting, trimmed, without empty ones.
+fn values(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
 }
 
 impl Authenticator {
@@ -66,6 +75,9 @@ impl Authenticator {
                 let (Some(iss), Some(aud)) = (&settings.jwt_issuer, &settings.jwt_audience) else {
                     return Err(StartupError::JwksNeedsIssuerAndAudience);
                 };
+                if values(iss).is_empty() || values(aud).is_empty() {
+                    return Err(StartupError::JwksNeedsIssuerAndAudience);
+                }
                 let policy = JwksPolicy {
                     min_refresh: Duration::from_secs(settings.jwks_min_refresh_secs),
                     default_ttl: Duration::from_secs(settings.jwks_default_ttl_secs),
@@ -92,8 +104,8 @@ impl Authenticator {
     pub fn shared_secret(secret: &[u8], issuer: &str, audience: &str, user_claim: &str) -> Self {
         Self {
             mode: Mode::Shared(DecodingKey::from_secret(secret)),
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
+            issuers: values(issuer),
+            audiences: values(audience),
             user_claim: user_claim.to_owned(),
         }
     }
@@ -101,8 +113,8 @@ impl Authenticator {
     pub fn jwks(source: KeySource, policy: JwksPolicy, issuer: &str, audience: &str, user_claim: &str) -> Self {
         Self {
             mode: Mode::Jwks(JwksCache::new(source, policy)),
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
+            issuers: values(issuer),
+            audiences: values(audience),
             user_claim: user_claim.to_owned(),
         }
     }
@@ -144,8 +156,8 @@ impl Authenticator {
         };
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&self.issuers);
+        validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
         let data =

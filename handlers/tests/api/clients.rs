@@ -63,7 +63,8 @@ async fn journey_env(user: &str) -> (TestApp, Vec<(&'static str, String)>) {
     )
     .unwrap();
     let env = vec![
-        ("WARRANTY_BASE_URL", app.base.clone()),
+        // The document's server is the API's base (`…/api`); its paths are relative to it.
+        ("WARRANTY_BASE_URL", format!("{}/api", app.base)),
         ("WARRANTY_TOKEN", token(user)),
         ("WARRANTY_INVOICE", repo().join("handlers/tests/fixtures/invoice.pdf").display().to_string()),
         ("WARRANTY_INTAKE_INVOICE", intake_invoice.display().to_string()),

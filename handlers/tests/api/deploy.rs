@@ -152,6 +152,10 @@ const PLATFORM: &[&str] = &[
     "DEPLOYMENT_SLOT",
     // The Functions host's id for the slot (platform.rs checks it per slot).
     "AzureFunctionsWebHost__hostid",
+    // Where the host keeps its keys (decision 0024): Key Vault, with the app's identity.
+    "AzureWebJobsSecretStorageType",
+    "AzureWebJobsSecretStorageKeyVaultUri",
+    "AzureWebJobsSecretStorageKeyVaultClientId",
     // Read by the binary's log filter (`telemetry::init`), not a `Settings` field.
     "RUST_LOG",
     // Overrides host.json's `extensions.serviceBus.maxConcurrentCalls` (the host flattens

@@ -19,6 +19,7 @@ mod deploy;
 mod docintel;
 mod drills;
 mod full_disk;
+mod gateway;
 mod hostile;
 mod intakes;
 mod lifecycle;

@@ -90,11 +90,14 @@ fn the_image_builds_and_runs_on_one_supported_debian_release() {
 
     // The runtime stage: the recorded image, pinned by digest, with its tag in the comment.
     let rt = &base["runtime"];
-    let (repository, digest) = runtime_image.split_once('@').expect("the runtime base is pinned by digest");
+    let (reference, digest) = runtime_image.split_once('@').expect("the runtime base is pinned by digest");
+    // `repository:tag@digest`: the tag stays written so an automated update can follow it.
+    let (repository, written_tag) = reference.rsplit_once(':').expect("the tag is written before the digest");
     assert_eq!(repository, rt["repository"].as_str().unwrap());
     assert_eq!(digest, rt["digest"].as_str().unwrap());
     assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
     let tag = rt["tag"].as_str().unwrap();
+    assert_eq!(written_tag, tag);
     assert!(runtime_comment.contains(&format!("tag: {tag}")), "the FROM comment names the tag {tag}");
     assert_eq!(
         rt["debian"].as_str().unwrap(),
@@ -735,6 +738,8 @@ async fn an_invocation_past_function_timeout_restarts_the_handler() {
         ("RUST_LOG", "warn".to_owned()),
     ])
     .await;
+    // `/` answers before the stores do; the app is ready when its health says so.
+    wait_until_ready(host.client(), &format!("http://127.0.0.1:{}", host.worker_port())).await;
     let form = Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.png"));
     let resp = register_through(&host, "alice", form).await;
     assert_eq!(resp.status(), 201);
@@ -852,6 +857,83 @@ async fn a_handler_that_cannot_start_stops_the_host_after_three_tries() {
     let log = host.log();
     assert!(log.stopped);
     assert!(log.starts.is_empty());
-    assert_eq!(log.restarts.len(), 3, "{:?}", log.restarts);
-    assert!(log.restarts.iter().all(|r| r.contains("exited")), "{:?}", log.restarts);
+    // Three error events: two restarts, and the third stops the host.
+    assert_eq!(log.errors.len(), 3, "{:?}", log.errors);
+    assert_eq!(log.restarts.len(), 2, "{:?}", log.restarts);
+    assert!(log.errors.iter().all(|r| r.contains("exited")), "{:?}", log.errors);
+}
+
+/// The host's worker lifecycle as its source has it (`support/host.rs` cites the lines): a
+/// crash after a successful start is an error event and a restart on the same port; the
+/// routes ignore one trailing slash; an exit with code 0 is not restarted, and the app is then
+/// down until something else restarts it; the front end ends a request at its limit without a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_restarts_a_crash_on_the_same_port_and_not_a_clean_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = FunctionsHost::with_binary(&[
+        ("WARRANTY_DATA_DIR", dir.path().display().to_string()),
+        ("WARRANTY_DEV_JWT_SECRET", SECRET.to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ])
+    .await;
+    let port = host.worker_port();
+    let worker = format!("http://127.0.0.1:{port}");
+    wait_until_ready(host.client(), &worker).await;
+    let list = |path: &'static str| through(&host, reqwest::Method::GET, path, "alice").send();
+    assert_eq!(list("/api/products/").await.unwrap().status(), 200, "a trailing slash matches the route");
+
+    // A crash (killed by a signal) after start: an error event, a restart, the same port.
+    let pid = host.worker_pid().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    host.worker_exit_seen(0).await;
+    eventually("the worker is started again", || host.log().starts.len() == 2).await;
+    let log = host.log();
+    assert_eq!(log.errors.len(), 1, "{:?}", log.errors);
+    assert!(!log.stopped);
+    assert_eq!(host.worker_port(), port, "the host's port is chosen once");
+    assert_ne!(host.worker_pid(), Some(pid));
+    wait_until_ready(host.client(), &worker).await;
+    assert_eq!(list("/api/products").await.unwrap().status(), 200);
+
+    // The front end's limit: the client gets a 500, nothing is restarted.
+    host.set_front_end_limit(Duration::ZERO);
+    assert_eq!(list("/api/products").await.unwrap().status(), 500);
+    host.set_front_end_limit(FRONT_END_LIMIT);
+    assert_eq!(host.log().restarts.len(), 1);
+
+    // A clean exit (SIGTERM: the handler shuts down gracefully, code 0): not restarted.
+    let pid = host.worker_pid().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    host.worker_exit_seen(1).await;
+    let log = host.log();
+    assert_eq!((log.clean_exits, log.errors.len(), log.starts.len()), (1, 1, 2), "{log:?}");
+    assert_eq!(list("/api/products").await.unwrap().status(), 500, "nobody listens on the worker's port");
+}
+
+/// A Service Bus invocation as the host builds it: the body JSON-encoded twice in `Data`, the
+/// body's top-level properties merged into `Metadata` over the trigger's own without regard to
+/// case (`MessageId` then holds the body's id), sent chunked. The handler reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_bus_invocation_shaped_as_the_host_sends_it_is_read() {
+    let app = spawn_with(|s| s.delivery.ocr_dispatcher = false).await;
+    let resp = app
+        .post_form(
+            "alice",
+            Form::registration("Apple", "MacBook Air", "C02XK0ABJGH5", "2026-03-15", &fixture("invoice.pdf")),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let card: Value = resp.json().await.unwrap();
+    let event = app.ocr_event_for(card["id"].as_str().unwrap()).await;
+    let payload = service_bus_invocation("ProcessInvoiceOcr", "broker-id~r1", 1, &event);
+    let once: String = serde_json::from_str(payload["Data"]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&once).unwrap(), event, "two encodings");
+    assert_eq!(payload["Metadata"]["MessageId"], serde_json::to_string(event["messageId"].as_str().unwrap()).unwrap());
+    assert_eq!(payload["Metadata"]["productId"], serde_json::to_string(event["productId"].as_str().unwrap()).unwrap());
+    let resp =
+        invocation_request(&reqwest::Client::new(), app.port, "ProcessInvoiceOcr", &payload).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let read = final_ocr(&app, "alice", &format!("/api/products/{}", card["id"].as_str().unwrap())).await;
+    assert_ne!(read["status"], "queued", "{read}");
 }

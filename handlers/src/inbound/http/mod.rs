@@ -275,6 +275,12 @@ pub fn canonical_path(path: &str) -> String {
         w.dedup();
         w
     });
+    // ASP.NET Core routing, which the host's routes use, ignores one trailing slash
+    // (`PathTokenizer`): `/api/products/` is `/api/products` there, and so it is here.
+    let path = match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    };
     let mut out = String::with_capacity(path.len());
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
@@ -292,16 +298,34 @@ pub fn canonical_path(path: &str) -> String {
     out
 }
 
-/// Whether an API request sends a body of unknown length (chunked). Behind the Functions host
-/// such a body never arrives (it forwards a body only when `Content-Length` > 0), so it is
-/// refused with 411 everywhere, before a byte is read: the same answer locally as in Azure.
-fn body_without_length(method: &Method, path: &str, headers: &HeaderMap) -> bool {
-    let sends_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+/// Whether an API request may carry a body of unknown length: no `Content-Length` on a method
+/// with a body (POST, PUT, PATCH), or on any request that says it is chunked. Behind the Functions
+/// host such a body never arrives (it forwards a body only when `Content-Length` > 0,
+/// `HttpRequestExtensions.cs:169-178`), so it is refused with 411 everywhere, before a byte is
+/// read: the same answer locally as in Azure, and the gateway's policy applies the same rule.
+/// Over HTTP/2 there is no `Transfer-Encoding` (RFC 9113 §8.2.2): a body's length is its
+/// `Content-Length` or unknown, so the method decides there.
+///
+/// Over HTTP/1.1 the framing is known: a request with neither header has no body (RFC 9112 §6.3),
+/// which the host forwards as it is, so only a chunked one is refused there. The gateway cannot
+/// see the framing and applies the method rule to both (a body-less POST sends `Content-Length:
+/// 0` there, as browsers and the phones' HTTP stacks do).
+fn body_without_length(method: &Method, path: &str, headers: &HeaderMap, wire: Wire) -> bool {
+    let has_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
     let chunked = headers
         .get_all(warp::http::header::TRANSFER_ENCODING)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
-    sends_body && path.starts_with("/api/") && chunked && !headers.contains_key(warp::http::header::CONTENT_LENGTH)
+    let unknown = chunked || (wire == Wire::Http2 && has_body);
+    path.starts_with("/api/") && unknown && !headers.contains_key(warp::http::header::CONTENT_LENGTH)
+}
+
+/// The protocol a request came over, set by [`server::serve`] on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wire {
+    #[default]
+    Http1,
+    Http2,
 }
 
 /// The answer before the stores are connected (see [`crate::inbound::state::Gate`]).
@@ -346,6 +370,7 @@ impl Drop for InFlight {
 
 async fn handle(
     gate: Arc<crate::inbound::state::Gate>,
+    wire: Wire,
     method: Method,
     path: String,
     query: String,
@@ -364,7 +389,7 @@ async fn handle(
     let ctx = RequestContext { request_id: request_id.clone(), trace_id, path: path.clone() };
     let req = Request { method, path: path.clone(), query, headers, ctx };
     async move {
-        let answer = if body_without_length(&req.method, &req.path, &req.headers) {
+        let answer = if body_without_length(&req.method, &req.path, &req.headers, wire) {
             Err(ApiError::LengthRequired)
         } else if req.method == Method::POST && req.path == "/ProcessInvoiceOcr" {
             // Served before the stores answer too: the message is then put back for later.
@@ -407,10 +432,11 @@ pub fn routes(
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method, full: warp::path::FullPath, query, headers, body| {
+        .and(warp::ext::optional::<Wire>())
+        .then(move |method, full: warp::path::FullPath, query, headers, body, wire: Option<Wire>| {
             let gate = gate.clone();
             let body = body_stream(body, body_idle);
-            handle(gate, method, full.as_str().to_owned(), query, headers, body)
+            handle(gate, wire.unwrap_or_default(), method, full.as_str().to_owned(), query, headers, body)
         })
         .recover(|_| async {
             Ok::<_, std::convert::Infallible>(warp::Reply::into_response(ApiError::Internal.to_response("", "")))
@@ -460,6 +486,11 @@ mod tests {
         assert_eq!(canonical_path("/processinvoiceocr"), "/ProcessInvoiceOcr");
         assert_eq!(canonical_path("/api/calendar/TokEn.ICS"), "/api/calendar/TokEn.ics");
         assert_eq!(canonical_path("/"), "/");
+        // One trailing slash is ignored, as the host's routing ignores it; an empty segment
+        // in the middle is not a route and stays.
+        assert_eq!(canonical_path("/api/products/"), "/api/products");
+        assert_eq!(canonical_path("/API/Products/AbC-123/"), "/api/products/AbC-123");
+        assert_eq!(canonical_path("/api/products//"), "/api/products/");
     }
 
     #[test]

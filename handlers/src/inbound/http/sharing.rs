@@ -12,7 +12,9 @@ use crate::card::page::{PageCoverage, PageView};
 use crate::card::pdf::{CardSheet, CoverageLine};
 use crate::domain::{CoverageKind, CoverageStatus};
 
-/// The API's public base URL: configured, or what the request says it was sent to.
+/// The API's public base URL, the one the OpenAPI document's paths are relative to (`…/api`):
+/// configured (`WARRANTY_PUBLIC_BASE_URL`, in Azure the gateway's `https://<gateway>/api`), or
+/// what the request says it was sent to, followed by the host's route prefix.
 pub(super) fn base_url(state: &AppState, req: &Request) -> String {
     if let Some(url) = &state.public_base_url {
         return url.clone();
@@ -22,7 +24,7 @@ pub(super) fn base_url(state: &AppState, req: &Request) -> String {
     let proto = first("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
     // Only characters a host (and port) can have: nothing from a header reaches the card as-is.
     let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(*c)).collect();
-    format!("{proto}://{host}")
+    format!("{proto}://{host}/api")
 }
 
 fn status_name(s: CoverageStatus) -> &'static str {
@@ -72,7 +74,7 @@ pub async fn card_pdf(state: &AppState, req: &Request, id: &str) -> Result<HttpR
             })
             .collect(),
         verdict,
-        verify_url: format!("{}/api/verify/{token}", base_url(state, req)),
+        verify_url: format!("{}/verify/{token}", base_url(state, req)),
         issued_on: today.to_string(),
         link_expires_on: expires_at.date_naive().to_string(),
     };
@@ -193,7 +195,7 @@ pub async fn create_calendar_feed(
     };
     let lead_days = crate::application::calendar::lead_days(requested.lead_days.as_deref())?;
     let (token, feed) = crate::application::calendar::create(&state.services, &user, lead_days).await?;
-    let url = format!("{}/api/calendar/{token}.ics", base_url(state, req));
+    let url = format!("{}/calendar/{token}.ics", base_url(state, req));
     let body = serde_json::json!({ "url": url, "leadDays": feed.lead_days, "createdAt": feed.created_at });
     let mut resp = json(StatusCode::CREATED, serde_json::to_vec(&body).expect("json"));
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&url).map_err(|_| ApiError::Internal)?);

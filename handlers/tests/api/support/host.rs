@@ -28,13 +28,33 @@
 //!   (`Workers/MessageExtensions/ScriptInvocationContextExtensions.cs:56-81`); a non-2xx answer fails the invocation
 //!   (`DefaultHttpWorkerService.cs:194`), which for Service Bus abandons the message (see
 //!   `servicebus.rs`). Timers carry `TimerInfo` (`Schedule`, `ScheduleStatus`, `IsPastDue`).
+//!   The invocation body is an `ObjectContent` (`HttpScriptInvocationContextExtensions.cs:18-19`),
+//!   whose length is never computed, so it arrives **chunked**. A Service Bus message body is a
+//!   string to the host (the SDK's default trigger type, `JobHostMetadataProvider.cs:241-255`) and
+//!   a string is serialised once more (`ScriptInvocationContextExtensions.cs:56-81`): `Data.message`
+//!   holds JSON **encoded twice**. The top-level properties of a JSON body are merged into the
+//!   binding data, case-insensitively, over the trigger's own (`Utility.ApplyBindingData`,
+//!   `Utility.cs:392-437`; the SDK's `Binder` dictionary is `OrdinalIgnoreCase`), objects as they
+//!   are and everything else as a string, so they reach `Metadata` too (`MessageId` then holds the
+//!   body's `messageId`).
 //! - **functionTimeout**: an invocation past it restarts the one handler process
 //!   (`WebHost/WebScriptHostExceptionHandler.cs:55-57`, `HttpFunctionInvocationDispatcher.cs:209-213`),
-//!   failing every invocation in flight there.
+//!   failing every invocation in flight there; that restart is not an error.
+//! - **The worker's life** (`Workers/ProcessManagement/WorkerProcess.cs:156-196`): an exit with
+//!   code 0 publishes nothing and is **not restarted** (invocations then fail); any other exit is
+//!   an error event and a restart. Errors count whether or not the worker had started: the bucket
+//!   is cleared only by 30 minutes without one (`HttpFunctionInvocationDispatcher.cs:159-173`,
+//!   `WorkerConstants.cs:59`), and the **third** stops the host (`ErrorEventsThreshold = 3`,
+//!   lines 55, 145-156). The port is chosen once (`HttpWorkerOptionsSetup.cs:112`) and every
+//!   restart gets the **same** one.
+//! - **The front end** ends an HTTP request at **230 s** whatever `functionTimeout` says
+//!   (learn.microsoft.com, *functions-scale*, "Timeout"): the client gets a 500, the invocation
+//!   runs on.
 //!
 //! Where it differs from the host: it buffers the request body before forwarding (the host
 //! streams it); repeated query keys are passed as sent (the host joins them with commas); no
-//! HTTP/2, no `Host` rewriting, no extension bundles, no scale controller, one instance; an
+//! HTTP/2, no `Host` rewriting, no extension bundles, no scale controller, one instance; it
+//! notices a worker's exit by polling every 25 ms (the host gets the process's exit event); an
 //! in-process worker (the Azure backend, whose Cosmos DB emulator lives in the test process)
 //! cannot be restarted, so restarts are exercised with the binary.
 
@@ -108,9 +128,13 @@ pub fn functions() -> Vec<Function> {
 }
 
 /// Whether `path` (split on '/') matches a route template, as ASP.NET Core routing does:
-/// literal segments without regard to case, `{name}` one non-empty segment, and a literal
-/// suffix after a parameter (`{feedToken}.ics`).
-fn matches(template: &[String], path: &[&str]) -> bool {
+/// literal segments without regard to case, `{name}` one non-empty segment, a literal suffix
+/// after a parameter (`{feedToken}.ics`), and one trailing slash ignored (`PathTokenizer`).
+pub fn template_matches(template: &[String], path: &[&str]) -> bool {
+    let path = match path.split_last() {
+        Some((last, rest)) if last.is_empty() && !rest.is_empty() => rest,
+        _ => path,
+    };
     template.len() == path.len()
         && template.iter().zip(path).all(|(t, p)| match (t.find('{'), t.find('}')) {
             (Some(0), Some(end)) => {
@@ -127,17 +151,56 @@ fn matches(template: &[String], path: &[&str]) -> bool {
 pub fn service_bus_invocation(function: &str, message_id: &str, delivery_count: u32, body: &Value) -> Value {
     let q = |s: &str| serde_json::to_string(s).unwrap();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut metadata = json!({
+        "MessageId": q(message_id),
+        "DeliveryCount": delivery_count.to_string(),
+        "ContentType": q("application/json"),
+        "EnqueuedTimeUtc": q(&now),
+        "UserProperties": {},
+        "sys": { "MethodName": function, "UtcNow": now, "RandGuid": uuid::Uuid::new_v4().to_string() }
+    });
+    merge_body_into_metadata(metadata.as_object_mut().unwrap(), body);
     json!({
-        "Data": { "message": body.to_string() },
-        "Metadata": {
-            "MessageId": q(message_id),
-            "DeliveryCount": delivery_count.to_string(),
-            "ContentType": q("application/json"),
-            "EnqueuedTimeUtc": q(&now),
-            "UserProperties": {},
-            "sys": { "MethodName": function, "UtcNow": now, "RandGuid": uuid::Uuid::new_v4().to_string() }
-        }
+        // The body string, serialised once more: JSON inside a JSON string inside a JSON string.
+        "Data": { "message": serde_json::to_string(&body.to_string()).unwrap() },
+        "Metadata": metadata,
     })
+}
+
+/// `Utility.ApplyBindingData`: each top-level property of a JSON object body that is not an
+/// array goes into the binding data under its own name, replacing a trigger property of the same
+/// name without regard to case (the existing key keeps its spelling); an object stays an object,
+/// anything else becomes its string form, which the metadata conversion then JSON-quotes.
+fn merge_body_into_metadata(metadata: &mut serde_json::Map<String, Value>, body: &Value) {
+    let Some(props) = body.as_object() else { return };
+    for (name, value) in props {
+        let converted = match value {
+            Value::Array(_) => continue,
+            Value::Object(_) => value.clone(),
+            Value::String(s) => Value::String(serde_json::to_string(s).unwrap()),
+            Value::Bool(b) => Value::String(serde_json::to_string(if *b { "True" } else { "False" }).unwrap()),
+            Value::Null => Value::String(serde_json::to_string("").unwrap()),
+            Value::Number(n) => Value::String(serde_json::to_string(&n.to_string()).unwrap()),
+        };
+        let key = metadata.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned().unwrap_or_else(|| name.clone());
+        metadata.insert(key, converted);
+    }
+}
+
+/// An invocation as the host sends it: `POST /{function}` with an `ObjectContent` body, whose
+/// length is never computed, so it goes chunked.
+pub fn invocation_request(
+    client: &reqwest::Client,
+    port: u16,
+    function: &str,
+    payload: &Value,
+) -> reqwest::RequestBuilder {
+    let bytes = Bytes::from(serde_json::to_vec(payload).unwrap());
+    let chunked = reqwest::Body::wrap_stream(futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]));
+    client
+        .post(format!("http://127.0.0.1:{port}/{function}"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(chunked)
 }
 
 /// The invocation payload of a timer trigger (binding `timer`).
@@ -174,18 +237,36 @@ pub struct HostLog {
     pub starts: Vec<Duration>,
     /// Restarts, with their reason.
     pub restarts: Vec<String>,
-    /// Whether the host gave up (three failed starts).
+    /// Error events (failed starts, exits with a code other than 0), in order.
+    pub errors: Vec<String>,
+    /// Exits with code 0 (not restarted).
+    pub clean_exits: usize,
+    /// Whether the host gave up (the third error event).
     pub stopped: bool,
 }
+
+/// `ErrorEventsThreshold`: the error event that stops the host.
+const ERROR_EVENTS_THRESHOLD: usize = 3;
+/// `WorkerRestartErrorIntervalThresholdInMinutes`: a gap this long clears the bucket.
+const ERROR_BUCKET_GAP: Duration = Duration::from_secs(30 * 60);
+/// The front end's limit on an HTTP request.
+pub const FRONT_END_LIMIT: Duration = Duration::from_secs(230);
 
 /// What the front door and the trigger invocations share.
 pub struct Inner {
     worker: Worker,
+    /// Chosen once; every restart of the worker gets it again.
     port: u16,
     /// host.json's `functionTimeout` (a test may shorten it).
     function_timeout: Duration,
+    /// The front end's 230 s (a test may shorten it).
+    front_end_limit: Duration,
     /// `HttpWorkerOptions.InitializationTimeout`.
     init_timeout: Duration,
+    /// The error bucket: when each error event happened.
+    error_times: Vec<Instant>,
+    /// Raised at every start and kill, so a watcher knows its process is no longer the worker.
+    generation: u64,
     pub log: HostLog,
 }
 
@@ -205,11 +286,9 @@ fn free_port() -> u16 {
 
 impl Drop for FunctionsHost {
     fn drop(&mut self) {
-        if let Ok(mut inner) = self.inner.lock()
-            && let Worker::Binary { child: Some(c), .. } = &mut inner.worker
-        {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.log.stopped = true;
+            kill_worker(&mut inner);
         }
     }
 }
@@ -230,7 +309,7 @@ impl FunctionsHost {
     /// As [`Self::with_binary`], with the outcome of the start (three tries) beside the host.
     pub async fn try_with_binary(env: &[(&str, String)]) -> (Self, Result<(), String>) {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-        let host = Self::start(Worker::Binary { env, child: None }, 0).await;
+        let host = Self::start(Worker::Binary { env, child: None }, free_port()).await;
         let started = host.start_worker().await;
         (host, started)
     }
@@ -238,8 +317,16 @@ impl FunctionsHost {
     async fn start(worker: Worker, port: u16) -> Self {
         let function_timeout = timespan(host_json()["functionTimeout"].as_str().unwrap_or("00:30:00"));
         let init_timeout = Duration::from_secs(30);
-        let inner =
-            Arc::new(Mutex::new(Inner { worker, port, function_timeout, init_timeout, log: HostLog::default() }));
+        let inner = Arc::new(Mutex::new(Inner {
+            worker,
+            port,
+            function_timeout,
+            front_end_limit: FRONT_END_LIMIT,
+            init_timeout,
+            error_times: Vec::new(),
+            generation: 0,
+            log: HostLog::default(),
+        }));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -257,7 +344,7 @@ impl FunctionsHost {
         Self { base, inner, client, _stop: stop }
     }
 
-    /// The handler's own port now (it changes when the binary is restarted).
+    /// The handler's own port (the same across restarts, as the host's).
     pub fn worker_port(&self) -> u16 {
         self.inner.lock().unwrap().port
     }
@@ -274,8 +361,8 @@ impl FunctionsHost {
         }
     }
 
-    /// Starts the binary on a fresh port and polls `/` as the host does; after three failed
-    /// starts the host stops.
+    /// Starts the binary on the host's port and polls `/` as the host does; every failed start
+    /// is an error event, and the third stops the host.
     pub async fn start_worker(&self) -> Result<(), String> {
         start_worker(&self.inner).await
     }
@@ -285,14 +372,28 @@ impl FunctionsHost {
         self.inner.lock().unwrap().function_timeout = limit;
     }
 
+    /// The front end ends HTTP requests after `limit` from now on (230 s by default).
+    pub fn set_front_end_limit(&self, limit: Duration) {
+        self.inner.lock().unwrap().front_end_limit = limit;
+    }
+
+    /// Waits until the watcher has seen the worker's exit (or the host stop), as the host's
+    /// process-exit event would tell it.
+    pub async fn worker_exit_seen(&self, exits_before: usize) {
+        super::eventually("the worker's exit is seen", || {
+            let log = &self.inner.lock().unwrap().log;
+            log.errors.len() + log.clean_exits > exits_before || log.stopped
+        })
+        .await;
+    }
+
     /// Invokes a non-HTTP function as the host does; returns the status and the body.
     pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
         let (port, limit) = {
             let g = self.inner.lock().unwrap();
             (g.port, g.function_timeout)
         };
-        let resp =
-            self.client.post(format!("http://127.0.0.1:{port}/{function}")).json(payload).timeout(limit).send().await;
+        let resp = invocation_request(&self.client, port, function, payload).timeout(limit).send().await;
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -317,14 +418,25 @@ impl FunctionsHost {
     }
 }
 
-async fn start_worker(inner: &Arc<Mutex<Inner>>) -> Result<(), String> {
+/// Boxed with its type spelled out: a watcher restarts the worker through it, and it starts
+/// watchers.
+fn start_worker(
+    inner: &Arc<Mutex<Inner>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(start_worker_inner(inner))
+}
+
+async fn start_worker_inner(inner: &Arc<Mutex<Inner>>) -> Result<(), String> {
     let init_timeout = inner.lock().unwrap().init_timeout;
-    for attempt in 1..=3 {
-        let port = free_port();
+    loop {
         let spawned = Instant::now();
-        {
+        let (port, generation) = {
             let mut g = inner.lock().unwrap();
-            g.port = port;
+            if g.log.stopped {
+                return Err("the host has stopped".into());
+            }
+            g.generation += 1;
+            let (port, generation) = (g.port, g.generation);
             let Worker::Binary { env, child } = &mut g.worker else { return Ok(()) };
             let mut cmd = std::process::Command::new(BIN);
             cmd.arg("serve")
@@ -335,13 +447,15 @@ async fn start_worker(inner: &Arc<Mutex<Inner>>) -> Result<(), String> {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             *child = Some(cmd.spawn().map_err(|e| e.to_string())?);
-        }
+            (port, generation)
+        };
         // Any HTTP answer on `/` means ready; a refused connection means not yet. A process that
         // exits is a failed start at once (the host's process-exit event).
         let client = reqwest::Client::new();
         let why = loop {
             if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
                 inner.lock().unwrap().log.starts.push(spawned.elapsed());
+                tokio::spawn(watch(inner.clone(), generation));
                 return Ok(());
             }
             if spawned.elapsed() > init_timeout {
@@ -356,30 +470,79 @@ async fn start_worker(inner: &Arc<Mutex<Inner>>) -> Result<(), String> {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         };
-        let mut g = inner.lock().unwrap();
-        g.log.restarts.push(format!("start {attempt}: {why}"));
-        if let Worker::Binary { child: Some(c), .. } = &mut g.worker {
-            let _ = c.kill();
-            let _ = c.wait();
+        kill_worker(&mut inner.lock().unwrap());
+        if error_event(inner, format!("start: {why}")) {
+            return Err("Exceeded http worker restart retry count. Shutting down Functions Host".into());
         }
     }
-    inner.lock().unwrap().log.stopped = true;
-    Err("Exceeded http worker restart retry count. Shutting down Functions Host".into())
 }
 
-/// Kills the handler (every invocation in flight there fails) and starts it again.
+/// Kills the worker process, if any (its watcher stops: the generation moves on).
+fn kill_worker(g: &mut Inner) {
+    g.generation += 1;
+    if let Worker::Binary { child: Some(c), .. } = &mut g.worker {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Records an error event in the bucket (cleared by a 30-minute gap) and a restart; true when it
+/// was the third, and the host stops.
+fn error_event(inner: &Arc<Mutex<Inner>>, why: String) -> bool {
+    let mut g = inner.lock().unwrap();
+    let now = Instant::now();
+    if g.error_times.last().is_some_and(|last| now.duration_since(*last) > ERROR_BUCKET_GAP) {
+        g.error_times.clear();
+    }
+    g.error_times.push(now);
+    g.log.errors.push(why.clone());
+    if g.error_times.len() >= ERROR_EVENTS_THRESHOLD {
+        g.log.stopped = true;
+        return true;
+    }
+    g.log.restarts.push(why);
+    false
+}
+
+/// Watches a started worker for its exit, as the host's process-exit event does: code 0 is
+/// noted and not restarted; any other exit is an error event and a restart.
+async fn watch(inner: Arc<Mutex<Inner>>, generation: u64) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let status = {
+            let mut g = inner.lock().unwrap();
+            if g.generation != generation {
+                return;
+            }
+            match &mut g.worker {
+                Worker::Binary { child: Some(c), .. } => c.try_wait().ok().flatten(),
+                _ => return,
+            }
+        };
+        let Some(status) = status else { continue };
+        if status.code() == Some(0) {
+            let mut g = inner.lock().unwrap();
+            g.log.clean_exits += 1;
+            g.generation += 1;
+            return;
+        }
+        if !error_event(&inner, format!("the worker exited ({status})")) {
+            let _ = start_worker(&inner).await;
+        }
+        return;
+    }
+}
+
+/// Kills the handler (every invocation in flight there fails) and starts it again on the same
+/// port; not an error event (`RestartWorkerWithInvocationIdAsync`).
 async fn restart(inner: &Arc<Mutex<Inner>>, why: String) {
     {
         let mut g = inner.lock().unwrap();
         g.log.restarts.push(why);
-        match &mut g.worker {
-            Worker::Binary { child: Some(c), .. } => {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            Worker::Binary { child: None, .. } => {}
-            Worker::InProcess => panic!("an in-process handler cannot be restarted (see the module doc)"),
+        if matches!(g.worker, Worker::InProcess) {
+            panic!("an in-process handler cannot be restarted (see the module doc)");
         }
+        kill_worker(&mut g);
     }
     let _ = start_worker(inner).await;
 }
@@ -404,8 +567,11 @@ impl FrontDoor {
         let plain = |status: StatusCode| Response::builder().status(status).body(Bytes::new()).unwrap();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // The host's own 404 (no function's route) has an empty body.
-        let candidates: Vec<&Function> =
-            self.functions.iter().filter(|f| f.http.as_ref().is_some_and(|(t, _, _)| matches(t, &segments))).collect();
+        let candidates: Vec<&Function> = self
+            .functions
+            .iter()
+            .filter(|f| f.http.as_ref().is_some_and(|(t, _, _)| template_matches(t, &segments)))
+            .collect();
         let Some(function) = candidates.iter().find(|f| {
             let (_, methods, _) = f.http.as_ref().unwrap();
             methods.is_empty() || methods.iter().any(|m| m == method.as_str())
@@ -433,9 +599,9 @@ impl FrontDoor {
             // gateway policy answers 411 before this.
             return plain(StatusCode::INTERNAL_SERVER_ERROR);
         }
-        let (port, limit) = {
+        let (port, limit, front_end) = {
             let g = self.inner.lock().unwrap();
-            (g.port, g.function_timeout)
+            (g.port, g.function_timeout, g.front_end_limit)
         };
         let url = if query.is_empty() {
             format!("http://127.0.0.1:{port}{path}")
@@ -470,7 +636,13 @@ impl FrontDoor {
             let bytes = resp.bytes().await?;
             Ok::<_, reqwest::Error>((status, headers, bytes))
         };
-        match tokio::time::timeout(limit, answer).await {
+        let answer = tokio::spawn(answer);
+        let outcome = tokio::time::timeout(limit.min(front_end), answer).await;
+        if outcome.is_err() && front_end < limit {
+            // The front end gives up first; the invocation runs on in the host.
+            return plain(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        match outcome.map(|joined| joined.expect("the forwarding task")) {
             Ok(Ok((status, headers, bytes))) => {
                 let mut out = Response::builder().status(status.as_u16());
                 for (name, value) in &headers {

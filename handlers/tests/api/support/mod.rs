@@ -10,6 +10,7 @@ use warranty::host::{Application, Overrides};
 use warranty::inbound::auth;
 
 mod cosmos;
+pub mod gateway;
 mod host;
 mod hub;
 mod servicebus;

@@ -147,7 +147,7 @@ async fn deliver(
         let status = {
             let _slot = slots.acquire().await.expect("open");
             let payload = super::host::service_bus_invocation("ProcessInvoiceOcr", &id, count, &body);
-            match client.post(format!("http://127.0.0.1:{port}/ProcessInvoiceOcr")).json(&payload).send().await {
+            match super::host::invocation_request(&client, port, "ProcessInvoiceOcr", &payload).send().await {
                 Ok(r) => r.status().as_u16(),
                 Err(_) => 0,
             }
