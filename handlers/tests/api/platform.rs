@@ -896,11 +896,17 @@ async fn the_host_restarts_a_crash_on_the_same_port_and_not_a_clean_exit() {
     wait_until_ready(host.client(), &worker).await;
     assert_eq!(list("/api/products").await.unwrap().status(), 200);
 
-    // The front end's limit: the client gets a 500, nothing is restarted.
-    host.set_front_end_limit(Duration::ZERO);
-    assert_eq!(list("/api/products").await.unwrap().status(), 500);
+    // The front end's limit: a handler that does not answer in time (stopped, so it cannot)
+    // costs the client a 500; nothing is restarted, and the handler answers once it runs again.
+    let pid = host.worker_pid().unwrap();
+    host.set_front_end_limit(Duration::from_millis(300));
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let status = list("/api/products").await.unwrap().status();
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert_eq!(status, 500);
     host.set_front_end_limit(FRONT_END_LIMIT);
     assert_eq!(host.log().restarts.len(), 1);
+    assert_eq!(list("/api/products").await.unwrap().status(), 200);
 
     // A clean exit (SIGTERM: the handler shuts down gracefully, code 0): not restarted.
     let pid = host.worker_pid().unwrap();
@@ -936,4 +942,69 @@ async fn a_service_bus_invocation_shaped_as_the_host_sends_it_is_read() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let read = final_ocr(&app, "alice", &format!("/api/products/{}", card["id"].as_str().unwrap())).await;
     assert_ne!(read["status"], "queued", "{read}");
+}
+
+/// OCR as production wires it: the binary behind the host harness publishes with its managed
+/// identity (the App Service identity endpoint on loopback) to a namespace that, like the
+/// production one (`disableLocalAuth`), takes only Entra tokens, and whose trigger runs as many
+/// invocations at once as the app setting the Bicep computes for production, not host.json's.
+/// A SAS is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocr_goes_through_service_bus_with_the_managed_identity_and_the_app_setting_concurrency() {
+    use crate::support::gateway::{main_default, ocr_calls_per_instance};
+    let identity = IdentityEndpoint::start().await;
+    let concurrency = ocr_calls_per_instance(main_default("docIntelAnalyzeTps"), main_default("maximumInstances"));
+    assert!(concurrency < host_json()["extensions"]["serviceBus"]["maxConcurrentCalls"].as_u64().unwrap() as usize);
+    let bus = service_bus_for_identity(&identity, concurrency).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        ("WARRANTY_DATA_DIR", dir.path().display().to_string()),
+        ("WARRANTY_DEV_JWT_SECRET", SECRET.to_owned()),
+        ("WARRANTY_OCR_DELIVERY", "servicebus".to_owned()),
+        // On the embedded store the outbox's relay sends the events (to Service Bus here); the
+        // namespace's trigger delivers them.
+        ("WARRANTY_OCR_DISPATCHER", "true".to_owned()),
+        ("ServiceBusConnection__fullyQualifiedNamespace", bus.endpoint.clone()),
+        ("AZURE_CLIENT_ID", "6a1f0c3e-0000-4000-8000-user-assigned".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    env.extend(identity.env());
+    let host = FunctionsHost::with_binary(&env).await;
+    wait_until_ready(host.client(), &format!("http://127.0.0.1:{}", host.worker_port())).await;
+    bus.start_delivering(host.worker_port());
+
+    let mut locations = Vec::new();
+    for (i, serial) in ["C02XK0ABJGH5", "C02XK0ABJGH6", "C02XK0ABJGH7"].iter().enumerate() {
+        let form = Form::registration("Apple", "MacBook Air", serial, "2026-03-15", &fixture("invoice.pdf"));
+        let resp = register_through(&host, &format!("user{i}"), form).await;
+        assert_eq!(resp.status(), 201);
+        locations.push((format!("user{i}"), resp.headers()["location"].to_str().unwrap().to_owned()));
+    }
+    eventually("the three readings are completed", || bus.snapshot().completed.len() == 3).await;
+    let ns = bus.snapshot();
+    assert!(ns.refused.is_empty(), "{:?}", ns.refused);
+    assert!(ns.dead_letters.is_empty());
+    assert_eq!(ns.max_in_flight, concurrency, "the app setting's concurrency, not host.json's");
+    let tokens = identity.issued.lock().unwrap().clone();
+    assert!(tokens.values().all(|(resource, client)| resource == "https://servicebus.azure.net"
+        && client.as_deref() == Some("6a1f0c3e-0000-4000-8000-user-assigned")));
+    for (user, location) in &locations {
+        let card: Value =
+            through(&host, reqwest::Method::GET, location, user).send().await.unwrap().json().await.unwrap();
+        assert_ne!(card["ocr"]["status"], "queued", "{card}");
+    }
+
+    // A shared access signature is refused, as `disableLocalAuth` refuses it.
+    let sas =
+        warranty::adapters::azure::servicebus::SasKey::parse(&warranty::config::Secret::new(bus.connection_string()))
+            .unwrap();
+    let resource_uri =
+        warranty::adapters::azure::servicebus::ServiceBusPublisher::resource_uri(&bus.endpoint, "invoice-ocr");
+    let publisher = warranty::adapters::azure::servicebus::ServiceBusPublisher::new(
+        &bus.endpoint,
+        "invoice-ocr",
+        warranty::adapters::azure::servicebus::ServiceBusAuth::Sas { key: sas, resource_uri },
+    );
+    assert!(publisher.publish(&sample_event(), None).await.is_err());
+    assert_eq!(bus.snapshot().refused.len(), 1);
 }

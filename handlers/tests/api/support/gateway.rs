@@ -246,6 +246,29 @@ pub fn deployment_urls(gateway_host: &str, app_host: &str) -> Urls {
     Urls { public_base, api_path, backend }
 }
 
+/// The default of `param <name> int = N` in main.bicep.
+pub fn main_default(name: &str) -> i64 {
+    let main = read("infra-bicep/main.bicep");
+    let key = format!("param {name} int = ");
+    let i = main.find(&key).unwrap_or_else(|| panic!("no default for {name}"));
+    main[i + key.len()..].lines().next().unwrap().trim().parse().unwrap()
+}
+
+/// The Service Bus trigger's concurrency per instance that functionapp.bicep sets as an app
+/// setting (`ocrCallsPerInstance`), for a Document Intelligence rate and an instance ceiling.
+pub fn ocr_calls_per_instance(analyze_tps: i64, maximum_instances: i64) -> usize {
+    let app = read("infra-bicep/modules/functionapp.bicep");
+    assert_eq!(
+        bicep_var(&app, "ocrCallsPerInstance"),
+        "max(1, min(2, (docIntelAnalyzeTps * 2) / maximumInstances))",
+        "the formula evaluated here"
+    );
+    assert!(app.contains(
+        "{ name: 'AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls', value: string(ocrCallsPerInstance) }"
+    ));
+    ((analyze_tps * 2) / maximum_instances).clamp(1, 2) as usize
+}
+
 // ---- the operations ----------------------------------------------------------------------------
 
 /// One operation of the imported document.

@@ -13,12 +13,14 @@ mod cosmos;
 pub mod gateway;
 mod host;
 mod hub;
+mod identity;
 mod servicebus;
 pub use cosmos::*;
 #[allow(unused_imports)]
 pub use host::*;
 #[allow(unused_imports)]
 pub use hub::*;
+pub use identity::*;
 pub use servicebus::*;
 
 pub const SECRET: &str = "test-secret-not-for-production";

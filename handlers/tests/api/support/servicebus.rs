@@ -13,9 +13,17 @@
 //! again at once with its delivery count raised; past `MaxDeliveryCount` (10, the queue's
 //! setting in `servicebus.bicep`) it is dead-lettered.
 //!
+//! Like the production namespace (`disableLocalAuth: true`, servicebus.bicep), it can take only
+//! Entra tokens ([`service_bus_for_identity`]): a `Bearer` token the loopback managed-identity
+//! endpoint issued for `https://servicebus.azure.net`, and a SAS is refused with 401. Its
+//! trigger's concurrency is then the app setting the Bicep computes
+//! (`AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls`, which overrides
+//! host.json: *functions-host-json*, "Override host.json values").
+//!
 //! Where it differs from Service Bus: one queue, in memory; no lock expiry or renewal (the
 //! invocation holds the message until it answers); no sessions, TTL or transactions; scheduled
-//! messages wait on this process's clock.
+//! messages wait on this process's clock; tokens are checked against the identity endpoint's
+//! record, not as signed JWTs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +57,9 @@ pub struct Namespace {
     pub completed: Vec<String>,
     /// Scheduled messages accepted: (MessageId, the enqueue time asked for).
     pub scheduled: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// Invocations in flight now, and the most ever at once (the trigger's concurrency at work).
+    pub in_flight: usize,
+    pub max_in_flight: usize,
     /// Accepted while nobody was delivering: handed to the trigger by `start_delivering`.
     pending: Vec<(String, Value, Option<chrono::DateTime<chrono::Utc>>)>,
 }
@@ -91,6 +102,29 @@ impl ServiceBus {
     /// Accepted message bodies, in MessageId order.
     pub fn bodies(&self) -> Vec<Value> {
         self.state.lock().unwrap().accepted.values().map(|(_, b)| b.clone()).collect()
+    }
+}
+
+/// How the namespace authenticates senders.
+#[derive(Clone)]
+pub enum BusAuth {
+    /// Shared access signatures (local use: the emulator-free contract tests).
+    Sas,
+    /// Only tokens this identity endpoint issued for Service Bus (the production namespace).
+    ManagedIdentity(Arc<Mutex<std::collections::HashMap<String, (String, Option<String>)>>>),
+}
+
+fn verify(auth: &BusAuth, header: &str) -> Result<(), String> {
+    match auth {
+        BusAuth::Sas => verify_sas(header),
+        BusAuth::ManagedIdentity(issued) => {
+            let token = header.strip_prefix("Bearer ").ok_or("local authentication is disabled")?;
+            match issued.lock().unwrap().get(token) {
+                Some((resource, _)) if resource == "https://servicebus.azure.net" => Ok(()),
+                Some((resource, _)) => Err(format!("a token for {resource}")),
+                None => Err("a token the identity did not issue".into()),
+            }
+        }
     }
 }
 
@@ -146,11 +180,19 @@ async fn deliver(
         let Some(port) = state.lock().unwrap().deliver_to else { return };
         let status = {
             let _slot = slots.acquire().await.expect("open");
-            let payload = super::host::service_bus_invocation("ProcessInvoiceOcr", &id, count, &body);
-            match super::host::invocation_request(&client, port, "ProcessInvoiceOcr", &payload).send().await {
-                Ok(r) => r.status().as_u16(),
-                Err(_) => 0,
+            {
+                let mut ns = state.lock().unwrap();
+                ns.in_flight += 1;
+                ns.max_in_flight = ns.max_in_flight.max(ns.in_flight);
             }
+            let payload = super::host::service_bus_invocation("ProcessInvoiceOcr", &id, count, &body);
+            let status =
+                match super::host::invocation_request(&client, port, "ProcessInvoiceOcr", &payload).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+            state.lock().unwrap().in_flight -= 1;
+            status
         };
         let mut ns = state.lock().unwrap();
         ns.deliveries.push((id.clone(), count, status));
@@ -170,9 +212,19 @@ fn scheduled_time(broker: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 pub async fn service_bus(script: Vec<(u16, Option<&'static str>)>) -> ServiceBus {
+    service_bus_with(script, BusAuth::Sas, max_concurrent_calls()).await
+}
+
+/// The production namespace's shape: Entra tokens from `identity` only, and the trigger's
+/// concurrency the app setting gives (`concurrency`).
+pub async fn service_bus_for_identity(identity: &super::IdentityEndpoint, concurrency: usize) -> ServiceBus {
+    service_bus_with(vec![], BusAuth::ManagedIdentity(identity.issued.clone()), concurrency).await
+}
+
+async fn service_bus_with(script: Vec<(u16, Option<&'static str>)>, auth: BusAuth, concurrency: usize) -> ServiceBus {
     let state = Arc::new(Mutex::new(Namespace { script, ..Default::default() }));
     let s = state.clone();
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_concurrent_calls()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let route_slots = slots.clone();
     let route = warp::post()
         .and(warp::path!(String / "messages"))
@@ -189,7 +241,7 @@ pub async fn service_bus(script: Vec<(u16, Option<&'static str>)>) -> ServiceBus
                 }
                 r.body(Bytes::new()).unwrap()
             };
-            if let Err(e) = verify_sas(&h("authorization")) {
+            if let Err(e) = verify(&auth, &h("authorization")) {
                 ns.refused.push(e);
                 return reply(401, None);
             }
