@@ -14,20 +14,22 @@ use bytes::Bytes;
 use warp::Filter;
 use warp::http::{Response, StatusCode};
 
+/// Tokens issued: token → (resource, client id).
+pub type IssuedTokens = Arc<Mutex<HashMap<String, (String, Option<String>)>>>;
+
 /// The secret the platform puts in `IDENTITY_HEADER`.
 pub const IDENTITY_SECRET: &str = "platform-identity-secret";
 
 pub struct IdentityEndpoint {
     /// `IDENTITY_ENDPOINT`.
     pub url: String,
-    /// Tokens issued: token → (resource, client id).
-    pub issued: Arc<Mutex<HashMap<String, (String, Option<String>)>>>,
+    pub issued: IssuedTokens,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl IdentityEndpoint {
     pub async fn start() -> Self {
-        let issued: Arc<Mutex<HashMap<String, (String, Option<String>)>>> = Arc::default();
+        let issued: IssuedTokens = Arc::default();
         let seen = issued.clone();
         let route = warp::get()
             .and(warp::path!("msi" / "token"))

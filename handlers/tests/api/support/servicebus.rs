@@ -111,7 +111,7 @@ pub enum BusAuth {
     /// Shared access signatures (local use: the emulator-free contract tests).
     Sas,
     /// Only tokens this identity endpoint issued for Service Bus (the production namespace).
-    ManagedIdentity(Arc<Mutex<std::collections::HashMap<String, (String, Option<String>)>>>),
+    ManagedIdentity(super::IssuedTokens),
 }
 
 fn verify(auth: &BusAuth, header: &str) -> Result<(), String> {
