@@ -11,64 +11,38 @@
 #[path = "api/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use support::*;
 use warp::Filter;
-use warp::http::{Response, StatusCode};
+use warp::http::Response;
 use warranty::adapters::azure::identity::Identity;
 use warranty::adapters::azure::servicebus::{ServiceBusAuth, ServiceBusPublisher};
 
-/// What the identity endpoint saw: the query, and the `X-IDENTITY-HEADER` value.
-type TokenRequests = Arc<Mutex<Vec<(HashMap<String, String>, Option<String>)>>>;
-
 #[tokio::test]
 async fn the_user_assigned_identity_authenticates_service_bus_sends() {
-    let requests: TokenRequests = Arc::default();
-    let seen = requests.clone();
-    let identity = warp::get()
-        .and(warp::path!("msi" / "token"))
-        .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::optional::<String>("x-identity-header"))
-        .map(move |q: HashMap<String, String>, secret: Option<String>| {
-            seen.lock().unwrap().push((q.clone(), secret.clone()));
-            if secret.as_deref() != Some("platform-secret") {
-                return Response::builder().status(StatusCode::UNAUTHORIZED).body(Bytes::new()).unwrap();
-            }
-            let expires = chrono::Utc::now().timestamp() + 3600;
-            let body = serde_json::json!({
-                "access_token": "mi-token-for-servicebus",
-                "expires_on": expires.to_string(),
-                "resource": q.get("resource").cloned().unwrap_or_default(),
-                "token_type": "Bearer",
-                "client_id": q.get("client_id").cloned().unwrap_or_default(),
-            });
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(Bytes::from(body.to_string()))
-                .unwrap()
-        });
-    let (identity_port, _stop_identity) = serve_loopback(identity).await;
+    let identity = IdentityEndpoint::start().await;
 
     let auth_headers: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen_auth = auth_headers.clone();
+    let issued = identity.issued.clone();
     let bus = warp::post()
         .and(warp::path!("invoice-ocr" / "messages"))
         .and(warp::header::<String>("authorization"))
         .map(move |auth: String| {
             seen_auth.lock().unwrap().push(auth.clone());
-            let status = if auth == "Bearer mi-token-for-servicebus" { 201 } else { 401 };
+            let known = auth.strip_prefix("Bearer ").is_some_and(|t| issued.lock().unwrap().contains_key(t));
+            let status = if known { 201 } else { 401 };
             Response::builder().status(status).body(Bytes::new()).unwrap()
         });
     let (bus_port, _stop_bus) = serve_loopback(bus).await;
 
     // SAFETY: the only test in this process; nothing else reads the environment concurrently.
     unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", format!("http://127.0.0.1:{identity_port}/msi/token"));
-        std::env::set_var("IDENTITY_HEADER", "platform-secret");
+        for (name, value) in identity.env() {
+            std::env::set_var(name, value);
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let mut settings = warranty::config::Settings::for_tests(dir.path().to_owned());
@@ -80,16 +54,11 @@ async fn the_user_assigned_identity_authenticates_service_bus_sends() {
     publisher.publish(&event, Some("trace")).await.expect("sent with the identity's token");
     publisher.publish(&event, Some("trace")).await.expect("sent again");
 
-    let calls = requests.lock().unwrap().clone();
-    assert_eq!(calls.len(), 1, "the token is cached until it nears expiry: {calls:?}");
-    let (query, secret) = &calls[0];
-    assert_eq!(secret.as_deref(), Some("platform-secret"));
-    assert_eq!(query.get("api-version").map(String::as_str), Some("2019-08-01"));
-    assert_eq!(query.get("resource").map(String::as_str), Some("https://servicebus.azure.net"));
-    assert_eq!(
-        query.get("client_id").map(String::as_str),
-        Some("6a1f0c3e-user-assigned"),
-        "the user-assigned identity"
-    );
-    assert_eq!(*auth_headers.lock().unwrap(), vec!["Bearer mi-token-for-servicebus".to_owned(); 2]);
+    // The endpoint issues only to the platform's secret with `api-version=2019-08-01`.
+    let issued = identity.issued.lock().unwrap().clone();
+    assert_eq!(issued.len(), 1, "the token is cached until it nears expiry: {issued:?}");
+    let (token, (resource, client)) = issued.into_iter().next().unwrap();
+    assert_eq!(resource, "https://servicebus.azure.net");
+    assert_eq!(client.as_deref(), Some("6a1f0c3e-user-assigned"), "the user-assigned identity");
+    assert_eq!(*auth_headers.lock().unwrap(), vec![format!("Bearer {token}"); 2]);
 }

@@ -183,15 +183,8 @@ fn the_policy_holds_on_every_route_of_every_tier() {
     );
     let health = ops.iter().find(|o| o.template == "/health").unwrap();
     let list = ops.iter().find(|o| o.template == "/products" && o.method == "GET").unwrap();
-    let status = |op: &Operation, ip: &str, h: &HeaderMap| match state.inbound(&PolicyRequest {
-        method: &op.method,
-        headers: h,
-        ip,
-        operation: op,
-    }) {
-        Outcome::Forward { .. } => 200,
-        Outcome::Respond { status, .. } => status,
-        Outcome::ExpressionFailed(e) => panic!("{e}"),
+    let status = |op: &Operation, ip: &str, h: &HeaderMap| {
+        state.inbound(&PolicyRequest { method: &op.method, headers: h, ip, operation: op }).status()
     };
     let none = headers(&[]);
     assert_eq!([status(health, "a", &none), status(health, "a", &none), status(health, "a", &none)], [200, 200, 429]);
@@ -243,6 +236,29 @@ fn a_body_of_unknown_length_is_refused_by_the_policy_on_either_protocol() {
     assert_eq!(run(erase, &[]).0, 200, "a DELETE without a body");
 }
 
+/// The app in JWKS mode trusting what `rules` say (the settings the Bicep gives it), its key set
+/// the tenant's key in a file, the user the token's `oid`; links at `public_base` when given.
+async fn app_trusting(
+    rules: &TokenRules,
+    key: &TenantKey,
+    public_base: Option<String>,
+) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = jwks_file(dir.path(), &[key.jwk()]);
+    let (issuer, audience) = (rules.issuer.clone(), rules.audiences.join(","));
+    let app = spawn_with(move |s| {
+        s.auth.jwks_url = None;
+        s.auth.jwks_file = Some(keys);
+        s.auth.jwt_issuer = Some(issuer);
+        s.auth.jwt_audience = Some(audience);
+        s.auth.jwt_user_claim = "oid".into();
+        s.auth.dev_jwt_secret = None;
+        s.sharing.public_base_url = public_base;
+    })
+    .await;
+    (app, dir)
+}
+
 /// What Entra ID issues for a registration of `version` (`aud` as the client asked for it).
 fn shapes(key: &TenantKey, reg: &Registration) -> Vec<(&'static str, String)> {
     vec![
@@ -257,19 +273,7 @@ async fn entra_shaped_tokens_pass_the_gateway_and_the_app_as_the_registration_sa
     let key = TenantKey::new();
     for version in [2, 1] {
         let reg = Registration::new(version);
-        let rules = token_rules(&reg);
-        let dir = tempfile::tempdir().unwrap();
-        let keys = jwks_file(dir.path(), &[key.jwk()]);
-        let (issuer, audience) = (rules.issuer.clone(), rules.audiences.join(","));
-        let app = spawn_with(move |s| {
-            s.auth.jwks_url = None;
-            s.auth.jwks_file = Some(keys);
-            s.auth.jwt_issuer = Some(issuer);
-            s.auth.jwt_audience = Some(audience);
-            s.auth.jwt_user_claim = "oid".into();
-            s.auth.dev_jwt_secret = None;
-        })
-        .await;
+        let (app, _keys) = app_trusting(&token_rules(&reg), &key, None).await;
         let state = GatewayState::new(policy_for(&reg), vec![key.jwk()]);
         let ops = operations();
         let list = ops.iter().find(|o| o.template == "/products" && o.method == "GET").unwrap();
@@ -277,11 +281,8 @@ async fn entra_shaped_tokens_pass_the_gateway_and_the_app_as_the_registration_sa
             let expected = if shape.starts_with(&format!("v{version}.0")) { 200 } else { 401 };
             let auth = format!("Bearer {token}");
             let h = headers(&[("Authorization", auth.as_str())]);
-            let gateway = match state.inbound(&PolicyRequest { method: "GET", headers: &h, ip: "a", operation: list }) {
-                Outcome::Forward { .. } => 200,
-                Outcome::Respond { status, .. } => status,
-                Outcome::ExpressionFailed(e) => panic!("{e}"),
-            };
+            let gateway =
+                state.inbound(&PolicyRequest { method: "GET", headers: &h, ip: "a", operation: list }).status();
             let direct = app
                 .client
                 .get(format!("{}/api/products", app.base))
@@ -321,25 +322,12 @@ fn qr_link(pdf: &[u8]) -> String {
 async fn a_phone_runs_every_journey_through_gateway_host_and_handler() {
     let key = TenantKey::new();
     let reg = Registration::new(2);
-    let rules = token_rules(&reg);
-    let dir = tempfile::tempdir().unwrap();
-    let keys = jwks_file(dir.path(), &[key.jwk()]);
     // The gateway's port is known before the app starts (its links name the gateway).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gateway_port = listener.local_addr().unwrap().port();
     drop(listener);
     let public_base = format!("http://127.0.0.1:{gateway_port}/api");
-    let (issuer, audience, base) = (rules.issuer.clone(), rules.audiences.join(","), public_base.clone());
-    let app = spawn_with(move |s| {
-        s.auth.jwks_url = None;
-        s.auth.jwks_file = Some(keys);
-        s.auth.jwt_issuer = Some(issuer);
-        s.auth.jwt_audience = Some(audience);
-        s.auth.jwt_user_claim = "oid".into();
-        s.auth.dev_jwt_secret = None;
-        s.sharing.public_base_url = Some(base);
-    })
-    .await;
+    let (app, _keys) = app_trusting(&token_rules(&reg), &key, Some(public_base.clone())).await;
     let host = FunctionsHost::in_front_of(app.port).await;
     let urls = deployment_urls(GATEWAY, APP);
     let backend = urls.backend.replace(&format!("https://{APP}"), &host.base);

@@ -170,49 +170,10 @@ fn the_deploy_workflow_builds_and_runs_the_image_before_pushing_it() {
 
 // ---- the slots ------------------------------------------------------------------------------
 
-/// A tiny evaluator for the Bicep expressions the names are made of: string interpolation,
-/// `take`, `toLower`, `replace`.
+/// The Bicep expressions the names are made of, evaluated as `support::gateway::eval` does.
 fn bicep_eval(expr: &str, vars: &BTreeMap<String, String>) -> String {
-    let e = expr.trim();
-    if let Some(inner) = e.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-        let mut out = String::new();
-        let mut rest = inner;
-        while let Some(i) = rest.find("${") {
-            out.push_str(&rest[..i]);
-            let end = rest[i..].find('}').unwrap() + i;
-            let name = &rest[i + 2..end];
-            out.push_str(vars.get(name).unwrap_or_else(|| panic!("unknown Bicep name {name}")));
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        return out;
-    }
-    if let Some(name) = vars.get(e) {
-        return name.clone();
-    }
-    let open = e.find('(').unwrap_or_else(|| panic!("not an expression I read: {e}"));
-    let (func, args) = (&e[..open], &e[open + 1..e.len() - 1]);
-    // Split the arguments at top-level commas.
-    let (mut parts, mut depth, mut quoted, mut start) = (Vec::new(), 0, false, 0);
-    for (i, c) in args.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                parts.push(&args[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&args[start..]);
-    match func {
-        "take" => bicep_eval(parts[0], vars).chars().take(parts[1].trim().parse().unwrap()).collect(),
-        "toLower" => bicep_eval(parts[0], vars).to_lowercase(),
-        "replace" => bicep_eval(parts[0], vars).replace(&bicep_eval(parts[1], vars), &bicep_eval(parts[2], vars)),
-        other => panic!("Bicep function {other} is not read here"),
-    }
+    let vars = vars.iter().map(|(k, v)| (k.clone(), crate::support::gateway::Val::Str(v.clone()))).collect();
+    crate::support::gateway::eval(expr, &vars).str()
 }
 
 /// The host id the Functions host uses: `AzureFunctionsWebHost__hostid` when set, else the

@@ -113,7 +113,7 @@ fn split_top(args: &str, sep: &str) -> Vec<String> {
 
 /// Evaluates the Bicep expressions the deployment's names, URLs and token rules are made of:
 /// string interpolation, names, integers, `a == b ? x : y`, `[x, y]`, `last(split(s, 'c'))`,
-/// `join(list, 'sep')`, `max(a, b)`. Anything else panics.
+/// `join(list, 'sep')`, `max(a, b)`, `take`, `toLower`, `replace`. Anything else panics.
 pub fn eval(expr: &str, vars: &BTreeMap<String, Val>) -> Val {
     let e = expr.trim();
     let ternary = split_top(e, " ? ");
@@ -160,6 +160,11 @@ pub fn eval(expr: &str, vars: &BTreeMap<String, Val>) -> Val {
             Val::Str(s.rsplit(sep.as_str()).next().unwrap().to_owned())
         }
         "join" => Val::Str(eval(&args[0], vars).list().join(&eval(&args[1], vars).str())),
+        "take" => Val::Str(eval(&args[0], vars).str().chars().take(args[1].trim().parse().unwrap()).collect()),
+        "toLower" => Val::Str(eval(&args[0], vars).str().to_lowercase()),
+        "replace" => {
+            Val::Str(eval(&args[0], vars).str().replace(&eval(&args[1], vars).str(), &eval(&args[2], vars).str()))
+        }
         "max" => {
             let n = |a: &str| match eval(a, vars) {
                 Val::Int(i) => i,
@@ -358,6 +363,17 @@ pub enum Outcome {
     Respond { status: u16, body: String },
     /// An expression failed: the caller gets a 500.
     ExpressionFailed(String),
+}
+
+impl Outcome {
+    /// The status the caller sees (200 for a request the gateway forwards).
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Forward { .. } => 200,
+            Outcome::Respond { status, .. } => *status,
+            Outcome::ExpressionFailed(_) => 500,
+        }
+    }
 }
 
 /// The key set the model's `validate-jwt` verifies signatures with, and the named values.
