@@ -10,7 +10,6 @@ use crate::adapters::azure::identity::Identity;
 use crate::adapters::azure::servicebus::ServiceBusPublisher;
 use crate::adapters::embedded::local_handler::LocalHandler;
 use crate::adapters::embedded::{FileInvoiceStore, SqliteProductRepository};
-use crate::adapters::ocr::InvoiceReaders;
 use crate::application::Services;
 use crate::application::outbox::{self, Drive};
 use crate::application::reconcile::{self, ReconcilePolicy};
@@ -48,7 +47,7 @@ struct Plan {
     blob: Option<BlobInvoiceStore>,
     publisher: Arc<dyn OcrPublisher>,
     policy: outbox::Policy,
-    readers: Arc<InvoiceReaders>,
+    readers: Arc<crate::adapters::ocr::worker::ReaderPool>,
     auth: Arc<Authenticator>,
     catalog: Arc<BrandCatalog>,
     clock: Arc<dyn crate::ports::Clock>,
@@ -113,7 +112,7 @@ impl Plan {
             clock: self.clock.clone(),
             catalog: self.catalog.clone(),
             idempotency_ttl: settings.server.idempotency_ttl(),
-            reader: self.readers.clone(),
+            reader: Arc::new(crate::adapters::ocr::worker::PooledReaders(self.readers.clone())),
             ocr_date_tolerance_days: settings.ocr.ocr_date_tolerance_days,
             ocr_deadline: Duration::from_secs(settings.ocr.ocr_deadline_secs.max(1)),
             reminders: crate::application::reminders::Reminders {
@@ -460,8 +459,14 @@ impl Application {
             InvoiceStoreKind::Files => None,
             InvoiceStoreKind::Blob => Some(BlobInvoiceStore::configured(&settings.invoices, &identity)?),
         };
-        let readers =
-            Arc::new(InvoiceReaders::from_settings(&settings.ocr, &identity, &dir.join("ocr-scratch"), None)?);
+        // Every uploaded file is parsed in a reader process (decision 0025); what an earlier run's
+        // readers left in their folders is removed first.
+        let scratch = dir.join("ocr-scratch");
+        crate::adapters::ocr::worker::clear_scratch(&scratch);
+        let readers = crate::adapters::ocr::worker::ReaderPool::new(
+            crate::adapters::ocr::worker::WorkerSettings::from_settings(&settings.ocr, &scratch),
+            crate::adapters::ocr::document_intelligence(&settings.ocr, &identity)?,
+        );
         let auth = Arc::new(Authenticator::from_settings(&settings.auth, dir)?);
         let push = match &settings.reminders.notification_hub_connection_string {
             None => None,

@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// A reader process: reads uploaded documents from stdin, answers on stdout. Started by the
+    /// service (decision 0025), not by hand.
+    #[command(hide = true)]
+    ReadWorker,
     /// Print a bearer token the local server (shared-secret mode) accepts.
     DevToken {
         /// The user id to put in the token.
@@ -498,9 +502,39 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// `warranty read-worker`: confined first (before any thread), then the readers.
+fn read_worker(settings: &Settings) -> ExitCode {
+    use warranty::adapters::ocr::worker;
+    let scratch =
+        std::env::var_os("WARRANTY_READER_SCRATCH").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let limits: worker::WorkerLimits =
+        match std::env::var("WARRANTY_READER_LIMITS").ok().and_then(|l| serde_json::from_str(&l).ok()) {
+            Some(l) => l,
+            None => {
+                eprintln!("read-worker: started without its limits (WARRANTY_READER_LIMITS); the service starts it");
+                return ExitCode::FAILURE;
+            }
+        };
+    // Readable beside the system's folders: the models, and the folders of the tools the
+    // settings name.
+    let mut read_only = vec![settings.ocr.ocr_models_dir.clone()];
+    for tool in [&settings.ocr.tesseract_path, &settings.ocr.pdftoppm_path] {
+        if let Some(folder) = tool.parent().filter(|p| p.is_absolute()) {
+            read_only.push(folder.to_owned());
+        }
+    }
+    worker::run_worker(limits, &scratch, &read_only, || {
+        warranty::telemetry::init_stderr();
+        let identity = warranty::adapters::azure::identity::Identity::new(&settings.identity);
+        warranty::adapters::ocr::InvoiceReaders::from_settings(&settings.ocr, &identity, &scratch, None)
+            .map_err(|e| e.to_string())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::ReadWorker => read_worker(&cli.settings),
         Command::DevToken { user, ttl } => {
             if cli.settings.auth.jwks_url.is_some() || cli.settings.auth.jwks_file.is_some() {
                 eprintln!("dev-token only works in shared-secret mode (unset WARRANTY_JWKS_URL / WARRANTY_JWKS_FILE)");

@@ -620,7 +620,8 @@ impl Clock for ManualClock {
 }
 
 /// What an OCR engine read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
 pub enum Reading {
     /// Exact fields from structured data (an embedded e-invoice, Document Intelligence), with
     /// the text the verification searches.
@@ -632,7 +633,7 @@ pub enum Reading {
     Checked { readings: Vec<Vec<TextLine>>, pages: u32 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EngineReading {
     pub engine: OcrEngineKind,
     pub reading: Reading,

@@ -18,3 +18,16 @@ pub fn init() {
         .with_writer(std::io::stderr.with_max_level(tracing::Level::WARN).or_else(std::io::stdout))
         .try_init();
 }
+
+/// The same log lines, all on stderr: a reader process's stdout carries its answers.
+pub fn init_stderr() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -431,6 +431,24 @@ pub struct OcrSettings {
     #[arg(long, env = "WARRANTY_OCR_RECOGNIZER_INSTANCES")]
     pub ocr_recognizer_instances: Option<usize>,
 
+    /// Reader processes at most (every uploaded file is parsed in one: decision 0025). Unset:
+    /// one per core, no more than one per GiB of memory.
+    #[arg(long, env = "WARRANTY_READER_WORKERS")]
+    pub reader_workers: Option<usize>,
+
+    /// Seconds a reader process waits for its next document before it ends.
+    #[arg(long, env = "WARRANTY_READER_IDLE_SECS", default_value_t = 30)]
+    pub reader_idle_secs: u64,
+
+    /// A reader process's address space (`RLIMIT_AS`), MiB: a document that needs more fails
+    /// alone.
+    #[arg(long, env = "WARRANTY_READER_MEMORY_MIB", default_value_t = 3072)]
+    pub reader_memory_mib: u64,
+
+    /// The binary reader processes run (`warranty read-worker`). Unset: this binary.
+    #[arg(long, env = "WARRANTY_READER_EXE")]
+    pub reader_exe: Option<PathBuf>,
+
     /// Days the invoice date may differ from the purchase date and still match.
     #[arg(long, env = "WARRANTY_OCR_DATE_TOLERANCE_DAYS", default_value_t = 3)]
     pub ocr_date_tolerance_days: u32,

@@ -154,13 +154,15 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let marker = dir.path().join("ocr-started");
     // Stands in for tesseract during the first run only: it records that OCR started, then
     // hangs, so the kill lands mid-delivery. Probes (--version, --list-langs) go to the real one.
     let hang = dir.path().join("hanging-tesseract");
     std::fs::write(
         &hang,
-        "#!/bin/sh\ncase \"$1\" in --version|--list-langs) exec tesseract \"$@\";; esac\necho $$ > \"$OCR_MARKER\"\nexec sleep 600\n",
+        // Its own process stays (no exec), so its command line, which names the script, shows it
+        // running: a reader's environment and files are its own (decision 0025), so no marker
+        // file or variable reaches it.
+        "#!/bin/sh\ncase \"$1\" in --version|--list-langs) exec tesseract \"$@\";; esac\nsleep 600\n",
     )
     .unwrap();
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -176,7 +178,6 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
             // The crash and the redelivery are under test, read by the stand-in above: PP-OCR
             // (unoptimised in a test build, beside the other tests) could outlast the 2 s lock.
             .env("WARRANTY_OCR_RECOGNIZERS", "tesseract")
-            .env("OCR_MARKER", &marker)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -226,15 +227,30 @@ fn a_message_in_flight_when_the_process_is_killed_is_redelivered_after_restart()
     let location = resp.lines().find_map(|l| l.strip_prefix("location: ")).unwrap().trim().to_owned();
 
     // The delivery is in flight: OCR started.
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*hang.to_string_lossy()))
+            })
+            .count()
+    };
     let t = Instant::now();
-    while !marker.exists() || std::fs::read_to_string(&marker).unwrap().trim().is_empty() {
+    while running() == 0 {
         assert!(t.elapsed() < Duration::from_secs(30), "OCR never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let hung_pid = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
-    let _ = Command::new("kill").args(["-KILL", &hung_pid]).status();
+    // Its reader goes with it (the reader watches its parent), and the stand-in with the reader.
+    let t = Instant::now();
+    while running() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the reader outlived the service");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let port = free_port();
     let mut second = start(Path::new("tesseract"), port);

@@ -31,6 +31,7 @@ mod ops;
 mod pdf_text;
 mod platform;
 mod privacy;
+mod readers;
 mod recognizer;
 mod registration;
 mod reminders;

@@ -648,6 +648,7 @@ async fn an_ocr_message_before_the_stores_answer_is_put_back() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = warranty::config::Settings::for_tests(dir.path().to_owned());
+    settings.ocr.reader_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_warranty")));
     settings.delivery.ocr_delivery = warranty::config::OcrDeliveryKind::Servicebus;
     settings.delivery.servicebus_connection_string = Some(bus.connection_string().into());
     settings.invoices.invoice_store = warranty::config::InvoiceStoreKind::Blob;

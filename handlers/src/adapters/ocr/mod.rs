@@ -13,6 +13,7 @@ pub mod pdf;
 pub mod pdfium;
 pub mod ppocr;
 pub mod tesseract;
+pub mod worker;
 
 use crate::adapters::azure::identity::Identity;
 use crate::config::{OcrEngineChoice, OcrSettings, StartupError};
@@ -110,6 +111,28 @@ enum PdfStep {
     },
 }
 
+/// Document Intelligence as the settings configure it (`None` for local reading only).
+pub fn document_intelligence(
+    settings: &OcrSettings,
+    identity: &Identity,
+) -> Result<Option<DocumentIntelligence>, StartupError> {
+    Ok(match settings.ocr_engine {
+        OcrEngineChoice::Local => None,
+        OcrEngineChoice::DocumentIntelligence => {
+            let Some(endpoint) = &settings.docintel_endpoint else {
+                return Err(StartupError::DocIntelNeedsEndpoint);
+            };
+            let credential = match &settings.docintel_key {
+                // Local use only.
+                Some(key) => docintel::Credential::Key(key.clone()),
+                // In Azure: the app's managed identity (role Cognitive Services User).
+                None => docintel::Credential::Entra(identity.credential().map_err(StartupError::DocIntelIdentity)?),
+            };
+            Some(DocumentIntelligence::new(endpoint, credential, std::time::Duration::from_secs(120)))
+        }
+    })
+}
+
 pub struct InvoiceReaders {
     /// Probed once, in the background at start-up (so start-up stays fast) or on first use.
     tesseract: tokio::sync::OnceCell<Result<Tesseract, String>>,
@@ -144,21 +167,7 @@ impl InvoiceReaders {
             scratch: scratch.to_owned(),
             cache,
         };
-        let docintel = match settings.ocr_engine {
-            OcrEngineChoice::Local => None,
-            OcrEngineChoice::DocumentIntelligence => {
-                let Some(endpoint) = &settings.docintel_endpoint else {
-                    return Err(StartupError::DocIntelNeedsEndpoint);
-                };
-                let credential = match &settings.docintel_key {
-                    // Local use only.
-                    Some(key) => docintel::Credential::Key(key.clone()),
-                    // In Azure: the app's managed identity (role Cognitive Services User).
-                    None => docintel::Credential::Entra(identity.credential().map_err(StartupError::DocIntelIdentity)?),
-                };
-                Some(DocumentIntelligence::new(endpoint, credential, std::time::Duration::from_secs(120)))
-            }
-        };
+        let docintel = document_intelligence(settings, identity)?;
         let limits = ReaderLimits {
             max_pages: settings.ocr_max_pages,
             max_pixels: settings.ocr_max_pixels,
@@ -358,7 +367,7 @@ impl InvoiceReaders {
         }
         // The rendered pages (and their scratch directory) live until both recognisers are done.
         let local = match self.tesseract().await {
-            Ok(t) => match t.render(&bytes, pages).await {
+            Ok(t) => match t.render(&bytes, pages, self.limits.max_pixels).await {
                 Ok(rendered) => self.recognise(Image::Pages(&rendered)).await,
                 Err(e) => Err(e),
             },

@@ -207,11 +207,16 @@ impl Tesseract {
 
     /// Renders the first `pages` pages of a PDF into PNG files, in page order (removed when
     /// the returned value drops).
-    pub async fn render(&self, bytes: &[u8], pages: usize) -> Result<Rendered, ReadError> {
+    /// Renders the first `pages` pages, each at most `max_pixels`: bounded where the pixels are
+    /// made (poppler renders no more than a crop of `√max_pixels` × `√max_pixels`, whatever size
+    /// the page claims), and each rendered image checked again before anything reads it.
+    pub async fn render(&self, bytes: &[u8], pages: usize, max_pixels: u64) -> Result<Rendered, ReadError> {
         let (dir, pdf) = self.scratch_pdf(bytes).await?;
+        let side = ((max_pixels as f64).sqrt() as u64).max(1).to_string();
         run_ok(
             Command::new(&self.cfg.pdftoppm)
                 .args(["-r", &self.cfg.dpi.to_string(), "-gray", "-png", "-f", "1", "-l", &pages.to_string()])
+                .args(["-W", &side, "-H", &side])
                 .arg(&pdf)
                 .arg(dir.0.join("page")),
             self.cfg.timeout,
@@ -226,6 +231,23 @@ impl Tesseract {
             .filter(|p| p.extension().is_some_and(|e| e == "png"))
             .collect();
         rendered.sort();
+        for page in &rendered {
+            let mut head = vec![0u8; 64 * 1024];
+            let n = {
+                use std::io::Read;
+                std::fs::File::open(page)
+                    .and_then(|mut f| f.read(&mut head))
+                    .map_err(|e| ReadError::Transient(e.to_string()))?
+            };
+            let (w, h) = image_dimensions(&head[..n])
+                .ok_or_else(|| ReadError::permanent("invoice_unreadable", "a rendered page is not an image"))?;
+            if u64::from(w) * u64::from(h) > max_pixels {
+                return Err(ReadError::permanent(
+                    "invoice_image_too_large",
+                    format!("a page rendered to {w}×{h} pixels, more than the {max_pixels} allowed"),
+                ));
+            }
+        }
         Ok(Rendered { _dir: dir, pages: rendered })
     }
 

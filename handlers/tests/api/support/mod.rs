@@ -168,6 +168,8 @@ pub async fn spawn_custom(
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_tests(dir.path().to_owned());
+    // Reader processes are the `warranty` binary (this process is a test runner).
+    settings.ocr.reader_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_warranty")));
     let backend = backend();
     if backend != Backend::Embedded {
         settings.invoices.invoice_store = warranty::config::InvoiceStoreKind::Blob;
