@@ -93,6 +93,17 @@ fn reader_folders(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The `reader` entry of the service's `/api/health`.
+async fn reader_health(host: &FunctionsHost) -> Value {
+    let health: Value = reqwest::get(format!("http://127.0.0.1:{}/api/health", host.worker_port()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "reader").cloned().unwrap()
+}
+
 /// A Tesseract stand-in: answers the probe as Tesseract does, and runs `body` for a reading.
 fn stand_in(dir: &Path, body: &str) -> PathBuf {
     let script = dir.join("tesseract-stand-in");
@@ -128,13 +139,7 @@ async fn the_service_maps_no_reader_library_and_its_readers_end_when_idle() {
     }
     eventually("the readers end once idle", || children(pid).is_empty()).await;
     assert!(reader_folders(dir.path()).is_empty(), "{:?}", reader_folders(dir.path()));
-    let health: Value = reqwest::get(format!("http://127.0.0.1:{}/api/health", host.worker_port()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reader = health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "reader").cloned().unwrap();
+    let reader = reader_health(&host).await;
     let detail = reader["detail"].as_str().unwrap();
     for part in ["confinement:", "rlimits:as,cpu,nofile,fsize,core", "no_new_privs", "landlock"] {
         assert!(detail.contains(part), "{detail}");
@@ -196,13 +201,7 @@ async fn a_reader_killed_mid_read_fails_only_its_document_after_one_retry() {
     let failed = read_to_the_end(&host, &photo).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["failureReason"], "reader_failed", "{failed}");
-    let health: Value = reqwest::get(format!("http://127.0.0.1:{}/api/health", host.worker_port()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reader = health["ocrEngines"].as_array().unwrap().iter().find(|e| e["name"] == "reader").cloned().unwrap();
+    let reader = reader_health(&host).await;
     let started: u64 = reader["detail"]
         .as_str()
         .unwrap()
