@@ -285,8 +285,12 @@ async fn read_exact_len(input: &mut (impl AsyncReadExt + Unpin), len: u64) -> st
     if len > MAX_FRAME {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a frame of {len} bytes")));
     }
-    let mut buf = vec![0u8; len as usize];
-    input.read_exact(&mut buf).await?;
+    // Grown as the bytes arrive: a length that claims more than is sent costs nothing.
+    let mut buf = Vec::new();
+    input.take(len).read_to_end(&mut buf).await?;
+    if buf.len() as u64 != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a frame cut short"));
+    }
     Ok(buf)
 }
 
@@ -472,10 +476,11 @@ impl WorkerSettings {
     /// its own folder.
     pub fn from_settings(settings: &crate::config::OcrSettings, scratch_root: &Path) -> Self {
         use clap::ValueEnum;
+        // A relative path that names a folder or file here is made absolute; a bare command name
+        // (`tesseract`) stays, for the reader's `PATH` to find.
         let absolute = |p: &Path| -> String {
-            let p = if p.is_relative() && p.components().count() > 1 || p.starts_with(".") {
-                std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
-            } else if p.is_relative() && p.exists() {
+            let here = p.is_relative() && (p.components().count() > 1 || p.exists());
+            let p = if here {
                 std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
             } else {
                 p.to_owned()
@@ -813,5 +818,62 @@ impl InvoiceReader for PooledReaders {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    proptest! {
+        /// Whatever a peer sends — a reader that misbehaves, a service that dies mid-frame — the
+        /// frame readers answer a frame or an error, never panic, and allocate no more than what
+        /// arrived (a length that claims 256 MiB behind 10 bytes costs 10 bytes).
+        #[test]
+        fn frames_from_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (a, b) = run(async {
+                let mut input: &[u8] = &bytes;
+                let a = read_frame32(&mut input).await;
+                let mut input: &[u8] = &bytes;
+                let b = read_frame64(&mut input).await;
+                (a, b)
+            });
+            if let Ok(frame) = a {
+                prop_assert!(frame.len() + 4 <= bytes.len());
+            }
+            if let Ok(frame) = b {
+                prop_assert!(frame.len() + 8 <= bytes.len());
+            }
+            // And as an answer, whatever it holds is a reading, an error or nothing.
+            let _ = serde_json::from_slice::<Answer>(&bytes);
+        }
+    }
+
+    /// A frame is its length and its bytes; one cut short is an error, not a shorter frame.
+    #[test]
+    fn a_frame_round_trips_and_a_cut_one_is_refused() {
+        let mut out = Vec::new();
+        run(write_frame(&mut out, b"hello")).unwrap();
+        let mut input: &[u8] = &out;
+        assert_eq!(run(read_frame32(&mut input)).unwrap(), b"hello");
+        let mut cut: &[u8] = &out[..out.len() - 1];
+        assert_eq!(run(read_frame32(&mut cut)).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0x0f, 1, 2, 3];
+        assert!(run(read_frame32(&mut huge)).is_err(), "a frame over the bound");
+    }
+
+    /// A reason the service does not know (a newer reader) is `reader_failed`; known ones keep
+    /// their code.
+    #[test]
+    fn reasons_map_to_the_services_codes() {
+        assert_eq!(known_reason("invoice_encrypted"), "invoice_encrypted");
+        assert_eq!(known_reason("something_new"), READER_FAILED);
+        let e: ReadError = WireError::Permanent { reason: "invoice_too_many_pages".into(), detail: "9".into() }.into();
+        assert!(matches!(e, ReadError::Permanent { reason: "invoice_too_many_pages", .. }));
     }
 }
