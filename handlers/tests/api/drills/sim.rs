@@ -188,15 +188,12 @@ impl ControlPlaneSim {
         let port = listener.local_addr().unwrap().port();
         let shared =
             Arc::new(Shared { world: world.clone(), clock: clock.clone(), me: format!("http://127.0.0.1:{port}") });
-        let filter = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+        let filter = crate::support::whole_request().then(
+            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
                 let shared = shared.clone();
                 async move { handle(&shared, method, path.as_str(), &query, &headers, &body).await }
-            });
+            },
+        );
         let stop = crate::support::serve_listener(listener, filter);
         Self { url: format!("http://127.0.0.1:{port}"), clock, world, _stop: stop }
     }

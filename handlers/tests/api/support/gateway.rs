@@ -662,12 +662,8 @@ impl Gateway {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let (api_path, backend) = (format!("/{api_path}"), backend.trim_end_matches('/').to_owned());
         let (st, fw) = (state.clone(), forwarded.clone());
-        let route = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+        let route = super::whole_request().then(
+            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
                 let (st, fw, ops, client) = (st.clone(), fw.clone(), ops.clone(), client.clone());
                 let (api_path, backend) = (api_path.clone(), backend.clone());
                 async move {
@@ -715,7 +711,8 @@ impl Gateway {
                     }
                     answer.body(resp.bytes().await.unwrap_or_default()).unwrap()
                 }
-            });
+            },
+        );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("the gateway's port");
         let stop = super::serve_listener(listener, route);
         Self { base: format!("http://127.0.0.1:{port}"), state, forwarded, _stop: stop }

@@ -331,15 +331,12 @@ impl FunctionsHost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let front = FrontDoor { inner: inner.clone(), functions: Arc::new(functions()), client: client.clone() };
-        let route = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+        let route = super::whole_request().then(
+            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
                 let front = front.clone();
                 async move { front.forward(method, path.as_str().to_owned(), query, headers, body).await }
-            });
+            },
+        );
         let stop = super::serve_listener(listener, route);
         Self { base, inner, client, _stop: stop }
     }

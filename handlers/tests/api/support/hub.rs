@@ -154,12 +154,8 @@ pub async fn notification_hub() -> Hub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let (st, base) = (state.clone(), endpoint.clone());
-    let route = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::bytes())
-        .then(move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+    let route = super::whole_request().then(
+        move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
             let (st, base) = (st.clone(), base.clone());
             async move {
                 let latency = st.lock().unwrap().send_latency;
@@ -180,7 +176,8 @@ pub async fn notification_hub() -> Hub {
                     }
                 }
             }
-        });
+        },
+    );
     let stop = super::serve_listener(listener, route);
     Hub { endpoint, state, _stop: stop }
 }

@@ -519,6 +519,20 @@ where
 
 /// Serves `filter` on a free loopback port until the returned sender is dropped: the stand-in
 /// for a remote service (identity provider, Service Bus, Document Intelligence).
+/// Every request, whole, for the loopback stand-ins (host, gateway, hub, control plane):
+/// method, full path, raw query (empty when none), headers and body.
+pub fn whole_request() -> impl warp::Filter<
+    Extract = (warp::http::Method, warp::path::FullPath, String, warp::http::HeaderMap, bytes::Bytes),
+    Error = warp::Rejection,
+> + Clone {
+    use warp::Filter;
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+}
+
 pub async fn serve_loopback<F>(filter: F) -> (u16, tokio::sync::oneshot::Sender<()>)
 where
     F: warp::Filter + Clone + Send + Sync + 'static,
