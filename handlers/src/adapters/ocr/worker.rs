@@ -632,11 +632,6 @@ impl ReaderPool {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Worker processes alive and idle now.
-    pub fn idle_workers(&self) -> usize {
-        self.idle.lock().unwrap().len()
-    }
-
     /// What confinement the last worker reported (`None` before the first).
     pub fn confinement(&self) -> Option<Vec<String>> {
         self.confinement.lock().unwrap().clone()
